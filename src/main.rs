@@ -1,0 +1,3 @@
+//! The `syn` command line.
+
+fn main() {}
