@@ -3,4 +3,6 @@
 //! One library crate with a module per concern; the `syn` binary is a thin CLI over it.
 
 pub mod error;
+pub mod guid;
 pub mod msgpack;
+pub mod telepath;
