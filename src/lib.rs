@@ -5,4 +5,5 @@
 pub mod error;
 pub mod guid;
 pub mod msgpack;
+pub mod storage;
 pub mod telepath;

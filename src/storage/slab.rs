@@ -1,0 +1,721 @@
+//! Environments: opening (once per process), the resize gate, transactions, map growth,
+//! statistics and compacted copies.
+
+use super::db::Db;
+use super::{Result, StorageError};
+use heed::types::Bytes;
+use heed::{
+    CommitOrAbort, CompactionOption, DatabaseFlags, Env, EnvFlags, EnvOpenOptions, MdbError, RoTxn,
+    RwTxn, WithoutTls,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1 << 20;
+
+/// Size of the `MDB_db` record that LMDB stores in the main database for each named database.
+const DB_RECORD_LEN: usize = 48;
+
+/// How long a resize holds new transactions back before letting them in and trying again.
+const RESIZE_SLICE: Duration = Duration::from_millis(50);
+
+/// How long an open waits for another thread to finish closing the same environment.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// Every environment open in this process, by canonical path, so a second open shares it
+/// (heed refuses to open a path twice).
+static REGISTRY: LazyLock<Mutex<HashMap<PathBuf, Weak<SlabInner>>>> = LazyLock::new(Mutex::default);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How to open a writable slab.
+#[derive(Clone, Debug)]
+pub struct SlabOptions {
+    /// Starting map size in bytes (rounded up to MiB; never less than the existing `data.mdb`).
+    pub map_size: usize,
+    /// Most named databases the environment can hold open.
+    pub max_dbs: u32,
+    /// Most concurrent read transactions (each [`ReadTxn`] takes a slot).
+    pub max_readers: u32,
+    /// How long growing the map waits for open transactions before failing.
+    pub resize_timeout: Duration,
+}
+
+impl Default for SlabOptions {
+    fn default() -> Self {
+        SlabOptions {
+            map_size: 64 * MIB,
+            max_dbs: 128,
+            max_readers: 512,
+            resize_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Entry counts and environment info, for backup manifests and verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlabStats {
+    /// Current map size in bytes.
+    pub map_size: u64,
+    /// Number of the last page in use.
+    pub last_page: u64,
+    /// LMDB page size in bytes.
+    pub page_size: u32,
+    /// Every named database, sorted by name.
+    pub dbs: Vec<DbStats>,
+}
+
+/// One named database in [`SlabStats`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbStats {
+    /// The database name.
+    pub name: String,
+    /// Whether it was created with DUPSORT.
+    pub dupsort: bool,
+    /// Number of entries (every duplicate counts).
+    pub entries: u64,
+}
+
+/// One LMDB environment directory; clones share it.
+#[derive(Clone)]
+pub struct Slab {
+    inner: Arc<SlabInner>,
+    readonly: bool,
+}
+
+/// The shared state behind every handle of one environment.
+pub struct SlabInner {
+    pub(super) env: Env<WithoutTls>,
+    pub(super) path: PathBuf,
+    readonly: bool,
+    gate: Gate,
+    resize_timeout: Duration,
+}
+
+impl fmt::Debug for Slab {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Slab")
+            .field("path", &self.inner.path)
+            .field("readonly", &self.readonly)
+            .finish()
+    }
+}
+
+impl Slab {
+    /// Open (creating the directory if needed) a writable environment at `path`.
+    ///
+    /// If it is already open in this process, the existing environment is shared and `opts`
+    /// are ignored.
+    pub fn open(path: impl AsRef<Path>, opts: SlabOptions) -> Result<Slab> {
+        let path = path.as_ref();
+        fs::create_dir_all(path).map_err(|e| StorageError::io(path, "create directory", e))?;
+        Slab::registered(path, false, opts.resize_timeout, |dir| {
+            let existing = match fs::metadata(dir.join("data.mdb")) {
+                Ok(meta) => usize::try_from(meta.len()).unwrap_or(usize::MAX),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(heed::Error::Io(e)),
+            };
+            let mut o = EnvOpenOptions::new().read_txn_without_tls();
+            o.map_size(round_up_mib(opts.map_size.max(existing)))
+                .max_dbs(opts.max_dbs)
+                .max_readers(opts.max_readers);
+            // SAFETY: data.mdb is only changed through LMDB, whose lock file keeps other
+            // processes consistent, and the registry keeps one Env per path in this process.
+            unsafe { o.open(dir) }
+        })
+    }
+
+    /// Open an existing environment for reading only; the map size comes from the file.
+    pub fn open_readonly(path: impl AsRef<Path>) -> Result<Slab> {
+        let path = path.as_ref();
+        if !path.join("data.mdb").is_file() {
+            return Err(StorageError::NotAnEnv {
+                path: path.to_path_buf(),
+            });
+        }
+        let opts = SlabOptions::default();
+        Slab::registered(path, true, opts.resize_timeout, |dir| {
+            let mut o = EnvOpenOptions::new().read_txn_without_tls();
+            o.max_dbs(opts.max_dbs).max_readers(opts.max_readers);
+            // SAFETY: as in `open`; READ_ONLY never writes data.mdb.
+            unsafe {
+                o.flags(EnvFlags::READ_ONLY);
+                o.open(dir)
+            }
+        })
+    }
+
+    fn registered(
+        path: &Path,
+        readonly: bool,
+        resize_timeout: Duration,
+        open: impl FnOnce(&Path) -> heed::Result<Env<WithoutTls>>,
+    ) -> Result<Slab> {
+        let canon = path
+            .canonicalize()
+            .map_err(|e| StorageError::io(path, "resolve path", e))?;
+        let mut registry = lock(&REGISTRY);
+        if let Some(inner) = registry.get(&canon).and_then(Weak::upgrade) {
+            if inner.readonly && !readonly {
+                return Err(StorageError::OpenConflict { path: canon });
+            }
+            return Ok(Slab { inner, readonly });
+        }
+        // The last handle may be closing on another thread right now.
+        if let Some(closing) = heed::env_closing_event(&canon) {
+            closing.wait_timeout(CLOSE_WAIT);
+        }
+        let env = open(&canon).map_err(|source| StorageError::Lmdb {
+            path: canon.clone(),
+            db: None,
+            op: "open",
+            source,
+        })?;
+        let inner = Arc::new(SlabInner {
+            env,
+            path: canon.clone(),
+            readonly,
+            gate: Gate::default(),
+            resize_timeout,
+        });
+        registry.retain(|_, slab| slab.strong_count() > 0);
+        registry.insert(canon, Arc::downgrade(&inner));
+        Ok(Slab { inner, readonly })
+    }
+
+    /// The environment directory (canonical).
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Whether this handle refuses writes.
+    pub fn is_readonly(&self) -> bool {
+        self.readonly
+    }
+
+    /// Open the named database `name`, creating it (on a writable slab) if missing.
+    ///
+    /// An existing database must have been created with the same `dupsort` setting.
+    pub fn db(&self, name: &str, dupsort: bool) -> Result<Db> {
+        if name.is_empty() || name.contains('\0') {
+            return Err(StorageError::BadDbName {
+                path: self.inner.path.clone(),
+                name: name.to_owned(),
+            });
+        }
+        let stored = match self.stored_dupsort(name)? {
+            Some(stored) => stored,
+            None if self.readonly => return Err(self.no_such_db(name)),
+            None => {
+                self.create_db(name, dupsort)?;
+                self.stored_dupsort(name)?
+                    .ok_or_else(|| self.no_such_db(name))?
+            }
+        };
+        if stored != dupsort {
+            return Err(StorageError::DupsortMismatch {
+                path: self.inner.path.clone(),
+                db: name.to_owned(),
+                stored,
+                requested: dupsort,
+            });
+        }
+        match self.open_existing(Some(name)) {
+            Ok(Some(db)) => Ok(Db::new(self.inner.clone(), db, name, dupsort)),
+            Ok(None) => Err(self.no_such_db(name)),
+            Err(e) if is_incompatible(&e) => Err(self.no_such_db(name)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The names of all named databases, sorted.
+    pub fn db_names(&self) -> Result<Vec<String>> {
+        Ok(self.db_list()?.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// Each named database with its stored DUPSORT flag, sorted by name.
+    fn db_list(&self) -> Result<Vec<(String, bool)>> {
+        let main = self.main_db()?;
+        // Named databases are keys of the main database whose value is an MDB_db record.
+        let candidates = self.read(|rtxn| {
+            let iter = main
+                .iter(&rtxn.txn)
+                .map_err(|e| self.lmdb(None, "list databases", e))?;
+            let mut out = Vec::new();
+            for entry in iter {
+                let (key, value) = entry.map_err(|e| self.lmdb(None, "list databases", e))?;
+                if let (Ok(name), Some(dupsort)) = (std::str::from_utf8(key), record_dupsort(value))
+                    && !name.is_empty()
+                    && !name.contains('\0')
+                {
+                    out.push((name.to_owned(), dupsort));
+                }
+            }
+            Ok(out)
+        })?;
+        let mut names = Vec::with_capacity(candidates.len());
+        for (name, dupsort) in candidates {
+            // A plain key that merely looks like a record fails with MDB_INCOMPATIBLE.
+            match self.open_existing(Some(&name)) {
+                Ok(Some(_)) => names.push((name, dupsort)),
+                Ok(None) => {}
+                Err(e) if is_incompatible(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(names)
+    }
+
+    /// Run `f` in a read transaction (a consistent snapshot).
+    pub fn read<T>(&self, f: impl FnOnce(&ReadTxn) -> Result<T>) -> Result<T> {
+        let rtxn = self.read_txn()?;
+        f(&rtxn)
+    }
+
+    /// Begin a read transaction that can move between threads; drop it soon, since the map
+    /// cannot grow while it is open.
+    pub fn read_txn(&self) -> Result<ReadTxn> {
+        loop {
+            let ticket = Ticket::new(&self.inner);
+            match self.inner.env.clone().static_read_txn() {
+                Ok(txn) => return Ok(ReadTxn { txn, ticket }),
+                Err(e) if is_mdb(&e, MdbError::MapResized) => {
+                    drop(ticket);
+                    self.adopt_map_size()?;
+                }
+                Err(e) => return Err(self.lmdb(None, "begin read transaction", e)),
+            }
+        }
+    }
+
+    /// Run `f` in a write transaction and commit it durably.
+    ///
+    /// If the map fills up, the transaction is aborted, the map doubles and `f` runs again
+    /// from scratch. Any error from `f` aborts the transaction.
+    pub fn write<T>(&self, mut f: impl FnMut(&mut WriteTxn<'_>) -> Result<T>) -> Result<T> {
+        loop {
+            let (mut wtxn, observed) = self.begin_write()?;
+            let out = f(&mut wtxn);
+            let WriteTxn {
+                txn,
+                ticket,
+                map_full,
+            } = wtxn;
+            // After MDB_MAP_FULL the transaction is dead, whatever `f` made of the error.
+            if !map_full {
+                let value = match out {
+                    Ok(value) => value,
+                    Err(e) => {
+                        txn.abort();
+                        return Err(e);
+                    }
+                };
+                match txn.commit() {
+                    Ok(()) => return Ok(value),
+                    Err(e) if !is_mdb(&e, MdbError::MapFull) => {
+                        return Err(self.lmdb(None, "commit", e));
+                    }
+                    Err(_) => {}
+                }
+            } else {
+                txn.abort();
+            }
+            drop(ticket);
+            self.grow(observed)?;
+        }
+    }
+
+    /// Begin a write transaction; also returns the map size it started with.
+    fn begin_write(&self) -> Result<(WriteTxn<'_>, usize)> {
+        if self.readonly {
+            return Err(StorageError::ReadOnly {
+                path: self.inner.path.clone(),
+            });
+        }
+        loop {
+            let ticket = Ticket::new(&self.inner);
+            let observed = self.inner.env.info().map_size;
+            match self.inner.env.write_txn() {
+                Ok(txn) => {
+                    let wtxn = WriteTxn {
+                        txn,
+                        ticket,
+                        map_full: false,
+                    };
+                    return Ok((wtxn, observed));
+                }
+                Err(e) if is_mdb(&e, MdbError::MapResized) => {
+                    drop(ticket);
+                    self.adopt_map_size()?;
+                }
+                Err(e) => return Err(self.lmdb(None, "begin write transaction", e)),
+            }
+        }
+    }
+
+    fn create_db(&self, name: &str, dupsort: bool) -> Result<()> {
+        loop {
+            let (wtxn, observed) = self.begin_write()?;
+            let WriteTxn { txn, ticket, .. } = wtxn;
+            let created = self
+                .inner
+                .env
+                .create_databases_and_commit(txn, |opener, txn| {
+                    let mut options = opener.database_options().types::<Bytes, Bytes>();
+                    options.name(name);
+                    if dupsort {
+                        options.flags(DatabaseFlags::DUP_SORT);
+                    }
+                    options
+                        .create(txn)
+                        .map(|_| CommitOrAbort::<(), Infallible>::Commit(()))
+                });
+            match created {
+                Ok(_) => return Ok(()),
+                Err(e) if is_mdb(&e, MdbError::MapFull) => {
+                    drop(ticket);
+                    self.grow(observed)?;
+                }
+                Err(e) => return Err(self.lmdb(Some(name), "create database", e)),
+            }
+        }
+    }
+
+    /// Open a database (the main one for `None`) without creating it.
+    fn open_existing(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Option<heed::Database<'static, Bytes, Bytes>>> {
+        let ReadTxn { txn, ticket } = self.read_txn()?;
+        let opened = self
+            .inner
+            .env
+            .open_databases_and_commit(txn, |opener, txn| {
+                opener
+                    .open_database::<Bytes, Bytes>(txn, name)
+                    .map(CommitOrAbort::<_, Infallible>::Commit)
+            });
+        drop(ticket);
+        match opened {
+            Ok(CommitOrAbort::Commit(db)) => Ok(db),
+            Ok(CommitOrAbort::Abort(never)) => match never {},
+            Err(e) => Err(self.lmdb(name, "open database", e)),
+        }
+    }
+
+    fn main_db(&self) -> Result<heed::Database<'static, Bytes, Bytes>> {
+        self.open_existing(None)?
+            .ok_or_else(|| self.no_such_db("(main)"))
+    }
+
+    /// The DUPSORT flag stored for `name`, or `None` if there is no such key.
+    fn stored_dupsort(&self, name: &str) -> Result<Option<bool>> {
+        let main = self.main_db()?;
+        self.read(|rtxn| {
+            let value = main
+                .get(&rtxn.txn, name.as_bytes())
+                .map_err(|e| self.lmdb(Some(name), "look up database", e))?;
+            match value {
+                None => Ok(None),
+                Some(value) => record_dupsort(value)
+                    .map(Some)
+                    .ok_or_else(|| self.no_such_db(name)),
+            }
+        })
+    }
+
+    /// Entry counts of every named database and the environment's map info.
+    pub fn stats(&self) -> Result<SlabStats> {
+        let dbs = self
+            .db_list()?
+            .into_iter()
+            .map(|(name, dupsort)| self.db(&name, dupsort))
+            .collect::<Result<Vec<_>>>()?;
+        self.read(|rtxn| {
+            // env.info() reads the meta pages in the map, so it needs an open transaction's gate.
+            let info = self.inner.env.info();
+            let page_size = self.inner.env.unnamed_database_stat().page_size;
+            let mut stats = Vec::with_capacity(dbs.len());
+            for db in &dbs {
+                stats.push(DbStats {
+                    name: db.name().to_owned(),
+                    dupsort: db.is_dupsort(),
+                    entries: db.len(rtxn)?,
+                });
+            }
+            Ok(SlabStats {
+                map_size: info.map_size as u64,
+                last_page: info.last_page_number as u64,
+                page_size,
+                dbs: stats,
+            })
+        })
+    }
+
+    /// Write a compacted copy of the environment to `dst_dir/data.mdb` (a consistent snapshot,
+    /// fsynced, renamed into place) and return its size. `dst_dir/data.mdb` must not exist.
+    ///
+    /// Other writers keep going during the copy, but the map cannot grow until it ends.
+    pub fn copy_compacted_to(&self, dst_dir: impl AsRef<Path>) -> Result<u64> {
+        let dst_dir = dst_dir.as_ref();
+        fs::create_dir_all(dst_dir)
+            .map_err(|e| StorageError::io(dst_dir, "create directory", e))?;
+        let dst = dst_dir.join("data.mdb");
+        if dst.exists() {
+            return Err(StorageError::Exists { path: dst });
+        }
+        let tmp = dst_dir.join("data.mdb.tmp");
+        let file = loop {
+            // The copy reads through the map under its own read transaction.
+            let ticket = Ticket::new(&self.inner);
+            match self.inner.env.copy_to_path(&tmp, CompactionOption::Enabled) {
+                Ok(file) => break file,
+                Err(e) if is_mdb(&e, MdbError::MapResized) => {
+                    drop(ticket);
+                    self.adopt_map_size()?;
+                }
+                Err(e) => return Err(self.lmdb(None, "compacted copy", e)),
+            }
+        };
+        file.sync_all()
+            .map_err(|e| StorageError::io(&tmp, "fsync", e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| StorageError::io(&tmp, "stat", e))?
+            .len();
+        fs::rename(&tmp, &dst).map_err(|e| StorageError::io(&dst, "rename", e))?;
+        File::open(dst_dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| StorageError::io(dst_dir, "fsync directory", e))?;
+        Ok(size)
+    }
+
+    /// Flush everything committed to disk.
+    pub fn sync(&self) -> Result<()> {
+        let _ticket = Ticket::new(&self.inner);
+        self.inner
+            .env
+            .force_sync()
+            .map_err(|e| self.lmdb(None, "sync", e))
+    }
+
+    /// Double the map, unless another thread already grew it past `observed`.
+    fn grow(&self, observed: usize) -> Result<()> {
+        let env = &self.inner.env;
+        let resized = self.inner.gate.exclusive(self.inner.resize_timeout, || {
+            let current = env.info().map_size;
+            if current > observed {
+                return Ok(None);
+            }
+            let new = round_up_mib(current.saturating_mul(2));
+            // SAFETY: the gate guarantees that no transaction of this process is open.
+            unsafe { env.resize(new) }.map(|()| Some((current, new)))
+        });
+        match resized {
+            None => Err(self.resize_timeout()),
+            Some(Err(e)) => Err(self.lmdb(None, "grow map", e)),
+            Some(Ok(grown)) => {
+                if let Some((old, new)) = grown {
+                    tracing::info!(path = %self.inner.path.display(), old, new, "grew LMDB map");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Take the map size another process stored after growing the map.
+    fn adopt_map_size(&self) -> Result<()> {
+        let env = &self.inner.env;
+        // SAFETY: the gate guarantees that no transaction of this process is open.
+        match self
+            .inner
+            .gate
+            .exclusive(self.inner.resize_timeout, || unsafe { env.resize(0) })
+        {
+            None => Err(self.resize_timeout()),
+            Some(res) => res.map_err(|e| self.lmdb(None, "adopt map size", e)),
+        }
+    }
+
+    fn resize_timeout(&self) -> StorageError {
+        StorageError::ResizeTimeout {
+            path: self.inner.path.clone(),
+            waited: self.inner.resize_timeout,
+        }
+    }
+
+    fn no_such_db(&self, name: &str) -> StorageError {
+        StorageError::NoSuchDb {
+            path: self.inner.path.clone(),
+            name: name.to_owned(),
+        }
+    }
+
+    fn lmdb(&self, db: Option<&str>, op: &'static str, source: heed::Error) -> StorageError {
+        StorageError::Lmdb {
+            path: self.inner.path.clone(),
+            db: db.map(str::to_owned),
+            op,
+            source,
+        }
+    }
+}
+
+fn is_mdb(err: &heed::Error, which: MdbError) -> bool {
+    matches!(err, heed::Error::Mdb(e) if std::mem::discriminant(e) == std::mem::discriminant(&which))
+}
+
+fn is_incompatible(err: &StorageError) -> bool {
+    matches!(err, StorageError::Lmdb { source, .. } if is_mdb(source, MdbError::Incompatible))
+}
+
+fn round_up_mib(size: usize) -> usize {
+    size.max(MIB).div_ceil(MIB).saturating_mul(MIB)
+}
+
+/// The DUPSORT flag of an `MDB_db` record (`md_flags` is the native-endian u16 at offset 4),
+/// or `None` if `value` is not shaped like one.
+fn record_dupsort(value: &[u8]) -> Option<bool> {
+    if value.len() != DB_RECORD_LEN {
+        return None;
+    }
+    let flags = u16::from_ne_bytes([value[4], value[5]]);
+    Some(u32::from(flags) & DatabaseFlags::DUP_SORT.bits() != 0)
+}
+
+/// Keeps map resizes away from live transactions: LMDB may only remap while no transaction of
+/// this process is open. Transactions hold a [`Ticket`]; a resize waits until none is out.
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    active: usize,
+    resizing: bool,
+}
+
+impl Gate {
+    fn wait<'a>(&self, state: MutexGuard<'a, GateState>) -> MutexGuard<'a, GateState> {
+        self.changed
+            .wait(state)
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn enter(&self) {
+        let mut state = lock(&self.state);
+        while state.resizing {
+            state = self.wait(state);
+        }
+        state.active += 1;
+    }
+
+    fn leave(&self) {
+        let mut state = lock(&self.state);
+        state.active -= 1;
+        if state.active == 0 {
+            self.changed.notify_all();
+        }
+    }
+
+    /// Run `f` while no ticket is out, or give up after `timeout`.
+    ///
+    /// New tickets are held back in slices of [`RESIZE_SLICE`], then let in briefly, so a
+    /// thread that holds a ticket and asks for another cannot deadlock with the resize.
+    fn exclusive<R>(&self, timeout: Duration, mut f: impl FnMut() -> R) -> Option<R> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut state = lock(&self.state);
+            while state.resizing {
+                state = self.wait(state);
+            }
+            state.resizing = true;
+            let slice_end = (Instant::now() + RESIZE_SLICE).min(deadline);
+            while state.active > 0 {
+                let now = Instant::now();
+                if now >= slice_end {
+                    break;
+                }
+                state = self
+                    .changed
+                    .wait_timeout(state, slice_end - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            let out = (state.active == 0).then(&mut f);
+            state.resizing = false;
+            self.changed.notify_all();
+            drop(state);
+            if out.is_some() || Instant::now() >= deadline {
+                return out;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// Proof that a transaction is registered with its slab's [`Gate`]; also keeps the slab open.
+pub(super) struct Ticket(Arc<SlabInner>);
+
+impl Ticket {
+    fn new(inner: &Arc<SlabInner>) -> Ticket {
+        inner.gate.enter();
+        Ticket(inner.clone())
+    }
+
+    pub(super) fn slab(&self) -> &Arc<SlabInner> {
+        &self.0
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.gate.leave();
+    }
+}
+
+/// A read-only snapshot; `Send`, so it can move into `spawn_blocking`.
+pub struct ReadTxn {
+    // Field order matters: the transaction must end before its ticket is returned.
+    pub(super) txn: RoTxn<'static, WithoutTls>,
+    pub(super) ticket: Ticket,
+}
+
+/// A write transaction, handed to the closure of [`Slab::write`].
+pub struct WriteTxn<'s> {
+    // Field order matters: the transaction must end before its ticket is returned.
+    pub(super) txn: RwTxn<'s>,
+    pub(super) ticket: Ticket,
+    map_full: bool,
+}
+
+impl WriteTxn<'_> {
+    /// Note a failed write: after `MDB_MAP_FULL` the transaction is dead and must be retried.
+    pub(super) fn track<T>(&mut self, res: heed::Result<T>) -> heed::Result<T> {
+        if let Err(e) = &res
+            && is_mdb(e, MdbError::MapFull)
+        {
+            self.map_full = true;
+        }
+        res
+    }
+
+    /// An error that, returned from the write closure, aborts the transaction with `reason`.
+    pub fn abort_with(&self, reason: impl Into<String>) -> StorageError {
+        StorageError::Aborted {
+            path: self.ticket.slab().path.clone(),
+            reason: reason.into(),
+        }
+    }
+}

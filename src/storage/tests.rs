@@ -1,0 +1,666 @@
+use super::*;
+use crate::msgpack::Value;
+use serde::{Deserialize, Serialize};
+use std::ops::Bound;
+use std::path::Path;
+use std::time::Duration;
+
+fn small(map_size: usize) -> SlabOptions {
+    SlabOptions {
+        map_size,
+        ..SlabOptions::default()
+    }
+}
+
+fn collect(entries: Entries<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    entries
+        .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        .collect::<Result<_>>()
+        .expect("iterate")
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    items
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+#[test]
+fn named_dbs_and_dupsort() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slab = Slab::open(dir.path().join("cell.lmdb"), SlabOptions::default())?;
+    let plain = slab.db("plain", false)?;
+    let dups = slab.db("dups", true)?;
+    assert!(dups.is_dupsort() && !plain.is_dupsort());
+
+    slab.write(|w| {
+        for (k, v) in [("a", "1"), ("ab", "2"), ("abc", "3"), ("b", "4")] {
+            plain.put(w, k.as_bytes(), v.as_bytes())?;
+        }
+        plain.put(w, b"b", b"5")?; // replaces
+        for v in ["z", "x", "y"] {
+            dups.put(w, b"k", v.as_bytes())?;
+        }
+        dups.put(w, b"m", b"1")?;
+        Ok(())
+    })?;
+
+    slab.read(|r| {
+        assert_eq!(plain.get(r, b"b")?, Some(&b"5"[..]));
+        assert_eq!(plain.get(r, b"nope")?, None);
+        assert_eq!(plain.len(r)?, 4);
+        assert_eq!(dups.len(r)?, 4);
+        assert_eq!(dups.get(r, b"k")?, Some(&b"x"[..]));
+        assert_eq!(
+            collect(dups.dups(r, b"k")?),
+            pairs(&[("k", "x"), ("k", "y"), ("k", "z")])
+        );
+        assert_eq!(collect(dups.dups(r, b"q")?), vec![]);
+        assert_eq!(
+            collect(plain.prefix(r, b"ab")?),
+            pairs(&[("ab", "2"), ("abc", "3")])
+        );
+        assert_eq!(
+            collect(plain.iter_from(r, b"abc")?),
+            pairs(&[("abc", "3"), ("b", "5")])
+        );
+        assert_eq!(
+            collect(plain.range(r, Bound::Excluded(b"a"), Bound::Excluded(b"b"))?),
+            pairs(&[("ab", "2"), ("abc", "3")])
+        );
+        assert_eq!(collect(plain.iter(r)?).len(), 4);
+        assert_eq!(plain.last(r)?, Some((&b"b"[..], &b"5"[..])));
+        Ok(())
+    })?;
+
+    slab.write(|w| {
+        assert!(dups.delete_dup(w, b"k", b"y")?);
+        assert!(!dups.delete_dup(w, b"k", b"nope")?);
+        assert!(plain.delete(w, b"a")?);
+        assert!(!plain.delete(w, b"a")?);
+        // LMDB would delete the whole key here; the wrapper refuses instead.
+        let err = plain.delete_dup(w, b"ab", b"other").unwrap_err();
+        assert!(matches!(err, StorageError::NotDupsort { .. }), "{err}");
+        Ok(())
+    })?;
+    slab.read(|r| {
+        assert_eq!(
+            collect(dups.dups(r, b"k")?),
+            pairs(&[("k", "x"), ("k", "z")])
+        );
+        assert_eq!(plain.get(r, b"ab")?, Some(&b"2"[..]));
+        assert_eq!(plain.get(r, b"a")?, None);
+        Ok(())
+    })?;
+
+    // The stored flag wins in LMDB, so a mismatch is an error rather than a silent surprise.
+    let err = slab.db("dups", false).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::DupsortMismatch {
+                stored: true,
+                requested: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(matches!(
+        slab.db("bad\0name", false),
+        Err(StorageError::BadDbName { .. })
+    ));
+    assert_eq!(slab.db_names()?, vec!["dups", "plain"]);
+    Ok(())
+}
+
+#[test]
+fn aborted_write_leaves_nothing() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slab = Slab::open(dir.path(), SlabOptions::default())?;
+    let db = slab.db("d", false)?;
+    let err = slab
+        .write(|w| {
+            db.put(w, b"k", b"v")?;
+            Err::<(), _>(w.abort_with("changed my mind"))
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("changed my mind"), "{err}");
+    slab.read(|r| {
+        assert_eq!(db.get(r, b"k")?, None);
+        Ok(())
+    })
+}
+
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Record {
+    name: String,
+    size: u64,
+    #[serde(with = "serde_bytes")]
+    sha256: Vec<u8>,
+    tags: Vec<String>,
+}
+
+#[test]
+fn msgpack_and_serde_round_trips() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slab = Slab::open(dir.path(), SlabOptions::default())?;
+    let db = slab.db("vals", false)?;
+    let value = Value::map([
+        ("int", Value::Int(-5)),
+        ("big", Value::Int(u64::MAX.into())),
+        ("bin", Value::Bin(vec![0, 1, 2])),
+        ("list", Value::Array(vec![Value::Nil, Value::Bool(true)])),
+        ("str", Value::Str("hehe".into())),
+    ]);
+    let record = Record {
+        name: "blob".into(),
+        size: 1 << 40,
+        sha256: vec![0xab; 32],
+        tags: vec!["a".into(), "b".into()],
+    };
+    slab.write(|w| {
+        db.put_value(w, b"v", &value)?;
+        db.put_serde(w, b"r", &record)?;
+        db.put(w, b"junk", &[0xc1])?; // 0xc1 is never valid msgpack
+        Ok(())
+    })?;
+    slab.read(|r| {
+        assert_eq!(db.get_value(r, b"v")?, Some(value.clone()));
+        assert_eq!(db.get(r, b"v")?, Some(&value.to_bytes()[..]));
+        assert_eq!(db.get_serde::<Record>(r, b"r")?, Some(record_copy()));
+        // Named encoding: a map whose keys are the field names, bytes as bin.
+        let stored = db.get_value(r, b"r")?.expect("stored");
+        assert_eq!(stored.get("name"), Some(&Value::Str("blob".into())));
+        assert_eq!(stored.get("sha256"), Some(&Value::Bin(vec![0xab; 32])));
+        assert_eq!(db.get_serde::<Record>(r, b"missing")?, None);
+        let err = db.get_value(r, b"junk").unwrap_err();
+        assert!(matches!(err, StorageError::Decode { .. }));
+        assert!(err.to_string().contains("db vals"), "{err}");
+        assert!(db.get_serde::<Record>(r, b"v").is_err());
+        Ok(())
+    })
+}
+
+fn record_copy() -> Record {
+    Record {
+        name: "blob".into(),
+        size: 1 << 40,
+        sha256: vec![0xab; 32],
+        tags: vec!["a".into(), "b".into()],
+    }
+}
+
+#[test]
+fn seqn_offsets_are_dense_and_iterate_from_an_offset() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("nodeedits.lmdb");
+    {
+        let slab = Slab::open(&path, SlabOptions::default())?;
+        let seqn = Seqn::open(&slab, "nodeedits")?;
+        assert_eq!(slab.read(|r| seqn.next_offset(r))?, 0);
+        assert_eq!(slab.read(|r| seqn.last(r))?, None);
+        let first = slab.write(|w| {
+            let a = seqn.append(w, &Value::Str("zero".into()))?;
+            let b = seqn.append(w, &Value::Int(1))?;
+            Ok((a, b))
+        })?;
+        assert_eq!(first, (0, 1));
+        let items: Vec<Value> = (2..6).map(Value::Int).collect();
+        assert_eq!(slab.write(|w| seqn.append_many(w, &items))?, 2..6);
+        assert_eq!(slab.write(|w| seqn.append_many(w, &[]))?, 6..6);
+    }
+    // Reopen: the next offset comes from the data, not from memory.
+    let slab = Slab::open(&path, SlabOptions::default())?;
+    let seqn = Seqn::open(&slab, "nodeedits")?;
+    assert_eq!(slab.write(|w| seqn.append(w, &Value::Nil))?, 6);
+    slab.read(|r| {
+        assert_eq!(seqn.next_offset(r)?, 7);
+        assert_eq!(seqn.get(r, 0)?, Some(Value::Str("zero".into())));
+        assert_eq!(seqn.get(r, 4)?, Some(Value::Int(4)));
+        assert_eq!(seqn.get(r, 7)?, None);
+        assert_eq!(seqn.last(r)?, Some((6, Value::Nil)));
+        let from3: Vec<(u64, Value)> = seqn.iter_from(r, 3)?.collect::<Result<_>>()?;
+        let want: Vec<(u64, Value)> = vec![
+            (3, Value::Int(3)),
+            (4, Value::Int(4)),
+            (5, Value::Int(5)),
+            (6, Value::Nil),
+        ];
+        assert_eq!(from3, want);
+        assert_eq!(seqn.iter_from(r, 100)?.count(), 0);
+        // Keys are Synapse's int64en: 8 bytes, big-endian.
+        let keys: Vec<Vec<u8>> = collect(seqn.db().iter(r)?)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys[1], vec![0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(keys.len(), 7);
+        Ok(())
+    })?;
+    assert_eq!(int64en(0x0102), [0, 0, 0, 0, 0, 0, 1, 2]);
+    assert_eq!(int64un(&int64en(u64::MAX - 7)), u64::MAX - 7);
+    assert_eq!(int64un(&[1, 0]), 256);
+    Ok(())
+}
+
+fn value_for(i: u32) -> Vec<u8> {
+    let mut v = vec![(i % 251) as u8; 3000];
+    v[..4].copy_from_slice(&i.to_be_bytes());
+    v
+}
+
+#[test]
+fn map_grows_past_a_tiny_start() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("grow.lmdb");
+    let count = 4000u32; // about 12 MB of values into a 1 MiB map
+    {
+        let slab = Slab::open(&path, small(1 << 20))?;
+        assert_eq!(slab.stats()?.map_size, 1 << 20);
+        let db = slab.db("blobs", false)?;
+        // Many small transactions, then one that alone is bigger than the starting map.
+        for chunk in (0..count / 2).collect::<Vec<_>>().chunks(100) {
+            slab.write(|w| {
+                for &i in chunk {
+                    db.put(w, &i.to_be_bytes(), &value_for(i))?;
+                }
+                Ok(())
+            })?;
+        }
+        let mut runs = 0;
+        slab.write(|w| {
+            runs += 1;
+            for i in count / 2..count {
+                db.put(w, &i.to_be_bytes(), &value_for(i))?;
+            }
+            Ok(())
+        })?;
+        assert!(
+            runs > 1,
+            "the big transaction should have hit MapFull and re-run"
+        );
+        assert!(slab.stats()?.map_size >= 16 << 20);
+    }
+    // Reopen with the same tiny option: the map starts at least as big as the file.
+    let slab = Slab::open(&path, small(1 << 20))?;
+    let file_len = std::fs::metadata(path.join("data.mdb"))
+        .expect("stat")
+        .len();
+    assert!(slab.stats()?.map_size >= file_len);
+    let db = slab.db("blobs", false)?;
+    slab.read(|r| {
+        assert_eq!(db.len(r)?, u64::from(count));
+        for i in [0, 1, count / 2 - 1, count / 2, count - 1] {
+            assert_eq!(db.get(r, &i.to_be_bytes())?, Some(&value_for(i)[..]));
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn growth_waits_for_a_reader_on_another_thread() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slab = Slab::open(dir.path(), small(1 << 20))?;
+    let db = slab.db("d", false)?;
+    slab.write(|w| db.put(w, b"first", b"1"))?;
+    let rtxn = slab.read_txn()?;
+    let reader = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let seen = db.get(&rtxn, b"first").map(|v| v.map(<[u8]>::to_vec));
+            drop(rtxn);
+            seen
+        })
+    };
+    slab.write(|w| {
+        for i in 0..1000u32 {
+            db.put(w, &i.to_be_bytes(), &value_for(i))?;
+        }
+        Ok(())
+    })?;
+    let seen = reader.join().expect("reader thread")?;
+    assert_eq!(seen, Some(b"1".to_vec()));
+    slab.read(|r| {
+        assert_eq!(db.len(r)?, 1001);
+        Ok(())
+    })
+}
+
+#[test]
+fn growth_gives_up_while_this_thread_holds_a_reader() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = SlabOptions {
+        map_size: 1 << 20,
+        resize_timeout: Duration::from_millis(200),
+        ..SlabOptions::default()
+    };
+    let slab = Slab::open(dir.path(), opts)?;
+    let db = slab.db("d", false)?;
+    let held = slab.read_txn()?;
+    let err = slab
+        .write(|w| {
+            for i in 0..1000u32 {
+                db.put(w, &i.to_be_bytes(), &value_for(i))?;
+            }
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(matches!(err, StorageError::ResizeTimeout { .. }), "{err}");
+    drop(held);
+    // Once the reader is gone, the same write succeeds.
+    slab.write(|w| db.put(w, b"k", &value_for(7)))?;
+    Ok(())
+}
+
+#[test]
+fn same_path_twice_in_one_process() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cell.lmdb");
+    let one = Slab::open(&path, SlabOptions::default())?;
+    let two = Slab::open(dir.path().join(".").join("cell.lmdb"), small(1 << 20))?;
+    assert_eq!(one.path(), two.path());
+    let db1 = one.db("hive", false)?;
+    let db2 = two.db("hive", false)?;
+    one.write(|w| db1.put(w, b"k", b"v"))?;
+    two.read(|r| {
+        assert_eq!(db2.get(r, b"k")?, Some(&b"v"[..]));
+        Ok(())
+    })?;
+    // A handle of one is usable with a transaction of the other: same environment.
+    two.read(|r| {
+        assert_eq!(db1.get(r, b"k")?, Some(&b"v"[..]));
+        Ok(())
+    })?;
+
+    // A read-only handle shares the environment but refuses writes.
+    let ro = Slab::open_readonly(&path)?;
+    assert!(ro.is_readonly());
+    let err = ro.write(|_| Ok(())).unwrap_err();
+    assert!(matches!(err, StorageError::ReadOnly { .. }), "{err}");
+    assert_eq!(ro.db_names()?, vec!["hive"]);
+
+    // A Db of another slab is refused rather than panicking inside heed.
+    let other = Slab::open(dir.path().join("other.lmdb"), SlabOptions::default())?;
+    let err = other.read(|r| db1.get(r, b"k").map(|_| ())).unwrap_err();
+    assert!(matches!(err, StorageError::WrongEnv { .. }), "{err}");
+
+    drop((one, two, ro, db1, db2));
+    // After every handle is gone the environment closes and can be reopened.
+    let again = Slab::open(&path, SlabOptions::default())?;
+    let db = again.db("hive", false)?;
+    again.read(|r| {
+        assert_eq!(db.get(r, b"k")?, Some(&b"v"[..]));
+        Ok(())
+    })
+}
+
+#[test]
+fn handles_are_shareable_across_threads() {
+    fn send_sync<T: Send + Sync + Clone>() {}
+    fn send<T: Send>() {}
+    send_sync::<Slab>();
+    send_sync::<Db>();
+    send_sync::<Seqn>();
+    send::<ReadTxn>();
+    send::<StorageError>();
+}
+
+#[test]
+fn read_txn_moves_to_another_thread() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slab = Slab::open(dir.path(), SlabOptions::default())?;
+    let db = slab.db("d", false)?;
+    slab.write(|w| db.put(w, b"k", b"before"))?;
+    let rtxn = slab.read_txn()?;
+    slab.write(|w| db.put(w, b"k", b"after"))?;
+    let handle = std::thread::spawn(move || -> Result<Vec<u8>> {
+        let value = db.get(&rtxn, b"k")?.unwrap_or_default().to_vec();
+        Ok(value)
+    });
+    // The snapshot was taken before the second write.
+    assert_eq!(handle.join().expect("thread")?, b"before");
+    Ok(())
+}
+
+fn touch_env(path: &Path) -> Result<()> {
+    let slab = Slab::open(path, small(1 << 20))?;
+    let db = slab.db("x", false)?;
+    slab.write(|w| db.put(w, b"k", b"v"))
+}
+
+#[test]
+fn find_environments_recurses_and_skips_tmp() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    for rel in [
+        "slabs/cell.lmdb",
+        "layers/abc/nodeedits.lmdb",
+        "axon/slabs/cell.lmdb",
+        "axon.lmdb",
+        "tmp/restore.lmdb",
+        "layers/tmp/x.lmdb",
+    ] {
+        touch_env(&root.join(rel))?;
+    }
+    std::fs::create_dir_all(root.join("layers/empty")).expect("mkdir");
+    std::fs::write(root.join("cell.guid"), "x").expect("write");
+    let found: Vec<PathBuf> = find_environments(root)?
+        .into_iter()
+        .map(|p| p.strip_prefix(root).expect("under root").to_path_buf())
+        .collect();
+    // Sorted by path components, so `axon/...` comes before `axon.lmdb`.
+    let want: Vec<PathBuf> = [
+        "axon/slabs/cell.lmdb",
+        "axon.lmdb",
+        "layers/abc/nodeedits.lmdb",
+        "slabs/cell.lmdb",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect();
+    assert_eq!(found, want);
+    assert!(find_environments(&root.join("missing")).is_err());
+    Ok(())
+}
+
+#[test]
+fn compacted_copy_is_smaller_and_complete() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.lmdb");
+    let slab = Slab::open(&src, SlabOptions::default())?;
+    let db = slab.db("items", false)?;
+    let dups = slab.db("index", true)?;
+    slab.write(|w| {
+        for i in 0..5000u32 {
+            db.put(w, &i.to_be_bytes(), &[7u8; 400])?;
+            dups.put(w, &(i % 10).to_be_bytes(), &i.to_be_bytes())?;
+        }
+        Ok(())
+    })?;
+    slab.write(|w| {
+        for i in (0..5000u32).filter(|i| i % 10 != 0) {
+            db.delete(w, &i.to_be_bytes())?;
+        }
+        Ok(())
+    })?;
+    let dst = dir.path().join("backup/src.lmdb");
+    let size = slab.copy_compacted_to(&dst)?;
+    let src_size = std::fs::metadata(src.join("data.mdb")).expect("stat").len();
+    assert_eq!(
+        size,
+        std::fs::metadata(dst.join("data.mdb")).expect("stat").len()
+    );
+    assert!(size * 3 < src_size, "copy {size} vs source {src_size}");
+    assert!(!dst.join("data.mdb.tmp").exists());
+
+    let copy = Slab::open_readonly(&dst)?;
+    let src_stats = slab.stats()?;
+    let copy_stats = copy.stats()?;
+    assert_eq!(copy_stats.dbs, src_stats.dbs);
+    assert_eq!(
+        copy_stats.dbs,
+        vec![
+            DbStats {
+                name: "index".into(),
+                dupsort: true,
+                entries: 5000
+            },
+            DbStats {
+                name: "items".into(),
+                dupsort: false,
+                entries: 500
+            },
+        ]
+    );
+    let copied = copy.db("items", false)?;
+    copy.read(|r| {
+        assert_eq!(copied.get(r, &10u32.to_be_bytes())?, Some(&[7u8; 400][..]));
+        assert_eq!(copied.get(r, &11u32.to_be_bytes())?, None);
+        Ok(())
+    })?;
+    // An existing copy is never overwritten.
+    let err = slab.copy_compacted_to(&dst).unwrap_err();
+    assert!(matches!(err, StorageError::Exists { .. }), "{err}");
+    slab.sync()
+}
+
+#[test]
+fn readonly_open_lists_dbs_and_counts() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("axon.lmdb");
+    {
+        let slab = Slab::open(&path, SlabOptions::default())?;
+        let sizes = slab.db("sizes", false)?;
+        let history = slab.db("history", true)?;
+        let seqn = Seqn::open(&slab, "axonseqn")?;
+        slab.write(|w| {
+            for i in 0..3u8 {
+                sizes.put(w, &[i], &[i])?;
+            }
+            for i in 0..5u8 {
+                history.put(w, b"t", &[i])?;
+            }
+            seqn.append_many(w, &[Value::Int(1), Value::Int(2)])?;
+            Ok(())
+        })?;
+    }
+    let ro = Slab::open_readonly(&path)?;
+    assert_eq!(ro.db_names()?, vec!["axonseqn", "history", "sizes"]);
+    let stats = ro.stats()?;
+    let counts: Vec<(&str, bool, u64)> = stats
+        .dbs
+        .iter()
+        .map(|d| (d.name.as_str(), d.dupsort, d.entries))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("axonseqn", false, 2),
+            ("history", true, 5),
+            ("sizes", false, 3)
+        ]
+    );
+    assert!(stats.page_size >= 4096 && stats.last_page > 0);
+    let err = ro.db("missing", false).unwrap_err();
+    assert!(matches!(err, StorageError::NoSuchDb { .. }), "{err}");
+    let seqn = Seqn::open(&ro, "axonseqn")?;
+    assert_eq!(ro.read(|r| seqn.last(r))?, Some((1, Value::Int(2))));
+    // Opening read-only first, then for writing, is refused while the read-only one is open.
+    let err = Slab::open(&path, SlabOptions::default()).unwrap_err();
+    assert!(matches!(err, StorageError::OpenConflict { .. }), "{err}");
+    let err = Slab::open_readonly(dir.path().join("nothing")).unwrap_err();
+    assert!(matches!(err, StorageError::NotAnEnv { .. }), "{err}");
+    Ok(())
+}
+
+#[test]
+fn db_names_skips_plain_keys_in_the_main_db() -> Result<()> {
+    use heed::types::Bytes;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Write a plain key into the main database directly, as another LMDB user might.
+    {
+        let mut o = heed::EnvOpenOptions::new().read_txn_without_tls();
+        o.max_dbs(4);
+        let env = unsafe { o.open(dir.path()) }.expect("open");
+        let wtxn = env.write_txn().expect("txn");
+        env.create_databases_and_commit(wtxn, |opener, wtxn| {
+            let main = opener.create_database::<Bytes, Bytes>(wtxn, None)?;
+            main.put(wtxn, &b"plain-key"[..], &[0u8; 48][..])?;
+            main.put(wtxn, &b"short"[..], &b"v"[..])?;
+            opener.create_database::<Bytes, Bytes>(wtxn, Some("real"))?;
+            Ok::<_, heed::Error>(heed::CommitOrAbort::<_, ()>::Commit(()))
+        })
+        .expect("create");
+        env.prepare_for_closing().wait();
+    }
+    let ro = Slab::open_readonly(dir.path())?;
+    assert_eq!(ro.db_names()?, vec!["real"]);
+    let err = ro.db("plain-key", false).unwrap_err();
+    assert!(matches!(err, StorageError::NoSuchDb { .. }), "{err}");
+    Ok(())
+}
+
+#[test]
+fn errors_name_the_environment_and_become_synerr() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("nothing.lmdb");
+    let err = Slab::open_readonly(&path).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("nothing.lmdb"), "{text}");
+    assert_eq!(err.path(), path);
+    let syn: crate::error::SynErr = err.into();
+    assert_eq!(syn.name, "StorageError");
+    assert_eq!(syn.mesg(), text);
+    assert_eq!(
+        syn.field("path").and_then(Value::as_str),
+        Some(path.to_str().expect("utf8"))
+    );
+}
+
+const CHILD_ENV: &str = "SYN_STORAGE_TEST_GROW_PATH";
+
+/// Run by `another_process_grows_the_map` in a child process; does nothing on its own.
+#[test]
+#[ignore = "helper: runs only as a child of another test"]
+fn child_grows_map() -> Result<()> {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return Ok(());
+    };
+    let slab = Slab::open(PathBuf::from(path), small(1 << 20))?;
+    let db = slab.db("d", false)?;
+    slab.write(|w| {
+        for i in 0..3000u32 {
+            db.put(w, &i.to_be_bytes(), &value_for(i))?;
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn another_process_grows_the_map() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slab = Slab::open(dir.path(), small(1 << 20))?;
+    let db = slab.db("d", false)?;
+    slab.write(|w| db.put(w, b"mine", b"1"))?;
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "storage::tests::child_grows_map", "--ignored"])
+        .env(CHILD_ENV, dir.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("spawn child");
+    assert!(status.success());
+    // This process's map is still 1 MiB; its next transaction sees MDB_MAP_RESIZED and adopts.
+    slab.read(|r| {
+        assert_eq!(db.len(r)?, 3001);
+        assert_eq!(
+            db.get(r, &2999u32.to_be_bytes())?,
+            Some(&value_for(2999)[..])
+        );
+        Ok(())
+    })?;
+    assert!(slab.stats()?.map_size > 1 << 20);
+    slab.write(|w| db.put(w, b"mine", b"2"))
+}
