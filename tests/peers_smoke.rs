@@ -85,6 +85,37 @@ fn python_cortex_answers_tele() {
     assert_eq!(out.code(), Some(2), "{}", out.describe());
     assert_eq!(out.json()["err"], "AuthDeny", "{}", out.describe());
 
+    // dump_model.py over telepath: the model without its doc strings.
+    let out = common::run_py(
+        core.python(),
+        "dump_model.py",
+        &["--url", &core.url(), "--indent", "0"],
+    );
+    assert!(out.ok(), "{}", out.describe());
+    let dump = out.json();
+    assert_eq!(dump["synapse"], "2.256.0");
+    let mdef = &dump["modeldefs"][0][1];
+    let types = mdef["types"].as_array().expect("types");
+    assert!(types.len() > 100, "{} types", types.len());
+    assert!(
+        types
+            .iter()
+            .all(|t| t[2].get("doc").is_none() && t[2].get("stortype").is_some())
+    );
+    let forms = mdef["forms"].as_array().expect("forms");
+    let ipv4 = forms
+        .iter()
+        .find(|f| f[0] == "inet:ipv4")
+        .expect("inet:ipv4 form");
+    let asn = ipv4[2]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p[0] == "asn")
+        .expect(":asn");
+    assert_eq!(asn[1][0], "inet:asn");
+    assert!(asn[2].get("doc").is_none(), "{asn}");
+
     // The benchmark script runs and reports a rate.
     let out = common::run_py(core.python(), "bench_calls.py", &[&core.url(), "200"]);
     assert!(out.ok(), "{}", out.describe());
