@@ -1,0 +1,753 @@
+//! Shared harness for integration tests and benchmarks: installs and runs the real Python
+//! Synapse peers (2.256.0, and the legacy 0.1.58 / 2.0.0 on pyenv's CPython 3.7) and guards
+//! child processes.
+//!
+//! Peers are installed on first use into `target/peers/<name>` under the crate root, each behind
+//! a file lock (`target/peers/<name>.lock`) and marked complete by `target/peers/<name>/.syn-peer`
+//! only after a verified install, so parallel test processes install once. A test that cannot get
+//! its peer (no python, no PyPI, ...) gets `None` after a `[peers] SKIP` line on stderr (written
+//! past the test harness's capture) and should return.
+//!
+//! Environment: `SYN_SKIP_PEERS=1` skips every peer test without trying; `SYN_PEER_START_SECS`
+//! bounds a [`PyCortex`] start (default 120).
+//!
+//! Everything listens on 127.0.0.1 only (the Python cortex runs with HTTPS disabled).
+
+// Each integration test compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// The root password of every [`PyCortex`].
+pub const ROOT_PASSWD: &str = "secret";
+
+/// How long a [`PyCortex`] may take to answer telepath (override: `SYN_PEER_START_SECS`).
+/// It starts in 11-17 s on an idle 2-core machine, but took 38 s beside parallel builds.
+const CORTEX_START_SECS: u64 = 120;
+
+/// Default bound on a [`run_py`] script.
+const RUN_PY_SECS: u64 = 300;
+
+// ---------------------------------------------------------------------------------------------
+// Messages
+
+/// Writes one `[peers]` line straight to the process's stderr. Unlike `eprintln!` this is not
+/// captured by the test harness, so install progress and SKIP reasons show in `cargo test`.
+pub fn say(msg: &str) {
+    let mut err = io::stderr().lock();
+    let _ = writeln!(err, "[peers] {msg}");
+}
+
+/// Announces that the calling test skips, and why.
+pub fn skip(why: &str) {
+    let test = thread::current().name().unwrap_or("?").to_string();
+    say(&format!("SKIP {test}: {why}"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Paths
+
+/// The crate root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Where peers are installed: `target/peers` under the crate root.
+pub fn peers_dir() -> PathBuf {
+    repo_root().join("target").join("peers")
+}
+
+/// A script in `tests/py/`.
+pub fn py_script(name: &str) -> PathBuf {
+    repo_root().join("tests").join("py").join(name)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running commands with a bound
+
+/// What a finished (or timed-out and killed) command left behind.
+#[derive(Debug)]
+pub struct RunOut {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    /// The command ran past its bound and was killed.
+    pub timed_out: bool,
+}
+
+impl RunOut {
+    /// Exit status 0 and no timeout.
+    pub fn ok(&self) -> bool {
+        self.status.success() && !self.timed_out
+    }
+
+    /// The exit code (None if killed by a signal).
+    pub fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// Stdout parsed as one JSON value.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}):\n{}", self.describe()))
+    }
+
+    /// Stdout parsed as JSON, one value per non-empty line.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\n{}", self.describe()))
+            })
+            .collect()
+    }
+
+    /// A readable account for assertion messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "status: {}{}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status,
+            if self.timed_out { " (timed out)" } else { "" },
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` to completion with stdin closed and output collected, in its own process group;
+/// after `timeout` the whole group is killed and `timed_out` is set. Spawn failures are `Err`.
+pub fn run_bounded(mut cmd: Command, timeout: Duration) -> io::Result<RunOut> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd.spawn()?;
+    let out = reader(child.stdout.take());
+    let err = reader(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            timed_out = true;
+            signal_group(&child, Signal::SIGKILL);
+            break child.wait()?;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    // Descendants left in the group would keep the pipes open.
+    signal_group(&child, Signal::SIGKILL);
+    Ok(RunOut {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        timed_out,
+    })
+}
+
+fn reader<R: Read + Send + 'static>(pipe: Option<R>) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut buf);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+fn signal_group(child: &Child, sig: Signal) {
+    // The child leads its own group (process_group(0)), so its pid is the group id.
+    let _ = killpg(Pid::from_raw(child.id() as i32), sig);
+}
+
+/// Runs `tests/py/<script>` with `python` and `args`, bounded by 5 minutes.
+pub fn run_py(python: &Path, script: &str, args: &[&str]) -> RunOut {
+    run_py_timeout(python, script, args, Duration::from_secs(RUN_PY_SECS))
+}
+
+/// [`run_py`] with an explicit bound. Panics only if the interpreter cannot be spawned.
+pub fn run_py_timeout(python: &Path, script: &str, args: &[&str], timeout: Duration) -> RunOut {
+    let path = py_script(script);
+    let mut cmd = Command::new(python);
+    cmd.arg(&path).args(args).env("PYTHONUNBUFFERED", "1");
+    run_bounded(cmd, timeout)
+        .unwrap_or_else(|e| panic!("cannot run {} {}: {e}", python.display(), path.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Peer installs
+
+#[derive(Clone, Copy)]
+enum BasePython {
+    /// `python3` from PATH.
+    Python3,
+    /// `$(pyenv root)/versions/3.7.16/bin/python3.7`.
+    Pyenv37,
+}
+
+struct Peer {
+    /// Directory name under `target/peers`.
+    name: &'static str,
+    base: BasePython,
+    /// What `synapse.lib.version.verstring` must say after the install.
+    version: &'static str,
+    pkgs: &'static [&'static str],
+}
+
+const SYN2: Peer = Peer {
+    name: "syn2",
+    base: BasePython::Python3,
+    version: "2.256.0",
+    pkgs: &["synapse==2.256.0"],
+};
+
+const SYN01: Peer = Peer {
+    name: "syn01",
+    base: BasePython::Pyenv37,
+    version: "0.1.58",
+    pkgs: &["synapse==0.1.58", "cryptography==3.3.2"],
+};
+
+const SYN200: Peer = Peer {
+    name: "syn200",
+    base: BasePython::Pyenv37,
+    version: "2.0.0",
+    pkgs: &["synapse==2.0.0", "cryptography==3.3.2"],
+};
+
+/// The venv python with `synapse==2.256.0`, installed on first use (about a minute).
+/// `None`, after a SKIP line saying why, when that cannot be done.
+pub fn syn2_python() -> Option<PathBuf> {
+    static CELL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    peer_python(&SYN2, &CELL)
+}
+
+/// The venv python (pyenv's CPython 3.7.16) with `synapse==0.1.58` and `cryptography==3.3.2`.
+pub fn syn01_python() -> Option<PathBuf> {
+    static CELL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    peer_python(&SYN01, &CELL)
+}
+
+/// The venv python (pyenv's CPython 3.7.16) with `synapse==2.0.0` and `cryptography==3.3.2`.
+pub fn syn200_python() -> Option<PathBuf> {
+    static CELL: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    peer_python(&SYN200, &CELL)
+}
+
+fn peer_python(peer: &Peer, cell: &OnceLock<Result<PathBuf, String>>) -> Option<PathBuf> {
+    // OnceLock: threads of one test binary wait for a single attempt; the file lock does the
+    // same across test binaries.
+    match cell.get_or_init(|| ensure_peer(peer)) {
+        Ok(py) => Some(py.clone()),
+        Err(why) => {
+            skip(&format!(
+                "Python Synapse {} peer unavailable: {why}",
+                peer.version
+            ));
+            None
+        }
+    }
+}
+
+fn marker_text(peer: &Peer) -> String {
+    format!("{}\n", peer.pkgs.join(" "))
+}
+
+fn installed(peer: &Peer, dir: &Path) -> bool {
+    let python = dir.join("bin").join("python");
+    let marker = fs::read_to_string(dir.join(".syn-peer")).unwrap_or_default();
+    python.exists() && marker == marker_text(peer)
+}
+
+fn ensure_peer(peer: &Peer) -> Result<PathBuf, String> {
+    if std::env::var_os("SYN_SKIP_PEERS").is_some_and(|v| !v.is_empty() && v != "0") {
+        return Err("SYN_SKIP_PEERS is set".into());
+    }
+    let root = peers_dir();
+    let dir = root.join(peer.name);
+    let python = dir.join("bin").join("python");
+    if installed(peer, &dir) {
+        return Ok(python);
+    }
+
+    fs::create_dir_all(&root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    let lock_path = root.join(format!("{}.lock", peer.name));
+    let lock_file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+    say(&format!("taking the install lock {}", lock_path.display()));
+    let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
+        .map_err(|(_, e)| format!("cannot lock {}: {e}", lock_path.display()))?;
+    // Another process may have finished the install while we waited.
+    if installed(peer, &dir) {
+        return Ok(python);
+    }
+
+    let base = base_python(peer.base)?;
+    if dir.exists() {
+        say(&format!(
+            "removing the incomplete install in {}",
+            dir.display()
+        ));
+        fs::remove_dir_all(&dir).map_err(|e| format!("cannot remove {}: {e}", dir.display()))?;
+    }
+    let t0 = Instant::now();
+    say(&format!(
+        "installing {} into {} with {} (one time; about a minute or more)",
+        peer.pkgs.join(" "),
+        dir.display(),
+        base.display()
+    ));
+
+    let mut venv = Command::new(&base);
+    venv.arg("-m").arg("venv").arg(&dir);
+    step(venv, Duration::from_secs(300), "python -m venv")?;
+
+    let mut pip = Command::new(&python);
+    pip.args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+        .args(["--retries", "2", "--timeout", "30"])
+        .args(peer.pkgs)
+        .env("PIP_NO_INPUT", "1");
+    step(pip, Duration::from_secs(1200), "pip install")?;
+
+    let mut check = Command::new(&python);
+    check.args([
+        "-c",
+        "import synapse.lib.version as v, synapse.telepath; print(v.verstring)",
+    ]);
+    let out = step(check, Duration::from_secs(120), "import synapse")?;
+    let got = out.stdout.trim();
+    if got != peer.version {
+        return Err(format!(
+            "installed synapse says version {got:?}, wanted {}",
+            peer.version
+        ));
+    }
+
+    fs::write(dir.join(".syn-peer"), marker_text(peer))
+        .map_err(|e| format!("cannot write the install marker: {e}"))?;
+    say(&format!(
+        "installed synapse {} in {:.1} s: {}",
+        peer.version,
+        t0.elapsed().as_secs_f64(),
+        python.display()
+    ));
+    Ok(python)
+}
+
+/// Runs one install step; an error carries the tail of its output.
+fn step(cmd: Command, timeout: Duration, what: &str) -> Result<RunOut, String> {
+    let out = run_bounded(cmd, timeout).map_err(|e| format!("{what}: cannot run: {e}"))?;
+    if out.ok() {
+        return Ok(out);
+    }
+    let text = format!("{}{}", out.stdout, out.stderr);
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    Err(format!(
+        "{what} failed ({}{}):\n{tail}",
+        out.status,
+        if out.timed_out { ", timed out" } else { "" }
+    ))
+}
+
+fn base_python(base: BasePython) -> Result<PathBuf, String> {
+    match base {
+        BasePython::Python3 => {
+            let out = run_bounded(
+                {
+                    let mut c = Command::new("python3");
+                    c.arg("--version");
+                    c
+                },
+                Duration::from_secs(60),
+            )
+            .map_err(|e| format!("no python3 on PATH: {e}"))?;
+            if !out.ok() {
+                return Err(format!("python3 --version failed: {}", out.describe()));
+            }
+            Ok(PathBuf::from("python3"))
+        }
+        BasePython::Pyenv37 => {
+            let root = pyenv_root()?;
+            let py = root
+                .join("versions")
+                .join("3.7.16")
+                .join("bin")
+                .join("python3.7");
+            if py.exists() {
+                Ok(py)
+            } else {
+                Err(format!(
+                    "no CPython 3.7.16 in pyenv ({} is missing)",
+                    py.display()
+                ))
+            }
+        }
+    }
+}
+
+fn pyenv_root() -> Result<PathBuf, String> {
+    let mut cmd = Command::new("pyenv");
+    cmd.arg("root");
+    match run_bounded(cmd, Duration::from_secs(60)) {
+        Ok(out) if out.ok() && !out.stdout.trim().is_empty() => {
+            Ok(PathBuf::from(out.stdout.trim()))
+        }
+        Ok(out) => Err(format!("`pyenv root` failed: {}", out.describe())),
+        Err(e) => match std::env::var_os("PYENV_ROOT") {
+            Some(r) if !r.is_empty() => Ok(PathBuf::from(r)),
+            _ => Err(format!("no pyenv on PATH ({e}) and no PYENV_ROOT")),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ports and child guards
+
+/// A loopback port that was free a moment ago (bind 127.0.0.1:0, read it, release it).
+/// Never hands out the same port twice in one process (the kernel readily gives a just-released
+/// port to the next `bind(0)`, which would make parallel tests collide).
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    // Hold every candidate until one is new, so the kernel cannot offer the same one again.
+    let mut held = Vec::new();
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("cannot bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local_addr").port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+        held.push(l);
+        assert!(held.len() < 1000, "no fresh loopback port");
+    }
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:`port`.
+pub fn port_open(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+/// A child process (ours or a peer's) that is stopped with its whole process group on drop:
+/// SIGTERM, a grace period, then SIGKILL.
+pub struct Daemon {
+    name: String,
+    child: Option<Child>,
+    /// Holds `stdout.log` / `stderr.log` when the daemon's output goes to files.
+    logs: Option<tempfile::TempDir>,
+    grace: Duration,
+}
+
+impl Daemon {
+    /// Spawns `cmd` in its own process group with stdin closed and stdout/stderr written to log
+    /// files (read them with [`Daemon::stdout_log`] / [`Daemon::stderr_log`]).
+    pub fn spawn(name: &str, mut cmd: Command) -> io::Result<Daemon> {
+        let logs = tempfile::Builder::new().prefix("syn-daemon-").tempdir()?;
+        let out = File::create(logs.path().join("stdout.log"))?;
+        let err = File::create(logs.path().join("stderr.log"))?;
+        cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+        Self::start(name, cmd, Some(logs))
+    }
+
+    /// Spawns `cmd` in its own process group with stdio as the caller set it up
+    /// (take pipes with [`Daemon::child_mut`]).
+    pub fn spawn_with_stdio(name: &str, cmd: Command) -> io::Result<Daemon> {
+        Self::start(name, cmd, None)
+    }
+
+    fn start(name: &str, mut cmd: Command, logs: Option<tempfile::TempDir>) -> io::Result<Daemon> {
+        cmd.process_group(0);
+        let child = cmd.spawn()?;
+        Ok(Daemon {
+            name: name.to_string(),
+            child: Some(child),
+            logs,
+            grace: Duration::from_secs(10),
+        })
+    }
+
+    /// How long [`Daemon::stop`] (and drop) waits after SIGTERM before SIGKILL.
+    pub fn set_grace(&mut self, grace: Duration) {
+        self.grace = grace;
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    pub fn child_mut(&mut self) -> Option<&mut Child> {
+        self.child.as_mut()
+    }
+
+    /// `Some(status)` once the process has exited (it is then reaped); `None` while it runs.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        // An error means the child cannot be waited for any more: report it gone, with code 255.
+        child
+            .try_wait()
+            .unwrap_or(Some(ExitStatus::from_raw(0xff00)))
+    }
+
+    pub fn stdout_log(&self) -> String {
+        self.log("stdout.log")
+    }
+
+    pub fn stderr_log(&self) -> String {
+        self.log("stderr.log")
+    }
+
+    fn log(&self, file: &str) -> String {
+        self.logs
+            .as_ref()
+            .and_then(|d| fs::read(d.path().join(file)).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until 127.0.0.1:`port` accepts connections; `Err` if the process exits first or the
+    /// time runs out.
+    pub fn wait_port(&mut self, port: u16, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.exited() {
+                return Err(format!(
+                    "{} exited ({st}) before listening on {port}",
+                    self.name
+                ));
+            }
+            if port_open(port) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{} did not listen on {port} within {timeout:?}",
+                    self.name
+                ));
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the process group (SIGTERM, grace, SIGKILL) and returns the leader's exit status.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        if let Ok(Some(st)) = child.try_wait() {
+            signal_group(&child, Signal::SIGKILL);
+            return Some(st);
+        }
+        signal_group(&child, Signal::SIGTERM);
+        let deadline = Instant::now() + self.grace;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break Some(st),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(50)),
+                _ => {
+                    signal_group(&child, Signal::SIGKILL);
+                    break child.wait().ok();
+                }
+            }
+        };
+        // Whatever is left of the group (workers the leader did not take down).
+        signal_group(&child, Signal::SIGKILL);
+        status
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real Python cortex
+
+/// A real Python Synapse 2.256 Cortex on a free loopback port, root password `secret`, HTTPS
+/// disabled. The process group is stopped on drop; a cortex made by [`PyCortex::start`] lives
+/// in a temporary directory removed after it.
+pub struct PyCortex {
+    // Field order: the daemon is stopped before the directory is removed.
+    daemon: Daemon,
+    python: PathBuf,
+    port: u16,
+    dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl PyCortex {
+    /// A fresh cortex in a temporary directory. `None` (after a SKIP line) without the peer;
+    /// panics with the cortex's log if the peer is there but the cortex does not come up.
+    pub fn start() -> Option<PyCortex> {
+        let python = syn2_python()?;
+        let tmp = tempfile::Builder::new()
+            .prefix("syn-pycortex-")
+            .tempdir()
+            .expect("cannot make a temporary directory");
+        let dir = tmp.path().join("cortex");
+        Some(Self::launch(python, dir, Some(tmp)))
+    }
+
+    /// Serves an existing cortex directory (made by Python Synapse 2.x, e.g. a backup copy).
+    pub fn serve(dir: &Path) -> Option<PyCortex> {
+        let python = syn2_python()?;
+        Some(Self::launch(python, dir.to_path_buf(), None))
+    }
+
+    fn launch(python: PathBuf, dir: PathBuf, tmp: Option<tempfile::TempDir>) -> PyCortex {
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let secs = std::env::var("SYN_PEER_START_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(CORTEX_START_SECS);
+        let t0 = Instant::now();
+        let mut last_err = String::new();
+        // A free port can be taken by someone else before the cortex binds it: try a few.
+        for _attempt in 0..3 {
+            let port = free_port();
+            let mut cmd = Command::new(&python);
+            cmd.args(["-m", "synapse.servers.cortex"])
+                .arg("--telepath")
+                .arg(format!("tcp://127.0.0.1:{port}"))
+                .args(["--https", "0", "--auth-passwd", ROOT_PASSWD])
+                .args(["--health-sysctl-checks", "False"])
+                .arg(&dir)
+                // `--https 0` alone binds a random HTTPS port on all addresses; a null
+                // `https:port` from the environment (which wins over cell.yaml) turns HTTPS off,
+                // so only the loopback telepath port listens.
+                .env("SYN_CORTEX_HTTPS_PORT", "null")
+                .env("PYTHONUNBUFFERED", "1");
+            let daemon =
+                Daemon::spawn("python cortex", cmd).expect("cannot spawn the python cortex");
+            let mut core = PyCortex {
+                daemon,
+                python: python.clone(),
+                port,
+                dir: dir.clone(),
+                _tmp: None,
+            };
+            match core.wait_ready(Duration::from_secs(secs)) {
+                Ok(()) => {
+                    say(&format!(
+                        "python cortex up on 127.0.0.1:{port} in {:.1} s ({})",
+                        t0.elapsed().as_secs_f64(),
+                        dir.display()
+                    ));
+                    core._tmp = tmp;
+                    return core;
+                }
+                Err(e) => {
+                    let log = core.daemon.stderr_log();
+                    let clash = log.contains("Address already in use");
+                    last_err = format!(
+                        "{e}\n--- cortex stdout ---\n{}\n--- cortex stderr ---\n{log}",
+                        core.daemon.stdout_log()
+                    );
+                    drop(core);
+                    if !clash {
+                        break;
+                    }
+                }
+            }
+        }
+        panic!("the python cortex did not come up:\n{last_err}");
+    }
+
+    /// Bounded: the port must accept and a real `getCellIden()` over telepath must answer.
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        self.daemon.wait_port(self.port, timeout)?;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("no telepath answer within {timeout:?}"));
+            }
+            let out = run_py_timeout(
+                &self.python,
+                "tele.py",
+                &[&self.url(), "call", "getCellIden"],
+                left,
+            );
+            if out.ok() && is_hex32(out.stdout.trim().trim_matches('"')) {
+                return Ok(());
+            }
+            if let Some(st) = self.daemon.exited() {
+                return Err(format!(
+                    "the cortex exited ({st}); last probe:\n{}",
+                    out.describe()
+                ));
+            }
+            thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// `tcp://root:secret@127.0.0.1:PORT/`
+    pub fn url(&self) -> String {
+        format!("tcp://root:{ROOT_PASSWD}@127.0.0.1:{}/", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The cortex directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The peer python that runs it (also fit for the `tests/py` scripts).
+    pub fn python(&self) -> &Path {
+        &self.python
+    }
+
+    /// The cortex's log so far.
+    pub fn log(&self) -> String {
+        format!("{}{}", self.daemon.stdout_log(), self.daemon.stderr_log())
+    }
+
+    /// `tele.py <url> ARGS...` against this cortex.
+    pub fn tele(&self, args: &[&str]) -> RunOut {
+        let url = self.url();
+        let mut all = vec![url.as_str()];
+        all.extend_from_slice(args);
+        run_py(&self.python, "tele.py", &all)
+    }
+
+    /// Stops the cortex now (gracefully, so its LMDB files are closed) and keeps the directory
+    /// for as long as `self` lives.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.daemon.stop()
+    }
+}
+
+/// 32 lowercase hex digits (a Synapse guid).
+pub fn is_hex32(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
