@@ -2,6 +2,8 @@
 //!
 //! One library crate with a module per concern; the `syn` binary is a thin CLI over it.
 
+pub mod cell;
+pub mod cli;
 pub mod error;
 pub mod guid;
 pub mod msgpack;

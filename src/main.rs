@@ -1,3 +1,19 @@
-//! The `syn` command line.
+//! The `syn` command line: a thin layer that parses arguments and calls the library.
 
-fn main() {}
+use std::process::ExitCode;
+use syn::cell;
+use syn::cli;
+
+fn main() -> ExitCode {
+    let matches = cli::command().get_matches();
+    let code = match matches.subcommand() {
+        Some(("cell", m)) => cell::run(&cell::BARE_CELL, m),
+        Some(("call", m)) => cli::call(m),
+        _ => {
+            // clap requires a subcommand, so this is unreachable in practice.
+            eprintln!("syn: no command given (see syn --help)");
+            2
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}

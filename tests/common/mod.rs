@@ -751,3 +751,155 @@ pub fn is_hex32(s: &str) -> bool {
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
+
+// ---------------------------------------------------------------------------------------------
+// Our own services
+
+/// The `syn` binary under test.
+pub fn syn_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_syn"))
+}
+
+/// A datagram socket standing in for systemd's `NOTIFY_SOCKET`.
+pub struct NotifySocket {
+    sock: std::os::unix::net::UnixDatagram,
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    /// Bind a fresh socket in a temporary directory.
+    pub fn new() -> NotifySocket {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+        NotifySocket {
+            sock,
+            path,
+            _dir: dir,
+        }
+    }
+
+    /// The socket's path, for `NOTIFY_SOCKET`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Wait for a datagram containing `needle`; every datagram seen is returned on failure.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("no {needle:?} within {timeout:?}; saw {seen:?}"));
+            }
+            self.sock.set_read_timeout(Some(left)).ok();
+            match self.sock.recv(&mut buf) {
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if text.contains(needle) {
+                        return Ok(text);
+                    }
+                    seen.push(text);
+                }
+                Err(_) => return Err(format!("no {needle:?} within {timeout:?}; saw {seen:?}")),
+            }
+        }
+    }
+}
+
+/// A `syn` service process on a directory, listening on a free loopback port with root's
+/// password `secret`, started under a stand-in `NOTIFY_SOCKET` and ready once it said `READY=1`.
+pub struct SynService {
+    // The daemon is stopped before the directory goes away.
+    pub daemon: Daemon,
+    pub notify: NotifySocket,
+    pub port: u16,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl SynService {
+    /// Start `syn KIND` in a new temporary directory.
+    pub fn start(kind: &str, extra: &[&str]) -> SynService {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join(kind);
+        let mut svc = Self::start_in(kind, &dir, extra, &[]).expect("service starts");
+        svc._tmp = Some(tmp);
+        svc
+    }
+
+    /// Start `syn KIND DIR` with extra arguments and environment; `Err` with its stderr if it
+    /// exits or does not become ready within 30 s.
+    pub fn start_in(
+        kind: &str,
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<SynService, String> {
+        let notify = NotifySocket::new();
+        let port = free_port();
+        let mut cmd = Command::new(syn_bin());
+        cmd.arg(kind)
+            .arg(dir)
+            .arg("--telepath")
+            .arg(format!("tcp://127.0.0.1:{port}"))
+            .arg("--auth-passwd")
+            .arg(ROOT_PASSWD)
+            .args(extra)
+            .env("NOTIFY_SOCKET", notify.path())
+            .env_remove("RUST_LOG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut daemon = Daemon::spawn(kind, cmd).map_err(|e| e.to_string())?;
+        daemon.set_grace(Duration::from_secs(20));
+        if let Err(e) = notify.wait_for("READY=1", Duration::from_secs(30)) {
+            let status = daemon.exited();
+            return Err(format!(
+                "{e}; exited: {status:?}; stderr: {}",
+                daemon.stderr_log()
+            ));
+        }
+        Ok(SynService {
+            daemon,
+            notify,
+            port,
+            dir: dir.to_owned(),
+            _tmp: None,
+        })
+    }
+
+    /// `tcp://root:secret@127.0.0.1:PORT/` plus `share`.
+    pub fn url(&self, share: &str) -> String {
+        format!("tcp://root:{ROOT_PASSWD}@127.0.0.1:{}/{share}", self.port)
+    }
+
+    /// Send a signal to the service process.
+    pub fn signal(&self, sig: Signal) {
+        if let Some(pid) = self.daemon.pid() {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), sig);
+        }
+    }
+
+    /// Wait for the process to exit on its own.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(st) = self.daemon.exited() {
+                return Some(st);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+/// Run `syn ARGS...` to completion (bounded at 60 s).
+pub fn syn(args: &[&str]) -> RunOut {
+    let mut cmd = Command::new(syn_bin());
+    cmd.args(args).env_remove("RUST_LOG");
+    run_bounded(cmd, Duration::from_secs(60)).expect("run syn")
+}

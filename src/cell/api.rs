@@ -1,0 +1,496 @@
+//! The Cell API every service inherits (Synapse's `CellApi`): identity, info, health, logs, and
+//! user, role and rule management, with Synapse's method names and argument order.
+
+use super::Cell;
+use super::auth::{Rule, Subject, User, pack_role};
+use crate::error::{SynErr, SynResult};
+use crate::msgpack::Value;
+use crate::telepath::{Args, HasMethods, Methods};
+use std::sync::{Arc, LazyLock, RwLock};
+use tokio::sync::mpsc;
+
+/// One client session with a cell: the cell and the user it acts as.
+pub struct CellApi {
+    /// The cell.
+    pub cell: Arc<Cell>,
+    user: RwLock<String>,
+}
+
+impl CellApi {
+    /// A session acting as user `iden`.
+    pub fn new(cell: Arc<Cell>, user_iden: String) -> Self {
+        CellApi {
+            cell,
+            user: RwLock::new(user_iden),
+        }
+    }
+
+    /// The session user's iden.
+    pub fn user_iden(&self) -> String {
+        self.user.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The session user as it is now (an error if it was deleted meanwhile).
+    pub fn user(&self) -> SynResult<User> {
+        self.cell.auth.req_user(&self.user_iden())
+    }
+
+    /// Fail with `AuthDeny` unless the session user is an admin.
+    pub fn req_admin(&self) -> SynResult<()> {
+        let user = self.user()?;
+        if user.admin && !user.locked {
+            return Ok(());
+        }
+        Err(
+            SynErr::auth_deny(format!("User ({}) must be an admin", user.name))
+                .with("user", user.iden)
+                .with("username", user.name),
+        )
+    }
+
+    /// Fail with `AuthDeny` unless the session user has `perm` (on gate `gate` if given).
+    pub fn req_allowed(&self, perm: &[&str], gate: Option<&str>) -> SynResult<()> {
+        let user = self.user()?;
+        let perm: Vec<String> = perm.iter().map(|p| (*p).to_owned()).collect();
+        if self.cell.auth.allowed(&user.iden, &perm, None, gate) == Some(true) {
+            return Ok(());
+        }
+        Err(SynErr::auth_deny(format!(
+            "User ({}) must have permission {}",
+            user.name,
+            perm.join(".")
+        ))
+        .with("user", user.iden)
+        .with("username", user.name)
+        .with(
+            "perm",
+            Value::Array(perm.into_iter().map(Value::from).collect()),
+        ))
+    }
+
+    fn pack_user(&self, user: &User, packroles: bool) -> Value {
+        self.cell.auth.pack_user(user, packroles)
+    }
+}
+
+/// Parse a permission path argument (a list of strings).
+fn perm_arg(args: &mut Args, idx: usize) -> SynResult<Vec<String>> {
+    args.req::<Vec<String>>(idx, "perm")
+}
+
+fn rule_arg(args: &mut Args, idx: usize) -> SynResult<Rule> {
+    let v: Value = args.req(idx, "rule")?;
+    Rule::from_value(&v)
+}
+
+fn rules_arg(args: &mut Args, idx: usize) -> SynResult<Vec<Rule>> {
+    let v: Vec<Value> = args.req(idx, "rules")?;
+    v.iter().map(Rule::from_value).collect()
+}
+
+fn insert_at<T>(list: &mut Vec<T>, item: T, indx: Option<i64>) {
+    match indx {
+        Some(i) if i >= 0 && (i as usize) < list.len() => list.insert(i as usize, item),
+        _ => list.push(item),
+    }
+}
+
+/// Add, replace or remove rules of a user or role; shared by the six rule methods.
+async fn edit_rules(
+    api: Arc<CellApi>,
+    mut args: Args,
+    subject: Subject,
+    op: RuleOp,
+) -> SynResult<Value> {
+    api.req_admin()?;
+    let iden: String = args.req(0, "iden")?;
+    let auth = api.cell.auth.clone();
+    match op {
+        RuleOp::Add => {
+            let rule = rule_arg(&mut args, 1)?;
+            let indx: Option<i64> = args.opt(2, "indx")?;
+            let gate: Option<String> = args.opt(3, "gateiden")?;
+            args.done()?;
+            auth.update_rules(subject, &iden, gate.as_deref(), |rules| {
+                insert_at(rules, rule, indx);
+                Ok(())
+            })?;
+        }
+        RuleOp::Set => {
+            let new = rules_arg(&mut args, 1)?;
+            let gate: Option<String> = args.opt(2, "gateiden")?;
+            args.done()?;
+            auth.update_rules(subject, &iden, gate.as_deref(), |rules| {
+                *rules = new;
+                Ok(())
+            })?;
+        }
+        RuleOp::Del => {
+            let rule = rule_arg(&mut args, 1)?;
+            let gate: Option<String> = args.opt(2, "gateiden")?;
+            args.done()?;
+            auth.update_rules(subject, &iden, gate.as_deref(), |rules| {
+                let before = rules.len();
+                rules.retain(|r| *r != rule);
+                if rules.len() == before {
+                    return Err(SynErr::new("NoSuchRule", "the rule is not present"));
+                }
+                Ok(())
+            })?;
+        }
+    }
+    Ok(Value::Nil)
+}
+
+#[derive(Clone, Copy)]
+enum RuleOp {
+    Add,
+    Set,
+    Del,
+}
+
+/// Change one field of a user (admin only); shared by the set-flag methods.
+async fn set_user_field(
+    api: Arc<CellApi>,
+    mut args: Args,
+    name: &'static str,
+    f: fn(&mut User, Value) -> SynResult<()>,
+) -> SynResult<Value> {
+    api.req_admin()?;
+    let iden: String = args.req(0, "iden")?;
+    let value: Value = args.req(1, name)?;
+    let gate: Option<String> = args.opt(2, "gateiden")?;
+    args.done()?;
+    api.cell.auth.update_user(&iden, |u| match &gate {
+        Some(g) if name == "admin" => {
+            let admin = value
+                .as_bool()
+                .ok_or_else(|| SynErr::bad_arg("admin must be a bool"))?;
+            u.gates.entry(g.clone()).or_default().admin = admin;
+            Ok(())
+        }
+        Some(_) => Err(SynErr::bad_arg(format!("{name} cannot be set on a gate"))),
+        None => f(u, value),
+    })?;
+    Ok(Value::Nil)
+}
+
+fn bool_field(v: &Value, name: &str) -> SynResult<bool> {
+    v.as_bool()
+        .ok_or_else(|| SynErr::bad_arg(format!("{name} must be a bool")))
+}
+
+static CELL_METHODS: LazyLock<Methods<CellApi>> =
+    LazyLock::new(|| {
+        Methods::<CellApi>::new("synapse.lib.cell.CellApi")
+        .call("getCellIden", |api, args| async move {
+            args.done()?;
+            Ok(Value::from(api.cell.iden()))
+        })
+        .call("getCellType", |api, args| async move {
+            args.done()?;
+            Ok(Value::from(api.cell.kind))
+        })
+        .call("getCellRunId", |api, args| async move {
+            args.done()?;
+            Ok(Value::from(api.cell.run_id.as_str()))
+        })
+        .call("getCellInfo", |api, args| async move {
+            args.done()?;
+            Ok(api.cell.info())
+        })
+        .call("getHealthCheck", |api, args| async move {
+            args.done()?;
+            Ok(Value::map([
+                ("iden", Value::from(api.cell.iden())),
+                ("status", "nominal".into()),
+                ("components", Value::Array(vec![])),
+            ]))
+        })
+        .call("getSystemInfo", |api, args| async move {
+            args.done()?;
+            api.req_admin()?;
+            Ok(api.cell.system_info())
+        })
+        .call("getCellUser", |api, args| async move {
+            args.done()?;
+            let user = api.user()?;
+            Ok(api.pack_user(&user, false))
+        })
+        .call("setCellUser", |api, mut args| async move {
+            let iden: String = args.req(0, "iden")?;
+            args.done()?;
+            api.req_admin()?;
+            let user = api.cell.auth.user(&iden).ok_or_else(|| {
+                SynErr::new("NoSuchUser", format!("Unable to set cell user iden to {iden}"))
+                    .with("user", iden.as_str())
+            })?;
+            if user.locked {
+                return Err(SynErr::auth_deny(format!("User ({}) is locked.", user.name)));
+            }
+            *api.user.write().unwrap_or_else(|e| e.into_inner()) = user.iden;
+            Ok(Value::Bool(true))
+        })
+        .call("allowed", |api, mut args| async move {
+            let perm = perm_arg(&mut args, 0)?;
+            let default: Option<bool> = args.opt(1, "default")?;
+            args.done()?;
+            Ok(api.cell.auth.allowed(&api.user_iden(), &perm, default, None).into())
+        })
+        .call("isUserAllowed", |api, mut args| async move {
+            let iden: String = args.req(0, "iden")?;
+            let perm = perm_arg(&mut args, 1)?;
+            let gate: Option<String> = args.opt(2, "gateiden")?;
+            let default: Option<bool> = args.opt(3, "default")?;
+            args.done()?;
+            api.req_admin()?;
+            api.cell.auth.req_user(&iden)?;
+            let allowed = api
+                .cell
+                .auth
+                .allowed(&iden, &perm, default.or(Some(false)), gate.as_deref());
+            Ok(Value::from(allowed))
+        })
+        .call("isRoleAllowed", |api, mut args| async move {
+            let iden: String = args.req(0, "iden")?;
+            let perm = perm_arg(&mut args, 1)?;
+            let gate: Option<String> = args.opt(2, "gateiden")?;
+            args.done()?;
+            api.req_admin()?;
+            api.cell.auth.req_role(&iden)?;
+            let allowed = api.cell.auth.role_allowed(&iden, &perm, gate.as_deref());
+            Ok(Value::Bool(allowed == Some(true)))
+        })
+        .call("addUser", |api, mut args| async move {
+            let name: String = args.req(0, "name")?;
+            let passwd: Option<String> = args.opt(1, "passwd")?;
+            let email: Option<String> = args.opt(2, "email")?;
+            let iden: Option<String> = args.opt(3, "iden")?;
+            args.done()?;
+            api.req_admin()?;
+            let cell = api.cell.clone();
+            let user = tokio::task::spawn_blocking(move || {
+                cell.auth
+                    .add_user(&name, passwd.as_deref(), email.as_deref(), iden.as_deref())
+            })
+            .await
+            .map_err(|e| SynErr::new("SynErr", e.to_string()))??;
+            Ok(api.pack_user(&user, false))
+        })
+        .call("delUser", |api, mut args| async move {
+            let iden: String = args.req(0, "iden")?;
+            args.done()?;
+            api.req_admin()?;
+            api.cell.auth.del_user(&iden)?;
+            Ok(Value::Nil)
+        })
+        .call("addRole", |api, mut args| async move {
+            let name: String = args.req(0, "name")?;
+            let iden: Option<String> = args.opt(1, "iden")?;
+            args.done()?;
+            api.req_admin()?;
+            let role = api.cell.auth.add_role(&name, iden.as_deref())?;
+            Ok(pack_role(&role))
+        })
+        .call("delRole", |api, mut args| async move {
+            let iden: String = args.req(0, "iden")?;
+            args.done()?;
+            api.req_admin()?;
+            api.cell.auth.del_role(&iden)?;
+            Ok(Value::Nil)
+        })
+        .call("getUserDef", |api, mut args| async move {
+            let iden: String = args.req(0, "iden")?;
+            let packroles = args.opt::<bool>(1, "packroles")?.unwrap_or(true);
+            args.done()?;
+            Ok(api
+                .cell
+                .auth
+                .user(&iden)
+                .map(|u| api.pack_user(&u, packroles))
+                .into())
+        })
+        .call("getUserDefByName", |api, mut args| async move {
+            let name: String = args.req(0, "name")?;
+            args.done()?;
+            Ok(api
+                .cell
+                .auth
+                .user_by_name(&name)
+                .map(|u| api.pack_user(&u, true))
+                .into())
+        })
+        .call("getUserDefs", |api, args| async move {
+            args.done()?;
+            let users = api.cell.auth.users();
+            Ok(Value::Array(
+                users.iter().map(|u| api.pack_user(u, false)).collect(),
+            ))
+        })
+        .call("getRoleDef", |api, mut args| async move {
+            let iden: String = args.req(0, "iden")?;
+            args.done()?;
+            Ok(api.cell.auth.role(&iden).map(|r| pack_role(&r)).into())
+        })
+        .call("getRoleDefByName", |api, mut args| async move {
+            let name: String = args.req(0, "name")?;
+            args.done()?;
+            Ok(api.cell.auth.role_by_name(&name).map(|r| pack_role(&r)).into())
+        })
+        .call("getRoleDefs", |api, args| async move {
+            args.done()?;
+            Ok(Value::Array(
+                api.cell.auth.roles().iter().map(pack_role).collect(),
+            ))
+        })
+        .call("setUserPasswd", |api, mut args| async move {
+            let iden: String = args.req(0, "iden")?;
+            let passwd: Option<String> = args.opt(1, "passwd")?;
+            args.done()?;
+            if iden != api.user_iden() {
+                api.req_allowed(&["auth", "user", "set", "passwd"], None)?;
+            }
+            let cell = api.cell.clone();
+            tokio::task::spawn_blocking(move || cell.auth.set_passwd(&iden, passwd.as_deref()))
+                .await
+                .map_err(|e| SynErr::new("SynErr", e.to_string()))??;
+            Ok(Value::Nil)
+        })
+        .call("tryUserPasswd", |api, mut args| async move {
+            let name: String = args.req(0, "name")?;
+            let passwd: String = args.req(1, "passwd")?;
+            args.done()?;
+            api.req_admin()?;
+            let Some(user) = api.cell.auth.user_by_name(&name) else {
+                return Ok(Value::Nil);
+            };
+            let cell = api.cell.clone();
+            let iden = user.iden.clone();
+            let ok = tokio::task::spawn_blocking(move || cell.auth.try_passwd(&iden, &passwd))
+                .await
+                .map_err(|e| SynErr::new("SynErr", e.to_string()))?;
+            Ok(if ok { api.pack_user(&user, false) } else { Value::Nil })
+        })
+        .call("setUserLocked", |api, args| {
+            set_user_field(api, args, "locked", |u, v| {
+                u.locked = bool_field(&v, "locked")?;
+                Ok(())
+            })
+        })
+        .call("setUserArchived", |api, args| {
+            set_user_field(api, args, "archived", |u, v| {
+                u.archived = bool_field(&v, "archived")?;
+                if u.archived {
+                    u.locked = true;
+                }
+                Ok(())
+            })
+        })
+        .call("setUserAdmin", |api, args| {
+            set_user_field(api, args, "admin", |u, v| {
+                u.admin = bool_field(&v, "admin")?;
+                Ok(())
+            })
+        })
+        .call("setUserEmail", |api, args| {
+            set_user_field(api, args, "email", |u, v| {
+                u.email = match v {
+                    Value::Str(s) => Some(s),
+                    Value::Nil => None,
+                    _ => return Err(SynErr::bad_arg("email must be a str")),
+                };
+                Ok(())
+            })
+        })
+        .call("addUserRule", |api, args| edit_rules(api, args, Subject::User, RuleOp::Add))
+        .call("setUserRules", |api, args| edit_rules(api, args, Subject::User, RuleOp::Set))
+        .call("delUserRule", |api, args| edit_rules(api, args, Subject::User, RuleOp::Del))
+        .call("addRoleRule", |api, args| edit_rules(api, args, Subject::Role, RuleOp::Add))
+        .call("setRoleRules", |api, args| edit_rules(api, args, Subject::Role, RuleOp::Set))
+        .call("delRoleRule", |api, args| edit_rules(api, args, Subject::Role, RuleOp::Del))
+        .call("addUserRole", |api, mut args| async move {
+            let user: String = args.req(0, "useriden")?;
+            let role: String = args.req(1, "roleiden")?;
+            let indx: Option<i64> = args.opt(2, "indx")?;
+            args.done()?;
+            api.req_admin()?;
+            api.cell.auth.req_role(&role)?;
+            api.cell.auth.update_user(&user, |u| {
+                if !u.roles.contains(&role) {
+                    insert_at(&mut u.roles, role, indx);
+                }
+                Ok(())
+            })?;
+            Ok(Value::Nil)
+        })
+        .call("setUserRoles", |api, mut args| async move {
+            let user: String = args.req(0, "useriden")?;
+            let roles: Vec<String> = args.req(1, "roleidens")?;
+            args.done()?;
+            api.req_admin()?;
+            for role in &roles {
+                api.cell.auth.req_role(role)?;
+            }
+            api.cell.auth.update_user(&user, |u| {
+                u.roles = roles;
+                Ok(())
+            })?;
+            Ok(Value::Nil)
+        })
+        .call("delUserRole", |api, mut args| async move {
+            let user: String = args.req(0, "useriden")?;
+            let role: String = args.req(1, "roleiden")?;
+            args.done()?;
+            api.req_admin()?;
+            api.cell.auth.update_user(&user, |u| {
+                u.roles.retain(|r| *r != role);
+                Ok(())
+            })?;
+            Ok(Value::Nil)
+        })
+        .call("logs", |api, mut args| async move {
+            let last = args.opt::<i64>(0, "last")?.unwrap_or(100).max(0) as usize;
+            args.done()?;
+            api.req_admin()?;
+            Ok(Value::Array(super::log::logs().recent(last)))
+        })
+        .genr("watch", |api, mut args| async move {
+            let last = args.opt::<i64>(0, "last")?.unwrap_or(100).max(0) as usize;
+            args.done()?;
+            api.req_admin()?;
+            let logs = super::log::logs();
+            let mut feed = logs.subscribe();
+            let recent = logs.recent(last);
+            let (tx, rx) = mpsc::channel(64);
+            tokio::spawn(async move {
+                for record in recent {
+                    if tx.send(Ok(record)).await.is_err() {
+                        return;
+                    }
+                }
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        record = feed.recv() => match record {
+                            Ok(r) => if tx.send(Ok(r)).await.is_err() { return },
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(_) => return,
+                        },
+                    }
+                }
+            });
+            Ok(rx)
+        })
+        .build()
+    });
+
+impl HasMethods for CellApi {
+    fn methods() -> &'static Methods<Self> {
+        &CELL_METHODS
+    }
+}
+
+/// The Cell API's method table, for services whose APIs inherit it.
+pub fn cell_methods() -> &'static Methods<CellApi> {
+    &CELL_METHODS
+}
