@@ -3,7 +3,9 @@
 A small command line around Synapse's own telepath client, for interop tests.
 
     tele.py URL call METHOD [ARG...] [--kwargs JSON]   print the result as one JSON value
-    tele.py URL genr METHOD [ARG...] [--kwargs JSON]   print one JSON line per yielded item
+    tele.py URL genr METHOD [ARG...] [--kwargs JSON] [--limit N]
+                                                       print one JSON line per yielded item
+                                                       (stop after N items, abandoning the rest)
     tele.py URL storm QUERY [--opts JSON]              print each storm message as a JSON line
 
 Each ARG is parsed as JSON; an ARG that is not valid JSON is passed as a plain string.
@@ -101,8 +103,12 @@ async def run(opts):
             emit(valu)
             return 0
 
+        count = 0
         async for item in aiter_or_value(valu):
             emit(item)
+            count += 1
+            if opts.limit is not None and count >= opts.limit:
+                break
         return 0
 
 
@@ -130,6 +136,7 @@ def main(argv):
     pars.add_argument('args', nargs='*', help='JSON arguments (call/genr)')
     pars.add_argument('--kwargs', default=None, help='JSON object of keyword arguments (call/genr)')
     pars.add_argument('--opts', default=None, help='JSON storm opts (storm)')
+    pars.add_argument('--limit', type=int, default=None, help='stop a generator after N items (genr)')
     opts = pars.parse_args(argv)
 
     if opts.mode == 'storm' and opts.args:
