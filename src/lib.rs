@@ -2,5 +2,6 @@
 //!
 //! One library crate with a module per concern; the `syn` binary is a thin CLI over it.
 
+pub mod certs;
 pub mod error;
 pub mod msgpack;
