@@ -5,8 +5,10 @@
 //! the same tree.
 
 use crate::cell;
+use crate::certs;
 use crate::msgpack::Value;
 use crate::telepath::{ClientOptions, Proxy, TeleUrl};
+use clap::{Args as _, FromArgMatches as _};
 
 /// The whole `syn` command tree.
 pub fn command() -> clap::Command {
@@ -16,6 +18,10 @@ pub fn command() -> clap::Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(cell::BARE_CELL.command())
+        .subcommand(
+            certs::EasycertArgs::augment_args(clap::Command::new("easycert"))
+                .about("Make and manage TLS certificates in a certdir (Synapse's easycert)"),
+        )
         .subcommand(
             clap::Command::new("call")
                 .about("Call a telepath method and print the result as JSON")
@@ -149,4 +155,22 @@ pub fn call(m: &clap::ArgMatches) -> i32 {
             }
         }
     })
+}
+
+/// `syn easycert`: returns the exit code.
+pub fn easycert(m: &clap::ArgMatches) -> i32 {
+    let args = match certs::EasycertArgs::from_arg_matches(m) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("syn easycert: {e}");
+            return 2;
+        }
+    };
+    match certs::run(&args) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("syn easycert: {e}");
+            i32::from(e.exit_code())
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! One library crate with a module per concern; the `syn` binary is a thin CLI over it.
 
 pub mod cell;
+pub mod certs;
 pub mod cli;
 pub mod error;
 pub mod guid;

@@ -9,6 +9,7 @@ fn main() -> ExitCode {
     let code = match matches.subcommand() {
         Some(("cell", m)) => cell::run(&cell::BARE_CELL, m),
         Some(("call", m)) => cli::call(m),
+        Some(("easycert", m)) => cli::easycert(m),
         _ => {
             // clap requires a subcommand, so this is unreachable in practice.
             eprintln!("syn: no command given (see syn --help)");
