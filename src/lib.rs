@@ -5,6 +5,7 @@
 pub mod cell;
 pub mod certs;
 pub mod cli;
+pub mod cortex;
 pub mod error;
 pub mod guid;
 pub mod msgpack;
