@@ -104,42 +104,54 @@ async fn edit_rules(
 ) -> SynResult<Value> {
     api.req_admin()?;
     let iden: String = args.req(0, "iden")?;
-    let auth = api.cell.auth.clone();
-    match op {
+    type RuleEdit = Box<dyn FnOnce(&mut Vec<Rule>) -> SynResult<()> + Send>;
+    let (edit, gate): (RuleEdit, Option<String>) = match op {
         RuleOp::Add => {
             let rule = rule_arg(&mut args, 1)?;
             let indx: Option<i64> = args.opt(2, "indx")?;
-            let gate: Option<String> = args.opt(3, "gateiden")?;
-            args.done()?;
-            auth.update_rules(subject, &iden, gate.as_deref(), |rules| {
+            let gate = args.opt(3, "gateiden")?;
+            let edit: RuleEdit = Box::new(move |rules| {
                 insert_at(rules, rule, indx);
                 Ok(())
-            })?;
+            });
+            (edit, gate)
         }
         RuleOp::Set => {
             let new = rules_arg(&mut args, 1)?;
-            let gate: Option<String> = args.opt(2, "gateiden")?;
-            args.done()?;
-            auth.update_rules(subject, &iden, gate.as_deref(), |rules| {
+            let gate = args.opt(2, "gateiden")?;
+            let edit: RuleEdit = Box::new(move |rules| {
                 *rules = new;
                 Ok(())
-            })?;
+            });
+            (edit, gate)
         }
         RuleOp::Del => {
             let rule = rule_arg(&mut args, 1)?;
-            let gate: Option<String> = args.opt(2, "gateiden")?;
-            args.done()?;
-            auth.update_rules(subject, &iden, gate.as_deref(), |rules| {
+            let gate = args.opt(2, "gateiden")?;
+            let edit: RuleEdit = Box::new(move |rules| {
                 let before = rules.len();
                 rules.retain(|r| *r != rule);
                 if rules.len() == before {
                     return Err(SynErr::new("NoSuchRule", "the rule is not present"));
                 }
                 Ok(())
-            })?;
+            });
+            (edit, gate)
         }
-    }
+    };
+    args.done()?;
+    let auth = api.cell.auth.clone();
+    blocking(move || auth.update_rules(subject, &iden, gate.as_deref(), edit)).await?;
     Ok(Value::Nil)
+}
+
+/// Run auth work off the async reactor: every change is a durable LMDB commit.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> SynResult<T> + Send + 'static,
+) -> SynResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SynErr::new("SynErr", format!("auth task failed: {e}")))?
 }
 
 #[derive(Clone, Copy)]
@@ -161,17 +173,21 @@ async fn set_user_field(
     let value: Value = args.req(1, name)?;
     let gate: Option<String> = args.opt(2, "gateiden")?;
     args.done()?;
-    api.cell.auth.update_user(&iden, |u| match &gate {
-        Some(g) if name == "admin" => {
-            let admin = value
-                .as_bool()
-                .ok_or_else(|| SynErr::bad_arg("admin must be a bool"))?;
-            u.gates.entry(g.clone()).or_default().admin = admin;
-            Ok(())
-        }
-        Some(_) => Err(SynErr::bad_arg(format!("{name} cannot be set on a gate"))),
-        None => f(u, value),
-    })?;
+    let auth = api.cell.auth.clone();
+    blocking(move || {
+        auth.update_user(&iden, |u| match &gate {
+            Some(g) if name == "admin" => {
+                let admin = value
+                    .as_bool()
+                    .ok_or_else(|| SynErr::bad_arg("admin must be a bool"))?;
+                u.gates.entry(g.clone()).or_default().admin = admin;
+                Ok(())
+            }
+            Some(_) => Err(SynErr::bad_arg(format!("{name} cannot be set on a gate"))),
+            None => f(u, value),
+        })
+    })
+    .await?;
     Ok(Value::Nil)
 }
 
@@ -268,20 +284,19 @@ static CELL_METHODS: LazyLock<Methods<CellApi>> =
             let iden: Option<String> = args.opt(3, "iden")?;
             args.done()?;
             api.req_admin()?;
-            let cell = api.cell.clone();
-            let user = tokio::task::spawn_blocking(move || {
-                cell.auth
-                    .add_user(&name, passwd.as_deref(), email.as_deref(), iden.as_deref())
+            let auth = api.cell.auth.clone();
+            let user = blocking(move || {
+                auth.add_user(&name, passwd.as_deref(), email.as_deref(), iden.as_deref())
             })
-            .await
-            .map_err(|e| SynErr::new("SynErr", e.to_string()))??;
+            .await?;
             Ok(api.pack_user(&user, false))
         })
         .call("delUser", |api, mut args| async move {
             let iden: String = args.req(0, "iden")?;
             args.done()?;
             api.req_admin()?;
-            api.cell.auth.del_user(&iden)?;
+            let auth = api.cell.auth.clone();
+            blocking(move || auth.del_user(&iden)).await?;
             Ok(Value::Nil)
         })
         .call("addRole", |api, mut args| async move {
@@ -289,14 +304,16 @@ static CELL_METHODS: LazyLock<Methods<CellApi>> =
             let iden: Option<String> = args.opt(1, "iden")?;
             args.done()?;
             api.req_admin()?;
-            let role = api.cell.auth.add_role(&name, iden.as_deref())?;
+            let auth = api.cell.auth.clone();
+            let role = blocking(move || auth.add_role(&name, iden.as_deref())).await?;
             Ok(pack_role(&role))
         })
         .call("delRole", |api, mut args| async move {
             let iden: String = args.req(0, "iden")?;
             args.done()?;
             api.req_admin()?;
-            api.cell.auth.del_role(&iden)?;
+            let auth = api.cell.auth.clone();
+            blocking(move || auth.del_role(&iden)).await?;
             Ok(Value::Nil)
         })
         .call("getUserDef", |api, mut args| async move {
@@ -350,10 +367,8 @@ static CELL_METHODS: LazyLock<Methods<CellApi>> =
             if iden != api.user_iden() {
                 api.req_allowed(&["auth", "user", "set", "passwd"], None)?;
             }
-            let cell = api.cell.clone();
-            tokio::task::spawn_blocking(move || cell.auth.set_passwd(&iden, passwd.as_deref()))
-                .await
-                .map_err(|e| SynErr::new("SynErr", e.to_string()))??;
+            let auth = api.cell.auth.clone();
+            blocking(move || auth.set_passwd(&iden, passwd.as_deref())).await?;
             Ok(Value::Nil)
         })
         .call("tryUserPasswd", |api, mut args| async move {
@@ -364,11 +379,9 @@ static CELL_METHODS: LazyLock<Methods<CellApi>> =
             let Some(user) = api.cell.auth.user_by_name(&name) else {
                 return Ok(Value::Nil);
             };
-            let cell = api.cell.clone();
+            let auth = api.cell.auth.clone();
             let iden = user.iden.clone();
-            let ok = tokio::task::spawn_blocking(move || cell.auth.try_passwd(&iden, &passwd))
-                .await
-                .map_err(|e| SynErr::new("SynErr", e.to_string()))?;
+            let ok = blocking(move || Ok(auth.try_passwd(&iden, &passwd))).await?;
             Ok(if ok { api.pack_user(&user, false) } else { Value::Nil })
         })
         .call("setUserLocked", |api, args| {
@@ -415,12 +428,16 @@ static CELL_METHODS: LazyLock<Methods<CellApi>> =
             args.done()?;
             api.req_admin()?;
             api.cell.auth.req_role(&role)?;
-            api.cell.auth.update_user(&user, |u| {
-                if !u.roles.contains(&role) {
-                    insert_at(&mut u.roles, role, indx);
-                }
-                Ok(())
-            })?;
+            let auth = api.cell.auth.clone();
+            blocking(move || {
+                auth.update_user(&user, |u| {
+                    if !u.roles.contains(&role) {
+                        insert_at(&mut u.roles, role, indx);
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
             Ok(Value::Nil)
         })
         .call("setUserRoles", |api, mut args| async move {
@@ -431,10 +448,14 @@ static CELL_METHODS: LazyLock<Methods<CellApi>> =
             for role in &roles {
                 api.cell.auth.req_role(role)?;
             }
-            api.cell.auth.update_user(&user, |u| {
-                u.roles = roles;
-                Ok(())
-            })?;
+            let auth = api.cell.auth.clone();
+            blocking(move || {
+                auth.update_user(&user, |u| {
+                    u.roles = roles;
+                    Ok(())
+                })
+            })
+            .await?;
             Ok(Value::Nil)
         })
         .call("delUserRole", |api, mut args| async move {
@@ -442,10 +463,14 @@ static CELL_METHODS: LazyLock<Methods<CellApi>> =
             let role: String = args.req(1, "roleiden")?;
             args.done()?;
             api.req_admin()?;
-            api.cell.auth.update_user(&user, |u| {
-                u.roles.retain(|r| *r != role);
-                Ok(())
-            })?;
+            let auth = api.cell.auth.clone();
+            blocking(move || {
+                auth.update_user(&user, |u| {
+                    u.roles.retain(|r| *r != role);
+                    Ok(())
+                })
+            })
+            .await?;
             Ok(Value::Nil)
         })
         .call("logs", |api, mut args| async move {

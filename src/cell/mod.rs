@@ -361,7 +361,7 @@ pub fn run<S: Service>(kind: &ServiceKind<S>, matches: &clap::ArgMatches) -> i32
         conf.str("log-format").unwrap_or("text"),
         conf.str("log-level").unwrap_or("info"),
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -413,21 +413,16 @@ impl Daemon {
             Ok(found) => found,
             Err(e) => return wr.tx(&fini(Err(&e))).await,
         };
-        let mut task = tokio::spawn(fut);
+        // Run the call on this link's task (no hop to another task); a client that closes
+        // the link drops, and so cancels, the call.
         let outcome = tokio::select! {
-            res = &mut task => res,
-            gone = wait_closed(rd) => {
-                task.abort();
-                return gone;
-            }
+            res = CatchUnwind(fut) => res,
+            gone = wait_closed(rd) => return gone,
         };
-        let reply = match outcome {
-            Ok(reply) => reply,
-            Err(join) => {
-                warn!(error = %join, "a method failed unexpectedly");
-                Err(SynErr::new("SynErr", "internal error in method"))
-            }
-        };
+        let reply = outcome.unwrap_or_else(|_| {
+            warn!("a method panicked; answering with an error");
+            Err(SynErr::new("SynErr", "internal error in method"))
+        });
         match reply {
             Ok(Reply::Value(v)) => wr.tx(&fini(Ok(v))).await,
             Err(e) => wr.tx(&fini(Err(&e))).await,
@@ -549,6 +544,25 @@ fn parse_auth(auth: Option<&Value>) -> SynResult<Option<Credentials>> {
             "BadMesgFormat",
             "auth must be (user, {passwd})",
         )),
+    }
+}
+
+/// Polls a call, turning a panic inside it into an `Err` instead of unwinding the link task.
+struct CatchUnwind(BoxFut<SynResult<Reply>>);
+
+impl std::future::Future for CatchUnwind {
+    type Output = Result<SynResult<Reply>, ()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let fut = &mut self.0;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+            Ok(std::task::Poll::Ready(v)) => std::task::Poll::Ready(Ok(v)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
     }
 }
 
