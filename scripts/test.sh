@@ -21,3 +21,6 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 cargo test --locked "$@"
+
+# The Debian package: build, install, check, verify the units, purge (root and dpkg only).
+packaging/test-deb.sh

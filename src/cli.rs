@@ -23,6 +23,17 @@ pub fn command() -> clap::Command {
                 .about("Make and manage TLS certificates in a certdir (Synapse's easycert)"),
         )
         .subcommand(
+            clap::Command::new("gen-docs")
+                .hide(true)
+                .about("Write the man pages (syn.1, syn-COMMAND.1) and bash completion (syn.bash) into DIR")
+                .arg(
+                    clap::Arg::new("dir")
+                        .value_name("DIR")
+                        .required(true)
+                        .value_parser(clap::value_parser!(std::path::PathBuf)),
+                ),
+        )
+        .subcommand(
             clap::Command::new("call")
                 .about("Call a telepath method and print the result as JSON")
                 .long_about(
@@ -171,6 +182,38 @@ pub fn easycert(m: &clap::ArgMatches) -> i32 {
         Err(e) => {
             eprintln!("syn easycert: {e}");
             i32::from(e.exit_code())
+        }
+    }
+}
+
+/// `syn gen-docs DIR`: the man pages (`syn.1`, `syn-<command>.1`) and bash completion, generated from the command tree so
+/// they never drift from it. Returns the exit code.
+pub fn gen_docs(m: &clap::ArgMatches) -> i32 {
+    let Some(dir) = m.get_one::<std::path::PathBuf>("dir") else {
+        return 2;
+    };
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let top = command();
+        let mut pages = vec![("syn".to_owned(), top.clone())];
+        for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = format!("syn-{}", sub.get_name());
+            pages.push((name.clone(), sub.clone().name(name)));
+        }
+        for (name, cmd) in pages {
+            let mut man = Vec::new();
+            clap_mangen::Man::new(cmd).render(&mut man)?;
+            std::fs::write(dir.join(format!("{name}.1")), man)?;
+        }
+        let mut bash = Vec::new();
+        clap_complete::generate(clap_complete::Shell::Bash, &mut command(), "syn", &mut bash);
+        std::fs::write(dir.join("syn.bash"), bash)
+    };
+    match write() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("syn gen-docs: {}: {e}", dir.display());
+            1
         }
     }
 }

@@ -10,6 +10,7 @@ fn main() -> ExitCode {
         Some(("cell", m)) => cell::run(&cell::BARE_CELL, m),
         Some(("call", m)) => cli::call(m),
         Some(("easycert", m)) => cli::easycert(m),
+        Some(("gen-docs", m)) => cli::gen_docs(m),
         _ => {
             // clap requires a subcommand, so this is unreachable in practice.
             eprintln!("syn: no command given (see syn --help)");

@@ -559,7 +559,10 @@ impl<'a> Reader<'a> {
 /// Big integers from Synapse HEAD come back as ints; other extension types stay as they are.
 fn decode_ext(t: i8, data: &[u8]) -> Value {
     match t {
-        0 if data.len() <= 15 => Value::Int(data.iter().fold(0i128, |a, b| a << 8 | *b as i128)),
+        // A magnitude that fits an i128 (up to 16 bytes with the top bit clear).
+        0 if data.len() < 16 || (data.len() == 16 && data[0] & 0x80 == 0) => {
+            Value::Int(data.iter().fold(0i128, |a, b| a << 8 | *b as i128))
+        }
         1 if !data.is_empty() && data.len() <= 16 => {
             let fill = if data[0] & 0x80 != 0 { 0xff } else { 0 };
             let mut bytes = [fill; 16];
@@ -629,6 +632,16 @@ mod tests {
             decode_exact(&Value::Int(small).to_bytes()).unwrap(),
             Value::Int(small)
         );
+        for extreme in [i128::MAX, i128::MIN, 1 << 120, -(1 << 120)] {
+            let v = Value::Int(extreme);
+            assert_eq!(decode_exact(&v.to_bytes()).unwrap(), v, "{extreme}");
+        }
+        // Found by the fuzzer: a 16-byte ext 1 holding a positive number re-encodes as ext 0.
+        let mut fuzzed = vec![0xd8, 0x01];
+        fuzzed.extend_from_slice(&[0x38; 13]);
+        fuzzed.extend_from_slice(&[0x00, 0x38, 0x38]);
+        let v = decode_exact(&fuzzed).unwrap();
+        assert_eq!(decode_exact(&v.to_bytes()).unwrap(), v);
     }
 
     #[test]

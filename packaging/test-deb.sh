@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Build the .deb, install it, check what it installed, verify the units with systemd-analyze
+# (syntax and the hardening threshold), purge it, and check the system is as it was.
+# Run as root on a Debian machine; CI runs it from scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pass=0
+fail=0
+check() {   # check DESCRIPTION COMMAND...
+    local what=$1; shift
+    if "$@" >/dev/null 2>&1; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAILED: $what"; fi
+}
+
+if [ "$(id -u)" != 0 ] || ! command -v dpkg >/dev/null; then
+    echo "package test skipped: needs root and dpkg"
+    exit 0
+fi
+command -v man >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq man-db >/dev/null; }
+
+packaging/build-deb.sh >/dev/null
+deb=$(ls -t target/debian/syn-appliance_*.deb | head -n1)
+echo "package: $deb"
+[ "$(dpkg-deb --field "$deb" Package)" = syn-appliance ]
+
+before_etc=$(ls -A /etc | sort | md5sum)
+dpkg -i "$deb" >/dev/null
+
+check "binary installed" test -x /usr/bin/syn
+check "binary runs" /usr/bin/syn --version
+check "cell unit installed" test -f /usr/lib/systemd/system/syn-cell@.service
+check "sysusers file installed" test -f /usr/lib/sysusers.d/syn.conf
+check "syn user created" getent passwd syn
+check "man page installed" test -f /usr/share/man/man1/syn.1.gz
+check "man page renders" sh -c 'man -P cat syn | grep -q easycert'
+check "bash completion installed" test -f /usr/share/bash-completion/completions/syn
+check "example configuration installed" test -f /etc/syn/cell.env.example
+for unit in /usr/lib/systemd/system/syn-*.service; do
+    name=$(basename "$unit")
+    instance=${name/@./@ci.}
+    check "systemd-analyze verify $name" systemd-analyze verify "$instance"
+    score=$(systemd-analyze security --offline=yes "$unit" 2>/dev/null | awk '/Overall exposure level/ {print $(NF-2)}')
+    echo "  $name exposure: $score"
+    check "$name exposure <= 2.0" awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.0) }'
+done
+
+dpkg --purge syn-appliance >/dev/null
+check "binary removed" test ! -e /usr/bin/syn
+check "units removed" sh -c '! ls /usr/lib/systemd/system/syn-* 2>/dev/null'
+check "/etc/syn removed" test ! -e /etc/syn
+check "/etc otherwise as before" test "$(ls -A /etc | sort | md5sum)" = "$before_etc"
+
+echo "package: $pass passed, $fail failed"
+[ "$fail" = 0 ]
