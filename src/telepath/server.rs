@@ -415,7 +415,9 @@ impl Daemon {
         };
         // Run the call on this link's task (no hop to another task); a client that closes
         // the link drops, and so cancels, the call.
+        // Biased: a call that is ready at once answers without first probing the socket.
         let outcome = tokio::select! {
+            biased;
             res = CatchUnwind(fut) => res,
             gone = wait_closed(rd) => return gone,
         };
@@ -449,6 +451,7 @@ impl Daemon {
                         Err(TryRecvError::Empty) => {
                             wr.flush().await?;
                             tokio::select! {
+                                biased;
                                 item = items.recv() => item,
                                 gone = wait_closed(rd) => return gone,
                             }
