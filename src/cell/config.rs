@@ -83,6 +83,12 @@ pub fn cell_options() -> Vec<Opt> {
             help: "telepath listen URLs (tcp://HOST:PORT, ssl://HOST:PORT/?hostname=NAME); repeat for several; the unix socket DIR/sock is always served",
         },
         Opt {
+            key: "certdir",
+            kind: Kind::Str,
+            default: None,
+            help: "certificate directory for ssl:// listeners (cas/, hosts/, users/); unset: $SYN_CERTDIR, else DIR/certs, else ~/.syn/certs",
+        },
+        Opt {
             key: "auth-passwd",
             kind: Kind::Secret,
             default: None,
