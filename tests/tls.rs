@@ -358,6 +358,48 @@ async fn the_server_certificate_is_checked_with_one_line_errors() {
 }
 
 #[tokio::test]
+async fn a_server_certificate_without_subject_alt_names_passes_on_an_exact_common_name() {
+    // As Synapse's client checks it: made here with rcgen, as easycert always adds names.
+    let pki = Pki::new("vertex");
+    let ca_pem = std::fs::read_to_string(pki.file(CertKind::Ca, "vertex", "crt")).unwrap();
+    let ca_key = rcgen::KeyPair::from_pem(
+        &std::fs::read_to_string(pki.file(CertKind::Ca, "vertex", "key")).unwrap(),
+    )
+    .unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&ca_pem, ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "legacy.example.test");
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(
+        pki.file(CertKind::Host, "legacy.example.test", "crt"),
+        cert.pem(),
+    )
+    .unwrap();
+    std::fs::write(
+        pki.file(CertKind::Host, "legacy.example.test", "key"),
+        key.serialize_pem(),
+    )
+    .unwrap();
+
+    let (_daemon, port, _) = serve(&pki, "hostname=legacy.example.test").await;
+    certcn(port, "", "hostname=legacy.example.test", Some(pki.path()))
+        .await
+        .unwrap();
+    let err = certcn(port, "", "hostname=other.example.test", Some(pki.path()))
+        .await
+        .unwrap_err();
+    let text = one_line(&err);
+    assert!(
+        text.contains("is not valid for other.example.test (it names nothing)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn an_expired_server_certificate_is_refused() {
     // Our listener refuses to load an expired certificate, so serve it with bare rustls.
     let pki = Pki::new("vertex");
