@@ -80,7 +80,7 @@ pub fn cell_options() -> Vec<Opt> {
             key: "telepath",
             kind: Kind::List,
             default: Some("tcp://0.0.0.0:27492"),
-            help: "telepath listen URLs (tcp://HOST:PORT, ssl://HOST:PORT/?hostname=NAME); repeat for several; the unix socket DIR/sock is always served",
+            help: "telepath listen URLs (tcp://HOST:PORT, ssl://HOST:PORT/?hostname=NAME[,NAME2][&ca=CA]); repeat for several; the unix socket DIR/sock is always served",
         },
         Opt {
             key: "certdir",
