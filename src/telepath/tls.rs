@@ -58,7 +58,7 @@ pub enum TlsError {
     /// The URL asks for something impossible.
     #[error("{0}")]
     Url(String),
-    /// rustls refused the configuration.
+    /// The TLS configuration cannot be built: rustls refused it, or there is no CA to verify with.
     #[error("{0}")]
     Config(String),
 }
