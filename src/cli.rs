@@ -7,7 +7,7 @@
 use crate::cell;
 use crate::certs;
 use crate::msgpack::Value;
-use crate::telepath::{ClientOptions, Proxy, TeleUrl};
+use crate::telepath::{ClientOptions, Proxy, TeleUrl, tls};
 use clap::{Args as _, FromArgMatches as _};
 
 /// The whole `syn` command tree.
@@ -41,13 +41,14 @@ pub fn command() -> clap::Command {
                      not JSON is taken as a string). The result is printed as JSON; a generator \
                      method prints one JSON value per line as items arrive. Bytes print as hex.\n\n\
                      Examples:\n  syn call cell:///var/lib/syn/cell/core getCellInfo\n  \
-                     syn call tcp://root:secret@127.0.0.1:27492/ addUser '\"visi\"'",
+                     syn call tcp://root:secret@127.0.0.1:27492/ addUser '\"visi\"'\n  \
+                     syn call --certdir /etc/syn/certs 'ssl://visi@cortex.vertex.link/?certname=visi@vertex.link' getCellUser",
                 )
                 .arg(
                     clap::Arg::new("url")
                         .value_name("URL")
                         .required(true)
-                        .help("telepath URL: tcp://user:passwd@host:port/share, unix:///path:share, cell://DIR"),
+                        .help("telepath URL: tcp://user:passwd@host:port/share, ssl://user:passwd@host:port/share?hostname=NAME&certname=NAME&certhash=SHA256, unix:///path:share, cell://DIR"),
                 )
                 .arg(clap::Arg::new("method").value_name("METHOD").required(true))
                 .arg(
@@ -63,6 +64,13 @@ pub fn command() -> clap::Command {
                         .value_name("NAME=JSON")
                         .action(clap::ArgAction::Append)
                         .help("a keyword argument"),
+                )
+                .arg(
+                    clap::Arg::new("certdir")
+                        .long("certdir")
+                        .value_name("DIR")
+                        .value_parser(clap::value_parser!(std::path::PathBuf))
+                        .help("certificates for ssl:// URLs [default: $SYN_CERTDIR, else ~/.syn/certs]"),
                 )
                 .arg(
                     clap::Arg::new("timeout")
@@ -102,6 +110,7 @@ pub fn call(m: &clap::ArgMatches) -> i32 {
         kwargs.push((k.to_owned(), json_arg(v)));
     }
     let timeout = std::time::Duration::from_secs(*m.get_one::<u64>("timeout").unwrap_or(&30));
+    let certdir = m.get_one::<std::path::PathBuf>("certdir").cloned();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -120,9 +129,15 @@ pub fn call(m: &clap::ArgMatches) -> i32 {
                 return 2;
             }
         };
-        let opts = ClientOptions {
-            connect_timeout: timeout,
-            ..ClientOptions::default()
+        let opts = match tls::client_options(&parsed, certdir.as_deref()) {
+            Ok(opts) => ClientOptions {
+                connect_timeout: timeout,
+                ..opts
+            },
+            Err(e) => {
+                eprintln!("syn call: {e}");
+                return 1;
+            }
         };
         let proxy = match Proxy::open_with(&parsed, opts).await {
             Ok(p) => p,

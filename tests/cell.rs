@@ -71,15 +71,15 @@ fn notify_ready_status_watchdog_and_stopping() {
     let ready = notify.wait_for("READY=1", Duration::from_secs(30)).unwrap();
     assert!(ready.contains("STATUS=serving cell"), "{ready}");
     notify
-        .wait_for("WATCHDOG=1", Duration::from_secs(5))
+        .wait_for("WATCHDOG=1", Duration::from_secs(30))
         .unwrap();
     notify
-        .wait_for("WATCHDOG=1", Duration::from_secs(5))
+        .wait_for("WATCHDOG=1", Duration::from_secs(30))
         .unwrap();
     let pid = nix::unistd::Pid::from_raw(daemon.pid().unwrap() as i32);
     nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
     notify
-        .wait_for("STOPPING=1", Duration::from_secs(5))
+        .wait_for("STOPPING=1", Duration::from_secs(30))
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let status = loop {
@@ -105,15 +105,15 @@ fn sighup_reloads_and_a_bad_file_keeps_the_running_config() {
     std::fs::write(svc.dir.join("cell.toml"), "log-level = \"debug\"\n").unwrap();
     svc.signal(Signal::SIGHUP);
     svc.notify
-        .wait_for("RELOADING=1", Duration::from_secs(5))
+        .wait_for("RELOADING=1", Duration::from_secs(30))
         .unwrap();
     svc.notify
-        .wait_for("READY=1", Duration::from_secs(5))
+        .wait_for("READY=1", Duration::from_secs(30))
         .unwrap();
     std::fs::write(svc.dir.join("cell.toml"), "log-level = 5\n").unwrap();
     svc.signal(Signal::SIGHUP);
     svc.notify
-        .wait_for("READY=1", Duration::from_secs(5))
+        .wait_for("READY=1", Duration::from_secs(30))
         .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let log = svc.daemon.stderr_log();

@@ -80,7 +80,13 @@ pub fn cell_options() -> Vec<Opt> {
             key: "telepath",
             kind: Kind::List,
             default: Some("tcp://0.0.0.0:27492"),
-            help: "telepath listen URLs (tcp://HOST:PORT, ssl://HOST:PORT/?hostname=NAME); repeat for several; the unix socket DIR/sock is always served",
+            help: "telepath listen URLs (tcp://HOST:PORT, ssl://HOST:PORT/?hostname=NAME[,NAME2][&ca=CA]); repeat for several; the unix socket DIR/sock is always served",
+        },
+        Opt {
+            key: "certdir",
+            kind: Kind::Str,
+            default: None,
+            help: "certificate directory for ssl:// listeners (cas/, hosts/, users/); unset: $SYN_CERTDIR, else DIR/certs, else ~/.syn/certs",
         },
         Opt {
             key: "auth-passwd",

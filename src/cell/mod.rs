@@ -13,10 +13,12 @@ pub mod dir;
 pub mod log;
 pub mod notify;
 
+use crate::certs::{CertDir, CertError};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 use crate::storage::Slab;
-use crate::telepath::{Api, Daemon, Hello, Peer, Shared, TeleUrl, api::BoxFut};
+use crate::telepath::url::Endpoint;
+use crate::telepath::{Api, Daemon, Hello, Peer, Shared, TeleUrl, TlsServer, api::BoxFut};
 use anyhow::Context;
 use api::CellApi;
 use auth::Auth;
@@ -258,15 +260,7 @@ impl Cell {
             cert_cn: Some(cn), ..
         } = &hello.peer
         {
-            return match self.auth.user_by_name(cn) {
-                Some(u) if !u.locked && !u.archived => Ok(u.iden),
-                Some(_) => Err(SynErr::auth_deny(format!("User ({cn}) is locked."))
-                    .with("username", cn.as_str())),
-                None => Err(
-                    SynErr::auth_deny(format!("TLS client cert user not found: {cn}"))
-                        .with("username", cn.as_str()),
-                ),
-            };
+            return self.cert_login(cn);
         }
         let Some(creds) = hello.auth.clone() else {
             return Err(SynErr::auth_deny(
@@ -287,6 +281,24 @@ impl Cell {
         match found {
             (true, Some(user), _) => Ok(user.iden),
             (_, _, name) => Err(SynErr::auth_deny("Invalid password").with("username", name)),
+        }
+    }
+
+    /// Log in the user a verified client certificate names: the user whose name is the
+    /// certificate's CN, else, for a CN `user@network`, the user `user`.
+    fn cert_login(&self, cn: &str) -> SynResult<String> {
+        let found = self.auth.user_by_name(cn).or_else(|| {
+            cn.split_once('@')
+                .and_then(|(name, _)| self.auth.user_by_name(name))
+        });
+        match found {
+            Some(u) if !u.locked && !u.archived => Ok(u.iden),
+            Some(u) => Err(SynErr::auth_deny(format!("User ({}) is locked.", u.name))
+                .with("username", u.name.as_str())),
+            None => Err(
+                SynErr::auth_deny(format!("TLS client cert user not found: {cn}"))
+                    .with("username", cn),
+            ),
         }
     }
 
@@ -427,13 +439,34 @@ async fn serve<S: Service>(
         .await
         .with_context(|| format!("listening on {}", cell.dir().sock_path().display()))?;
     let mut bound = Vec::new();
+    let mut tls_listeners: Vec<Arc<TlsServer>> = Vec::new();
     for url in conf.list("telepath") {
         let parsed = TeleUrl::parse(url).map_err(|e| anyhow::anyhow!("{}", e.mesg()))?;
-        let addr = daemon
-            .listen(&parsed)
-            .await
-            .with_context(|| format!("listening on {url}"))?;
-        info!(url = %addr, "telepath listening");
+        let addr = match parsed.endpoint {
+            Endpoint::Ssl { .. } => {
+                let certdir = cell_certdir(&cell, &conf)
+                    .with_context(|| format!("serving {}", parsed.redacted()))?;
+                let tls = Arc::new(
+                    TlsServer::load(&parsed, &certdir)
+                        .with_context(|| format!("serving {}", parsed.redacted()))?,
+                );
+                let addr = daemon
+                    .listen_tls(&parsed, tls.clone())
+                    .await
+                    .with_context(|| format!("listening on {}", parsed.redacted()))?;
+                info!(url = %addr, certdir = %certdir.path().display(), hostnames = %tls.hostnames().join(","), "telepath listening");
+                tls_listeners.push(tls);
+                addr
+            }
+            _ => {
+                let addr = daemon
+                    .listen(&parsed)
+                    .await
+                    .with_context(|| format!("listening on {}", parsed.redacted()))?;
+                info!(url = %addr, "telepath listening");
+                addr
+            }
+        };
         bound.push(addr);
     }
     let status = format!(
@@ -452,7 +485,7 @@ async fn serve<S: Service>(
         tokio::select! {
             _ = sigterm.recv() => break "SIGTERM",
             _ = sigint.recv() => break "SIGINT",
-            _ = sighup.recv() => reload(kind, &cell, &*service, matches),
+            _ = sighup.recv() => reload(kind, &cell, &*service, matches, &tls_listeners),
         }
     };
     info!("{why}: stopping");
@@ -467,11 +500,44 @@ async fn serve<S: Service>(
     Ok(())
 }
 
+/// The certdir of a cell's ssl:// listeners: its `certdir` option, else `$SYN_CERTDIR`, else
+/// `DIR/certs`, else `~/.syn/certs`.
+fn cell_certdir(cell: &Cell, conf: &Config) -> Result<CertDir, CertError> {
+    CertDir::locate(conf.str("certdir").map(Path::new), Some(cell.path()))
+}
+
+/// Re-read every ssl:// listener's certificates; a listener whose new certificates are bad
+/// keeps the old ones.
+fn reload_certs(cell: &Cell, conf: &Config, listeners: &[Arc<TlsServer>]) {
+    if listeners.is_empty() {
+        return;
+    }
+    let certdir = match cell_certdir(cell, conf) {
+        Ok(dir) => dir,
+        Err(e) => {
+            error!("reload: keeping the TLS certificates in use: {e}");
+            return;
+        }
+    };
+    for tls in listeners {
+        match tls.reload(&certdir) {
+            Ok(()) => {
+                info!(url = tls.url(), certdir = %certdir.path().display(), "TLS certificates reloaded")
+            }
+            Err(e) => error!(
+                url = tls.url(),
+                "reload: keeping the TLS certificates in use: {e}"
+            ),
+        }
+    }
+}
+
 fn reload<S: Service>(
     kind: &ServiceKind<S>,
     cell: &Arc<Cell>,
     service: &S,
     matches: &clap::ArgMatches,
+    tls_listeners: &[Arc<TlsServer>],
 ) {
     notify::reloading();
     let env = |k: &str| std::env::var(k).ok();
@@ -485,6 +551,7 @@ fn reload<S: Service>(
             if let Err(e) = cell.apply_root_passwd(conf.str("auth-passwd")) {
                 error!("reload: {e:#}");
             }
+            reload_certs(cell, &conf, tls_listeners);
             service.reload(&conf);
             *cell.conf.write().unwrap_or_else(|e| e.into_inner()) = conf;
             info!("configuration reloaded");

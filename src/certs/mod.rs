@@ -18,6 +18,7 @@ mod p12;
 pub use cli::{EasycertArgs, run};
 pub use error::{CertError, EXIT_EXISTS, EXIT_EXPIRING, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 pub use files::{load_certs, load_csr, load_key};
+pub(crate) use info::rfc3339;
 pub use info::{CertInfo, San, fingerprint_sha256};
 pub use issue::{ImportInto, IssueOptions, Outcome, Saved};
 pub use keys::KeyType;
@@ -198,6 +199,18 @@ impl CertDir {
             fs::create_dir_all(&dir).map_err(|e| CertError::io(&dir, e))?;
         }
         Ok(CertDir { root })
+    }
+
+    /// The certdir a TLS listener or client uses: `explicit` if given (it must exist), else the
+    /// first existing one of `$SYN_CERTDIR`, `service_dir/certs` and `~/.syn/certs`.
+    pub fn locate(
+        explicit: Option<&Path>,
+        service_dir: Option<&Path>,
+    ) -> Result<CertDir, CertError> {
+        match explicit {
+            Some(path) => CertDir::open(path),
+            None => CertDir::find(&candidate_dirs(None, service_dir)),
+        }
     }
 
     /// The first candidate that is an existing directory (see [`candidate_dirs`]).

@@ -77,9 +77,12 @@ pub enum Answer {
 }
 
 impl Proxy {
-    /// Connect to `url` with default options.
+    /// Connect to `url` with default options; an `ssl://` URL gets its TLS settings from the
+    /// default certdir (`$SYN_CERTDIR`, else `~/.syn/certs`).
     pub async fn open(url: &str) -> SynResult<Proxy> {
-        Proxy::open_with(&TeleUrl::parse(url)?, ClientOptions::default()).await
+        let url = TeleUrl::parse(url)?;
+        let opts = super::tls::client_options(&url, None)?;
+        Proxy::open_with(&url, opts).await
     }
 
     /// Connect to `url` and run the handshake; credentials come from the URL.

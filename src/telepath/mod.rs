@@ -8,9 +8,11 @@ pub mod api;
 pub mod client;
 pub mod link;
 pub mod server;
+pub mod tls;
 pub mod url;
 
 pub use api::{Api, Args, Genr, HasMethods, Methods, Reply};
-pub use client::{ClientOptions, GenrStream, Proxy};
-pub use server::{Credentials, Daemon, Hello, Peer, Shared};
+pub use client::{ClientOptions, GenrStream, Proxy, TlsConnect};
+pub use server::{Credentials, Daemon, Hello, Peer, Shared, TlsAccept};
+pub use tls::{TlsClient, TlsError, TlsServer, client_options};
 pub use url::TeleUrl;

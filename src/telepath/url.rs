@@ -133,24 +133,42 @@ impl TeleUrl {
 
     /// The URL with any password replaced by `****`, for logs and messages.
     pub fn redacted(&self) -> String {
-        let mut out = self.clone();
-        if out.passwd.is_some() {
-            out.passwd = Some("****".into());
+        Shown {
+            url: self,
+            passwd: false,
         }
-        out.to_string()
+        .to_string()
     }
 }
 
 impl fmt::Display for TeleUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let userinfo = match (&self.user, &self.passwd) {
+        Shown {
+            url: self,
+            passwd: true,
+        }
+        .fmt(f)
+    }
+}
+
+/// A URL written out, with its password or with `****` in its place.
+struct Shown<'a> {
+    url: &'a TeleUrl,
+    passwd: bool,
+}
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let url = self.url;
+        let userinfo = match (&url.user, &url.passwd) {
+            (Some(u), Some(_)) if !self.passwd => format!("{}:****@", pct_encode(u)),
             (Some(u), Some(p)) => format!("{}:{}@", pct_encode(u), pct_encode(p)),
             (Some(u), None) => format!("{}@", pct_encode(u)),
             _ => String::new(),
         };
-        match &self.endpoint {
+        match &url.endpoint {
             Endpoint::Tcp { host, port } | Endpoint::Ssl { host, port } => {
-                let scheme = if matches!(self.endpoint, Endpoint::Tcp { .. }) {
+                let scheme = if matches!(url.endpoint, Endpoint::Tcp { .. }) {
                     "tcp"
                 } else {
                     "ssl"
@@ -161,16 +179,16 @@ impl fmt::Display for TeleUrl {
                     host.clone()
                 };
                 write!(f, "{scheme}://{userinfo}{host}:{port}/")?;
-                if self.share != "*" {
-                    write!(f, "{}", self.share)?;
+                if url.share != "*" {
+                    write!(f, "{}", url.share)?;
                 }
             }
             Endpoint::Unix { path } => {
-                write!(f, "unix://{userinfo}{}:{}", path.display(), self.share)?;
+                write!(f, "unix://{userinfo}{}:{}", path.display(), url.share)?;
             }
         }
-        if !self.query.is_empty() {
-            let q: Vec<String> = self
+        if !url.query.is_empty() {
+            let q: Vec<String> = url
                 .query
                 .iter()
                 .map(|(k, v)| match v {
@@ -282,6 +300,12 @@ mod tests {
             "display round-trips"
         );
         assert!(!u.redacted().contains("cret"));
+        assert!(
+            u.redacted()
+                .starts_with("tcp://visi:****@host.example:1234/"),
+            "{}",
+            u.redacted()
+        );
     }
 
     #[test]

@@ -597,7 +597,17 @@ pub struct PyCortex {
     python: PathBuf,
     port: u16,
     dir: PathBuf,
+    tls: Option<PyTls>,
     _tmp: Option<tempfile::TempDir>,
+}
+
+/// A [`PyCortex`] that listens on `ssl://` instead of `tcp://`.
+#[derive(Clone)]
+pub struct PyTls {
+    /// The `hostname=` it serves (`DIR/certs/hosts/<hostname>.crt`).
+    pub hostname: String,
+    /// Its certdir, `DIR/certs` (also `SYN_CERT_DIR`, so `~/.syn/certs` is never read).
+    pub certdir: PathBuf,
 }
 
 impl PyCortex {
@@ -610,16 +620,45 @@ impl PyCortex {
             .tempdir()
             .expect("cannot make a temporary directory");
         let dir = tmp.path().join("cortex");
-        Some(Self::launch(python, dir, Some(tmp)))
+        Some(Self::launch(python, dir, Some(tmp), None))
+    }
+
+    /// A fresh cortex serving `ssl://127.0.0.1:PORT/?hostname=HOSTNAME` with a copy of the
+    /// certdir `certs` (which must hold `hosts/HOSTNAME.crt` and `.key`) as its `DIR/certs`.
+    pub fn start_ssl(certs: &Path, hostname: &str) -> Option<PyCortex> {
+        let python = syn2_python()?;
+        let tmp = tempfile::Builder::new()
+            .prefix("syn-pycortex-")
+            .tempdir()
+            .expect("cannot make a temporary directory");
+        let dir = tmp.path().join("cortex");
+        let certdir = dir.join("certs");
+        copy_tree(certs, &certdir).unwrap_or_else(|e| {
+            panic!(
+                "cannot copy {} to {}: {e}",
+                certs.display(),
+                certdir.display()
+            )
+        });
+        let tls = PyTls {
+            hostname: hostname.to_owned(),
+            certdir,
+        };
+        Some(Self::launch(python, dir, Some(tmp), Some(tls)))
     }
 
     /// Serves an existing cortex directory (made by Python Synapse 2.x, e.g. a backup copy).
     pub fn serve(dir: &Path) -> Option<PyCortex> {
         let python = syn2_python()?;
-        Some(Self::launch(python, dir.to_path_buf(), None))
+        Some(Self::launch(python, dir.to_path_buf(), None, None))
     }
 
-    fn launch(python: PathBuf, dir: PathBuf, tmp: Option<tempfile::TempDir>) -> PyCortex {
+    fn launch(
+        python: PathBuf,
+        dir: PathBuf,
+        tmp: Option<tempfile::TempDir>,
+        tls: Option<PyTls>,
+    ) -> PyCortex {
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let secs = std::env::var("SYN_PEER_START_SECS")
             .ok()
@@ -630,10 +669,17 @@ impl PyCortex {
         // A free port can be taken by someone else before the cortex binds it: try a few.
         for _attempt in 0..3 {
             let port = free_port();
+            let listen = match &tls {
+                None => format!("tcp://127.0.0.1:{port}"),
+                Some(t) => format!("ssl://127.0.0.1:{port}/?hostname={}", t.hostname),
+            };
             let mut cmd = Command::new(&python);
+            if let Some(t) = &tls {
+                cmd.env("SYN_CERT_DIR", &t.certdir);
+            }
             cmd.args(["-m", "synapse.servers.cortex"])
                 .arg("--telepath")
-                .arg(format!("tcp://127.0.0.1:{port}"))
+                .arg(listen)
                 .args(["--https", "0", "--auth-passwd", ROOT_PASSWD])
                 .args(["--health-sysctl-checks", "False"])
                 .arg(&dir)
@@ -649,6 +695,7 @@ impl PyCortex {
                 python: python.clone(),
                 port,
                 dir: dir.clone(),
+                tls: tls.clone(),
                 _tmp: None,
             };
             match core.wait_ready(Duration::from_secs(secs)) {
@@ -687,12 +734,9 @@ impl PyCortex {
             if left.is_zero() {
                 return Err(format!("no telepath answer within {timeout:?}"));
             }
-            let out = run_py_timeout(
-                &self.python,
-                "tele.py",
-                &[&self.url(), "call", "getCellIden"],
-                left,
-            );
+            let argv = self.tele_argv(&["call", "getCellIden"]);
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let out = run_py_timeout(&self.python, "tele.py", &argv, left);
             if out.ok() && is_hex32(out.stdout.trim().trim_matches('"')) {
                 return Ok(());
             }
@@ -706,9 +750,32 @@ impl PyCortex {
         }
     }
 
-    /// `tcp://root:secret@127.0.0.1:PORT/`
+    /// `tcp://root:secret@127.0.0.1:PORT/`, or for [`PyCortex::start_ssl`]
+    /// `ssl://root:secret@127.0.0.1:PORT/?hostname=HOSTNAME`.
     pub fn url(&self) -> String {
-        format!("tcp://root:{ROOT_PASSWD}@127.0.0.1:{}/", self.port)
+        match &self.tls {
+            None => format!("tcp://root:{ROOT_PASSWD}@127.0.0.1:{}/", self.port),
+            Some(t) => format!(
+                "ssl://root:{ROOT_PASSWD}@127.0.0.1:{}/?hostname={}",
+                self.port, t.hostname
+            ),
+        }
+    }
+
+    /// Its TLS listener, for a cortex made by [`PyCortex::start_ssl`].
+    pub fn tls(&self) -> Option<&PyTls> {
+        self.tls.as_ref()
+    }
+
+    /// `tele.py` arguments reaching this cortex: the URL, `args`, then `--certdir` for TLS.
+    fn tele_argv(&self, args: &[&str]) -> Vec<String> {
+        let mut argv = vec![self.url()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        if let Some(t) = &self.tls {
+            argv.push("--certdir".into());
+            argv.push(t.certdir.display().to_string());
+        }
+        argv
     }
 
     pub fn port(&self) -> u16 {
@@ -732,10 +799,9 @@ impl PyCortex {
 
     /// `tele.py <url> ARGS...` against this cortex.
     pub fn tele(&self, args: &[&str]) -> RunOut {
-        let url = self.url();
-        let mut all = vec![url.as_str()];
-        all.extend_from_slice(args);
-        run_py(&self.python, "tele.py", &all)
+        let argv = self.tele_argv(args);
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        run_py(&self.python, "tele.py", &argv)
     }
 
     /// Stops the cortex now (gracefully, so its LMDB files are closed) and keeps the directory
@@ -743,6 +809,21 @@ impl PyCortex {
     pub fn stop(&mut self) -> Option<ExitStatus> {
         self.daemon.stop()
     }
+}
+
+/// Copies the directory tree `from` to `to` (files and directories only).
+pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &dest)?;
+        } else {
+            fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
 }
 
 /// 32 lowercase hex digits (a Synapse guid).

@@ -8,6 +8,9 @@ A small command line around Synapse's own telepath client, for interop tests.
                                                        (stop after N items, abandoning the rest)
     tele.py URL storm QUERY [--opts JSON]              print each storm message as a JSON line
 
+--certdir DIR gives an ssl:// URL the certdir DIR (Synapse's openurl(url, certdir=...)):
+its cas/*.crt are trusted, and ?certname=NAME presents users/NAME.crt.
+
 Each ARG is parsed as JSON; an ARG that is not valid JSON is passed as a plain string.
 Bytes print as hex strings, tuples as lists, sets as sorted lists.
 
@@ -82,7 +85,12 @@ async def aiter_or_value(valu):
 async def run(opts):
     import synapse.telepath as s_telepath
 
-    async with await s_telepath.openurl(opts.url) as prox:
+    conn = {}
+    if opts.certdir is not None:
+        import synapse.lib.certdir as s_certdir
+        conn['certdir'] = s_certdir.CertDir(path=(opts.certdir,))
+
+    async with await s_telepath.openurl(opts.url, **conn) as prox:
 
         if opts.mode == 'storm':
             sopts = json.loads(opts.opts) if opts.opts else None
@@ -137,6 +145,7 @@ def main(argv):
     pars.add_argument('--kwargs', default=None, help='JSON object of keyword arguments (call/genr)')
     pars.add_argument('--opts', default=None, help='JSON storm opts (storm)')
     pars.add_argument('--limit', type=int, default=None, help='stop a generator after N items (genr)')
+    pars.add_argument('--certdir', default=None, help='certdir for ssl:// URLs')
     opts = pars.parse_args(argv)
 
     if opts.mode == 'storm' and opts.args:
