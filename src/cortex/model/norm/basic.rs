@@ -184,13 +184,17 @@ pub(crate) fn norm_float(
     if let Some(min) = min {
         let ok = if min_valid { f >= min } else { f > min };
         if !ok {
-            return Err(t.bad(format!("value is below min={}", py::float_repr(min))));
+            return Err(t
+                .bad(format!("value is below min={}", py::float_repr(min)))
+                .with("valu", Value::Float(f)));
         }
     }
     if let Some(max) = max {
         let ok = if max_valid { f <= max } else { f < max };
         if !ok {
-            return Err(t.bad(format!("value is above max={}", py::float_repr(max))));
+            return Err(t
+                .bad(format!("value is above max={}", py::float_repr(max)))
+                .with("valu", Value::Float(f)));
         }
     }
     Ok(Norm::plain(Value::Float(f)))

@@ -6,9 +6,9 @@ use crate::cortex::model::{Model, no_such_form};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 
-/// Python's `repr()` of a list value, near enough for messages.
+/// `trimText(repr(valu))`: Python's repr of a value, cut at 256 characters.
 fn short_repr(v: &Value) -> String {
-    let text = v.to_string();
+    let text = super::py_value_repr(v);
     if text.chars().count() > 256 {
         format!("{}...", text.chars().take(253).collect::<String>())
     } else {
@@ -37,7 +37,7 @@ pub(crate) fn norm_comp(
     if items.len() != fields.len() {
         return Err(t.bad(format!(
             "invalid number of fields given for norming: {}",
-            short_repr(v)
+            short_repr(&Value::Array(items.to_vec()))
         )));
     }
     let mut norms = Vec::with_capacity(items.len());

@@ -335,7 +335,7 @@ fn parse_v6_int(ip: &str) -> Result<u128, String> {
     for p in &parts[..hi] {
         out = (out << 16) | hextet(p)?;
     }
-    out <<= 16 * skipped as u32;
+    out = out.checked_shl(16 * skipped as u32).unwrap_or(0);
     for p in &parts[n - lo..] {
         out = (out << 16) | hextet(p)?;
     }

@@ -596,7 +596,7 @@ pub(crate) fn py_err_str(e: &SynErr) -> String {
     format!("{}: {}", e.name, shown.join(" "))
 }
 
-/// Python's `repr()` of a value.
+/// Python's `repr()` of a value (arrays show as lists, as storm passes them).
 pub(crate) fn py_value_repr(v: &Value) -> String {
     match v {
         Value::Str(s) => py::repr_str(s),
@@ -605,12 +605,20 @@ pub(crate) fn py_value_repr(v: &Value) -> String {
         Value::Float(f) => py::float_repr(*f),
         Value::Array(items) => {
             let inner: Vec<String> = items.iter().map(py_value_repr).collect();
-            if inner.len() == 1 {
-                format!("({},)", inner[0])
-            } else {
-                format!("({})", inner.join(", "))
-            }
+            format!("[{}]", inner.join(", "))
         }
+        Value::Map(pairs) => {
+            let inner: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| format!("{}: {}", py_value_repr(k), py_value_repr(v)))
+                .collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+        Value::Int(i) => i.to_string(),
+        Value::Bin(b) => format!(
+            "b'{}'",
+            b.iter().map(|c| format!("\\x{c:02x}")).collect::<String>()
+        ),
         other => other.to_string(),
     }
 }
