@@ -614,3 +614,67 @@ fn norms_match_python_synapse() {
         failures.join("\n")
     );
 }
+
+/// Remove `doc` and `ex` keys everywhere, as the model data does.
+fn strip_docs(j: &J) -> J {
+    match j {
+        J::Object(m) => J::Object(
+            m.iter()
+                .filter(|(k, _)| k.as_str() != "doc" && k.as_str() != "ex")
+                .map(|(k, v)| (k.clone(), strip_docs(v)))
+                .collect(),
+        ),
+        J::Array(a) => J::Array(a.iter().map(strip_docs).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Where two JSON values first differ, as a path.
+fn first_diff(path: &str, a: &J, b: &J, out: &mut Vec<String>) {
+    if out.len() >= 20 || a == b {
+        return;
+    }
+    match (a, b) {
+        (J::Object(x), J::Object(y)) => {
+            for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                first_diff(
+                    &format!("{path}/{k}"),
+                    x.get(k).unwrap_or(&J::Null),
+                    y.get(k).unwrap_or(&J::Null),
+                    out,
+                );
+            }
+        }
+        (J::Array(x), J::Array(y)) if x.len() == y.len() => {
+            for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                first_diff(&format!("{path}[{i}]"), p, q, out);
+            }
+        }
+        _ => out.push(format!("{path}: python {a} / syn {b}")),
+    }
+}
+
+#[test]
+fn model_dict_matches_python_synapse() {
+    let Some(python) = common::syn2_python() else {
+        return;
+    };
+    let out = common::run_py(&python, "model_dict.py", &[]);
+    assert!(out.ok(), "model_dict.py failed:\n{}", out.describe());
+    let theirs = out.json();
+    let ntypes = theirs["types"].as_object().map_or(0, |m| m.len());
+    let nforms = theirs["forms"].as_object().map_or(0, |m| m.len());
+    assert_eq!(
+        (ntypes, nforms),
+        (698, 595),
+        "python's model dict is the full 2.256 model"
+    );
+    let ours = strip_docs(&Model::shared().expect("model loads").model_dict().to_json());
+    let mut diffs = Vec::new();
+    first_diff("", &theirs, &ours, &mut diffs);
+    assert!(
+        diffs.is_empty(),
+        "getModelDict differs:\n{}",
+        diffs.join("\n")
+    );
+}
