@@ -1,9 +1,11 @@
 //! The cortex: Synapse's hypergraph service.
 //!
 //! - [`edits`]: nodeedits, the unit of change, in Synapse's wire shape.
+//! - [`model`]: the data model: types with Synapse's normalization, forms, props.
 //!
-//! Still to come, each in its own module: the data model (types, forms, normalization), the
+//! Still to come, each in its own module: the
 //! layer (LMDB storage, indexes, the edit log), Storm (parser and runtime), and the service
 //! with its CoreApi and LayerApi.
 
 pub mod edits;
+pub mod model;
