@@ -422,7 +422,7 @@ impl Scan<'_> {
     }
 
     fn before(&self, pos: usize) -> Option<char> {
-        self.text[..pos].chars().next_back()
+        self.text.get(..pos)?.chars().next_back()
     }
 
     fn is(&self, pos: usize, pred: impl Fn(char) -> bool) -> bool {
@@ -434,12 +434,13 @@ impl Scan<'_> {
     }
 
     fn starts(&self, pos: usize, s: &str) -> bool {
-        self.text[pos..].starts_with(s)
+        self.text.get(pos..).is_some_and(|rest| rest.starts_with(s))
     }
 
-    /// The end of the longest run of chars satisfying `pred` from `pos`.
+    /// The end of the longest run of chars satisfying `pred` from `pos` (`pos` itself when
+    /// `pos` is past the end or inside a char).
     fn run(&self, pos: usize, pred: impl Fn(char) -> bool) -> usize {
-        let rest = &self.text[pos..];
+        let rest = self.text.get(pos..).unwrap_or("");
         pos + rest.find(|c: char| !pred(c)).unwrap_or(rest.len())
     }
 

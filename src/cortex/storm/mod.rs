@@ -7,3 +7,4 @@
 pub mod grammar;
 pub mod lalr;
 pub mod lexer;
+pub mod parser;
