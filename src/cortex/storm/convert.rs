@@ -9,7 +9,7 @@ use super::strings::{format_unescape, python_int, string_error, trim_text, unesc
 use crate::error::SynErr;
 
 /// How deeply constructs may nest (subqueries in subqueries, expressions in expressions, ...).
-pub const MAX_NESTING: usize = 200;
+pub const MAX_NESTING: usize = 64;
 
 type R<T> = Result<T, SynErr>;
 
@@ -1302,8 +1302,8 @@ impl<'a> Converter<'a> {
         // Follow one-child links (the expression precedence chain, `$`-less wrappers) without
         // spending nesting depth on them.
         while PASS_THROUGH.contains(&self.name(n)) && self.cst.node(n).kids.len() == 1 {
-            match self.cst.node(n).kids[0] {
-                Kid::Node(c) if !self.name(c).starts_with('_') => n = c,
+            match self.kids(n).kids[..] {
+                [Kid::Node(c)] => n = c,
                 _ => break,
             }
         }
@@ -1320,43 +1320,14 @@ impl<'a> Converter<'a> {
                 Some(Kid::Tok(t)) => ValueKind::Var(self.var_name(t)?.name),
                 other => return Err(self.unexpected(other, "variable")),
             },
-            "varderef" => {
-                let base = Box::new(self.value(&mut k)?);
-                k.next();
-                let key = if k.peek_term() == Some(Term::Dollar) {
-                    k.next();
-                    match k.next() {
-                        Some(Kid::Tok(t)) => Value {
-                            span: span(t),
-                            kind: ValueKind::Var(self.var_name(t)?.name),
-                        },
-                        Some(Kid::Node(d)) => self.node_value(d)?,
-                        None => return Err(self.unexpected(None, "key")),
-                    }
-                } else {
-                    self.value(&mut k)?
-                };
-                ValueKind::Deref {
-                    base,
-                    key: Box::new(key),
-                }
-            }
+            "varderef" => self.deref(&mut k)?,
             "funccall" => self.call(&mut k)?,
             "dollarexpr" => {
                 k.next();
                 ValueKind::Expr(Box::new(self.value(&mut k)?))
             }
-            "valulist" => {
-                let mut items = Vec::new();
-                while let Some(kid) = k.peek() {
-                    match kid {
-                        Kid::Tok(t) if matches!(t.term, Term::LPar | Term::RPar | Term::Comma) => {
-                            k.next();
-                        }
-                        _ => items.push(self.value(&mut k)?),
-                    }
-                }
-                ValueKind::List(items)
+            "valulist" | "formatstring" | "exprlist" | "exprdict" => {
+                self.collection(name, &mut k)?
             }
             "listvalu" | "evalvalu" | "dollaroper" | "innerdollaroper" => self.value(&mut k)?.kind,
             "univpropvalu" => match k.next() {
@@ -1390,56 +1361,6 @@ impl<'a> Converter<'a> {
                 }
             }
             "baresubquery" | "argvquery" => ValueKind::SubQuery(Box::new(self.braces(&mut k)?)),
-            "formatstring" => {
-                let mut parts = Vec::new();
-                while let Some(kid) = k.peek() {
-                    match kid {
-                        Kid::Tok(t)
-                            if matches!(t.term, Term::Backquote | Term::LBrace | Term::RBrace) =>
-                        {
-                            k.next();
-                        }
-                        _ => parts.push(self.value(&mut k)?),
-                    }
-                }
-                ValueKind::Format(parts)
-            }
-            "exprlist" | "exprdict" => {
-                let mut items = Vec::new();
-                while let Some(kid) = k.peek() {
-                    match kid {
-                        Kid::Tok(t)
-                            if matches!(
-                                t.term,
-                                Term::LSqb
-                                    | Term::RSqb
-                                    | Term::LBrace
-                                    | Term::RBrace
-                                    | Term::Comma
-                                    | Term::Colon
-                                    | Term::ExprColonNoSpace
-                            ) =>
-                        {
-                            k.next();
-                        }
-                        Kid::Tok(t) if t.term == Term::VarTokn => {
-                            k.next();
-                            items.push(self.json_token(t)?);
-                        }
-                        _ => items.push(self.value(&mut k)?),
-                    }
-                }
-                if name == "exprlist" {
-                    ValueKind::List(items)
-                } else {
-                    let mut pairs = Vec::new();
-                    let mut it = items.into_iter();
-                    while let (Some(key), Some(val)) = (it.next(), it.next()) {
-                        pairs.push((key, val));
-                    }
-                    ValueKind::Dict(pairs)
-                }
-            }
             "expror" | "exprand" | "exprcmp" | "exprsum" | "exprproduct" | "exprpow" => {
                 if self.cst.node(n).kids.len() == 1 {
                     return Ok(self.value(&mut k)?.kind);
@@ -1465,6 +1386,97 @@ impl<'a> Converter<'a> {
                 }
             }
             other => return Err(self.unexpected(Some(Kid::Node(n)), other)),
+        })
+    }
+
+    /// `$x.key` (`varderef`).
+    fn deref(&mut self, k: &mut Kids) -> R<ValueKind> {
+        let base = Box::new(self.value(k)?);
+        k.next();
+        let key = if k.peek_term() == Some(Term::Dollar) {
+            k.next();
+            match k.next() {
+                Some(Kid::Tok(t)) => Value {
+                    span: span(t),
+                    kind: ValueKind::Var(self.var_name(t)?.name),
+                },
+                Some(Kid::Node(d)) => self.node_value(d)?,
+                None => return Err(self.unexpected(None, "key")),
+            }
+        } else {
+            self.value(k)?
+        };
+        Ok(ValueKind::Deref {
+            base,
+            key: Box::new(key),
+        })
+    }
+
+    /// The bracketed literals: `(a, b)`, `` `…` ``, `[a, b]`, `{k: v}`.
+    fn collection(&mut self, name: &str, k: &mut Kids) -> R<ValueKind> {
+        Ok(match name {
+            "valulist" => {
+                let mut items = Vec::new();
+                while let Some(kid) = k.peek() {
+                    match kid {
+                        Kid::Tok(t) if matches!(t.term, Term::LPar | Term::RPar | Term::Comma) => {
+                            k.next();
+                        }
+                        _ => items.push(self.value(k)?),
+                    }
+                }
+                ValueKind::List(items)
+            }
+            "formatstring" => {
+                let mut parts = Vec::new();
+                while let Some(kid) = k.peek() {
+                    match kid {
+                        Kid::Tok(t)
+                            if matches!(t.term, Term::Backquote | Term::LBrace | Term::RBrace) =>
+                        {
+                            k.next();
+                        }
+                        _ => parts.push(self.value(k)?),
+                    }
+                }
+                ValueKind::Format(parts)
+            }
+            _ => {
+                let mut items = Vec::new();
+                while let Some(kid) = k.peek() {
+                    match kid {
+                        Kid::Tok(t)
+                            if matches!(
+                                t.term,
+                                Term::LSqb
+                                    | Term::RSqb
+                                    | Term::LBrace
+                                    | Term::RBrace
+                                    | Term::Comma
+                                    | Term::Colon
+                                    | Term::ExprColonNoSpace
+                            ) =>
+                        {
+                            k.next();
+                        }
+                        Kid::Tok(t) if t.term == Term::VarTokn => {
+                            k.next();
+                            items.push(self.json_token(t)?);
+                        }
+                        _ => items.push(self.value(k)?),
+                    }
+                }
+                if name == "exprlist" {
+                    ValueKind::List(items)
+                } else {
+                    let mut pairs = Vec::new();
+                    let mut it = items.into_iter();
+                    while let (Some(key), Some(val)) = (it.next(), it.next()) {
+                        pairs.push((key, val));
+                    }
+                    ValueKind::Dict(pairs)
+                }
+            }
         })
     }
 
