@@ -1,7 +1,6 @@
 //! The cortex: Synapse's hypergraph service.
 //!
 //! - [`edits`]: nodeedits, the unit of change, in Synapse's wire shape.
-//!
 //! - [`storm`]: the Storm query language: lexer, grammar, LALR tables and parser.
 //!
 //! Still to come, each in its own module: the data model (types, forms, normalization), the
