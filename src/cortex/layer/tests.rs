@@ -1,0 +1,1 @@
+//! Tests of the layer, on real LMDB files and logs in temporary directories.
