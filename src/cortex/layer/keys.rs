@@ -269,12 +269,12 @@ impl IntSpec {
     /// The smallest and largest values that have a key (clipped to what an `i128` holds).
     fn bounds(self) -> (i128, i128) {
         let bits = self.bits();
-        if self.signed {
-            let half = 1i128.checked_shl(bits - 1).unwrap_or(i128::MAX);
-            (
-                -(half.saturating_sub(1)),
-                if bits == 128 { i128::MAX } else { half },
-            )
+        if self.signed && bits == 128 {
+            // -(2^127 - 1) up to 2^127, of which an i128 holds up to 2^127 - 1.
+            (-i128::MAX, i128::MAX)
+        } else if self.signed {
+            let half = 1i128 << (bits - 1);
+            (1 - half, half)
         } else if bits == 128 {
             (0, i128::MAX)
         } else {
