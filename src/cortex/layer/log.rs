@@ -199,6 +199,11 @@ impl SegmentReader {
         })
     }
 
+    /// Where the next frame starts.
+    pub(super) fn position(&self) -> u64 {
+        self.pos
+    }
+
     /// The segment file.
     pub(super) fn path(&self) -> &Path {
         &self.path

@@ -425,16 +425,22 @@ impl Layer {
             .collect::<SynResult<BTreeMap<_, _>>>()?;
         let log_dir = dir.join(LOG_DIR);
         fs::create_dir_all(&log_dir).map_err(|e| io_err(&log_dir, "create directory", e))?;
-        let (log, log_next) = recover_log(&log_dir, &positions)?;
-        if applied > log_next {
+        let tail = find_log_end(&log_dir, &positions)?;
+        if applied > tail.next {
             return Err(SynErr::new(
                 "StorageError",
                 format!(
-                    "{}: LMDB has applied {applied} log records but the edit log holds {log_next}",
-                    dir.display()
+                    "{}: LMDB has applied {applied} log records but the edit log holds {}",
+                    dir.display(),
+                    tail.next
                 ),
             ));
         }
+        let log_next = tail.next;
+        let log = match tail.segment {
+            Some(segment) => LogWriter::resume(&log_dir, segment, tail.end)?,
+            None => LogWriter::create(&log_dir, 0)?,
+        };
         let last_indexed = positions.values().next_back().copied();
         let inner = Arc::new(Inner {
             iden: iden.to_owned(),
@@ -826,13 +832,14 @@ impl Layer {
             .positions
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let Some((at, pos)) = positions.range(..=offs).next_back() else {
-            return Err(SynErr::new(
-                "StorageError",
-                format!("no log position is known for offset {offs}"),
-            ));
-        };
-        LogIter::new(dir, pos.segment, pos.pos, *at, offs, limit)
+        match positions.range(..=offs).next_back() {
+            Some((at, pos)) => LogIter::new(dir, pos.segment, pos.pos, *at, offs, limit),
+            // Nothing indexed yet (LMDB is being rebuilt): read from the first segment.
+            None => {
+                let first = log::list_segments(dir)?.first().copied().unwrap_or(0);
+                LogIter::new(dir, first, SEGMENT_START, first, offs, limit)
+            }
+        }
     }
 
     /// Follow the log from `offs`: every record, then each new one as it lands (Synapse's
@@ -984,20 +991,34 @@ fn lock_dir(dir: &Path) -> SynResult<Flock<File>> {
     }
 }
 
-/// Find the end of the log: check the records of the last segment from its last known
-/// position, cut off a torn final record, and return the writer and the next offset.
-fn recover_log(dir: &Path, positions: &BTreeMap<u64, LogPos>) -> SynResult<(LogWriter, u64)> {
+/// Where the good records of the log end.
+struct LogEnd {
+    /// The last segment, unless the log has none yet.
+    segment: Option<u64>,
+    /// The end of its last good record.
+    end: u64,
+    /// The offset the next record will get.
+    next: u64,
+}
+
+/// Find the end of the log by checking the records of the last segment from its last known
+/// position; a torn final record is left for [`LogWriter::resume`] to cut off.
+fn find_log_end(dir: &Path, positions: &BTreeMap<u64, LogPos>) -> SynResult<LogEnd> {
     let segments = log::list_segments(dir)?;
     let Some(&last) = segments.last() else {
         if positions.is_empty() {
-            return Ok((LogWriter::create(dir, 0)?, 0));
+            return Ok(LogEnd {
+                segment: None,
+                end: SEGMENT_START,
+                next: 0,
+            });
         }
         return Err(SynErr::new(
             "StorageError",
             format!("{}: the edit log is missing", dir.display()),
         ));
     };
-    let (mut offs, start) = positions
+    let (mut next, start) = positions
         .iter()
         .rev()
         .find(|(_, p)| p.segment == last)
@@ -1006,18 +1027,16 @@ fn recover_log(dir: &Path, positions: &BTreeMap<u64, LogPos>) -> SynResult<(LogW
     let end = loop {
         match reader.next_frame()? {
             Frame::Record { payload, pos } => {
-                log::check_record_offset(reader.path(), pos, &payload, offs)?;
-                offs += 1;
+                log::check_record_offset(reader.path(), pos, &payload, next)?;
+                next += 1;
             }
-            Frame::End => break None,
-            Frame::Torn { pos } => break Some(pos),
+            Frame::End => break reader.position(),
+            Frame::Torn { pos } => break pos,
         }
     };
-    let end = match end {
-        Some(pos) => pos,
-        None => fs::metadata(log::segment_path(dir, last))
-            .map_err(|e| io_err(dir, "stat", e))?
-            .len(),
-    };
-    Ok((LogWriter::resume(dir, last, end)?, offs))
+    Ok(LogEnd {
+        segment: Some(last),
+        end,
+        next,
+    })
 }

@@ -1,5 +1,8 @@
 //! Tests of the layer, on real LMDB files and logs in temporary directories.
 
+mod durability;
+mod history;
+
 use super::*;
 use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, stortype as st};
 use crate::guid::buid_of;
