@@ -95,6 +95,7 @@ pub(super) struct Apply<'a, 'w> {
     pub(super) new_abrvs: Vec<(Vec<u8>, Abrv)>,
     next_abrv: Option<u64>,
     slots: HashMap<Buid, Slot>,
+    index_ops: Vec<IndexOp>,
     counts: HashMap<String, i64>,
 }
 
@@ -112,6 +113,7 @@ impl<'a, 'w> Apply<'a, 'w> {
             new_abrvs: Vec::new(),
             next_abrv: None,
             slots: HashMap::new(),
+            index_ops: Vec::new(),
             counts: HashMap::new(),
         }
     }
@@ -156,13 +158,26 @@ impl<'a, 'w> Apply<'a, 'w> {
         Ok(out)
     }
 
-    /// Write back the edited sodes and form counts.
+    /// Write the queued index changes, the edited sodes and the form counts, each in key
+    /// order.
     pub(super) fn finish(&mut self) -> SynResult<()> {
-        let slots = std::mem::take(&mut self.slots);
-        for (buid, slot) in slots {
-            if !slot.dirty {
-                continue;
+        let mut ops = std::mem::take(&mut self.index_ops);
+        // Stable: changes to one entry keep their order.
+        ops.sort_by(|a, b| (a.index, &a.key, &a.buid).cmp(&(b.index, &b.key, &b.buid)));
+        for op in &ops {
+            let db = op.index.db(self.dbs);
+            if op.put {
+                db.put(self.wtxn, &op.key, &op.buid)?;
+            } else {
+                db.delete_dup(self.wtxn, &op.key, &op.buid)?;
             }
+        }
+        let mut slots: Vec<(Buid, Slot)> = std::mem::take(&mut self.slots)
+            .into_iter()
+            .filter(|(_, slot)| slot.dirty)
+            .collect();
+        slots.sort_unstable_by_key(|(buid, _)| *buid);
+        for (buid, slot) in slots {
             match slot.sode {
                 Some(sode) if !sode.is_bare() || self.has_data_or_edges(&buid)? => {
                     self.dbs.bybuid.put(self.wtxn, &buid, &sode.encode())?;
@@ -337,8 +352,8 @@ impl<'a, 'w> Apply<'a, 'w> {
                         }
                     }
                     None => {
-                        let key = self.tag_key(tag, form)?;
-                        self.dbs.bytag.put(self.wtxn, &key, buid)?;
+                        let (tagabrv, formabrv) = self.tag_abrvs(tag, form)?;
+                        self.put_keys(Index::Tag, &[tagabrv], &[formabrv.to_vec()], buid);
                         sode.tags.push((tag.clone(), valu));
                     }
                 }
@@ -357,8 +372,8 @@ impl<'a, 'w> Apply<'a, 'w> {
                     return Ok(false);
                 };
                 let (_, oldv) = sode.tags.remove(at);
-                let key = self.tag_key(tag, form)?;
-                self.dbs.bytag.delete_dup(self.wtxn, &key, buid)?;
+                let (tagabrv, formabrv) = self.tag_abrvs(tag, form)?;
+                self.del_keys(Index::Tag, &[tagabrv], &[formabrv.to_vec()], buid);
                 out.push(Edit::TagDel {
                     tag: tag.clone(),
                     oldv,
@@ -387,11 +402,11 @@ impl<'a, 'w> Apply<'a, 'w> {
                         return Ok(false);
                     }
                     let keys = index_keys(old, *oldt)?;
-                    self.del_keys(Index::TagProp, &abrvs, &keys, buid)?;
+                    self.del_keys(Index::TagProp, &abrvs, &keys, buid);
                     oldv = old.clone();
                 }
                 let keys = index_keys(&valu, *stortype)?;
-                self.put_keys(Index::TagProp, &abrvs, &keys, buid)?;
+                self.put_keys(Index::TagProp, &abrvs, &keys, buid);
                 let entry = (tag.clone(), prop.clone(), valu.clone(), *stortype);
                 match at {
                     Some(at) => sode.tagprops[at] = entry,
@@ -420,7 +435,7 @@ impl<'a, 'w> Apply<'a, 'w> {
                 let (_, _, oldv, oldt) = sode.tagprops.remove(at);
                 let abrvs = self.tagprop_abrvs(form, tag, prop)?;
                 let keys = index_keys(&oldv, oldt)?;
-                self.del_keys(Index::TagProp, &abrvs, &keys, buid)?;
+                self.del_keys(Index::TagProp, &abrvs, &keys, buid);
                 out.push(Edit::TagPropDel {
                     tag: tag.clone(),
                     prop: prop.clone(),
@@ -545,10 +560,12 @@ impl<'a, 'w> Apply<'a, 'w> {
         ])
     }
 
-    fn tag_key(&mut self, tag: &str, form: &str) -> SynResult<Vec<u8>> {
-        let mut key = self.abrv(AbrvName::Tag(tag))?.to_vec();
-        key.extend(self.abrv(AbrvName::Form(form))?);
-        Ok(key)
+    /// A tag is indexed under `tagabrv + formabrv`.
+    fn tag_abrvs(&mut self, tag: &str, form: &str) -> SynResult<(Abrv, Abrv)> {
+        Ok((
+            self.abrv(AbrvName::Tag(tag))?,
+            self.abrv(AbrvName::Form(form))?,
+        ))
     }
 
     fn data_key(&mut self, buid: &Buid, name: &str) -> SynResult<Vec<u8>> {
@@ -566,11 +583,12 @@ impl<'a, 'w> Apply<'a, 'w> {
         buid: &Buid,
     ) -> SynResult<()> {
         if is_array(stortype) {
-            self.put_keys(Index::Array, abrvs, &index_keys(valu, stortype)?, buid)?;
-            self.put_keys(Index::Prop, abrvs, &[index_key(valu, st::MSGP)?], buid)
+            self.put_keys(Index::Array, abrvs, &index_keys(valu, stortype)?, buid);
+            self.put_keys(Index::Prop, abrvs, &[index_key(valu, st::MSGP)?], buid);
         } else {
-            self.put_keys(Index::Prop, abrvs, &[index_key(valu, stortype)?], buid)
+            self.put_keys(Index::Prop, abrvs, &[index_key(valu, stortype)?], buid);
         }
+        Ok(())
     }
 
     fn del_valu(
@@ -581,51 +599,45 @@ impl<'a, 'w> Apply<'a, 'w> {
         buid: &Buid,
     ) -> SynResult<()> {
         if is_array(stortype) {
-            self.del_keys(Index::Array, abrvs, &index_keys(valu, stortype)?, buid)?;
-            self.del_keys(Index::Prop, abrvs, &[index_key(valu, st::MSGP)?], buid)
+            self.del_keys(Index::Array, abrvs, &index_keys(valu, stortype)?, buid);
+            self.del_keys(Index::Prop, abrvs, &[index_key(valu, st::MSGP)?], buid);
         } else {
-            self.del_keys(Index::Prop, abrvs, &[index_key(valu, stortype)?], buid)
+            self.del_keys(Index::Prop, abrvs, &[index_key(valu, stortype)?], buid);
         }
+        Ok(())
     }
 
-    fn put_keys(
+    fn put_keys(&mut self, index: Index, abrvs: &[Abrv], keys: &[Vec<u8>], buid: &Buid) {
+        self.index_ops(index, abrvs, keys, buid, true);
+    }
+
+    fn del_keys(&mut self, index: Index, abrvs: &[Abrv], keys: &[Vec<u8>], buid: &Buid) {
+        self.index_ops(index, abrvs, keys, buid, false);
+    }
+
+    /// Queue index changes; [`Apply::finish`] writes them in key order, which keeps LMDB's
+    /// cursor on neighbouring pages (nothing reads these indexes while edits are applied).
+    fn index_ops(
         &mut self,
         index: Index,
         abrvs: &[Abrv],
         keys: &[Vec<u8>],
         buid: &Buid,
-    ) -> SynResult<()> {
-        let db = index.db(self.dbs);
-        let mut full = Vec::with_capacity(64);
+        put: bool,
+    ) {
         for abrv in abrvs {
             for key in keys {
-                full.clear();
+                let mut full = Vec::with_capacity(abrv.len() + key.len());
                 full.extend_from_slice(abrv);
                 full.extend_from_slice(key);
-                db.put(self.wtxn, &full, buid)?;
+                self.index_ops.push(IndexOp {
+                    index,
+                    key: full,
+                    buid: *buid,
+                    put,
+                });
             }
         }
-        Ok(())
-    }
-
-    fn del_keys(
-        &mut self,
-        index: Index,
-        abrvs: &[Abrv],
-        keys: &[Vec<u8>],
-        buid: &Buid,
-    ) -> SynResult<()> {
-        let db = index.db(self.dbs);
-        let mut full = Vec::with_capacity(64);
-        for abrv in abrvs {
-            for key in keys {
-                full.clear();
-                full.extend_from_slice(abrv);
-                full.extend_from_slice(key);
-                db.delete_dup(self.wtxn, &full, buid)?;
-            }
-        }
-        Ok(())
     }
 
     /// A deleted node loses its node data and the edges it starts (as in Synapse).
@@ -648,11 +660,12 @@ impl<'a, 'w> Apply<'a, 'w> {
     }
 }
 
-/// The dupsort value indexes.
-#[derive(Clone, Copy)]
+/// The dupsort indexes of `key -> buid`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Index {
     Prop,
     Array,
+    Tag,
     TagProp,
 }
 
@@ -661,9 +674,18 @@ impl Index {
         match self {
             Index::Prop => &dbs.byprop,
             Index::Array => &dbs.byarray,
+            Index::Tag => &dbs.bytag,
             Index::TagProp => &dbs.bytagprop,
         }
     }
+}
+
+/// A queued index change.
+struct IndexOp {
+    index: Index,
+    key: Vec<u8>,
+    buid: Buid,
+    put: bool,
 }
 
 fn collect_keys(entries: crate::storage::Entries<'_>) -> SynResult<Vec<Vec<u8>>> {

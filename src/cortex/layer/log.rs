@@ -8,7 +8,7 @@
 //! ends at offset `n` is followed by the file named `n`.
 
 use super::LogPos;
-use crate::cortex::edits::NodeEdit;
+use crate::cortex::edits::{Edit, Ival, NodeEdit};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::{self, Value};
 use std::fs::{self, File, OpenOptions};
@@ -73,22 +73,131 @@ pub(super) fn frame_record(
     meta: &Value,
     out: &mut Vec<u8>,
 ) -> SynResult<()> {
-    let payload = Value::Array(vec![
-        Value::from(offset),
-        Value::Array(edits.iter().map(NodeEdit::to_value).collect()),
-        meta.clone(),
-    ])
-    .to_bytes();
+    let head = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEAD as usize]);
+    msgpack::write_array_len(3, out);
+    msgpack::write_int(offset.into(), out);
+    msgpack::write_array_len(edits.len(), out);
+    for ne in edits {
+        write_nodeedit(ne, out);
+    }
+    msgpack::encode(meta, out);
+    let payload = &out[head + FRAME_HEAD as usize..];
     let len = u32::try_from(payload.len()).map_err(|_| {
         SynErr::bad_arg(format!(
             "one store call's edits are too large to log ({} bytes)",
             payload.len()
         ))
     })?;
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
+    let crc = crc32fast::hash(payload);
+    out[head..head + 4].copy_from_slice(&len.to_le_bytes());
+    out[head + 4..head + 8].copy_from_slice(&crc.to_le_bytes());
     Ok(())
+}
+
+/// Write the bytes of `NodeEdit::to_value` without building the value (the log's hot path).
+fn write_nodeedit(ne: &NodeEdit, out: &mut Vec<u8>) {
+    use msgpack::{encode, write_array_len as array, write_int as int, write_str as text};
+    let ival = |ival: &Ival, out: &mut Vec<u8>| {
+        array(2, out);
+        for bound in [ival.0, ival.1] {
+            encode(&Value::from(bound), out);
+        }
+    };
+    array(3, out);
+    msgpack::write_bin(&ne.buid, out);
+    text(&ne.form, out);
+    array(ne.edits.len(), out);
+    for edit in &ne.edits {
+        array(3, out);
+        int(edit.kind().into(), out);
+        match edit {
+            Edit::NodeAdd { valu, stortype } | Edit::NodeDel { valu, stortype } => {
+                array(2, out);
+                encode(valu, out);
+                int((*stortype).into(), out);
+            }
+            Edit::PropSet {
+                prop,
+                valu,
+                oldv,
+                stortype,
+            } => {
+                array(4, out);
+                text(prop, out);
+                encode(valu, out);
+                encode(oldv, out);
+                int((*stortype).into(), out);
+            }
+            Edit::PropDel {
+                prop,
+                oldv,
+                stortype,
+            } => {
+                array(3, out);
+                text(prop, out);
+                encode(oldv, out);
+                int((*stortype).into(), out);
+            }
+            Edit::TagSet { tag, valu, oldv } => {
+                array(3, out);
+                text(tag, out);
+                ival(valu, out);
+                match oldv {
+                    Some(old) => ival(old, out),
+                    None => encode(&Value::Nil, out),
+                }
+            }
+            Edit::TagDel { tag, oldv } => {
+                array(2, out);
+                text(tag, out);
+                ival(oldv, out);
+            }
+            Edit::TagPropSet {
+                tag,
+                prop,
+                valu,
+                oldv,
+                stortype,
+            } => {
+                array(5, out);
+                text(tag, out);
+                text(prop, out);
+                encode(valu, out);
+                encode(oldv, out);
+                int((*stortype).into(), out);
+            }
+            Edit::TagPropDel {
+                tag,
+                prop,
+                oldv,
+                stortype,
+            } => {
+                array(4, out);
+                text(tag, out);
+                text(prop, out);
+                encode(oldv, out);
+                int((*stortype).into(), out);
+            }
+            Edit::NodeDataSet { name, valu, oldv } => {
+                array(3, out);
+                text(name, out);
+                encode(valu, out);
+                encode(oldv, out);
+            }
+            Edit::NodeDataDel { name, oldv } => {
+                array(2, out);
+                text(name, out);
+                encode(oldv, out);
+            }
+            Edit::EdgeAdd { verb, n2 } | Edit::EdgeDel { verb, n2 } => {
+                array(2, out);
+                text(verb, out);
+                text(&hex::encode(n2), out);
+            }
+        }
+        array(0, out);
+    }
 }
 
 /// The offset stored at the front of a payload, without decoding the rest.
@@ -508,5 +617,117 @@ impl LogWriter {
             .map_err(|e| io_err(&self.path, "truncate", e))?;
         self.file_len = self.end;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cortex::edits::stortype as st;
+
+    #[test]
+    fn records_hold_the_wire_form_of_nodeedits() {
+        let n2 = [9u8; 32];
+        let long = "n".repeat(70_000);
+        let edits = vec![
+            Edit::NodeAdd {
+                valu: Value::from(long.as_str()),
+                stortype: st::UTF8,
+            },
+            Edit::NodeDel {
+                valu: Value::from(-5i64),
+                stortype: st::I64,
+            },
+            Edit::PropSet {
+                prop: "p".into(),
+                valu: Value::Array(vec![Value::from(1.5), Value::Bin(vec![1, 2])]),
+                oldv: Value::Nil,
+                stortype: st::ARRAY | st::FLOAT64,
+            },
+            Edit::PropDel {
+                prop: "p".into(),
+                oldv: Value::from(u64::MAX),
+                stortype: st::U64,
+            },
+            Edit::TagSet {
+                tag: "t".repeat(40),
+                valu: (Some(i64::MIN), Some(5)),
+                oldv: None,
+            },
+            Edit::TagSet {
+                tag: "t".into(),
+                valu: (None, None),
+                oldv: Some((Some(1), Some(2))),
+            },
+            Edit::TagDel {
+                tag: "t".into(),
+                oldv: (None, Some(3)),
+            },
+            Edit::TagPropSet {
+                tag: "t".into(),
+                prop: "s".into(),
+                valu: Value::from(1i64),
+                oldv: Value::from(0i64),
+                stortype: st::I64,
+            },
+            Edit::TagPropDel {
+                tag: "t".into(),
+                prop: "s".into(),
+                oldv: Value::from(1i64),
+                stortype: st::I64,
+            },
+            Edit::NodeDataSet {
+                name: "d".into(),
+                valu: Value::map([("k", Value::from(true))]),
+                oldv: Value::Nil,
+            },
+            Edit::NodeDataDel {
+                name: "d".into(),
+                oldv: Value::from("x"),
+            },
+            Edit::EdgeAdd {
+                verb: "refs".into(),
+                n2,
+            },
+            Edit::EdgeDel {
+                verb: "refs".into(),
+                n2,
+            },
+        ];
+        let many: Vec<Edit> = (0..20)
+            .map(|i| Edit::NodeDataSet {
+                name: format!("d{i}"),
+                valu: Value::Nil,
+                oldv: Value::Nil,
+            })
+            .collect();
+        let nodeedits = vec![
+            NodeEdit {
+                buid: [1u8; 32],
+                form: "test:str".into(),
+                edits,
+            },
+            NodeEdit {
+                buid: [2u8; 32],
+                form: "f".repeat(300),
+                edits: many,
+            },
+        ];
+        let meta = Value::map([("time", Value::from(1i64)), ("user", Value::from("u"))]);
+        let mut framed = Vec::new();
+        frame_record(7, &nodeedits, &meta, &mut framed).expect("frame");
+        let entry = LogEntry {
+            offset: 7,
+            edits: nodeedits,
+            meta,
+        };
+        assert_eq!(
+            framed[FRAME_HEAD as usize..],
+            entry.to_value().to_bytes()[..]
+        );
+        assert_eq!(
+            LogEntry::from_payload(&framed[FRAME_HEAD as usize..]).expect("decode"),
+            entry
+        );
     }
 }

@@ -237,17 +237,25 @@ enum AbrvName<'a> {
 impl AbrvName<'_> {
     /// The stored name: a kind byte, then the parts joined by NUL (names never hold NUL).
     fn key(&self) -> Vec<u8> {
-        let (kind, parts): (u8, Vec<&str>) = match *self {
-            AbrvName::Form(form) => (b'f', vec![form]),
-            AbrvName::Prop(form, prop) => (b'p', vec![form, prop]),
-            AbrvName::Univ(prop) => (b'u', vec![prop]),
-            AbrvName::Tag(tag) => (b't', vec![tag]),
-            AbrvName::TagProp(None, tag, prop) => (b'h', vec![tag, prop]),
-            AbrvName::TagProp(Some(form), tag, prop) => (b'g', vec![form, tag, prop]),
-            AbrvName::Data(name) => (b'd', vec![name]),
+        let mut key = Vec::with_capacity(48);
+        let mut put = |kind: u8, parts: &[&str]| {
+            key.push(kind);
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    key.push(0);
+                }
+                key.extend_from_slice(part.as_bytes());
+            }
         };
-        let mut key = vec![kind];
-        key.extend_from_slice(parts.join("\0").as_bytes());
+        match *self {
+            AbrvName::Form(form) => put(b'f', &[form]),
+            AbrvName::Prop(form, prop) => put(b'p', &[form, prop]),
+            AbrvName::Univ(prop) => put(b'u', &[prop]),
+            AbrvName::Tag(tag) => put(b't', &[tag]),
+            AbrvName::TagProp(None, tag, prop) => put(b'h', &[tag, prop]),
+            AbrvName::TagProp(Some(form), tag, prop) => put(b'g', &[form, tag, prop]),
+            AbrvName::Data(name) => put(b'd', &[name]),
+        }
         key
     }
 }

@@ -88,38 +88,41 @@ impl Sode {
     /// The stored bytes: msgpack `(1, form, valu, stortype, (name, valu, st)*, (tag, min,
     /// max)*, (tag, prop, valu, st)*)` with each list flattened.
     pub(super) fn encode(&self) -> Vec<u8> {
-        let st = |t: u16| Value::from(i64::from(t));
-        let (valu, stortype) = match &self.valu {
-            Some((v, t)) => (v.clone(), st(*t)),
-            None => (Value::Nil, Value::Nil),
-        };
-        let mut props = Vec::with_capacity(self.props.len() * 3);
+        use msgpack::{encode, write_array_len as array, write_int as int, write_str as text};
+        let mut out = Vec::with_capacity(128);
+        array(7, &mut out);
+        int(SODE_FORMAT.into(), &mut out);
+        text(&self.form, &mut out);
+        match &self.valu {
+            Some((v, t)) => {
+                encode(v, &mut out);
+                int((*t).into(), &mut out);
+            }
+            None => {
+                encode(&Value::Nil, &mut out);
+                encode(&Value::Nil, &mut out);
+            }
+        }
+        array(self.props.len() * 3, &mut out);
         for (name, v, t) in &self.props {
-            props.extend([Value::from(name.as_str()), v.clone(), st(*t)]);
+            text(name, &mut out);
+            encode(v, &mut out);
+            int((*t).into(), &mut out);
         }
-        let mut tags = Vec::with_capacity(self.tags.len() * 3);
+        array(self.tags.len() * 3, &mut out);
         for (name, (min, max)) in &self.tags {
-            tags.extend([Value::from(name.as_str()), (*min).into(), (*max).into()]);
+            text(name, &mut out);
+            encode(&Value::from(*min), &mut out);
+            encode(&Value::from(*max), &mut out);
         }
-        let mut tagprops = Vec::with_capacity(self.tagprops.len() * 4);
+        array(self.tagprops.len() * 4, &mut out);
         for (tag, prop, v, t) in &self.tagprops {
-            tagprops.extend([
-                Value::from(tag.as_str()),
-                Value::from(prop.as_str()),
-                v.clone(),
-                st(*t),
-            ]);
+            text(tag, &mut out);
+            text(prop, &mut out);
+            encode(v, &mut out);
+            int((*t).into(), &mut out);
         }
-        Value::Array(vec![
-            Value::from(SODE_FORMAT),
-            Value::from(self.form.as_str()),
-            valu,
-            stortype,
-            Value::Array(props),
-            Value::Array(tags),
-            Value::Array(tagprops),
-        ])
-        .to_bytes()
+        out
     }
 
     /// Read stored bytes back.
