@@ -82,7 +82,7 @@ use nix::fcntl::{Flock, FlockArg};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -341,7 +341,8 @@ struct Inner {
     slab: Slab,
     dbs: Dbs,
     abrvs: RwLock<HashMap<Vec<u8>, Abrv>>,
-    writer: Mutex<Writer>,
+    /// Shared with the flush thread, which must never hold the layer itself.
+    writer: Arc<Mutex<Writer>>,
     queue: Mutex<Vec<Arc<Request>>>,
     positions: RwLock<BTreeMap<u64, LogPos>>,
     offsets: watch::Sender<u64>,
@@ -457,14 +458,14 @@ impl Layer {
             slab,
             dbs,
             abrvs: RwLock::default(),
-            writer: Mutex::new(Writer {
+            writer: Arc::new(Mutex::new(Writer {
                 log,
                 next_offset: log_next,
                 last_indexed,
                 lmdb_dirty: dirty.exists(),
                 commits: 0,
                 broken: None,
-            }),
+            })),
             queue: Mutex::default(),
             positions: RwLock::new(positions),
             offsets: watch::Sender::new(applied),
@@ -777,7 +778,8 @@ impl Layer {
     }
 
     fn start_flusher(&self, every: Duration) -> SynResult<()> {
-        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let (slab, writer) = (self.inner.slab.clone(), self.inner.writer.clone());
+        let (dir, iden) = (self.inner.dir.clone(), self.inner.iden.clone());
         let stop = self.inner.stop.clone();
         let handle = std::thread::Builder::new()
             .name("syn-layer-sync".into())
@@ -792,11 +794,8 @@ impl Layer {
                         return;
                     }
                     drop(stopped);
-                    let Some(inner) = weak.upgrade() else {
-                        return;
-                    };
-                    if let Err(err) = flush(&inner) {
-                        tracing::warn!(iden = %inner.iden, %err, "flushing the layer's LMDB failed");
+                    if let Err(err) = flush(&slab, &writer, &dir) {
+                        tracing::warn!(%iden, %err, "flushing the layer's LMDB failed");
                     }
                 }
             })
@@ -807,12 +806,13 @@ impl Layer {
 
     /// Flush LMDB to disk now (it is also flushed every `sync_interval` and on close).
     pub fn sync(&self) -> SynResult<()> {
-        flush(&self.inner)
+        self.inner.flush()
     }
 
     /// Flush and release this handle, reporting flush errors that dropping would only log.
+    /// The layer closes (its lock is released) when the last handle and reader are gone.
     pub fn close(self) -> SynResult<()> {
-        flush(&self.inner)
+        self.inner.flush()
     }
 
     /// The offset the next log record will get (Synapse's `getEditIndx`).
@@ -941,40 +941,44 @@ fn choose_indexed(
     out
 }
 
-/// Flush LMDB and clear the dirty marker if no commit raced the flush.
-fn flush(inner: &Inner) -> SynResult<()> {
+/// Flush LMDB and clear the dirty marker in `dir` if no commit raced the flush.
+fn flush(slab: &Slab, writer: &Mutex<Writer>, dir: &Path) -> SynResult<()> {
     let commits = {
-        let writer = lock(&inner.writer);
+        let writer = lock(writer);
         if !writer.lmdb_dirty {
             return Ok(());
         }
         writer.commits
     };
-    inner.slab.sync()?;
-    let mut writer = lock(&inner.writer);
+    slab.sync()?;
+    let mut writer = lock(writer);
     if writer.commits == commits && writer.lmdb_dirty {
-        let path = inner.dir.join(DIRTY_FILE);
+        let path = dir.join(DIRTY_FILE);
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&path, "remove", e)),
         }
-        log::sync_dir(&inner.dir)?;
+        log::sync_dir(dir)?;
         writer.lmdb_dirty = false;
     }
     Ok(())
+}
+
+impl Inner {
+    fn flush(&self) -> SynResult<()> {
+        flush(&self.slab, &self.writer, &self.dir)
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         *lock(&self.stop.stopped) = true;
         self.stop.wake.notify_all();
-        if let Some(handle) = lock(&self.flusher).take()
-            && handle.thread().id() != std::thread::current().id()
-        {
+        if let Some(handle) = lock(&self.flusher).take() {
             let _ = handle.join();
         }
-        if let Err(err) = flush(self) {
+        if let Err(err) = self.flush() {
             tracing::warn!(iden = %self.iden, %err, "flushing the layer's LMDB at close failed");
         }
     }

@@ -302,3 +302,20 @@ fn a_layer_is_open_once_and_keeps_its_state() {
         vec![ipv4_buid(3)]
     );
 }
+
+#[test]
+fn reopening_right_after_close_finds_the_layer_free() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A busy flush thread must not keep a closed layer open.
+    let opts = LayerOptions {
+        sync_interval: Duration::from_millis(1),
+        ..LayerOptions::default()
+    };
+    for n in 0..30u32 {
+        let layer = Layer::open_with(dir.path(), "layr", opts.clone()).expect("open");
+        layer.store(&[ipv4(n)], &meta(1)).expect("store");
+        layer.close().expect("close");
+    }
+    let layer = Layer::open(dir.path(), "layr").expect("open");
+    assert_eq!(layer.next_offset(), 30);
+}
