@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 use syn::cortex::edits::{Buid, Edit, NodeEdit, stortype};
-use syn::cortex::layer::{Cmp, Layer};
+use syn::cortex::layer::{Cmp, Layer, LayerOptions};
 use syn::guid::buid_of;
 use syn::msgpack::Value;
 
@@ -173,8 +173,13 @@ fn main() {
     let nodes: u32 = arg("--nodes").map_or(50_000, |n| n.parse().expect("--nodes N"));
     let size: u32 = arg("--batch").map_or(1_000, |n| n.parse().expect("--batch N"));
 
+    let flush_ms: u64 = arg("--flush-ms").map_or(1000, |n| n.parse().expect("--flush-ms N"));
+    let opts = LayerOptions {
+        sync_interval: Duration::from_millis(flush_ms),
+        ..LayerOptions::default()
+    };
     let dir = tempfile::tempdir().expect("tempdir");
-    let layer = Layer::open(dir.path(), "bench").expect("open");
+    let layer = Layer::open_with(dir.path(), "bench", opts).expect("open");
     let cpu = cpu_time();
     let (took, nodeedits) = ingest(&layer, nodes, size);
     let cpu = cpu_time() - cpu;

@@ -497,6 +497,12 @@ impl Layer {
     /// now), keeping an older `.created`.
     pub fn store(&self, edits: &[NodeEdit], meta: &Value) -> SynResult<Stored> {
         apply::validate(edits)?;
+        if edits.iter().all(|ne| ne.edits.is_empty()) {
+            return Ok(Stored {
+                offset: None,
+                applied: Vec::new(),
+            });
+        }
         let tick = meta
             .get("time")
             .and_then(Value::as_i64)
@@ -1016,7 +1022,22 @@ struct LogEnd {
 /// Find the end of the log by checking the records of the last segment from its last known
 /// position; a torn final record is left for [`LogWriter::resume`] to cut off.
 fn find_log_end(dir: &Path, positions: &BTreeMap<u64, LogPos>) -> SynResult<LogEnd> {
-    let segments = log::list_segments(dir)?;
+    let mut segments = log::list_segments(dir)?;
+    // A segment shorter than its header was being created when the process died: it holds
+    // no records.
+    while let Some(&last) = segments.last() {
+        let path = log::segment_path(dir, last);
+        let len = fs::metadata(&path)
+            .map_err(|e| io_err(&path, "stat", e))?
+            .len();
+        if len >= SEGMENT_START {
+            break;
+        }
+        tracing::warn!(path = %path.display(), "removing an edit log segment that was never started");
+        fs::remove_file(&path).map_err(|e| io_err(&path, "remove", e))?;
+        log::sync_dir(dir)?;
+        segments.pop();
+    }
     let Some(&last) = segments.last() else {
         if positions.is_empty() {
             return Ok(LogEnd {

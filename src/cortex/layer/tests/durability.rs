@@ -319,3 +319,27 @@ fn reopening_right_after_close_finds_the_layer_free() {
     let layer = Layer::open(dir.path(), "layr").expect("open");
     assert_eq!(layer.next_offset(), 30);
 }
+
+#[test]
+fn a_segment_cut_short_while_being_created_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let layer = Layer::open(dir.path(), "layr").expect("open");
+    layer.store(&[ipv4(1)], &meta(1)).expect("store");
+    drop(layer);
+    // The next segment was created but its header never reached the disk.
+    let log_dir = dir.path().join(LOG_DIR);
+    std::fs::write(log::segment_path(&log_dir, 1), b"SYN").expect("short segment");
+    let layer = Layer::open(dir.path(), "layr").expect("reopen");
+    assert_eq!(log::list_segments(&log_dir).expect("segments"), vec![0]);
+    layer.store(&[ipv4(2)], &meta(1)).expect("store");
+    assert_eq!(layer.edits_from(0).expect("log").count(), 2);
+}
+
+#[test]
+fn layers_and_readers_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Layer>();
+    send::<LayerReader>();
+    send::<EditIter>();
+}
