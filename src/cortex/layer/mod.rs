@@ -38,8 +38,9 @@
 //! all waiting calls in one transaction and one `fdatasync`, each call still getting its own
 //! record and offset (group commit).
 //!
-//! LMDB is flushed by a background thread every [`LayerOptions::sync_interval`] and when the
-//! last handle is dropped. Unsynced LMDB commits survive the death of the process (they are in
+//! LMDB runs with `MDB_NOSYNC | MDB_WRITEMAP` ([`SlabOptions::sync_commits`] off) and is
+//! flushed by a background thread every [`LayerOptions::sync_interval`] and when the last
+//! handle is dropped. Unsynced LMDB commits survive the death of the process (they are in
 //! the page cache) but not of the machine: before the first unsynced commit the layer writes
 //! `layer.lmdb.dirty` holding the kernel's boot id, and removes it after a flush that no commit
 //! raced. Opening a layer whose marker names another boot (the machine went down with
@@ -48,14 +49,26 @@
 //!
 //! # Reading
 //!
-//! LMDB work is synchronous; async callers use `tokio::task::spawn_blocking`. [`Layer`]'s lift
-//! methods collect buids into a `Vec`. To stream a large lift, open a [`LayerReader`] (a read
-//! snapshot, `Send`) inside `spawn_blocking` and send the buids of its lazy [`Lift`] iterator
+//! LMDB work is synchronous; async callers use `tokio::task::spawn_blocking`. Lifts, edges and
+//! node data are read through a [`LayerReader`], a read snapshot that is `Send`;
+//! [`Layer::lift`] runs one lift and collects its buids into a `Vec`. To stream a large lift,
+//! open the reader inside `spawn_blocking` and send the buids of its lazy [`Lift`] iterator
 //! through a bounded channel; keep a reader only as long as the scan, since the LMDB map cannot
 //! grow while a read transaction is open (see [`crate::storage`]).
 //!
 //! The log is read with [`Layer::edits_from`]; [`Layer::watch_offsets`] tells when new records
 //! land, and [`Layer::sync_edits`] combines the two into Synapse's `syncNodeEdits`.
+//!
+//! # Differences from Synapse's layer
+//!
+//! * A nodeedit whose edits all changed nothing is left out of the log and of
+//!   [`Stored::applied`] (Synapse logs it with an empty edit list); re-setting an equal array
+//!   prop changes nothing (Synapse re-indexes and logs it).
+//! * FLOAT64 keys are sign-flipped so that byte order is numeric order.
+//! * Not here yet: reverse-order lifts, HUGENUM values, LATLONG `near=`, Synapse's `byndef`
+//!   and `dataname` indexes (lifts by ndef value or by node data name), and nodes that exist
+//!   in this layer only through props or tags are not found by form lifts (those scan the
+//!   primary value index).
 
 mod apply;
 mod keys;
@@ -906,6 +919,16 @@ impl Layer {
     /// Open a read snapshot for lifts and lookups.
     pub fn reader(&self) -> SynResult<LayerReader> {
         LayerReader::new(self.clone())
+    }
+
+    /// Run one lift in a fresh snapshot and collect its buids, in index order:
+    /// `layer.lift(|r| r.lift_tag("foo", None))`.
+    pub fn lift(
+        &self,
+        lift: impl FnOnce(&LayerReader) -> SynResult<Lift<'_>>,
+    ) -> SynResult<Vec<crate::cortex::edits::Buid>> {
+        let reader = self.reader()?;
+        lift(&reader)?.collect()
     }
 
     /// The storage node of a buid.
