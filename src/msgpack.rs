@@ -284,6 +284,28 @@ pub fn encode(value: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// Write the header of an array of `len` items; the items follow. With [`write_str`],
+/// [`write_bin`] and [`write_int`] this builds large records without a [`Value`] tree; the bytes
+/// are those [`encode`] would give for the same value.
+pub fn write_array_len(len: usize, out: &mut Vec<u8>) {
+    encode_len(len, 0x90, 0xdc, out);
+}
+
+/// Write a str.
+pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    encode_str(s.as_bytes(), out);
+}
+
+/// Write bytes as bin.
+pub fn write_bin(b: &[u8], out: &mut Vec<u8>) {
+    encode_bin(b, out);
+}
+
+/// Write an int.
+pub fn write_int(i: i128, out: &mut Vec<u8>) {
+    encode_int(i, out);
+}
+
 fn encode_int(i: i128, out: &mut Vec<u8>) {
     if (0..=0x7f).contains(&i) {
         out.push(i as u8);

@@ -5,7 +5,8 @@
 //! `data.mdb` and `lock.mdb`). Work happens in closures: [`Slab::read`] and [`Slab::write`].
 //! The write closure may run more than once: when the map is full the transaction is aborted,
 //! the map doubles, and the closure runs again, so it must not have side effects outside the
-//! transaction. Commits are durable (LMDB's default sync).
+//! transaction. Commits are durable (LMDB's default sync) unless the slab is opened with
+//! `SlabOptions::sync_commits` off, for callers that keep their own write-ahead log.
 //!
 //! Rules for callers:
 //! * Keep transactions short, and never open a second transaction on the same slab while one

@@ -1,0 +1,739 @@
+//! Applying nodeedits inside one LMDB write transaction: the sodes, every index, node data,
+//! edges and form counts, keeping only the edits that changed something.
+
+use super::keys::{index_key, index_keys, is_array};
+use super::sode::Sode;
+use super::{Abrv, AbrvName, Dbs};
+use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, stortype as st};
+use crate::error::{SynErr, SynResult};
+use crate::msgpack::{self, Value};
+use crate::storage::{WriteTxn, int64en, int64un};
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+/// Check everything about the edits that does not depend on what is stored, so that applying
+/// them can only fail on storage errors.
+pub(super) fn validate(nodeedits: &[NodeEdit]) -> SynResult<()> {
+    for ne in nodeedits {
+        name_ok("form", &ne.form)?;
+        for edit in &ne.edits {
+            match edit {
+                Edit::NodeAdd { valu, stortype } => {
+                    index_keys(valu, *stortype)?;
+                }
+                Edit::NodeDel { .. } => {}
+                Edit::PropSet {
+                    prop,
+                    valu,
+                    stortype,
+                    ..
+                } => {
+                    name_ok("prop", prop)?;
+                    index_keys(valu, *stortype)?;
+                }
+                Edit::PropDel { prop, .. } => name_ok("prop", prop)?,
+                Edit::TagSet { tag, .. } | Edit::TagDel { tag, .. } => name_ok("tag", tag)?,
+                Edit::TagPropSet {
+                    tag,
+                    prop,
+                    valu,
+                    stortype,
+                    ..
+                } => {
+                    name_ok("tag", tag)?;
+                    name_ok("tag prop", prop)?;
+                    index_keys(valu, *stortype)?;
+                }
+                Edit::TagPropDel { tag, prop, .. } => {
+                    name_ok("tag", tag)?;
+                    name_ok("tag prop", prop)?;
+                }
+                Edit::NodeDataSet { name, .. } | Edit::NodeDataDel { name, .. } => {
+                    name_ok("node data name", name)?
+                }
+                Edit::EdgeAdd { verb, .. } | Edit::EdgeDel { verb, .. } => {
+                    name_ok("edge verb", verb)?
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn name_ok(what: &str, name: &str) -> SynResult<()> {
+    if name.is_empty() || name.contains('\0') {
+        return Err(SynErr::bad_arg(format!(
+            "bad {what} name {name:?}: must be non-empty and without NUL"
+        )));
+    }
+    Ok(())
+}
+
+/// The key of an edge in `edgesn1` (`n1, verb, 0, n2`) or `edgesn2` (`n2, verb, 0, n1`).
+pub(super) fn edge_key(from: &Buid, verb: &str, to: &Buid) -> Vec<u8> {
+    let mut key = Vec::with_capacity(65 + verb.len());
+    key.extend_from_slice(from);
+    key.extend_from_slice(verb.as_bytes());
+    key.push(0);
+    key.extend_from_slice(to);
+    key
+}
+
+/// A sode being edited, and whether it must be written back.
+struct Slot {
+    sode: Option<Sode>,
+    dirty: bool,
+}
+
+/// One write transaction's worth of edits.
+pub(super) struct Apply<'a, 'w> {
+    dbs: &'a Dbs,
+    wtxn: &'a mut WriteTxn<'w>,
+    shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
+    known_abrvs: HashMap<Vec<u8>, Abrv>,
+    /// Abbreviations created in this transaction, for the shared cache after commit.
+    pub(super) new_abrvs: Vec<(Vec<u8>, Abrv)>,
+    next_abrv: Option<u64>,
+    slots: HashMap<Buid, Slot>,
+    index_ops: Vec<IndexOp>,
+    counts: HashMap<String, i64>,
+}
+
+impl<'a, 'w> Apply<'a, 'w> {
+    pub(super) fn new(
+        dbs: &'a Dbs,
+        wtxn: &'a mut WriteTxn<'w>,
+        shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
+    ) -> Self {
+        Apply {
+            dbs,
+            wtxn,
+            shared_abrvs,
+            known_abrvs: HashMap::new(),
+            new_abrvs: Vec::new(),
+            next_abrv: None,
+            slots: HashMap::new(),
+            index_ops: Vec::new(),
+            counts: HashMap::new(),
+        }
+    }
+
+    /// The transaction, for writes outside the edits (log positions, the applied offset).
+    pub(super) fn wtxn(&mut self) -> &mut WriteTxn<'w> {
+        self.wtxn
+    }
+
+    /// Apply nodeedits; returns those that changed something, one per buid in order of first
+    /// appearance (as Synapse merges them), with old values and merged values filled in.
+    ///
+    /// `tick` is the `.created` time for added nodes; `replay` applies logged edits as they
+    /// are, without adding `.created` again.
+    pub(super) fn nodeedits(
+        &mut self,
+        nodeedits: &[NodeEdit],
+        tick: i64,
+        replay: bool,
+    ) -> SynResult<Vec<NodeEdit>> {
+        let mut out: Vec<NodeEdit> = Vec::new();
+        let mut by_buid: HashMap<Buid, usize> = HashMap::new();
+        for ne in nodeedits {
+            let mut slot = self.take_slot(&ne.buid)?;
+            let mut changes = Vec::new();
+            for edit in &ne.edits {
+                let changed = self.edit(ne, &mut slot.sode, edit, tick, replay, &mut changes)?;
+                slot.dirty |= changed;
+            }
+            self.slots.insert(ne.buid, slot);
+            let at = *by_buid.entry(ne.buid).or_insert_with(|| {
+                out.push(NodeEdit {
+                    buid: ne.buid,
+                    form: ne.form.clone(),
+                    edits: Vec::new(),
+                });
+                out.len() - 1
+            });
+            out[at].edits.extend(changes);
+        }
+        out.retain(|ne| !ne.edits.is_empty());
+        Ok(out)
+    }
+
+    /// Write the queued index changes, the edited sodes and the form counts, each in key
+    /// order.
+    pub(super) fn finish(&mut self) -> SynResult<()> {
+        let mut ops = std::mem::take(&mut self.index_ops);
+        // Stable: changes to one entry keep their order.
+        ops.sort_by(|a, b| (a.index, &a.key, &a.buid).cmp(&(b.index, &b.key, &b.buid)));
+        for op in &ops {
+            let db = op.index.db(self.dbs);
+            if op.put {
+                db.put(self.wtxn, &op.key, &op.buid)?;
+            } else {
+                db.delete_dup(self.wtxn, &op.key, &op.buid)?;
+            }
+        }
+        let mut slots: Vec<(Buid, Slot)> = std::mem::take(&mut self.slots)
+            .into_iter()
+            .filter(|(_, slot)| slot.dirty)
+            .collect();
+        slots.sort_unstable_by_key(|(buid, _)| *buid);
+        for (buid, slot) in slots {
+            match slot.sode {
+                Some(sode) if !sode.is_bare() || self.has_data_or_edges(&buid)? => {
+                    self.dbs.bybuid.put(self.wtxn, &buid, &sode.encode())?;
+                }
+                _ => {
+                    self.dbs.bybuid.delete(self.wtxn, &buid)?;
+                }
+            }
+        }
+        let counts = std::mem::take(&mut self.counts);
+        for (form, delta) in counts {
+            if delta == 0 {
+                continue;
+            }
+            let key = form.as_bytes();
+            let old = self.dbs.counts.get(self.wtxn, key)?.map_or(0, int64un);
+            let new = old.saturating_add_signed(delta);
+            self.dbs.counts.put(self.wtxn, key, &int64en(new))?;
+        }
+        Ok(())
+    }
+
+    fn take_slot(&mut self, buid: &Buid) -> SynResult<Slot> {
+        if let Some(slot) = self.slots.remove(buid) {
+            return Ok(slot);
+        }
+        let sode = match self.dbs.bybuid.get(self.wtxn, buid)? {
+            Some(bytes) => Some(Sode::decode(bytes)?),
+            None => None,
+        };
+        Ok(Slot { sode, dirty: false })
+    }
+
+    fn has_data_or_edges(&self, buid: &Buid) -> SynResult<bool> {
+        Ok(self.dbs.nodedata.prefix(self.wtxn, buid)?.next().is_some()
+            || self.dbs.edgesn1.prefix(self.wtxn, buid)?.next().is_some())
+    }
+
+    /// The abbreviation of a name, created if new.
+    pub(super) fn abrv(&mut self, name: AbrvName<'_>) -> SynResult<Abrv> {
+        let key = name.key();
+        if let Some(abrv) = self.known_abrvs.get(&key) {
+            return Ok(*abrv);
+        }
+        let cached = self
+            .shared_abrvs
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .copied();
+        let abrv = match cached {
+            Some(abrv) => abrv,
+            None => match self.dbs.abrv.get(self.wtxn, &key)? {
+                Some(bytes) => bytes.try_into().map_err(|_| {
+                    SynErr::new("StorageError", "bad stored abbreviation".to_string())
+                })?,
+                None => {
+                    let next = match self.next_abrv {
+                        Some(next) => next,
+                        None => match self.dbs.abrvrev.last(self.wtxn)? {
+                            Some((last, _)) => int64un(last) + 1,
+                            None => 0,
+                        },
+                    };
+                    self.next_abrv = Some(next + 1);
+                    let abrv = int64en(next);
+                    self.dbs.abrv.put(self.wtxn, &key, &abrv)?;
+                    self.dbs.abrvrev.put(self.wtxn, &abrv, &key)?;
+                    self.new_abrvs.push((key.clone(), abrv));
+                    abrv
+                }
+            },
+        };
+        self.known_abrvs.insert(key, abrv);
+        Ok(abrv)
+    }
+
+    fn edit(
+        &mut self,
+        ne: &NodeEdit,
+        sode: &mut Option<Sode>,
+        edit: &Edit,
+        tick: i64,
+        replay: bool,
+        out: &mut Vec<Edit>,
+    ) -> SynResult<bool> {
+        let buid = &ne.buid;
+        let form = ne.form.as_str();
+        let new_sode = || Sode {
+            form: form.to_owned(),
+            ..Sode::default()
+        };
+        match edit {
+            Edit::NodeAdd { valu, stortype } => {
+                let sode = sode.get_or_insert_with(new_sode);
+                if sode.valu.as_ref() == Some(&(valu.clone(), *stortype)) {
+                    return Ok(false);
+                }
+                let abrv = self.abrv(AbrvName::Form(form))?;
+                match sode.valu.take() {
+                    Some((old, oldt)) => self.del_valu(&[abrv], &old, oldt, buid)?,
+                    None => *self.counts.entry(form.to_owned()).or_default() += 1,
+                }
+                self.put_valu(&[abrv], valu, *stortype, buid)?;
+                sode.valu = Some((valu.clone(), *stortype));
+                out.push(edit.clone());
+                if !replay {
+                    self.prop_set(
+                        form,
+                        buid,
+                        sode,
+                        ".created",
+                        &Value::from(tick),
+                        st::MINTIME,
+                        out,
+                    )?;
+                }
+                Ok(true)
+            }
+            Edit::NodeDel { .. } => {
+                let Some((valu, stortype)) = sode.as_mut().and_then(|s| s.valu.take()) else {
+                    return Ok(false);
+                };
+                let abrv = self.abrv(AbrvName::Form(form))?;
+                self.del_valu(&[abrv], &valu, stortype, buid)?;
+                *self.counts.entry(form.to_owned()).or_default() -= 1;
+                self.wipe_data_and_edges(buid)?;
+                out.push(Edit::NodeDel { valu, stortype });
+                Ok(true)
+            }
+            Edit::PropSet {
+                prop,
+                valu,
+                stortype,
+                ..
+            } => {
+                let sode = sode.get_or_insert_with(new_sode);
+                self.prop_set(form, buid, sode, prop, valu, *stortype, out)
+            }
+            Edit::PropDel { prop, .. } => {
+                let Some(sode) = sode.as_mut() else {
+                    return Ok(false);
+                };
+                let Some(at) = sode.props.iter().position(|(n, _, _)| n == prop) else {
+                    return Ok(false);
+                };
+                let (_, oldv, oldt) = sode.props.remove(at);
+                let abrvs = self.prop_abrvs(form, prop)?;
+                self.del_valu(&abrvs, &oldv, oldt, buid)?;
+                out.push(Edit::PropDel {
+                    prop: prop.clone(),
+                    oldv,
+                    stortype: oldt,
+                });
+                Ok(true)
+            }
+            Edit::TagSet { tag, valu, .. } => {
+                let sode = sode.get_or_insert_with(new_sode);
+                let old = sode.tag(tag);
+                let mut valu = *valu;
+                match old {
+                    Some(old) => {
+                        if old != (None, None) && valu != (None, None) {
+                            valu = merge_ival(old, valu);
+                        }
+                        if old == valu {
+                            return Ok(false);
+                        }
+                        let entry = sode.tags.iter_mut().find(|(n, _)| n == tag);
+                        if let Some((_, ival)) = entry {
+                            *ival = valu;
+                        }
+                    }
+                    None => {
+                        let (tagabrv, formabrv) = self.tag_abrvs(tag, form)?;
+                        self.put_keys(Index::Tag, &[tagabrv], &[formabrv.to_vec()], buid);
+                        sode.tags.push((tag.clone(), valu));
+                    }
+                }
+                out.push(Edit::TagSet {
+                    tag: tag.clone(),
+                    valu,
+                    oldv: old,
+                });
+                Ok(true)
+            }
+            Edit::TagDel { tag, .. } => {
+                let Some(sode) = sode.as_mut() else {
+                    return Ok(false);
+                };
+                let Some(at) = sode.tags.iter().position(|(n, _)| n == tag) else {
+                    return Ok(false);
+                };
+                let (_, oldv) = sode.tags.remove(at);
+                let (tagabrv, formabrv) = self.tag_abrvs(tag, form)?;
+                self.del_keys(Index::Tag, &[tagabrv], &[formabrv.to_vec()], buid);
+                out.push(Edit::TagDel {
+                    tag: tag.clone(),
+                    oldv,
+                });
+                Ok(true)
+            }
+            Edit::TagPropSet {
+                tag,
+                prop,
+                valu,
+                stortype,
+                ..
+            } => {
+                let sode = sode.get_or_insert_with(new_sode);
+                let abrvs = self.tagprop_abrvs(form, tag, prop)?;
+                let at = sode
+                    .tagprops
+                    .iter()
+                    .position(|(t, p, _, _)| t == tag && p == prop);
+                let mut valu = valu.clone();
+                let mut oldv = Value::Nil;
+                if let Some(at) = at {
+                    let (_, _, old, oldt) = &sode.tagprops[at];
+                    valu = merge_valu(*stortype, old, valu);
+                    if valu == *old && stortype == oldt {
+                        return Ok(false);
+                    }
+                    let keys = index_keys(old, *oldt)?;
+                    self.del_keys(Index::TagProp, &abrvs, &keys, buid);
+                    oldv = old.clone();
+                }
+                let keys = index_keys(&valu, *stortype)?;
+                self.put_keys(Index::TagProp, &abrvs, &keys, buid);
+                let entry = (tag.clone(), prop.clone(), valu.clone(), *stortype);
+                match at {
+                    Some(at) => sode.tagprops[at] = entry,
+                    None => sode.tagprops.push(entry),
+                }
+                out.push(Edit::TagPropSet {
+                    tag: tag.clone(),
+                    prop: prop.clone(),
+                    valu,
+                    oldv,
+                    stortype: *stortype,
+                });
+                Ok(true)
+            }
+            Edit::TagPropDel { tag, prop, .. } => {
+                let Some(sode) = sode.as_mut() else {
+                    return Ok(false);
+                };
+                let found = sode
+                    .tagprops
+                    .iter()
+                    .position(|(t, p, _, _)| t == tag && p == prop);
+                let Some(at) = found else {
+                    return Ok(false);
+                };
+                let (_, _, oldv, oldt) = sode.tagprops.remove(at);
+                let abrvs = self.tagprop_abrvs(form, tag, prop)?;
+                let keys = index_keys(&oldv, oldt)?;
+                self.del_keys(Index::TagProp, &abrvs, &keys, buid);
+                out.push(Edit::TagPropDel {
+                    tag: tag.clone(),
+                    prop: prop.clone(),
+                    oldv,
+                    stortype: oldt,
+                });
+                Ok(true)
+            }
+            Edit::NodeDataSet { name, valu, .. } => {
+                let key = self.data_key(buid, name)?;
+                let bytes = valu.to_bytes();
+                let oldv = match self.dbs.nodedata.get(self.wtxn, &key)? {
+                    Some(old) if old == bytes.as_slice() => return Ok(false),
+                    Some(old) => decode_stored(old)?,
+                    None => Value::Nil,
+                };
+                self.dbs.nodedata.put(self.wtxn, &key, &bytes)?;
+                sode.get_or_insert_with(new_sode);
+                out.push(Edit::NodeDataSet {
+                    name: name.clone(),
+                    valu: valu.clone(),
+                    oldv,
+                });
+                Ok(true)
+            }
+            Edit::NodeDataDel { name, .. } => {
+                let key = self.data_key(buid, name)?;
+                let Some(old) = self.dbs.nodedata.get(self.wtxn, &key)? else {
+                    return Ok(false);
+                };
+                let oldv = decode_stored(old)?;
+                self.dbs.nodedata.delete(self.wtxn, &key)?;
+                out.push(Edit::NodeDataDel {
+                    name: name.clone(),
+                    oldv,
+                });
+                Ok(true)
+            }
+            Edit::EdgeAdd { verb, n2 } => {
+                let n1key = edge_key(buid, verb, n2);
+                if self.dbs.edgesn1.get(self.wtxn, &n1key)?.is_some() {
+                    return Ok(false);
+                }
+                self.dbs.edgesn1.put(self.wtxn, &n1key, &[])?;
+                self.dbs
+                    .edgesn2
+                    .put(self.wtxn, &edge_key(n2, verb, buid), &[])?;
+                sode.get_or_insert_with(new_sode);
+                out.push(edit.clone());
+                Ok(true)
+            }
+            Edit::EdgeDel { verb, n2 } => {
+                if !self
+                    .dbs
+                    .edgesn1
+                    .delete(self.wtxn, &edge_key(buid, verb, n2))?
+                {
+                    return Ok(false);
+                }
+                self.dbs
+                    .edgesn2
+                    .delete(self.wtxn, &edge_key(n2, verb, buid))?;
+                out.push(edit.clone());
+                Ok(true)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn prop_set(
+        &mut self,
+        form: &str,
+        buid: &Buid,
+        sode: &mut Sode,
+        prop: &str,
+        valu: &Value,
+        stortype: u16,
+        out: &mut Vec<Edit>,
+    ) -> SynResult<bool> {
+        let abrvs = self.prop_abrvs(form, prop)?;
+        let at = sode.props.iter().position(|(n, _, _)| n == prop);
+        let mut valu = valu.clone();
+        let mut oldv = Value::Nil;
+        if let Some(at) = at {
+            let (_, old, oldt) = &sode.props[at];
+            valu = merge_valu(stortype, old, valu);
+            if valu == *old && stortype == *oldt {
+                return Ok(false);
+            }
+            self.del_valu(&abrvs, old, *oldt, buid)?;
+            oldv = old.clone();
+        }
+        self.put_valu(&abrvs, &valu, stortype, buid)?;
+        let entry = (prop.to_owned(), valu.clone(), stortype);
+        match at {
+            Some(at) => sode.props[at] = entry,
+            None => sode.props.push(entry),
+        }
+        out.push(Edit::PropSet {
+            prop: prop.to_owned(),
+            valu,
+            oldv,
+            stortype,
+        });
+        Ok(true)
+    }
+
+    /// A prop is indexed under its form's name, and universal props (`.created`) also under
+    /// the bare prop name.
+    fn prop_abrvs(&mut self, form: &str, prop: &str) -> SynResult<Vec<Abrv>> {
+        let mut abrvs = vec![self.abrv(AbrvName::Prop(form, prop))?];
+        if prop.starts_with('.') {
+            abrvs.push(self.abrv(AbrvName::Univ(prop))?);
+        }
+        Ok(abrvs)
+    }
+
+    fn tagprop_abrvs(&mut self, form: &str, tag: &str, prop: &str) -> SynResult<Vec<Abrv>> {
+        Ok(vec![
+            self.abrv(AbrvName::TagProp(None, tag, prop))?,
+            self.abrv(AbrvName::TagProp(Some(form), tag, prop))?,
+        ])
+    }
+
+    /// A tag is indexed under `tagabrv + formabrv`.
+    fn tag_abrvs(&mut self, tag: &str, form: &str) -> SynResult<(Abrv, Abrv)> {
+        Ok((
+            self.abrv(AbrvName::Tag(tag))?,
+            self.abrv(AbrvName::Form(form))?,
+        ))
+    }
+
+    fn data_key(&mut self, buid: &Buid, name: &str) -> SynResult<Vec<u8>> {
+        let mut key = buid.to_vec();
+        key.extend(self.abrv(AbrvName::Data(name))?);
+        Ok(key)
+    }
+
+    /// Index a form or prop value: arrays by item (`byarray`) and as a whole (`byprop`, MSGP).
+    fn put_valu(
+        &mut self,
+        abrvs: &[Abrv],
+        valu: &Value,
+        stortype: u16,
+        buid: &Buid,
+    ) -> SynResult<()> {
+        if is_array(stortype) {
+            self.put_keys(Index::Array, abrvs, &index_keys(valu, stortype)?, buid);
+            self.put_keys(Index::Prop, abrvs, &[index_key(valu, st::MSGP)?], buid);
+        } else {
+            self.put_keys(Index::Prop, abrvs, &[index_key(valu, stortype)?], buid);
+        }
+        Ok(())
+    }
+
+    fn del_valu(
+        &mut self,
+        abrvs: &[Abrv],
+        valu: &Value,
+        stortype: u16,
+        buid: &Buid,
+    ) -> SynResult<()> {
+        if is_array(stortype) {
+            self.del_keys(Index::Array, abrvs, &index_keys(valu, stortype)?, buid);
+            self.del_keys(Index::Prop, abrvs, &[index_key(valu, st::MSGP)?], buid);
+        } else {
+            self.del_keys(Index::Prop, abrvs, &[index_key(valu, stortype)?], buid);
+        }
+        Ok(())
+    }
+
+    fn put_keys(&mut self, index: Index, abrvs: &[Abrv], keys: &[Vec<u8>], buid: &Buid) {
+        self.index_ops(index, abrvs, keys, buid, true);
+    }
+
+    fn del_keys(&mut self, index: Index, abrvs: &[Abrv], keys: &[Vec<u8>], buid: &Buid) {
+        self.index_ops(index, abrvs, keys, buid, false);
+    }
+
+    /// Queue index changes; [`Apply::finish`] writes them in key order, which keeps LMDB's
+    /// cursor on neighbouring pages (nothing reads these indexes while edits are applied).
+    fn index_ops(
+        &mut self,
+        index: Index,
+        abrvs: &[Abrv],
+        keys: &[Vec<u8>],
+        buid: &Buid,
+        put: bool,
+    ) {
+        for abrv in abrvs {
+            for key in keys {
+                let mut full = Vec::with_capacity(abrv.len() + key.len());
+                full.extend_from_slice(abrv);
+                full.extend_from_slice(key);
+                self.index_ops.push(IndexOp {
+                    index,
+                    key: full,
+                    buid: *buid,
+                    put,
+                });
+            }
+        }
+    }
+
+    /// A deleted node loses its node data and the edges it starts (as in Synapse).
+    fn wipe_data_and_edges(&mut self, buid: &Buid) -> SynResult<()> {
+        let data_keys = collect_keys(self.dbs.nodedata.prefix(self.wtxn, buid)?)?;
+        for key in data_keys {
+            self.dbs.nodedata.delete(self.wtxn, &key)?;
+        }
+        let edge_keys = collect_keys(self.dbs.edgesn1.prefix(self.wtxn, buid)?)?;
+        for key in edge_keys {
+            self.dbs.edgesn1.delete(self.wtxn, &key)?;
+            // key = n1 (32) + verb + 0 + n2 (32); its mirror is n2 + verb + 0 + n1.
+            let (verb, n2) = key[32..].split_at(key.len() - 64);
+            let mut mirror = n2.to_vec();
+            mirror.extend_from_slice(verb);
+            mirror.extend_from_slice(buid);
+            self.dbs.edgesn2.delete(self.wtxn, &mirror)?;
+        }
+        Ok(())
+    }
+}
+
+/// The dupsort indexes of `key -> buid`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Index {
+    Prop,
+    Array,
+    Tag,
+    TagProp,
+}
+
+impl Index {
+    fn db(self, dbs: &Dbs) -> &crate::storage::Db {
+        match self {
+            Index::Prop => &dbs.byprop,
+            Index::Array => &dbs.byarray,
+            Index::Tag => &dbs.bytag,
+            Index::TagProp => &dbs.bytagprop,
+        }
+    }
+}
+
+/// A queued index change.
+struct IndexOp {
+    index: Index,
+    key: Vec<u8>,
+    buid: Buid,
+    put: bool,
+}
+
+fn collect_keys(entries: crate::storage::Entries<'_>) -> SynResult<Vec<Vec<u8>>> {
+    entries
+        .map(|e| e.map(|(k, _)| k.to_vec()).map_err(SynErr::from))
+        .collect()
+}
+
+fn decode_stored(bytes: &[u8]) -> SynResult<Value> {
+    msgpack::decode_exact(bytes)
+        .map_err(|e| SynErr::new("StorageError", format!("bad stored node data: {e}")))
+}
+
+/// Setting a value over an existing one: intervals widen, MINTIME keeps the smaller and
+/// MAXTIME the larger value; anything else is replaced.
+fn merge_valu(stortype: u16, old: &Value, new: Value) -> Value {
+    match stortype {
+        st::IVAL => {
+            let ints = |v: &Value| -> Option<[i64; 2]> {
+                match v.as_array()? {
+                    [a, b] => Some([a.as_i64()?, b.as_i64()?]),
+                    _ => None,
+                }
+            };
+            match (ints(old), ints(&new)) {
+                (Some(o), Some(n)) => {
+                    let all = [o[0], o[1], n[0], n[1]];
+                    let min = all.iter().min().copied().unwrap_or(n[0]);
+                    let max = all.iter().max().copied().unwrap_or(n[1]);
+                    Value::Array(vec![Value::from(min), Value::from(max)])
+                }
+                _ => new,
+            }
+        }
+        st::MINTIME | st::MAXTIME => match (old.as_i64(), new.as_i64()) {
+            (Some(o), Some(n)) if stortype == st::MINTIME => Value::from(o.min(n)),
+            (Some(o), Some(n)) => Value::from(o.max(n)),
+            _ => new,
+        },
+        _ => new,
+    }
+}
+
+/// A timed tag set again widens to cover both intervals.
+fn merge_ival(old: Ival, new: Ival) -> Ival {
+    let pick = |a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64| match (a, b) {
+        (Some(a), Some(b)) => Some(f(a, b)),
+        (a, b) => a.or(b),
+    };
+    (pick(old.0, new.0, i64::min), pick(old.1, new.1, i64::max))
+}

@@ -1,0 +1,1098 @@
+//! The cortex layer: nodes in LMDB with the indexes lifts need, node data, light edges, and the
+//! edit log.
+//!
+//! # What a layer holds
+//!
+//! A layer directory `DIR` holds:
+//! * `layer.lmdb`: one LMDB environment with the storage nodes ([`Sode`], by buid), the value
+//!   indexes (`byprop`, `byarray`, `bytag`, `bytagprop`, all dupsort `abrv + key -> buid`),
+//!   light edges both ways (`edgesn1`: `n1 + verb + 0 + n2`, `edgesn2`: `n2 + verb + 0 + n1`),
+//!   node data (`buid + abrv(name) -> msgpack`), per-form counts, name abbreviations, a sparse
+//!   index of log positions, and the offset of the next log record not yet applied.
+//! * `nodeedits/*.seg`: the edit log (see [`log`]): every `store` call that changed something
+//!   appends one record `(offset, nodeedits, meta)` with Synapse's nodeedit tuples and edit
+//!   numbers, holding only the edits that changed something (old values filled in).
+//! * `layer.lock`: an exclusive `flock` held while the layer is open.
+//!
+//! Index keys are built from `(value, stortype)` alone (see [`keys`]); the layer knows
+//! stortypes, not the data model. Names (forms, props, tags, tag props, node data names) are
+//! abbreviated to 8-byte counters in first-written order, so a `#tag` lift over
+//! `tagabrv + formabrv` keys yields forms in the order each was first written, then buids, as
+//! Synapse does. Lifts give buids in index order: for equal keys, by buid.
+//!
+//! # Durability
+//!
+//! The edit log is the point of durability. A [`Layer::store`] call, under the single writer:
+//! 1. checks every edit against its stortype (bad input fails before anything is written);
+//! 2. applies the edits in one LMDB write transaction, keeping the ones that changed something;
+//! 3. appends their record to the log and `fdatasync`s it;
+//! 4. commits the LMDB transaction *without* syncing it (`MDB_NOSYNC`).
+//!
+//! When `store` returns, the record is on disk. If the process dies between 3 and 4, the next
+//! open replays every record past the offset LMDB has applied (written in the same
+//! transaction as the edits), so nothing acknowledged is lost and one call's edits are applied
+//! all or not at all. If the LMDB commit fails after step 3, the record is cut off the log
+//! again; if even that fails, the layer refuses further writes and the next open applies it.
+//! A record torn by a crash during step 3 was never acknowledged: it fails its CRC and is cut
+//! off on open. Calls that arrive while another is writing are merged: the next writer applies
+//! all waiting calls in one transaction and one `fdatasync`, each call still getting its own
+//! record and offset (group commit).
+//!
+//! LMDB runs with `MDB_NOSYNC | MDB_WRITEMAP` ([`SlabOptions::sync_commits`] off) and is
+//! flushed by a background thread every [`LayerOptions::sync_interval`] and when the last
+//! handle is dropped. Unsynced LMDB commits survive the death of the process (they are in
+//! the page cache) but not of the machine: before the first unsynced commit the layer writes
+//! `layer.lmdb.dirty` holding the kernel's boot id, and removes it after a flush that no commit
+//! raced. Opening a layer whose marker names another boot (the machine went down with
+//! unflushed LMDB pages) discards `layer.lmdb` and rebuilds it from the whole log, which is
+//! kept from offset 0.
+//!
+//! # Reading
+//!
+//! LMDB work is synchronous; async callers use `tokio::task::spawn_blocking`. Lifts, edges and
+//! node data are read through a [`LayerReader`], a read snapshot that is `Send`;
+//! [`Layer::lift`] runs one lift and collects its buids into a `Vec`. To stream a large lift,
+//! open the reader inside `spawn_blocking` and send the buids of its lazy [`Lift`] iterator
+//! through a bounded channel; keep a reader only as long as the scan, since the LMDB map cannot
+//! grow while a read transaction is open (see [`crate::storage`]).
+//!
+//! The log is read with [`Layer::edits_from`]; [`Layer::watch_offsets`] tells when new records
+//! land, and [`Layer::sync_edits`] combines the two into Synapse's `syncNodeEdits`.
+//!
+//! # Differences from Synapse's layer
+//!
+//! * A nodeedit whose edits all changed nothing is left out of the log and of
+//!   [`Stored::applied`] (Synapse logs it with an empty edit list); re-setting an equal array
+//!   prop changes nothing (Synapse re-indexes and logs it).
+//! * FLOAT64 keys are sign-flipped so that byte order is numeric order.
+//! * Not here yet: reverse-order lifts, HUGENUM values, LATLONG `near=`, Synapse's `byndef`
+//!   and `dataname` indexes (lifts by ndef value or by node data name), and nodes that exist
+//!   in this layer only through props or tags are not found by form lifts (those scan the
+//!   primary value index).
+
+mod apply;
+mod keys;
+pub mod log;
+mod reader;
+mod sode;
+mod splice;
+#[cfg(test)]
+mod tests;
+
+pub use keys::{index_key, index_keys, stortype_name};
+pub use log::{EditIter, LogEntry};
+pub use reader::{LayerReader, Lift};
+pub use sode::Sode;
+pub use splice::{Splice, SpliceOffs};
+
+use crate::cortex::edits::NodeEdit;
+use crate::error::{SynErr, SynResult};
+use crate::msgpack::Value;
+use crate::storage::{Db, Slab, SlabOptions, WriteTxn, int64en, int64un};
+use apply::Apply;
+use log::{EditIter as LogIter, Frame, LogWriter, SEGMENT_START, SegmentReader};
+use nix::fcntl::{Flock, FlockArg};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// An 8-byte abbreviation of a name.
+type Abrv = [u8; 8];
+
+/// The LMDB environment's directory name inside the layer directory.
+const LMDB_DIR: &str = "layer.lmdb";
+/// The edit log's directory name.
+const LOG_DIR: &str = "nodeedits";
+/// The lock file.
+const LOCK_FILE: &str = "layer.lock";
+/// Present while LMDB has commits that are not flushed; holds the boot id.
+const DIRTY_FILE: &str = "layer.lmdb.dirty";
+/// Where Linux tells the current boot's id.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+/// `meta` key of the next log offset not yet applied to LMDB.
+const APPLIED_KEY: &[u8] = b"applied";
+/// A log record gets an entry in the sparse position index at least this often (bytes).
+const INDEX_STRIDE: u64 = 1 << 20;
+/// Replay applies this many log records per LMDB transaction.
+const REPLAY_BATCH: usize = 64;
+
+/// A comparison for a lift; the values are normalized values of the lifted stortype.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cmp {
+    /// Every entry.
+    Any,
+    /// `=`. On FQDN, a leading `*` matches by suffix as in Synapse (`*.vertex.link`).
+    Eq(Value),
+    /// `<`.
+    Lt(Value),
+    /// `<=`.
+    Le(Value),
+    /// `>`.
+    Gt(Value),
+    /// `>=`.
+    Ge(Value),
+    /// `*range=`: from the first to the second value, both included.
+    Range(Value, Value),
+    /// `^=`: UTF8 by bytes, LOC and TAG by whole dotted segments, GUID by hex digits.
+    Prefix(String),
+    /// `~=`: a case-insensitive regex search, as Synapse's.
+    Regex(String),
+    /// `@=`: TIME values inside, or IVAL values overlapping, the interval `(min, max)`.
+    Overlaps(Value),
+}
+
+impl Cmp {
+    /// The Storm comparator this stands for.
+    pub fn symbol(&self) -> &'static str {
+        match self {
+            Cmp::Any => "*",
+            Cmp::Eq(_) => "=",
+            Cmp::Lt(_) => "<",
+            Cmp::Le(_) => "<=",
+            Cmp::Gt(_) => ">",
+            Cmp::Ge(_) => ">=",
+            Cmp::Range(..) => "range=",
+            Cmp::Prefix(_) => "^=",
+            Cmp::Regex(_) => "~=",
+            Cmp::Overlaps(_) => "@=",
+        }
+    }
+}
+
+/// What a [`Layer::store`] call did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    /// The log offset of its record, or `None` when nothing changed.
+    pub offset: Option<u64>,
+    /// The edits that changed something, one nodeedit per buid, with old values.
+    pub applied: Vec<NodeEdit>,
+}
+
+/// Tuning for [`Layer::open_with`].
+#[derive(Clone, Debug)]
+pub struct LayerOptions {
+    /// A log segment is closed once it grows past this many bytes.
+    pub segment_size: u64,
+    /// How often LMDB is flushed in the background.
+    pub sync_interval: Duration,
+    /// The LMDB map size to start with (it grows as needed).
+    pub map_size: usize,
+}
+
+impl Default for LayerOptions {
+    fn default() -> Self {
+        LayerOptions {
+            segment_size: 64 << 20,
+            sync_interval: Duration::from_secs(1),
+            map_size: 256 << 20,
+        }
+    }
+}
+
+/// The named databases of `layer.lmdb`.
+struct Dbs {
+    bybuid: Db,
+    byprop: Db,
+    byarray: Db,
+    bytag: Db,
+    bytagprop: Db,
+    edgesn1: Db,
+    edgesn2: Db,
+    nodedata: Db,
+    abrv: Db,
+    abrvrev: Db,
+    counts: Db,
+    meta: Db,
+    logpos: Db,
+}
+
+impl Dbs {
+    fn open(slab: &Slab) -> SynResult<Dbs> {
+        Ok(Dbs {
+            bybuid: slab.db("bybuid", false)?,
+            byprop: slab.db("byprop", true)?,
+            byarray: slab.db("byarray", true)?,
+            bytag: slab.db("bytag", true)?,
+            bytagprop: slab.db("bytagprop", true)?,
+            edgesn1: slab.db("edgesn1", false)?,
+            edgesn2: slab.db("edgesn2", false)?,
+            nodedata: slab.db("nodedata", false)?,
+            abrv: slab.db("abrv", false)?,
+            abrvrev: slab.db("abrvrev", false)?,
+            counts: slab.db("counts:forms", false)?,
+            meta: slab.db("meta", false)?,
+            logpos: slab.db("logpos", false)?,
+        })
+    }
+}
+
+/// A name that gets an abbreviation; each kind has its own key space.
+#[derive(Clone, Copy)]
+enum AbrvName<'a> {
+    /// A form's primary value.
+    Form(&'a str),
+    /// A prop of a form (`form`, `prop`).
+    Prop(&'a str, &'a str),
+    /// A universal prop across forms.
+    Univ(&'a str),
+    /// A tag.
+    Tag(&'a str),
+    /// A tag prop, of one form or of all (`form`, `tag`, `prop`).
+    TagProp(Option<&'a str>, &'a str, &'a str),
+    /// A node data name.
+    Data(&'a str),
+}
+
+impl AbrvName<'_> {
+    /// The stored name: a kind byte, then the parts joined by NUL (names never hold NUL).
+    fn key(&self) -> Vec<u8> {
+        let mut key = Vec::with_capacity(48);
+        let mut put = |kind: u8, parts: &[&str]| {
+            key.push(kind);
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    key.push(0);
+                }
+                key.extend_from_slice(part.as_bytes());
+            }
+        };
+        match *self {
+            AbrvName::Form(form) => put(b'f', &[form]),
+            AbrvName::Prop(form, prop) => put(b'p', &[form, prop]),
+            AbrvName::Univ(prop) => put(b'u', &[prop]),
+            AbrvName::Tag(tag) => put(b't', &[tag]),
+            AbrvName::TagProp(None, tag, prop) => put(b'h', &[tag, prop]),
+            AbrvName::TagProp(Some(form), tag, prop) => put(b'g', &[form, tag, prop]),
+            AbrvName::Data(name) => put(b'd', &[name]),
+        }
+        key
+    }
+}
+
+/// Where a log record starts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct LogPos {
+    segment: u64,
+    pos: u64,
+}
+
+impl LogPos {
+    fn encode(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&int64en(self.segment));
+        out[8..].copy_from_slice(&int64en(self.pos));
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> SynResult<LogPos> {
+        if bytes.len() != 16 {
+            return Err(SynErr::new("StorageError", "bad stored log position"));
+        }
+        Ok(LogPos {
+            segment: int64un(&bytes[..8]),
+            pos: int64un(&bytes[8..]),
+        })
+    }
+}
+
+/// The single writer's state.
+struct Writer {
+    log: LogWriter,
+    next_offset: u64,
+    /// The last entry of the sparse position index.
+    last_indexed: Option<LogPos>,
+    /// Whether LMDB has commits not yet flushed (and the dirty marker exists).
+    lmdb_dirty: bool,
+    /// LMDB commits so far, so a flush can tell whether a commit raced it.
+    commits: u64,
+    /// Set when the log could not be cut back after a failed commit.
+    broken: Option<String>,
+}
+
+/// What a committed transaction created that the in-memory caches must learn.
+struct Learned {
+    /// New entries of the sparse log position index.
+    indexed: Vec<(u64, LogPos)>,
+    /// New abbreviations.
+    new_abrvs: Vec<(Vec<u8>, Abrv)>,
+}
+
+/// What a batch's transaction produced.
+struct Batch {
+    /// Each call's result.
+    stored: Vec<Stored>,
+    /// Bytes appended to the log.
+    logged: u64,
+    /// The next log offset.
+    next: u64,
+    learned: Learned,
+}
+
+/// A `store` call waiting for the writer.
+struct Request {
+    edits: Vec<NodeEdit>,
+    meta: Value,
+    tick: i64,
+    result: Mutex<Option<SynResult<Stored>>>,
+}
+
+/// Stops the background flusher.
+#[derive(Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+}
+
+struct Inner {
+    iden: String,
+    dir: PathBuf,
+    log_dir: PathBuf,
+    slab: Slab,
+    dbs: Dbs,
+    abrvs: RwLock<HashMap<Vec<u8>, Abrv>>,
+    /// Shared with the flush thread, which must never hold the layer itself.
+    writer: Arc<Mutex<Writer>>,
+    queue: Mutex<Vec<Arc<Request>>>,
+    positions: RwLock<BTreeMap<u64, LogPos>>,
+    offsets: watch::Sender<u64>,
+    segment_size: u64,
+    stop: Arc<Stop>,
+    flusher: Mutex<Option<JoinHandle<()>>>,
+    _lock: Flock<File>,
+}
+
+/// A cortex layer; clones share it. See the module documentation.
+#[derive(Clone)]
+pub struct Layer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Layer")
+            .field("iden", &self.inner.iden)
+            .field("dir", &self.inner.dir)
+            .finish()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn io_err(path: &Path, op: &str, err: std::io::Error) -> SynErr {
+    log::io_err(path, op, err)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn boot_id() -> String {
+    fs::read_to_string(BOOT_ID)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+impl Layer {
+    /// Open (creating if needed) the layer in `dir`, replaying the log's tail after a crash.
+    pub fn open(dir: &Path, iden: &str) -> SynResult<Layer> {
+        Layer::open_with(dir, iden, LayerOptions::default())
+    }
+
+    /// [`Layer::open`] with options.
+    pub fn open_with(dir: &Path, iden: &str, opts: LayerOptions) -> SynResult<Layer> {
+        fs::create_dir_all(dir).map_err(|e| io_err(dir, "create directory", e))?;
+        let lock = lock_dir(dir)?;
+        let dirty = dir.join(DIRTY_FILE);
+        let lmdb = dir.join(LMDB_DIR);
+        if let Ok(marked) = fs::read_to_string(&dirty)
+            && marked.trim() != boot_id()
+        {
+            tracing::warn!(
+                dir = %dir.display(),
+                "the machine stopped while LMDB had unflushed commits; rebuilding it from the edit log"
+            );
+            if lmdb.exists() {
+                fs::remove_dir_all(&lmdb).map_err(|e| io_err(&lmdb, "remove", e))?;
+            }
+        }
+        let slab = Slab::open(
+            &lmdb,
+            SlabOptions {
+                map_size: opts.map_size,
+                sync_commits: false,
+                ..SlabOptions::default()
+            },
+        )?;
+        let dbs = Dbs::open(&slab)?;
+        let (applied, positions) = slab.read(|r| {
+            let applied = dbs.meta.get(r, APPLIED_KEY)?.map_or(0, int64un);
+            let mut positions = Vec::new();
+            for entry in dbs.logpos.iter(r)? {
+                let (key, val) = entry?;
+                positions.push((int64un(key), val.to_vec()));
+            }
+            Ok((applied, positions))
+        })?;
+        let positions = positions
+            .into_iter()
+            .map(|(offs, pos)| Ok((offs, LogPos::decode(&pos)?)))
+            .collect::<SynResult<BTreeMap<_, _>>>()?;
+        let log_dir = dir.join(LOG_DIR);
+        fs::create_dir_all(&log_dir).map_err(|e| io_err(&log_dir, "create directory", e))?;
+        let tail = find_log_end(&log_dir, &positions)?;
+        if applied > tail.next {
+            return Err(SynErr::new(
+                "StorageError",
+                format!(
+                    "{}: LMDB has applied {applied} log records but the edit log holds {}",
+                    dir.display(),
+                    tail.next
+                ),
+            ));
+        }
+        let log_next = tail.next;
+        let log = match tail.segment {
+            Some(segment) => LogWriter::resume(&log_dir, segment, tail.end)?,
+            None => LogWriter::create(&log_dir, 0)?,
+        };
+        let last_indexed = positions.values().next_back().copied();
+        let inner = Arc::new(Inner {
+            iden: iden.to_owned(),
+            dir: dir.to_path_buf(),
+            log_dir,
+            slab,
+            dbs,
+            abrvs: RwLock::default(),
+            writer: Arc::new(Mutex::new(Writer {
+                log,
+                next_offset: log_next,
+                last_indexed,
+                lmdb_dirty: dirty.exists(),
+                commits: 0,
+                broken: None,
+            })),
+            queue: Mutex::default(),
+            positions: RwLock::new(positions),
+            offsets: watch::Sender::new(applied),
+            segment_size: opts.segment_size,
+            stop: Arc::default(),
+            flusher: Mutex::default(),
+            _lock: lock,
+        });
+        let layer = Layer { inner };
+        layer.replay(applied, log_next)?;
+        layer.inner.offsets.send_replace(log_next);
+        layer.start_flusher(opts.sync_interval)?;
+        Ok(layer)
+    }
+
+    /// The layer's iden.
+    pub fn iden(&self) -> &str {
+        &self.inner.iden
+    }
+
+    /// The layer's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Apply nodeedits; durable when this returns. Each edit is applied only if it changes
+    /// something, the changed edits are logged as one record with `meta`, and the call's edits
+    /// are applied all or not at all. A `NODE_ADD` also sets `.created` to `meta.time` (or
+    /// now), keeping an older `.created`.
+    pub fn store(&self, edits: &[NodeEdit], meta: &Value) -> SynResult<Stored> {
+        apply::validate(edits)?;
+        if edits.iter().all(|ne| ne.edits.is_empty()) {
+            return Ok(Stored {
+                offset: None,
+                applied: Vec::new(),
+            });
+        }
+        let tick = meta
+            .get("time")
+            .and_then(Value::as_i64)
+            .unwrap_or_else(now_ms);
+        let inner = &self.inner;
+        if let Ok(mut writer) = inner.writer.try_lock() {
+            let queued = std::mem::take(&mut *lock(&inner.queue));
+            let mut batch = vec![(edits, meta, tick)];
+            batch.extend(queued.iter().map(|r| (&r.edits[..], &r.meta, r.tick)));
+            let mut results = self.write_batch(&mut writer, &batch).into_iter();
+            let mine = results.next().expect("one result per call");
+            for (req, res) in queued.iter().zip(results) {
+                *lock(&req.result) = Some(res);
+            }
+            return mine;
+        }
+        let request = Arc::new(Request {
+            edits: edits.to_vec(),
+            meta: meta.clone(),
+            tick,
+            result: Mutex::new(None),
+        });
+        lock(&inner.queue).push(request.clone());
+        let mut writer = lock(&inner.writer);
+        if let Some(res) = lock(&request.result).take() {
+            return res;
+        }
+        let queued = std::mem::take(&mut *lock(&inner.queue));
+        let batch: Vec<_> = queued
+            .iter()
+            .map(|r| (&r.edits[..], &r.meta, r.tick))
+            .collect();
+        let results = self.write_batch(&mut writer, &batch);
+        for (req, res) in queued.iter().zip(results) {
+            *lock(&req.result) = Some(res);
+        }
+        drop(writer);
+        lock(&request.result)
+            .take()
+            .unwrap_or_else(|| Err(SynErr::new("StorageError", "store call lost its result")))
+    }
+
+    /// Apply a batch of calls in one transaction and one log write.
+    fn write_batch(
+        &self,
+        writer: &mut Writer,
+        batch: &[(&[NodeEdit], &Value, i64)],
+    ) -> Vec<SynResult<Stored>> {
+        match self.try_write_batch(writer, batch) {
+            Ok(stored) => stored.into_iter().map(Ok).collect(),
+            Err(err) => vec![Err(err); batch.len()],
+        }
+    }
+
+    fn try_write_batch(
+        &self,
+        writer: &mut Writer,
+        batch: &[(&[NodeEdit], &Value, i64)],
+    ) -> SynResult<Vec<Stored>> {
+        if let Some(why) = &writer.broken {
+            return Err(SynErr::new(
+                "StorageError",
+                format!(
+                    "layer {} refuses writes until reopened: {why}",
+                    self.inner.iden
+                ),
+            ));
+        }
+        let inner = &self.inner;
+        writer
+            .log
+            .roll_if_full(writer.next_offset, self.segment_size())?;
+        self.mark_dirty(writer)?;
+        let mut failure: Option<SynErr> = None;
+        let first = writer.next_offset;
+        let written = inner
+            .slab
+            .write(|wtxn| match self.apply_batch(wtxn, writer, batch) {
+                Ok(done) => Ok(done),
+                Err(err) => {
+                    let abort = wtxn.abort_with(err.mesg().to_owned());
+                    failure = Some(err);
+                    Err(abort)
+                }
+            });
+        let batch = match written {
+            Ok(done) => done,
+            Err(err) => {
+                if let Err(cut) = writer.log.rollback() {
+                    writer.broken = Some(cut.mesg().to_owned());
+                }
+                return Err(failure.unwrap_or_else(|| err.into()));
+            }
+        };
+        writer.log.advance(batch.logged);
+        writer.next_offset = batch.next;
+        writer.commits += 1;
+        self.learn(batch.learned, writer);
+        if batch.next > first {
+            inner.offsets.send_replace(batch.next);
+        }
+        Ok(batch.stored)
+    }
+
+    fn segment_size(&self) -> u64 {
+        self.inner.segment_size
+    }
+
+    /// The body of a batch's write transaction: apply every call, log the records that
+    /// changed something (synced), and note the applied offset and log positions.
+    fn apply_batch(
+        &self,
+        wtxn: &mut WriteTxn<'_>,
+        writer: &mut Writer,
+        batch: &[(&[NodeEdit], &Value, i64)],
+    ) -> SynResult<Batch> {
+        let inner = &self.inner;
+        let first = writer.next_offset;
+        let mut apply = Apply::new(&inner.dbs, wtxn, &inner.abrvs);
+        let mut stored = Vec::with_capacity(batch.len());
+        let mut frames = Vec::new();
+        let mut records = Vec::new();
+        let mut offs = first;
+        for (edits, meta, tick) in batch {
+            let applied = apply.nodeedits(edits, *tick, false)?;
+            if applied.is_empty() {
+                stored.push(Stored {
+                    offset: None,
+                    applied,
+                });
+                continue;
+            }
+            records.push((offs, writer.log.end() + frames.len() as u64));
+            log::frame_record(offs, &applied, meta, &mut frames)?;
+            stored.push(Stored {
+                offset: Some(offs),
+                applied,
+            });
+            offs += 1;
+        }
+        apply.finish()?;
+        let indexed = choose_indexed(writer.last_indexed, writer.log.segment(), &records);
+        for (o, pos) in &indexed {
+            inner
+                .dbs
+                .logpos
+                .put(apply.wtxn(), &int64en(*o), &pos.encode())?;
+        }
+        if offs > first {
+            inner
+                .dbs
+                .meta
+                .put(apply.wtxn(), APPLIED_KEY, &int64en(offs))?;
+            writer.log.write_synced(&frames)?;
+        }
+        let new_abrvs = std::mem::take(&mut apply.new_abrvs);
+        Ok(Batch {
+            stored,
+            logged: frames.len() as u64,
+            next: offs,
+            learned: Learned { indexed, new_abrvs },
+        })
+    }
+
+    /// Publish what a committed transaction created: abbreviations and log positions.
+    fn learn(&self, learned: Learned, writer: &mut Writer) {
+        let Learned { indexed, new_abrvs } = learned;
+        if !new_abrvs.is_empty() {
+            let mut abrvs = self
+                .inner
+                .abrvs
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            abrvs.extend(new_abrvs);
+        }
+        if let Some((_, last)) = indexed.last() {
+            writer.last_indexed = Some(*last);
+            let mut positions = self
+                .inner
+                .positions
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            positions.extend(indexed);
+        }
+    }
+
+    /// Write the dirty marker before the first unflushed commit.
+    fn mark_dirty(&self, writer: &mut Writer) -> SynResult<()> {
+        if writer.lmdb_dirty {
+            return Ok(());
+        }
+        let path = self.inner.dir.join(DIRTY_FILE);
+        let write = || -> std::io::Result<()> {
+            let mut file = File::create(&path)?;
+            std::io::Write::write_all(&mut file, boot_id().as_bytes())?;
+            file.sync_all()
+        };
+        write().map_err(|e| io_err(&path, "write", e))?;
+        log::sync_dir(&self.inner.dir)?;
+        writer.lmdb_dirty = true;
+        Ok(())
+    }
+
+    /// Apply the logged records from `from` up to `to` that LMDB is missing.
+    fn replay(&self, from: u64, to: u64) -> SynResult<()> {
+        if from >= to {
+            return Ok(());
+        }
+        tracing::info!(iden = %self.inner.iden, from, to, "replaying the edit log into LMDB");
+        let inner = &self.inner;
+        let mut writer = lock(&inner.writer);
+        self.mark_dirty(&mut writer)?;
+        let mut iter = self.log_iter(from, to)?;
+        let mut offs = from;
+        while offs < to {
+            let mut chunk = Vec::with_capacity(REPLAY_BATCH);
+            while chunk.len() < REPLAY_BATCH {
+                match iter.next_positioned()? {
+                    Some(item) => chunk.push(item),
+                    None => break,
+                }
+            }
+            let Some(last) = chunk.last() else {
+                return Err(SynErr::new(
+                    "StorageError",
+                    format!("edit log ended at {offs} while replaying up to {to}"),
+                ));
+            };
+            let next = last.1.offset + 1;
+            let mut failure = None;
+            let last_indexed = writer.last_indexed;
+            let written = inner.slab.write(|wtxn| {
+                match self.replay_chunk(wtxn, &chunk, last_indexed, next) {
+                    Ok(done) => Ok(done),
+                    Err(err) => {
+                        let abort = wtxn.abort_with(err.mesg().to_owned());
+                        failure = Some(err);
+                        Err(abort)
+                    }
+                }
+            });
+            let learned = written.map_err(|err| failure.unwrap_or_else(|| err.into()))?;
+            writer.commits += 1;
+            self.learn(learned, &mut writer);
+            offs = next;
+        }
+        Ok(())
+    }
+
+    /// One replay transaction: apply logged records as they are and note their positions.
+    fn replay_chunk(
+        &self,
+        wtxn: &mut WriteTxn<'_>,
+        chunk: &[(LogPos, LogEntry)],
+        last_indexed: Option<LogPos>,
+        next: u64,
+    ) -> SynResult<Learned> {
+        let dbs = &self.inner.dbs;
+        let mut apply = Apply::new(dbs, wtxn, &self.inner.abrvs);
+        for (_, entry) in chunk {
+            apply.nodeedits(&entry.edits, 0, true)?;
+        }
+        apply.finish()?;
+        let mut indexed = Vec::new();
+        let mut last = last_indexed;
+        for (pos, entry) in chunk {
+            let chosen = choose_indexed(last, pos.segment, &[(entry.offset, pos.pos)]);
+            if let Some((_, p)) = chosen.last() {
+                last = Some(*p);
+            }
+            indexed.extend(chosen);
+        }
+        for (o, pos) in &indexed {
+            dbs.logpos.put(apply.wtxn(), &int64en(*o), &pos.encode())?;
+        }
+        dbs.meta.put(apply.wtxn(), APPLIED_KEY, &int64en(next))?;
+        let new_abrvs = std::mem::take(&mut apply.new_abrvs);
+        Ok(Learned { indexed, new_abrvs })
+    }
+
+    fn start_flusher(&self, every: Duration) -> SynResult<()> {
+        let (slab, writer) = (self.inner.slab.clone(), self.inner.writer.clone());
+        let (dir, iden) = (self.inner.dir.clone(), self.inner.iden.clone());
+        let stop = self.inner.stop.clone();
+        let handle = std::thread::Builder::new()
+            .name("syn-layer-sync".into())
+            .spawn(move || {
+                loop {
+                    let stopped = lock(&stop.stopped);
+                    let (stopped, _) = stop
+                        .wake
+                        .wait_timeout_while(stopped, every, |s| !*s)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    if *stopped {
+                        return;
+                    }
+                    drop(stopped);
+                    if let Err(err) = flush(&slab, &writer, &dir) {
+                        tracing::warn!(%iden, %err, "flushing the layer's LMDB failed");
+                    }
+                }
+            })
+            .map_err(|e| io_err(&self.inner.dir, "start the flush thread", e))?;
+        *lock(&self.inner.flusher) = Some(handle);
+        Ok(())
+    }
+
+    /// Flush LMDB to disk now (it is also flushed every `sync_interval` and on close).
+    pub fn sync(&self) -> SynResult<()> {
+        self.inner.flush()
+    }
+
+    /// Flush and release this handle, reporting flush errors that dropping would only log.
+    /// The layer closes (its lock is released) when the last handle and reader are gone.
+    pub fn close(self) -> SynResult<()> {
+        self.inner.flush()
+    }
+
+    /// The offset the next log record will get (Synapse's `getEditIndx`).
+    pub fn next_offset(&self) -> u64 {
+        *self.inner.offsets.borrow()
+    }
+
+    /// A receiver of [`Layer::next_offset`], updated after each write that logged a record.
+    pub fn watch_offsets(&self) -> watch::Receiver<u64> {
+        self.inner.offsets.subscribe()
+    }
+
+    /// The logged records from `offs` up to the current end, read lazily from the log files.
+    pub fn edits_from(&self, offs: u64) -> SynResult<EditIter> {
+        self.log_iter(offs, self.next_offset())
+    }
+
+    fn log_iter(&self, offs: u64, limit: u64) -> SynResult<LogIter> {
+        let dir = &self.inner.log_dir;
+        if offs >= limit {
+            return LogIter::new(dir, 0, SEGMENT_START, limit, offs, limit);
+        }
+        let positions = self
+            .inner
+            .positions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        match positions.range(..=offs).next_back() {
+            Some((at, pos)) => LogIter::new(dir, pos.segment, pos.pos, *at, offs, limit),
+            // Nothing indexed yet (LMDB is being rebuilt): read from the first segment.
+            None => {
+                let first = log::list_segments(dir)?.first().copied().unwrap_or(0);
+                LogIter::new(dir, first, SEGMENT_START, first, offs, limit)
+            }
+        }
+    }
+
+    /// Follow the log from `offs`: every record, then each new one as it lands (Synapse's
+    /// `syncNodeEdits`). Needs a tokio runtime; the stream ends when the receiver is dropped,
+    /// the layer is dropped, or reading fails (after sending the error).
+    pub fn sync_edits(&self, offs: u64) -> mpsc::Receiver<SynResult<LogEntry>> {
+        let (tx, rx) = mpsc::channel(64);
+        let weak = Arc::downgrade(&self.inner);
+        let mut offsets = self.watch_offsets();
+        tokio::spawn(async move {
+            let mut next = offs;
+            loop {
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let layer = Layer { inner };
+                let read = tokio::task::spawn_blocking(move || -> SynResult<Vec<LogEntry>> {
+                    layer.edits_from(next)?.take(256).collect()
+                })
+                .await;
+                let entries = match read {
+                    Ok(Ok(entries)) => entries,
+                    Ok(Err(err)) => {
+                        let _ = tx.send(Err(err)).await;
+                        return;
+                    }
+                    Err(join) => {
+                        let err = SynErr::new("StorageError", format!("log reader failed: {join}"));
+                        let _ = tx.send(Err(err)).await;
+                        return;
+                    }
+                };
+                if entries.is_empty() {
+                    if offsets.wait_for(|n| *n > next).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                for entry in entries {
+                    next = entry.offset + 1;
+                    if tx.send(Ok(entry)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
+    /// Open a read snapshot for lifts and lookups.
+    pub fn reader(&self) -> SynResult<LayerReader> {
+        LayerReader::new(self.clone())
+    }
+
+    /// Run one lift in a fresh snapshot and collect its buids, in index order:
+    /// `layer.lift(|r| r.lift_tag("foo", None))`.
+    pub fn lift(
+        &self,
+        lift: impl FnOnce(&LayerReader) -> SynResult<Lift<'_>>,
+    ) -> SynResult<Vec<crate::cortex::edits::Buid>> {
+        let reader = self.reader()?;
+        lift(&reader)?.collect()
+    }
+
+    /// The storage node of a buid.
+    pub fn sode(&self, buid: &crate::cortex::edits::Buid) -> SynResult<Option<Sode>> {
+        self.reader()?.sode(buid)
+    }
+
+    /// The number of nodes of each form.
+    pub fn form_counts(&self) -> SynResult<BTreeMap<String, u64>> {
+        self.reader()?.form_counts()
+    }
+
+    /// Synapse's `splices(offs, size)`: the log flattened into splices from `offs`.
+    pub fn splices_from(&self, offs: SpliceOffs, size: Option<usize>) -> SynResult<Vec<Splice>> {
+        splice::splices(self, offs, size)
+    }
+}
+
+/// Entries of the sparse position index for new records `(offset, position)` in `segment`:
+/// the first record of each segment, then one every [`INDEX_STRIDE`] bytes.
+fn choose_indexed(
+    last: Option<LogPos>,
+    segment: u64,
+    records: &[(u64, u64)],
+) -> Vec<(u64, LogPos)> {
+    let mut last = last;
+    let mut out = Vec::new();
+    for &(offs, pos) in records {
+        let due = match last {
+            Some(l) if l.segment == segment => pos >= l.pos + INDEX_STRIDE,
+            _ => true,
+        };
+        if due {
+            let entry = LogPos { segment, pos };
+            out.push((offs, entry));
+            last = Some(entry);
+        }
+    }
+    out
+}
+
+/// Flush LMDB and clear the dirty marker in `dir` if no commit raced the flush.
+fn flush(slab: &Slab, writer: &Mutex<Writer>, dir: &Path) -> SynResult<()> {
+    let commits = {
+        let writer = lock(writer);
+        if !writer.lmdb_dirty {
+            return Ok(());
+        }
+        writer.commits
+    };
+    slab.sync()?;
+    let mut writer = lock(writer);
+    if writer.commits == commits && writer.lmdb_dirty {
+        let path = dir.join(DIRTY_FILE);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path, "remove", e)),
+        }
+        log::sync_dir(dir)?;
+        writer.lmdb_dirty = false;
+    }
+    Ok(())
+}
+
+impl Inner {
+    fn flush(&self) -> SynResult<()> {
+        flush(&self.slab, &self.writer, &self.dir)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        *lock(&self.stop.stopped) = true;
+        self.stop.wake.notify_all();
+        if let Some(handle) = lock(&self.flusher).take() {
+            let _ = handle.join();
+        }
+        if let Err(err) = self.flush() {
+            tracing::warn!(iden = %self.iden, %err, "flushing the layer's LMDB at close failed");
+        }
+    }
+}
+
+fn lock_dir(dir: &Path) -> SynResult<Flock<File>> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| io_err(&path, "open", e))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(SynErr::new(
+            "StorageError",
+            format!("{}: layer is already open", dir.display()),
+        )),
+        Err((_, errno)) => Err(io_err(&path, "lock", errno.into())),
+    }
+}
+
+/// Where the good records of the log end.
+struct LogEnd {
+    /// The last segment, unless the log has none yet.
+    segment: Option<u64>,
+    /// The end of its last good record.
+    end: u64,
+    /// The offset the next record will get.
+    next: u64,
+}
+
+/// Find the end of the log by checking the records of the last segment from its last known
+/// position; a torn final record is left for [`LogWriter::resume`] to cut off.
+fn find_log_end(dir: &Path, positions: &BTreeMap<u64, LogPos>) -> SynResult<LogEnd> {
+    let mut segments = log::list_segments(dir)?;
+    // A segment shorter than its header was being created when the process died: it holds
+    // no records.
+    while let Some(&last) = segments.last() {
+        let path = log::segment_path(dir, last);
+        let len = fs::metadata(&path)
+            .map_err(|e| io_err(&path, "stat", e))?
+            .len();
+        if len >= SEGMENT_START {
+            break;
+        }
+        tracing::warn!(path = %path.display(), "removing an edit log segment that was never started");
+        fs::remove_file(&path).map_err(|e| io_err(&path, "remove", e))?;
+        log::sync_dir(dir)?;
+        segments.pop();
+    }
+    let Some(&last) = segments.last() else {
+        if positions.is_empty() {
+            return Ok(LogEnd {
+                segment: None,
+                end: SEGMENT_START,
+                next: 0,
+            });
+        }
+        return Err(SynErr::new(
+            "StorageError",
+            format!("{}: the edit log is missing", dir.display()),
+        ));
+    };
+    let (mut next, start) = positions
+        .iter()
+        .rev()
+        .find(|(_, p)| p.segment == last)
+        .map_or((last, SEGMENT_START), |(o, p)| (*o, p.pos));
+    let mut reader = SegmentReader::open(dir, last, start)?;
+    let end = loop {
+        match reader.next_frame()? {
+            Frame::Record { payload, pos } => {
+                log::check_record_offset(reader.path(), pos, &payload, next)?;
+                next += 1;
+            }
+            Frame::End => break reader.position(),
+            Frame::Torn { pos } => break pos,
+        }
+    };
+    Ok(LogEnd {
+        segment: Some(last),
+        end,
+        next,
+    })
+}
