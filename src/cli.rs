@@ -18,6 +18,7 @@ pub fn command() -> clap::Command {
         .subcommand_required(true)
         .arg_required_else_help(true)
         .subcommand(cell::BARE_CELL.command())
+        .subcommand(crate::cortex::service::CORTEX.command())
         .subcommand(
             certs::EasycertArgs::augment_args(clap::Command::new("easycert"))
                 .about("Make and manage TLS certificates in a certdir (Synapse's easycert)"),

@@ -8,6 +8,7 @@ fn main() -> ExitCode {
     let matches = cli::command().get_matches();
     let code = match matches.subcommand() {
         Some(("cell", m)) => cell::run(&cell::BARE_CELL, m),
+        Some(("cortex", m)) => cell::run(&syn::cortex::service::CORTEX, m),
         Some(("call", m)) => cli::call(m),
         Some(("easycert", m)) => cli::easycert(m),
         Some(("gen-docs", m)) => cli::gen_docs(m),

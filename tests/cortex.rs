@@ -1,0 +1,208 @@
+//! `syn cortex` as a real process: layout, the model calls, the LayerApi (nodeedits in, the
+//! edit log and splices out), durability across kill -9, and the Python client's view of it.
+
+mod common;
+
+use common::{SynService, run_py, syn2_python};
+use nix::sys::signal::Signal;
+use std::time::Duration;
+use syn::cortex::edits::{Edit, NodeEdit, stortype};
+use syn::cortex::model::buid;
+use syn::msgpack::Value;
+use syn::telepath::Proxy;
+
+fn ipv4_add(ip: u32, asn: i64) -> Value {
+    let valu = Value::Int(ip as i128);
+    NodeEdit {
+        buid: buid("inet:ipv4", &valu),
+        form: "inet:ipv4".into(),
+        edits: vec![
+            Edit::NodeAdd {
+                valu,
+                stortype: stortype::U32,
+            },
+            Edit::PropSet {
+                prop: "asn".into(),
+                valu: Value::Int(asn as i128),
+                oldv: Value::Nil,
+                stortype: stortype::U32,
+            },
+        ],
+    }
+    .to_value()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_calls_and_the_layer_api() {
+    let svc = SynService::start("cortex", &[]);
+    let core = Proxy::open(&svc.url("cortex")).await.unwrap();
+    assert_eq!(
+        core.call("getCellType", vec![]).await.unwrap(),
+        Value::from("cortex")
+    );
+    let defs = core.call("getModelDefs", vec![]).await.unwrap();
+    let forms = defs.as_array().unwrap()[0].as_array().unwrap()[1]
+        .get("forms")
+        .unwrap();
+    assert!(forms.as_array().unwrap().len() >= 595);
+    let dict = core.call("getModelDict", vec![]).await.unwrap();
+    assert!(dict.get("forms").unwrap().get("inet:ipv4").is_some());
+
+    let layer = Proxy::open(&svc.url("cortex/layer")).await.unwrap();
+    let iden = layer.call("getIden", vec![]).await.unwrap();
+    assert!(svc.dir.join("layers").join(iden.as_str().unwrap()).is_dir());
+    assert_eq!(
+        layer.call("getEditIndx", vec![]).await.unwrap(),
+        Value::from(0i64)
+    );
+
+    let sodes = layer
+        .call(
+            "storNodeEdits",
+            vec![Value::Array(vec![ipv4_add(0x01020304, 10)])],
+        )
+        .await
+        .unwrap();
+    let sode = &sodes.as_array().unwrap()[0].as_array().unwrap()[1];
+    assert_eq!(sode.get("form"), Some(&Value::from("inet:ipv4")));
+    assert_eq!(
+        sode.get("props").unwrap().get("asn"),
+        Some(&Value::Array(vec![
+            Value::Int(10),
+            Value::Int(stortype::U32 as i128)
+        ]))
+    );
+    // The same edits again change nothing and log nothing.
+    layer
+        .call(
+            "storNodeEditsNoLift",
+            vec![Value::Array(vec![ipv4_add(0x01020304, 10)])],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        layer.call("getEditIndx", vec![]).await.unwrap(),
+        Value::from(1i64)
+    );
+
+    let log = layer
+        .call_kw(
+            "syncNodeEdits",
+            vec![0i64.into()],
+            vec![("wait", false.into())],
+        )
+        .await
+        .unwrap();
+    let log = log.as_array().unwrap();
+    assert_eq!(log.len(), 1);
+    let entry = log[0].as_array().unwrap();
+    assert_eq!(entry[0], Value::from(0i64));
+    let ne = NodeEdit::from_value(&entry[1].as_array().unwrap()[0]).unwrap();
+    assert_eq!(
+        hex::encode(ne.buid),
+        "20153b758f9d5eaaa38e4f4a65c36da797c3e59e549620fa7c4895e1a920991f"
+    );
+
+    let splices = layer.call("splices", vec![]).await.unwrap();
+    let names: Vec<&str> = splices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s.as_array().unwrap()[1].as_array().unwrap()[0]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(names.first(), Some(&"node:add"), "{names:?}");
+    assert!(names.contains(&"prop:set"), "{names:?}");
+
+    // A following syncNodeEdits sees a write made after it started.
+    let mut follow = layer
+        .genr("syncNodeEdits", vec![1i64.into()], vec![])
+        .await
+        .unwrap();
+    layer
+        .call(
+            "storNodeEdits",
+            vec![Value::Array(vec![ipv4_add(0x05050505, 20)])],
+        )
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(30), follow.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.as_array().unwrap()[0], Value::from(1i64));
+
+    let e = core.call("nosuch", vec![]).await.unwrap_err();
+    assert_eq!(e.name, "NoSuchMeth");
+    let e = Proxy::open(&svc.url("cortex/layer/ffffffffffffffffffffffffffffffff"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.name, "NoSuchLayer");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acknowledged_nodeedits_survive_kill_9() {
+    let mut svc = SynService::start("cortex", &[]);
+    let layer = Proxy::open(&svc.url("cortex/layer")).await.unwrap();
+    for i in 0..50u32 {
+        layer
+            .call(
+                "storNodeEditsNoLift",
+                vec![Value::Array(vec![ipv4_add(0x0a000000 + i, i as i64)])],
+            )
+            .await
+            .unwrap();
+    }
+    svc.signal(Signal::SIGKILL);
+    svc.wait_exit(Duration::from_secs(10)).unwrap();
+    let again = SynService::start_in("cortex", &svc.dir, &[], &[]).unwrap();
+    let layer = Proxy::open(&again.url("cortex/layer")).await.unwrap();
+    assert_eq!(
+        layer.call("getEditIndx", vec![]).await.unwrap(),
+        Value::from(50i64)
+    );
+    let log = layer
+        .call_kw(
+            "syncNodeEdits",
+            vec![49i64.into()],
+            vec![("wait", false.into())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(log.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn python_client_uses_the_layer_api() {
+    let Some(py) = syn2_python() else { return };
+    let svc = SynService::start("cortex", &[]);
+    let url = svc.url("cortex/layer");
+    let out = run_py(&py, "tele.py", &[&url, "call", "getEditIndx"]);
+    assert_eq!(out.json(), serde_json::json!(0), "{}", out.describe());
+    let out = run_py(
+        &py,
+        "tele.py",
+        &[&svc.url("cortex"), "call", "getModelDict"],
+    );
+    assert!(out.ok(), "{}", out.describe());
+    assert!(out.json()["forms"]["inet:fqdn"]["props"]["zone"].is_object());
+    let out = run_py(
+        &py,
+        "tele.py",
+        &[
+            &url,
+            "genr",
+            "syncNodeEdits",
+            "0",
+            "--kwargs",
+            "{\"wait\": false}",
+        ],
+    );
+    assert!(out.ok(), "{}", out.describe());
+    assert_eq!(out.stdout.trim(), "");
+}
