@@ -34,7 +34,7 @@ check "syn user created" getent passwd syn
 check "man page installed" test -f /usr/share/man/man1/syn.1.gz
 check "man page renders" sh -c 'man -P cat syn | grep -q easycert'
 check "bash completion installed" test -f /usr/share/bash-completion/completions/syn
-check "example configuration installed" test -f /etc/syn/cell.env.example
+check "example configurations installed" test -f /etc/syn/cell.env.example -a -f /etc/syn/cortex.env.example
 for unit in /usr/lib/systemd/system/syn-*.service; do
     name=$(basename "$unit")
     instance=${name/@./@ci.}
