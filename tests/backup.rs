@@ -295,6 +295,7 @@ fn kill_9_at_any_moment_never_leaves_a_backup_that_looks_whole() {
     let whole = t0.elapsed().as_millis() as u64;
 
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut outcomes = [0usize; 3]; // nothing left, a partial left, whole
     for round in 0..8 {
         let dst = tmp.path().join(format!("k{round}"));
         let mut child = Command::new(syn_bin())
@@ -309,13 +310,20 @@ fn kill_9_at_any_moment_never_leaves_a_backup_that_looks_whole() {
         std::thread::sleep(Duration::from_millis(seed % (whole + 20)));
         child.kill().unwrap();
         child.wait().unwrap();
+        let partial = tmp.path().join(format!("k{round}.partial"));
+        outcomes[if dst.exists() {
+            2
+        } else if partial.exists() {
+            1
+        } else {
+            0
+        }] += 1;
         if dst.exists() {
             // Killed after the rename: then it is whole.
             let out = syn(&["backup", "verify", s(&dst)]);
             assert!(out.ok(), "round {round}: {}", out.describe());
         }
         // The next run reports and removes what the killed one left, and succeeds.
-        let partial = tmp.path().join(format!("k{round}.partial"));
         if partial.exists() {
             assert!(!dst.exists());
             let out = syn(&["backup", s(&dir), s(&dst), "--verify"]);
@@ -328,6 +336,10 @@ fn kill_9_at_any_moment_never_leaves_a_backup_that_looks_whole() {
             assert!(!partial.exists());
         }
     }
+    common::say(&format!(
+        "kill -9 over a {whole}ms backup: {} left nothing, {} a partial, {} a whole backup",
+        outcomes[0], outcomes[1], outcomes[2]
+    ));
     // The service never stayed held: it still takes writes.
     call(&rt, &svc.url(), "put", vec![]);
     svc.stop();
@@ -633,4 +645,63 @@ fn a_python_synapse_cortex_directory_backs_up_and_python_serves_the_copy() {
         count.describe(),
         copy.log()
     );
+}
+
+#[test]
+fn an_unreadable_source_file_gives_exit_3_and_an_incomplete_backup() {
+    if !nix::unistd::Uid::effective().is_root() {
+        common::skip("needs root, to run the backup as another user");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("svc");
+    stopped_fixture(&dir, 10, 10, 2);
+    fs::write(dir.join("secret.txt"), b"root only").unwrap();
+    let out_root = tmp.path().join("out");
+    fs::create_dir(&out_root).unwrap();
+    // Everything belongs to `nobody` but one root-only file; the backup runs as `nobody`.
+    let nobody = nix::unistd::Uid::from_raw(65534);
+    let nogroup = nix::unistd::Gid::from_raw(65534);
+    let mut pending = vec![dir.clone(), out_root.clone()];
+    while let Some(p) = pending.pop() {
+        nix::unistd::chown(&p, Some(nobody), Some(nogroup)).unwrap();
+        if p.is_dir() {
+            pending.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    nix::unistd::chown(
+        &dir.join("secret.txt"),
+        Some(nix::unistd::Uid::from_raw(0)),
+        None,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir.join("secret.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+
+    let dst = out_root.join("b1");
+    let mut cmd = Command::new(syn_bin());
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.args(["backup", s(&dir), s(&dst)]).uid(65534).gid(65534);
+    }
+    let out = common::run_bounded(cmd, Duration::from_secs(60)).unwrap();
+    if out.stderr.contains("Permission denied") && !dst.exists() {
+        common::skip(&format!(
+            "nobody cannot run the syn binary here: {}",
+            out.stderr.trim()
+        ));
+        return;
+    }
+    assert_eq!(out.code(), Some(3), "{}", out.describe());
+    assert!(out.stdout.contains("INCOMPLETE"), "{}", out.describe());
+    let m = manifest(&dst);
+    assert_eq!(m["unreadable"][0]["path"], "secret.txt", "{m}");
+    let listed = syn(&["backup", "list", s(&out_root), "--json"]).json_lines();
+    assert_eq!(listed[0]["state"], "incomplete");
+    let out = syn(&["backup", "verify", s(&dst)]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("incomplete"), "{}", out.describe());
+    let listed = syn(&["backup", "list", s(&out_root), "--json"]).json_lines();
+    assert_eq!(listed[0]["state"], "damaged");
 }
