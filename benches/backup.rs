@@ -399,6 +399,7 @@ fn main() {
     let window = Duration::from_secs(load_secs);
     let (idle_rate, _) = write_rate(&svc.url, 4, window, |_| 0);
     let (src, out) = (svc_dir.clone(), work.join("live"));
+    fs::create_dir_all(&out).expect("live backups dir");
     let (busy_rate, backups) = write_rate(&svc.url, 4, window, move |over| {
         let mut n = 0;
         while !over.load(Ordering::SeqCst) {

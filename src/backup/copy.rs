@@ -1,9 +1,10 @@
 //! `syn backup SRCDIR DSTDIR`: the copy itself.
 //!
-//! Every environment is copied by LMDB's compacting copy into a pipe, which a worker drains
-//! into the destination file while hashing it. A copy's read transaction begins before its
-//! first byte comes out of the pipe, so for a live backup the hold is released as soon as every
-//! pipe has data: from then on the copies read their snapshots while the service writes on.
+//! Every environment is copied by LMDB's compacting copy straight into its file in the backup,
+//! while a worker follows the file as it grows, hashing what was written and starting its
+//! write-back. A copy's read transaction begins before its first byte is written, so for a live
+//! backup the hold is released as soon as every copy's file has data: from then on the copies
+//! read their snapshots while the service writes on.
 
 use super::fsutil::{
     DirLock, DirUse, HashingWriter, Written, claim_service_dir, create_new, free_space, parent_of,
@@ -19,12 +20,11 @@ use super::{Exit, Failure, PARTIAL_SUFFIX, human_bytes};
 use crate::cell::SYN_VERSION;
 use crate::cell::dir::GUID_FILE;
 use crate::storage::{Slab, StorageError};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -34,8 +34,10 @@ use std::time::{Duration, Instant};
 
 /// How often blocked workers and the main loop look for an interruption or a deadline.
 const TICK: Duration = Duration::from_millis(100);
-/// The read buffer of a worker, and the pipe size asked for (Linux's default maximum).
+/// The read buffer of a worker.
 const CHUNK: usize = 1 << 20;
+/// How long a worker waits for a copy to write more, or for copies to begin.
+const FOLLOW_WAIT: Duration = Duration::from_millis(1);
 /// Room asked for beyond the estimate: estimates of duplicate-heavy databases run low.
 const SPACE_MARGIN_DIVISOR: u64 = 20;
 
@@ -267,32 +269,45 @@ struct Run<'a> {
     deadline: Option<(Instant, Duration)>,
 }
 
-/// A compacted copy running into a pipe.
+/// A compacted copy running straight into its file in the backup.
 struct Started {
-    pipe: OwnedFd,
+    file: Arc<File>,
     thread: JoinHandle<Result<(), StorageError>>,
 }
 
-fn start_copy(slab: &Slab) -> Result<Started, Failure> {
-    let fail = |e: nix::Error| {
-        Failure::failed(format!(
-            "{}: cannot make a pipe: {e}",
-            slab.path().display()
-        ))
-    };
-    let (pipe, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fail)?;
-    // A bigger pipe means fewer wake-ups; the default size works too.
-    let _ = nix::fcntl::fcntl(&write_end, nix::fcntl::FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
+impl Started {
+    /// Bytes the copy has written so far.
+    fn written(&self) -> u64 {
+        self.file.metadata().map_or(0, |m| m.len())
+    }
+
+    /// Make the copy's next write fail, so it ends at once, and wait for it; whether the
+    /// copy ended with an error (false if it was already complete).
+    fn stop(self) -> bool {
+        if let Ok(full) = File::options().write(true).open("/dev/full") {
+            // The descriptor's number now means /dev/full: the copy's writes fail with ENOSPC.
+            // SAFETY: both descriptors are open; dup2 replaces the second atomically.
+            unsafe {
+                nix::libc::dup2(
+                    std::os::fd::AsRawFd::as_raw_fd(&full),
+                    std::os::fd::AsRawFd::as_raw_fd(&*self.file),
+                );
+            }
+        }
+        !matches!(self.thread.join(), Ok(Ok(())))
+    }
+}
+
+/// Start the compacted copy of `slab` into `dst` (a new file).
+fn start_copy(slab: &Slab, dst: &Path) -> Result<Started, Failure> {
+    let file = Arc::new(create_new(dst).map_err(|e| write_failure(dst, "copying", e))?);
     let slab = slab.clone();
+    let target = file.clone();
     let thread = thread::Builder::new()
         .name("backup-copy".into())
-        .spawn(move || {
-            let copied = slab.copy_compacted_to_fd(write_end.as_fd());
-            drop(write_end);
-            copied
-        })
+        .spawn(move || slab.copy_compacted_to_fd(target.as_fd()))
         .map_err(|e| Failure::failed(format!("cannot start a copy thread: {e}")))?;
-    Ok(Started { pipe, thread })
+    Ok(Started { file, thread })
 }
 
 /// What one worker finished.
@@ -388,7 +403,8 @@ impl Run<'_> {
             self.envs
                 .retain(|rel, _| self.src.join(rel).join("data.mdb").is_file());
             for (rel, slab) in &self.envs {
-                started.insert(rel.clone(), start_copy(slab)?);
+                let dst = self.partial.join(rel).join("data.mdb");
+                started.insert(rel.clone(), start_copy(slab, &dst)?);
             }
             self.wait_until_begun(&mut started, opts.hold_timeout)?;
             let held = hold.release()?;
@@ -480,51 +496,33 @@ impl Run<'_> {
     ) -> Result<(), Failure> {
         let deadline = Instant::now() + timeout;
         let mut waiting: Vec<String> = started.keys().cloned().collect();
-        while !waiting.is_empty() {
+        loop {
+            waiting.retain(|rel| started[rel].written() == 0);
+            let Some(first) = waiting.first() else {
+                return Ok(());
+            };
             if let Some(stop) = self.stop_reason() {
                 return Err(stop);
             }
+            // A copy that ended without writing anything failed, and says why.
+            if let Some(rel) = waiting.iter().find(|r| started[*r].thread.is_finished()) {
+                let copy = started.remove(rel).expect("started copy");
+                let err = match copy.thread.join() {
+                    Ok(Err(e)) => e.to_string(),
+                    Ok(Ok(())) => format!("{rel}: the copy wrote nothing"),
+                    Err(_) => format!("{rel}: the copy thread panicked"),
+                };
+                return Err(Failure::failed(err));
+            }
             if Instant::now() >= deadline {
                 return Err(Failure::failed(format!(
-                    "the snapshot of {} did not begin within the hold ({}ms); try a larger \
+                    "the snapshot of {first} did not begin within the hold ({}ms); try a larger \
                      --hold-timeout",
-                    waiting.join(", "),
                     timeout.as_millis()
                 )));
             }
-            let mut fds: Vec<PollFd<'_>> = waiting
-                .iter()
-                .map(|rel| PollFd::new(started[rel].pipe.as_fd(), PollFlags::POLLIN))
-                .collect();
-            poll(&mut fds, PollTimeout::from(10u16))
-                .map_err(|e| Failure::failed(format!("poll: {e}")))?;
-            let ready: Vec<bool> = fds
-                .iter()
-                .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
-                .collect();
-            drop(fds);
-            let mut still = Vec::new();
-            for (rel, ready) in waiting.into_iter().zip(ready) {
-                if ready {
-                    // Data, or the copy ended without any: then it failed, and says why.
-                    let pipe = &started[&rel].pipe;
-                    if !has_data(pipe) {
-                        let copy = started.remove(&rel).expect("started copy");
-                        drop(copy.pipe);
-                        let err = match copy.thread.join() {
-                            Ok(Err(e)) => e.to_string(),
-                            Ok(Ok(())) => "the copy wrote nothing".into(),
-                            Err(_) => "the copy thread panicked".into(),
-                        };
-                        return Err(Failure::failed(err));
-                    }
-                } else {
-                    still.push(rel);
-                }
-            }
-            waiting = still;
+            thread::sleep(FOLLOW_WAIT);
         }
-        Ok(())
     }
 
     /// Run the jobs on `parallel` workers, reporting progress, until all are done or one
@@ -606,7 +604,7 @@ impl Run<'_> {
         for w in workers {
             let _ = w.join();
         }
-        // Copies no worker got to (a live run stopped early) end when their pipes close.
+        // Copies no worker got to (a live run stopped early) are stopped.
         let left: Vec<Job> = queue
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -616,8 +614,7 @@ impl Run<'_> {
             if let Job::Env(_, copy, _) = job
                 && let Some(started) = copy.lock().unwrap_or_else(PoisonError::into_inner).take()
             {
-                drop(started.pipe);
-                let _ = started.thread.join();
+                let _ = started.stop();
             }
         }
         reporter.finish_progress(progress);
@@ -643,20 +640,6 @@ impl Run<'_> {
         }
         Ok(())
     }
-}
-
-/// Whether a readable pipe holds data (rather than only the end of the stream).
-fn has_data(pipe: &OwnedFd) -> bool {
-    let mut pending: nix::libc::c_int = 0;
-    // SAFETY: FIONREAD writes one int through the pointer, which outlives the call.
-    let rc = unsafe {
-        nix::libc::ioctl(
-            std::os::fd::AsRawFd::as_raw_fd(pipe),
-            nix::libc::FIONREAD,
-            &mut pending,
-        )
-    };
-    rc == 0 && pending > 0
 }
 
 /// One of the threads that copy files and drain environment copies.
@@ -700,63 +683,84 @@ impl Worker {
         Failure::failed("stopped")
     }
 
-    /// Drain an environment's compacted copy into `data.mdb` of the backup.
+    /// Copy an environment into `data.mdb` of the backup (or follow the copy started at the
+    /// snapshot point), hashing it as it is written.
     fn env(
         &self,
         rel: String,
         copy: Arc<Mutex<Option<Started>>>,
         slab: &Slab,
     ) -> Result<Done, Failure> {
-        let already = copy.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let Started { pipe, thread } = match already {
-            Some(started) => started,
-            None => start_copy(slab)?,
-        };
         let dst = self.partial.join(&rel).join("data.mdb");
-        let drained = self.drain(&pipe, &dst);
-        // Closing the pipe stops a copy that is still writing.
-        drop(pipe);
-        let copied = thread.join().unwrap_or_else(|_| {
-            Err(StorageError::Aborted {
-                path: slab.path().to_path_buf(),
-                reason: "the copy thread panicked".into(),
-            })
-        });
-        let written = drained?;
-        copied?;
-        let mode = fs::metadata(self.src.join(&rel).join("data.mdb")).map(|m| m.permissions());
-        if let Ok(mode) = mode {
-            let _ = fs::set_permissions(&dst, mode);
+        let already = copy.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let started = match already {
+            Some(started) => started,
+            None => start_copy(slab, &dst)?,
+        };
+        let written = self.follow(started, &dst)?;
+        if let Ok(meta) = fs::metadata(self.src.join(&rel).join("data.mdb")) {
+            let _ = fs::set_permissions(&dst, meta.permissions());
         }
         let path = format!("{rel}/data.mdb");
         Ok(Done::Env(rel, entry(path, written)))
     }
 
-    fn drain(&self, pipe: &OwnedFd, dst: &Path) -> Result<Written, Failure> {
-        let file = create_new(dst).map_err(|e| write_failure(dst, "copying", e))?;
-        let mut out = HashingWriter::new(file);
+    /// Hash what the copy writes as it writes it, until it ends; then fsync the file.
+    fn follow(&self, started: Started, dst: &Path) -> Result<Written, Failure> {
+        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
         let mut buf = vec![0u8; CHUNK];
+        let mut hashed = 0u64;
         loop {
             if self.abort.load(Ordering::SeqCst) {
+                let _ = started.stop();
                 return Err(self.aborted());
             }
-            let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
-            let ready = poll(&mut fds, PollTimeout::from(TICK.as_millis() as u16))
-                .map_err(|e| Failure::failed(format!("poll: {e}")))?;
-            if ready == 0 {
+            let finished = started.thread.is_finished();
+            let size = started.written();
+            if hashed < size {
+                let want = buf
+                    .len()
+                    .min(usize::try_from(size - hashed).unwrap_or(CHUNK));
+                let n =
+                    std::os::unix::fs::FileExt::read_at(&*started.file, &mut buf[..want], hashed)
+                        .map_err(|e| Failure::failed(format!("{}: {e}", dst.display())))?;
+                hash.update(&buf[..n]);
+                // Start writing back what is hashed; the fsync below makes it durable.
+                // SAFETY: a plain system call on an open descriptor.
+                unsafe {
+                    nix::libc::sync_file_range(
+                        std::os::fd::AsRawFd::as_raw_fd(&*started.file),
+                        hashed as i64,
+                        n as i64,
+                        nix::libc::SYNC_FILE_RANGE_WRITE,
+                    );
+                }
+                hashed += n as u64;
+                let _ = self.events.send(Event::Bytes(n as u64));
                 continue;
             }
-            let n = match nix::unistd::read(pipe, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
-                Err(e) => return Err(Failure::failed(format!("reading a copy: {e}"))),
-            };
-            out.write(&buf[..n])
-                .map_err(|e| write_failure(dst, "copying", e))?;
-            let _ = self.events.send(Event::Bytes(n as u64));
+            if finished {
+                break;
+            }
+            thread::sleep(FOLLOW_WAIT);
         }
-        out.finish().map_err(|e| write_failure(dst, "syncing", e))
+        let Started { file, thread } = started;
+        match thread.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(copy_failure(dst, e)),
+            Err(_) => {
+                return Err(Failure::failed(format!(
+                    "{}: the copy panicked",
+                    dst.display()
+                )));
+            }
+        }
+        file.sync_all()
+            .map_err(|e| write_failure(dst, "syncing", e))?;
+        Ok(Written {
+            size: hashed,
+            sha256: hex::encode(hash.finish().as_ref()),
+        })
     }
 
     /// Copy a file as it is (or as much of it as `limit` says).
@@ -835,6 +839,27 @@ impl Worker {
     }
 }
 
+/// A failed copy; a full destination gets its own exit code.
+fn copy_failure(dst: &Path, err: StorageError) -> Failure {
+    match &err {
+        StorageError::Lmdb {
+            source: heed::Error::Io(io),
+            ..
+        } if super::fsutil::is_no_space(io) => write_failure(
+            dst,
+            "copying",
+            std::io::Error::from_raw_os_error(nix::libc::ENOSPC),
+        ),
+        StorageError::Lmdb {
+            source: heed::Error::Mdb(heed::MdbError::Other(code)),
+            ..
+        } if *code == nix::libc::ENOSPC || *code == nix::libc::EDQUOT => {
+            write_failure(dst, "copying", std::io::Error::from_raw_os_error(*code))
+        }
+        _ => Failure::failed(err.to_string()),
+    }
+}
+
 fn entry(path: String, written: Written) -> FileEntry {
     FileEntry {
         path,
@@ -906,9 +931,9 @@ mod tests {
     use super::*;
     use crate::storage::SlabOptions;
 
-    /// A copy whose reader goes away ends with an error instead of hanging.
+    /// A copy that is stopped ends at once with an error instead of running on.
     #[test]
-    fn a_copy_stops_when_its_pipe_closes() {
+    fn a_stopped_copy_ends() {
         let tmp = tempfile::tempdir().unwrap();
         let slab = Slab::open(tmp.path().join("big.lmdb"), SlabOptions::default()).unwrap();
         let db = slab.db("items", false).unwrap();
@@ -919,13 +944,17 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let started = start_copy(&slab).unwrap();
-        let mut first = [0u8; 16];
-        let n = nix::unistd::read(&started.pipe, &mut first).unwrap();
-        assert!(n > 0);
-        drop(started.pipe);
+        let started = start_copy(&slab, &tmp.path().join("copy.mdb")).unwrap();
         let (tx, rx) = mpsc::channel();
-        thread::spawn(move || tx.send(started.thread.join().unwrap().is_err()).unwrap());
-        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(true));
+        thread::spawn(move || tx.send(started.stop()).unwrap());
+        let cut_short = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the copy ended");
+        if !cut_short {
+            // It was complete before the stop: then it is the whole copy.
+            let whole = slab.stats().unwrap();
+            let size = fs::metadata(tmp.path().join("copy.mdb")).unwrap().len();
+            assert_eq!(size, whole.used_pages * u64::from(whole.page_size));
+        }
     }
 }
