@@ -345,37 +345,91 @@ fn kill_9_at_any_moment_never_leaves_a_backup_that_looks_whole() {
     svc.stop();
 }
 
+/// Unmounts a test's tmpfs when dropped.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Mount a tmpfs of `bytes` at `at`; `None` (after a SKIP line) where that cannot be done.
+fn small_tmpfs(at: &Path, bytes: u64) -> Option<Mounted> {
+    fs::create_dir_all(at).unwrap();
+    let size = format!("size={}k", bytes.div_ceil(4096) * 4);
+    match Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &size, "tmpfs", s(at)])
+        .output()
+    {
+        Ok(o) if o.status.success() => Some(Mounted(at.to_path_buf())),
+        Ok(o) => {
+            common::skip(&format!(
+                "cannot mount a small tmpfs: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+            None
+        }
+        Err(e) => {
+            common::skip(&format!("cannot run mount: {e}"));
+            None
+        }
+    }
+}
+
+#[test]
+fn a_destination_that_fills_up_during_the_copy_gives_the_space_error_and_leaves_nothing() {
+    // Large duplicate sets live in sub-trees that LMDB's page counts leave out, so the
+    // estimate runs low: a destination with room for the estimate fills up during the copy.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let env = src.join("dups.lmdb");
+    {
+        let slab = Slab::open(&env, syn::storage::SlabOptions::default()).unwrap();
+        let db = slab.db("index", true).unwrap();
+        slab.write(|w| {
+            for k in 0..400u32 {
+                for v in 0..2000u32 {
+                    db.put(w, &k.to_be_bytes(), &v.to_be_bytes())?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    let source = Slab::open_readonly(&env).unwrap();
+    let stats = source.stats().unwrap();
+    let estimate = stats.used_pages * u64::from(stats.page_size);
+    let probe = source.copy_compacted_to(tmp.path().join("probe")).unwrap();
+    drop(source);
+    let need = estimate + estimate / 20;
+    assert!(
+        probe > need + 64 * 1024,
+        "estimate {estimate}, copy {probe}: no room to test"
+    );
+    let small = tmp.path().join("small");
+    let Some(_mounted) = small_tmpfs(&small, need + (probe - need) / 2) else {
+        return;
+    };
+    let out = syn(&["backup", s(&src), s(&small.join("b1"))]);
+    assert_eq!(out.code(), Some(13), "{}", out.describe());
+    assert!(out.stderr.contains("filled up"), "{}", out.describe());
+    assert_eq!(
+        fs::read_dir(&small).unwrap().count(),
+        0,
+        "something was left"
+    );
+}
+
 #[test]
 fn a_destination_too_small_gives_the_space_error_and_leaves_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("svc");
     stopped_fixture(&dir, 8_000, 1000, 3);
     let small = tmp.path().join("small");
-    fs::create_dir(&small).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs", s(&small)])
-        .output();
-    match mounted {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            common::skip(&format!(
-                "cannot mount a small tmpfs: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ));
-            return;
-        }
-        Err(e) => {
-            common::skip(&format!("cannot run mount: {e}"));
-            return;
-        }
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(small.clone());
+    let Some(_mounted) = small_tmpfs(&small, 2 << 20) else {
+        return;
+    };
     let out = syn(&["backup", s(&dir), s(&small.join("b1"))]);
     assert_eq!(out.code(), Some(13), "{}", out.describe());
     assert!(
