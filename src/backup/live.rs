@@ -27,9 +27,10 @@ pub(super) struct HoldPoint {
 
 /// A hold in place: writes of the service are paused until [`LiveHold::release`].
 pub(super) struct LiveHold {
-    runtime: tokio::runtime::Runtime,
-    proxy: Proxy,
+    // Field order: the links close before their runtime goes.
     genr: GenrStream,
+    proxy: Proxy,
+    runtime: tokio::runtime::Runtime,
     asked: Instant,
     timeout: Duration,
 }
@@ -81,9 +82,9 @@ impl LiveHold {
         })?;
         let point = parse_point(&first).ok_or_else(|| fail("unexpected answer".into()))?;
         let hold = LiveHold {
-            runtime,
-            proxy,
             genr,
+            proxy,
+            runtime,
             asked,
             timeout,
         };
@@ -95,9 +96,9 @@ impl LiveHold {
     /// always in time). Returns how long writes were held at most.
     pub(super) fn release(self) -> Result<Duration, Failure> {
         let LiveHold {
-            runtime,
-            proxy,
             genr,
+            proxy,
+            runtime,
             asked,
             timeout,
         } = self;
