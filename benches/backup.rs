@@ -342,6 +342,8 @@ fn main() {
     };
     fs::create_dir_all(&work).expect("work dir");
     let tools = Tools::find();
+    let load = || fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at the start: {}", load().trim());
 
     // One fragmented environment of at least 1 GB.
     let single = work.join("single");
