@@ -10,6 +10,9 @@ use crate::telepath::{ClientOptions, Proxy, TeleUrl};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// How long to wait for the socket of a service that is starting.
+const SOCKET_WAIT: Duration = Duration::from_secs(30);
+
 /// What the service said about the snapshot point.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct HoldPoint {
@@ -32,6 +35,7 @@ pub(super) struct LiveHold {
     proxy: Proxy,
     runtime: tokio::runtime::Runtime,
     asked: Instant,
+    granted: Instant,
     timeout: Duration,
 }
 
@@ -60,11 +64,20 @@ impl LiveHold {
             connect_timeout: Duration::from_secs(30),
             ..ClientOptions::default()
         };
-        let asked = Instant::now();
-        let (proxy, genr, first) = runtime.block_on(async {
-            let proxy = Proxy::open_with(&url, opts)
-                .await
-                .map_err(|e| fail(e.to_string()))?;
+        let (proxy, genr, first, asked) = runtime.block_on(async {
+            // A service that is starting holds its lock before its socket listens.
+            let give_up = Instant::now() + SOCKET_WAIT;
+            let proxy = loop {
+                match Proxy::open_with(&url, opts.clone()).await {
+                    Ok(proxy) => break proxy,
+                    Err(e) if e.name == "LinkErr" && Instant::now() < give_up => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => return Err(fail(e.to_string())),
+                }
+            };
+            // The service's timeout starts after this moment.
+            let asked = Instant::now();
             let mut genr = proxy
                 .genr(
                     "backupHold",
@@ -78,14 +91,16 @@ impl LiveHold {
                 Some(Err(e)) => return Err(fail(e.to_string())),
                 None => return Err(fail("the service ended the hold at once".into())),
             };
-            Ok((proxy, genr, first))
+            Ok((proxy, genr, first, asked))
         })?;
+        let granted = Instant::now();
         let point = parse_point(&first).ok_or_else(|| fail("unexpected answer".into()))?;
         let hold = LiveHold {
             genr,
             proxy,
             runtime,
             asked,
+            granted,
             timeout,
         };
         Ok((hold, point))
@@ -93,22 +108,24 @@ impl LiveHold {
 
     /// End the hold. Fails if the service may have let writes resume before now (its timeout
     /// runs from after the request was sent, so a release within the timeout of sending it is
-    /// always in time). Returns how long writes were held at most.
+    /// always in time). Returns how long writes were held (from the answer to the release).
     pub(super) fn release(self) -> Result<Duration, Failure> {
         let LiveHold {
             genr,
             proxy,
             runtime,
             asked,
+            granted,
             timeout,
         } = self;
-        let held = asked.elapsed();
+        let since_asked = asked.elapsed();
+        let held = granted.elapsed();
         // Closing the generator's link is what tells the service to let writes go.
         runtime.block_on(async move {
             drop(genr);
             drop(proxy);
         });
-        if held >= timeout {
+        if since_asked >= timeout {
             return Err(Failure::failed(format!(
                 "the snapshot did not begin within the service's hold ({}ms); \
                  try a larger --hold-timeout",
