@@ -4,7 +4,7 @@
 //! Run: `cargo bench --bench backup`. Environment: `SYN_BENCH_BACKUP_MB` (size of the single
 //! fragmented environment before deletion, default 1100), `SYN_BENCH_BACKUP_DIR` (work
 //! directory, default a temporary one under target/), `SYN_BENCH_LOAD_SECS` (each write-rate
-//! window, default 15). Peers that are missing are skipped with a note. Results are printed as
+//! window, default 15), `SYN_BENCH_ONLY=load` (only the write rate). Peers that are missing are skipped with a note. Results are printed as
 //! markdown rows for docs/benchmarks.md.
 
 #[path = "../tests/common/mod.rs"]
@@ -321,36 +321,14 @@ fn write_rate(
     (rate, side.join().expect("side thread"))
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(at) = args.iter().position(|a| a == "--serve-fixture") {
-        std::process::exit(fixture::serve(args[at + 1..].to_vec()));
-    }
-    let mb = env_u64("SYN_BENCH_BACKUP_MB", 1100);
-    let load_secs = env_u64("SYN_BENCH_LOAD_SECS", 15);
-    let _tmp;
-    let work = match std::env::var_os("SYN_BENCH_BACKUP_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => {
-            let base = common::repo_root().join("target");
-            _tmp = tempfile::Builder::new()
-                .prefix("bench-backup-")
-                .tempdir_in(&base)
-                .expect("work dir");
-            _tmp.path().to_path_buf()
-        }
-    };
-    fs::create_dir_all(&work).expect("work dir");
-    let tools = Tools::find();
-    let load = || fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    println!("load average at the start: {}", load().trim());
-
+/// The side-by-side copies: one fragmented environment, then a directory of several.
+fn copies(tools: &Tools, work: &Path, mb: u64) {
     // One fragmented environment of at least 1 GB.
     let single = work.join("single");
     let env = "big.lmdb".to_owned();
     eprintln!("building a {mb} MiB environment, then deleting 9 records in 10 ...");
     make_env(&single.join(&env), mb, 10);
-    let rows = compare(&tools, &single, std::slice::from_ref(&env), &work);
+    let rows = compare(tools, &single, std::slice::from_ref(&env), work);
     print_rows(
         "One fragmented environment (90% of its records deleted)",
         du(&single),
@@ -377,12 +355,41 @@ fn main() {
         make_env(&multi.join(e), mb / 8, if i % 2 == 0 { 4 } else { 1 });
     }
     fs::write(multi.join("cell.guid"), "0123456789abcdef0123456789abcdef").expect("guid");
-    let rows = compare(&tools, &multi, &envs, &work);
+    let rows = compare(tools, &multi, &envs, work);
     print_rows(
         "A service directory of 8 environments (half of them fragmented)",
         du(&multi),
         &rows,
     );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--serve-fixture") {
+        std::process::exit(fixture::serve(args[at + 1..].to_vec()));
+    }
+    let mb = env_u64("SYN_BENCH_BACKUP_MB", 1100);
+    let load_secs = env_u64("SYN_BENCH_LOAD_SECS", 15);
+    let _tmp;
+    let work = match std::env::var_os("SYN_BENCH_BACKUP_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let base = common::repo_root().join("target");
+            _tmp = tempfile::Builder::new()
+                .prefix("bench-backup-")
+                .tempdir_in(&base)
+                .expect("work dir");
+            _tmp.path().to_path_buf()
+        }
+    };
+    fs::create_dir_all(&work).expect("work dir");
+    let tools = Tools::find();
+    let load = || fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at the start: {}", load().trim());
+
+    if std::env::var("SYN_BENCH_ONLY").as_deref() != Ok("load") {
+        copies(&tools, &work, mb);
+    }
 
     // The write rate of a service under load, without and with live backups running.
     let svc_dir = work.join("svc");
@@ -398,34 +405,53 @@ fn main() {
             .await
             .expect("fill");
     });
+    // Windows without and with backups alternate, so drift in the machine's other load
+    // falls on both alike.
     let window = Duration::from_secs(load_secs);
-    let (idle_rate, _) = write_rate(&svc.url, 4, window, |_| 0);
-    let (src, out) = (svc_dir.clone(), work.join("live"));
-    fs::create_dir_all(&out).expect("live backups dir");
-    let (busy_rate, backups) = write_rate(&svc.url, 4, window, move |over| {
-        let mut n = 0;
-        while !over.load(Ordering::SeqCst) {
-            let dst = out.join(format!("b{n}"));
-            let o = Command::new(syn_bin())
-                .args(["backup", s(&src), s(&dst)])
-                .output()
-                .expect("syn backup");
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-            let _ = fs::remove_dir_all(&dst);
-            n += 1;
-        }
-        n
-    });
+    let (mut idle, mut busy, mut backups) = (Vec::new(), Vec::new(), 0);
+    for round in 0..4 {
+        idle.push(write_rate(&svc.url, 4, window, |_| 0).0);
+        let (src, out) = (svc_dir.clone(), work.join(format!("live{round}")));
+        fs::create_dir_all(&out).expect("live backups dir");
+        let (rate, n) = write_rate(&svc.url, 4, window, move |over| {
+            let mut n = 0;
+            while !over.load(Ordering::SeqCst) {
+                let dst = out.join(format!("b{n}"));
+                let o = Command::new(syn_bin())
+                    .args(["backup", s(&src), s(&dst)])
+                    .output()
+                    .expect("syn backup");
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                let _ = fs::remove_dir_all(&dst);
+                n += 1;
+            }
+            n
+        });
+        busy.push(rate);
+        backups += n;
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (idle_rate, busy_rate) = (mean(&idle), mean(&busy));
+    let windows = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
         "\nWrite rate of the fixture service (4 clients, each write = 2 LMDB commits + 1 log \
-         fsync; {} MiB of data; {load_secs} s windows)\n",
+         fsync; {} MiB of data; 4 rounds of a {load_secs} s window without and one with backups)\n",
         du(&svc_dir) / MIB
     );
     println!("| | writes/s |");
     println!("|---|---|");
-    println!("| no backup | {idle_rate:.0} |");
     println!(
-        "| live backups back to back ({backups} taken) | {busy_rate:.0} ({:+.1}%) |",
-        (busy_rate / idle_rate - 1.0) * 100.0
+        "| no backup | {idle_rate:.0} (windows: {}) |",
+        windows(&idle)
+    );
+    println!(
+        "| live backups back to back ({backups} taken) | {busy_rate:.0} ({:+.1}%; windows: {}) |",
+        (busy_rate / idle_rate - 1.0) * 100.0,
+        windows(&busy)
     );
 }
