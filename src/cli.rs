@@ -4,6 +4,7 @@
 //! library. Kept here (not in `main.rs`) so the man page and completions can be generated from
 //! the same tree.
 
+use crate::backup;
 use crate::cell;
 use crate::certs;
 use crate::msgpack::Value;
@@ -19,6 +20,8 @@ pub fn command() -> clap::Command {
         .arg_required_else_help(true)
         .subcommand(cell::BARE_CELL.command())
         .subcommand(crate::cortex::service::CORTEX.command())
+        .subcommand(backup::cli::backup_command())
+        .subcommand(backup::cli::restore_command())
         .subcommand(
             certs::EasycertArgs::augment_args(clap::Command::new("easycert"))
                 .about("Make and manage TLS certificates in a certdir (Synapse's easycert)"),

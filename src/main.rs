@@ -12,6 +12,8 @@ fn main() -> ExitCode {
         Some(("call", m)) => cli::call(m),
         Some(("easycert", m)) => cli::easycert(m),
         Some(("gen-docs", m)) => cli::gen_docs(m),
+        Some(("backup", m)) => syn::backup::cli::run_backup(m),
+        Some(("restore", m)) => syn::backup::cli::run_restore(m),
         _ => {
             // clap requires a subcommand, so this is unreachable in practice.
             eprintln!("syn: no command given (see syn --help)");

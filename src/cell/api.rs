@@ -6,8 +6,17 @@ use super::auth::{Rule, Subject, User, pack_role};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 use crate::telepath::{Args, HasMethods, Methods};
+use std::path::Path;
 use std::sync::{Arc, LazyLock, RwLock};
-use tokio::sync::mpsc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+/// The longest a backup may hold a service's writes ([`backup_hold`]).
+pub const BACKUP_HOLD_MAX: Duration = Duration::from_secs(60);
+
+/// How long `backupHold` holds writes when the caller gives no timeout.
+pub const BACKUP_HOLD_DEFAULT: Duration = Duration::from_secs(10);
 
 /// One client session with a cell: the cell and the user it acts as.
 pub struct CellApi {
@@ -152,6 +161,113 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| SynErr::new("SynErr", format!("auth task failed: {e}")))?
+}
+
+/// Take the process's write gate for a backup (`backupHold`): wait for writes in progress,
+/// hold new ones back, yield one item describing the snapshot point, and keep holding until the
+/// caller closes the generator or `timeout` passes (then the generator ends with
+/// `BackupHoldTimeout`).
+///
+/// The item is a map: `iden`, `type`, `version` (syn's), `time` (epoch ms), `waited` (ms spent
+/// waiting for writes in progress), `envs` (environments open for writing) and `logs`
+/// (`[path, durable length]` of each registered append-only log), paths relative to the
+/// service directory. The hold is kept by a thread of its own, so it ends on time even when
+/// the service's reactor is busy.
+pub async fn backup_hold(
+    cell: Arc<Cell>,
+    timeout: Duration,
+) -> SynResult<mpsc::Receiver<SynResult<Value>>> {
+    let asked = Instant::now();
+    let hold = tokio::task::spawn_blocking(move || crate::storage::write_gate().hold(timeout))
+        .await
+        .map_err(|e| SynErr::new("SynErr", format!("backup hold task failed: {e}")))?
+        .map_err(|e| SynErr::new("BackupHoldFailed", e.to_string()))?;
+    let waited = asked.elapsed();
+    let held = Instant::now();
+    let point = hold.snapshot_point();
+    let rel = |path: &Path| -> Value {
+        let shown = path.strip_prefix(cell.path()).unwrap_or(path);
+        Value::from(shown.to_string_lossy().into_owned())
+    };
+    let item = Value::map([
+        ("iden", Value::from(cell.iden())),
+        ("type", Value::from(cell.kind)),
+        ("version", Value::from(super::SYN_VERSION)),
+        ("time", Value::from(super::now_ms())),
+        ("waited", Value::from(waited.as_millis() as i64)),
+        (
+            "envs",
+            Value::Array(point.envs.iter().map(|p| rel(p)).collect()),
+        ),
+        (
+            "logs",
+            Value::Array(
+                point
+                    .logs
+                    .iter()
+                    .map(|l| Value::Array(vec![rel(&l.path), Value::from(l.length as i64)]))
+                    .collect(),
+            ),
+        ),
+    ]);
+    info!(
+        waited_ms = waited.as_millis() as u64,
+        "backup hold: writes paused"
+    );
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let (expired_tx, expired_rx) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("backup-hold".into())
+        .spawn(move || {
+            let expired = matches!(
+                release_rx.recv_timeout(timeout),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            );
+            drop(hold);
+            let held_ms = held.elapsed().as_millis() as u64;
+            if expired {
+                warn!(held_ms, "backup hold: timed out; writes resume");
+                let _ = expired_tx.send(());
+            } else {
+                info!(held_ms, "backup hold: released; writes resume");
+            }
+        })
+        .map_err(|e| SynErr::new("SynErr", format!("cannot start the hold thread: {e}")))?;
+    let (tx, rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        if tx.send(Ok(item)).await.is_ok() {
+            tokio::select! {
+                // The client closes the generator once its snapshot has begun.
+                _ = tx.closed() => {}
+                Ok(()) = expired_rx => {
+                    let err = SynErr::new(
+                        "BackupHoldTimeout",
+                        format!("the backup hold ended after {}ms", timeout.as_millis()),
+                    );
+                    let _ = tx.send(Err(err)).await;
+                }
+            }
+        }
+        drop(release_tx);
+    });
+    Ok(rx)
+}
+
+/// A hold timeout argument: seconds as an int or a float, up to [`BACKUP_HOLD_MAX`].
+fn hold_timeout(value: Option<Value>) -> SynResult<Duration> {
+    let secs = match value {
+        None | Some(Value::Nil) => return Ok(BACKUP_HOLD_DEFAULT),
+        Some(Value::Int(i)) => i as f64,
+        Some(Value::Float(f)) => f,
+        Some(_) => return Err(SynErr::bad_arg("timeout must be a number of seconds")),
+    };
+    if !(secs > 0.0 && secs <= BACKUP_HOLD_MAX.as_secs_f64()) {
+        return Err(SynErr::bad_arg(format!(
+            "timeout must be more than 0 and at most {} seconds",
+            BACKUP_HOLD_MAX.as_secs()
+        )));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 #[derive(Clone, Copy)]
@@ -478,6 +594,12 @@ static CELL_METHODS: LazyLock<Methods<CellApi>> =
             args.done()?;
             api.req_admin()?;
             Ok(Value::Array(super::log::logs().recent(last)))
+        })
+        .genr("backupHold", |api, mut args| async move {
+            let timeout = hold_timeout(args.take(0, "timeout"))?;
+            args.done()?;
+            api.req_admin()?;
+            backup_hold(api.cell.clone(), timeout).await
         })
         .genr("watch", |api, mut args| async move {
             let last = args.opt::<i64>(0, "last")?.unwrap_or(100).max(0) as usize;

@@ -146,6 +146,12 @@ impl Db {
         self.db.len(txn).map_err(|e| self.lmdb("count", e))
     }
 
+    /// LMDB's statistics of the database's tree (pages by kind, depth, entries).
+    pub(super) fn heed_stat(&self, txn: &impl Txn) -> Result<heed::DatabaseStat> {
+        let txn = self.check(txn)?;
+        self.db.stat(txn).map_err(|e| self.lmdb("stat", e))
+    }
+
     /// The last entry in key order.
     pub fn last<'t>(&self, txn: &'t impl Txn) -> Result<Option<(&'t [u8], &'t [u8])>> {
         let txn = self.check(txn)?;

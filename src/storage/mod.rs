@@ -14,14 +14,22 @@
 //!   open, and gives up with [`StorageError::ResizeTimeout`] after `SlabOptions::resize_timeout`.
 //! * Run LMDB work on blocking threads (`tokio::task::spawn_blocking`); [`ReadTxn`] is `Send`.
 //! * Open each [`Db`] once and keep the handle; it is cheap to clone.
+//! * Every write holds the process's [`WriteGate`] shared ([`Slab::write`] takes it itself);
+//!   other durable writes (append-only logs) take it with [`write_gate`] and register their
+//!   files with [`register_append_log`], so a backup can cut one consistent moment.
 
 mod db;
+mod gate;
 mod seqn;
 mod slab;
 #[cfg(test)]
 mod tests;
 
 pub use db::{Db, Entries, Txn};
+pub use gate::{
+    AppendLogRegistration, HoldError, LogCut, SnapshotPoint, WriteGate, WriteHold, WriteShare,
+    register_append_log, write_gate,
+};
 pub use seqn::{Seqn, SeqnIter};
 pub use slab::{DbStats, ReadTxn, Slab, SlabOptions, SlabStats, WriteTxn};
 

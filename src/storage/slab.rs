@@ -2,6 +2,7 @@
 //! statistics and compacted copies.
 
 use super::db::Db;
+use super::gate::write_gate;
 use super::{Result, StorageError};
 use heed::types::Bytes;
 use heed::{
@@ -13,12 +14,17 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::fs::{self, File};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
+
+/// Named databases a read-only open can hold: enough for any service's environment (Synapse's
+/// own backup tool allows thousands), without making every transaction's tables large.
+const READONLY_MAX_DBS: u32 = 1024;
 
 /// Size of the `MDB_db` record that LMDB stores in the main database for each named database.
 const DB_RECORD_LEN: usize = 48;
@@ -78,6 +84,10 @@ pub struct SlabStats {
     pub last_page: u64,
     /// LMDB page size in bytes.
     pub page_size: u32,
+    /// Pages in use (the meta pages and every database's tree, no free pages): about what a
+    /// compacted copy writes. LMDB does not count the sub-trees of large duplicate sets, so a
+    /// copy of an environment with many of them is somewhat larger.
+    pub used_pages: u64,
     /// Every named database, sorted by name.
     pub dbs: Vec<DbStats>,
 }
@@ -151,8 +161,20 @@ impl Slab {
     }
 
     /// Open an existing environment for reading only; the map size comes from the file.
+    ///
+    /// Readers register in the environment's lock file, so this is safe beside a writer in
+    /// another process (one built on heed's LMDB: see the storage notes on lock formats).
     pub fn open_readonly(path: impl AsRef<Path>) -> Result<Slab> {
-        let path = path.as_ref();
+        Slab::open_existing_readonly(path.as_ref(), EnvFlags::READ_ONLY)
+    }
+
+    /// Open a copy that nothing writes (a backup) for reading, without using or creating its
+    /// lock file, so the copy stays exactly as it was written.
+    pub fn open_snapshot(path: impl AsRef<Path>) -> Result<Slab> {
+        Slab::open_existing_readonly(path.as_ref(), EnvFlags::READ_ONLY | EnvFlags::NO_LOCK)
+    }
+
+    fn open_existing_readonly(path: &Path, flags: EnvFlags) -> Result<Slab> {
         if !path.join("data.mdb").is_file() {
             return Err(StorageError::NotAnEnv {
                 path: path.to_path_buf(),
@@ -161,10 +183,11 @@ impl Slab {
         let opts = SlabOptions::default();
         Slab::registered(path, true, opts.resize_timeout, |dir| {
             let mut o = EnvOpenOptions::new().read_txn_without_tls();
-            o.max_dbs(opts.max_dbs).max_readers(opts.max_readers);
-            // SAFETY: as in `open`; READ_ONLY never writes data.mdb.
+            o.max_dbs(READONLY_MAX_DBS).max_readers(opts.max_readers);
+            // SAFETY: as in `open`; READ_ONLY never writes data.mdb, and NO_LOCK is only asked
+            // for on copies that no process writes.
             unsafe {
-                o.flags(EnvFlags::READ_ONLY);
+                o.flags(flags);
                 o.open(dir)
             }
         })
@@ -319,6 +342,9 @@ impl Slab {
     /// If the map fills up, the transaction is aborted, the map doubles and `f` runs again
     /// from scratch. Any error from `f` aborts the transaction.
     pub fn write<T>(&self, mut f: impl FnMut(&mut WriteTxn<'_>) -> Result<T>) -> Result<T> {
+        // The write gate first, the resize ticket second: a backup hold must never wait for a
+        // thread that holds a ticket while it waits for the gate.
+        let _share = write_gate().enter();
         loop {
             let (mut wtxn, observed) = self.begin_write()?;
             let out = f(&mut wtxn);
@@ -380,6 +406,7 @@ impl Slab {
     }
 
     fn create_db(&self, name: &str, dupsort: bool) -> Result<()> {
+        let _share = write_gate().enter();
         loop {
             let (wtxn, observed) = self.begin_write()?;
             let WriteTxn { txn, ticket, .. } = wtxn;
@@ -460,9 +487,11 @@ impl Slab {
         self.read(|rtxn| {
             // env.info() reads the meta pages in the map, so it needs an open transaction's gate.
             let info = self.inner.env.info();
-            let page_size = self.inner.env.unnamed_database_stat().page_size;
+            let main = self.inner.env.unnamed_database_stat();
+            let mut used_pages = META_PAGES + tree_pages(&main);
             let mut stats = Vec::with_capacity(dbs.len());
             for db in &dbs {
+                used_pages += tree_pages(&db.heed_stat(rtxn)?);
                 stats.push(DbStats {
                     name: db.name().to_owned(),
                     dupsort: db.is_dupsort(),
@@ -472,7 +501,8 @@ impl Slab {
             Ok(SlabStats {
                 map_size: info.map_size as u64,
                 last_page: info.last_page_number as u64,
-                page_size,
+                page_size: main.page_size,
+                used_pages,
                 dbs: stats,
             })
         })
@@ -491,18 +521,11 @@ impl Slab {
             return Err(StorageError::Exists { path: dst });
         }
         let tmp = dst_dir.join("data.mdb.tmp");
-        let file = loop {
-            // The copy reads through the map under its own read transaction.
-            let ticket = Ticket::new(&self.inner);
-            match self.inner.env.copy_to_path(&tmp, CompactionOption::Enabled) {
-                Ok(file) => break file,
-                Err(e) if is_mdb(&e, MdbError::MapResized) => {
-                    drop(ticket);
-                    self.adopt_map_size()?;
-                }
-                Err(e) => return Err(self.lmdb(None, "compacted copy", e)),
-            }
-        };
+        let file = File::create(&tmp).map_err(|e| StorageError::io(&tmp, "create", e))?;
+        if let Err(e) = self.copy_compacted_to_fd(file.as_fd()) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         file.sync_all()
             .map_err(|e| StorageError::io(&tmp, "fsync", e))?;
         let size = file
@@ -514,6 +537,31 @@ impl Slab {
             .and_then(|dir| dir.sync_all())
             .map_err(|e| StorageError::io(dst_dir, "fsync directory", e))?;
         Ok(size)
+    }
+
+    /// Write a compacted copy of the environment, sequentially, to `fd` (a file, a pipe or a
+    /// socket). The copy is the snapshot of one read transaction, which begins before the first
+    /// byte is written and ends when the copy does. Nothing is synced.
+    pub fn copy_compacted_to_fd(&self, fd: BorrowedFd<'_>) -> Result<()> {
+        loop {
+            // The copy reads through the map under its own read transaction.
+            let ticket = Ticket::new(&self.inner);
+            // SAFETY: `fd` is open for the whole call (it is borrowed), and LMDB only writes it.
+            let copied = unsafe {
+                self.inner
+                    .env
+                    .copy_to_fd(fd.as_raw_fd(), CompactionOption::Enabled)
+            };
+            match copied {
+                Ok(()) => return Ok(()),
+                // Refused before the transaction began, so nothing was written yet.
+                Err(e) if is_mdb(&e, MdbError::MapResized) => {
+                    drop(ticket);
+                    self.adopt_map_size()?;
+                }
+                Err(e) => return Err(self.lmdb(None, "compacted copy", e)),
+            }
+        }
     }
 
     /// Flush everything committed to disk.
@@ -593,6 +641,26 @@ fn is_mdb(err: &heed::Error, which: MdbError) -> bool {
 
 fn is_incompatible(err: &StorageError) -> bool {
     matches!(err, StorageError::Lmdb { source, .. } if is_mdb(source, MdbError::Incompatible))
+}
+
+/// LMDB's two meta pages at the start of every data file.
+const META_PAGES: u64 = 2;
+
+/// Pages of one database's B-tree.
+fn tree_pages(stat: &heed::DatabaseStat) -> u64 {
+    (stat.branch_pages + stat.leaf_pages + stat.overflow_pages) as u64
+}
+
+/// Every environment of this process that is open for writing, sorted.
+pub(super) fn writable_paths() -> Vec<PathBuf> {
+    let registry = lock(&REGISTRY);
+    let mut paths: Vec<PathBuf> = registry
+        .iter()
+        .filter(|(_, slab)| slab.upgrade().is_some_and(|inner| !inner.readonly))
+        .map(|(path, _)| path.clone())
+        .collect();
+    paths.sort();
+    paths
 }
 
 fn round_up_mib(size: usize) -> usize {

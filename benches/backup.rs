@@ -1,0 +1,457 @@
+//! `syn backup` side by side with `mdb_copy -c` (Debian's lmdb-utils) and Python Synapse's
+//! backup tool, and the write rate of a service under load with and without a live backup.
+//!
+//! Run: `cargo bench --bench backup`. Environment: `SYN_BENCH_BACKUP_MB` (size of the single
+//! fragmented environment before deletion, default 1100), `SYN_BENCH_BACKUP_DIR` (work
+//! directory, default a temporary one under target/), `SYN_BENCH_LOAD_SECS` (each write-rate
+//! window, default 15), `SYN_BENCH_ONLY=load` (only the write rate). Peers that are missing are skipped with a note. Results are printed as
+//! markdown rows for docs/benchmarks.md.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/backup/fixture.rs"]
+mod fixture;
+
+use common::{Daemon, NotifySocket, ROOT_PASSWD, free_port, syn_bin};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use syn::storage::{Slab, SlabOptions};
+
+const MIB: u64 = 1 << 20;
+const ROUNDS: usize = 3;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// Fill an environment with `mb` MiB of 1000-byte records in several databases, then delete
+/// all but one record in `keep_every` (fragmented: the file keeps its size).
+fn make_env(path: &Path, mb: u64, keep_every: u64) {
+    let slab = Slab::open(path, SlabOptions::default()).expect("open");
+    let dbs: Vec<_> = (0..4)
+        .map(|i| slab.db(&format!("db{i}"), false).expect("db"))
+        .collect();
+    let value = vec![0xa5u8; 1000];
+    let records = mb * MIB / 1050;
+    let mut i = 0u64;
+    while i < records {
+        let end = (i + 20_000).min(records);
+        slab.write(|w| {
+            for n in i..end {
+                // Keys spread like hashes, so deletions leave holes everywhere.
+                let key = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_be_bytes();
+                dbs[(n % 4) as usize].put(w, &key, &value)?;
+            }
+            Ok(())
+        })
+        .expect("fill");
+        i = end;
+    }
+    i = 0;
+    while i < records {
+        let end = (i + 50_000).min(records);
+        slab.write(|w| {
+            for n in (i..end).filter(|n| !n.is_multiple_of(keep_every)) {
+                let key = (n.wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_be_bytes();
+                dbs[(n % 4) as usize].delete(w, &key)?;
+            }
+            Ok(())
+        })
+        .expect("delete");
+        i = end;
+    }
+    slab.sync().expect("sync");
+}
+
+/// Total size of the files under `dir`.
+fn du(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let meta = e.metadata().expect("stat");
+            if meta.is_dir() {
+                pending.push(e.path());
+            } else {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+/// fsync every file and directory under `dir`, so every tool's output is durable.
+fn sync_tree(dir: &Path) {
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().expect("type").is_dir() {
+                pending.push(e.path());
+            } else if let Ok(f) = fs::File::open(e.path()) {
+                f.sync_all().expect("fsync");
+            }
+        }
+        fs::File::open(&d)
+            .expect("dir")
+            .sync_all()
+            .expect("fsync dir");
+    }
+}
+
+/// Run `cmd` (which writes `dst`), then make `dst` durable; the wall time of both.
+fn timed(mut cmd: Command, dst: &Path) -> Duration {
+    let t0 = Instant::now();
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    sync_tree(dst);
+    t0.elapsed()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// The tools compared, each turning a source directory into a destination.
+struct Tools {
+    mdb_copy: Option<PathBuf>,
+    python: Option<PathBuf>,
+}
+
+impl Tools {
+    fn find() -> Tools {
+        let mdb_copy = Command::new("which")
+            .arg("mdb_copy")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+        if mdb_copy.is_none() {
+            eprintln!("note: no mdb_copy (apt-get install lmdb-utils); its column is skipped");
+        }
+        Tools {
+            mdb_copy,
+            python: common::syn2_python(),
+        }
+    }
+
+    fn syn(&self, src: &Path, dst: &Path) -> Duration {
+        let mut cmd = Command::new(syn_bin());
+        cmd.args(["backup", s(src), s(dst)]);
+        timed(cmd, dst)
+    }
+
+    /// `mdb_copy -c` of every environment, one after another, as a shell loop would.
+    fn mdb_copy(&self, src: &Path, dst: &Path, envs: &[String]) -> Option<Duration> {
+        let bin = self.mdb_copy.as_ref()?;
+        let t0 = Instant::now();
+        for env in envs {
+            let out = dst.join(env);
+            fs::create_dir_all(&out).expect("mkdir");
+            let mut cmd = Command::new(bin);
+            cmd.arg("-c").arg(src.join(env)).arg(&out);
+            let o = cmd.output().expect("mdb_copy");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        sync_tree(dst);
+        Some(t0.elapsed())
+    }
+
+    fn python(&self, src: &Path, dst: &Path) -> Option<Duration> {
+        let py = self.python.as_ref()?;
+        let mut cmd = Command::new(py);
+        cmd.args(["-m", "synapse.tools.service.backup", s(src), s(dst)]);
+        Some(timed(cmd, dst))
+    }
+}
+
+struct Row {
+    tool: &'static str,
+    time: Duration,
+    size: u64,
+}
+
+/// Back up `src` with each tool `ROUNDS` times (alternating), keep each tool's median.
+fn compare(tools: &Tools, src: &Path, envs: &[String], work: &Path) -> Vec<Row> {
+    let mut times: [Vec<Duration>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut sizes = [0u64; 3];
+    for round in 0..ROUNDS {
+        for tool in 0..3 {
+            let dst = work.join(format!("out-{tool}-{round}"));
+            let took = match tool {
+                0 => Some(tools.syn(src, &dst)),
+                1 => tools.mdb_copy(src, &dst, envs),
+                _ => tools.python(src, &dst),
+            };
+            if let Some(t) = took {
+                times[tool].push(t);
+                sizes[tool] = envs
+                    .iter()
+                    .map(|e| fs::metadata(dst.join(e).join("data.mdb")).map_or(0, |m| m.len()))
+                    .sum();
+            }
+            let _ = fs::remove_dir_all(&dst);
+        }
+    }
+    let names = [
+        "syn backup",
+        "mdb_copy -c",
+        "python -m synapse.tools.service.backup",
+    ];
+    let mut rows = Vec::new();
+    for (i, t) in times.into_iter().enumerate() {
+        if !t.is_empty() {
+            rows.push(Row {
+                tool: names[i],
+                time: median(t),
+                size: sizes[i],
+            });
+        }
+    }
+    rows
+}
+
+fn print_rows(title: &str, source: u64, rows: &[Row]) {
+    println!(
+        "\n{title} (source {:.0} MiB on disk; median of {ROUNDS})\n",
+        source as f64 / MIB as f64
+    );
+    println!("| tool | time | vs mdb_copy -c | LMDB output |");
+    println!("|---|---|---|---|");
+    let reference = rows
+        .iter()
+        .find(|r| r.tool == "mdb_copy -c")
+        .map(|r| r.time);
+    for r in rows {
+        let ratio = reference
+            .map(|m| format!("{:.2}x", m.as_secs_f64() / r.time.as_secs_f64()))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "| {} | {:.2} s | {ratio} | {:.1} MiB |",
+            r.tool,
+            r.time.as_secs_f64(),
+            r.size as f64 / MIB as f64
+        );
+    }
+}
+
+/// The fixture service in a child process (this binary with `--serve-fixture`).
+struct Service {
+    _daemon: Daemon,
+    _notify: NotifySocket,
+    url: String,
+}
+
+fn start_fixture(dir: &Path) -> Service {
+    let notify = NotifySocket::new();
+    let port = free_port();
+    let mut cmd = Command::new(std::env::current_exe().expect("bench binary"));
+    cmd.arg("--serve-fixture")
+        .arg(dir)
+        .arg("--telepath")
+        .arg(format!("tcp://127.0.0.1:{port}"))
+        .args(["--auth-passwd", ROOT_PASSWD])
+        .env("NOTIFY_SOCKET", notify.path());
+    let daemon = Daemon::spawn("fixture", cmd).expect("spawn");
+    notify
+        .wait_for("READY=1", Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("fixture: {e}\n{}", daemon.stderr_log()));
+    Service {
+        _daemon: daemon,
+        _notify: notify,
+        url: format!("tcp://root:{ROOT_PASSWD}@127.0.0.1:{port}/"),
+    }
+}
+
+/// Writes acknowledged per second by `clients` concurrent clients over `window`, while
+/// `during` runs on another thread (it gets a flag that says when the window is over).
+fn write_rate(
+    url: &str,
+    clients: usize,
+    window: Duration,
+    during: impl FnOnce(Arc<AtomicBool>) -> u64 + Send + 'static,
+) -> (f64, u64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let done = Arc::new(AtomicU64::new(0));
+    let over = Arc::new(AtomicBool::new(false));
+    let side = {
+        let over = over.clone();
+        std::thread::spawn(move || during(over))
+    };
+    let t0 = Instant::now();
+    rt.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (url, done, over) = (url.to_owned(), done.clone(), over.clone());
+            tasks.push(tokio::spawn(async move {
+                let proxy = syn::telepath::Proxy::open(&url).await.expect("connect");
+                while !over.load(Ordering::SeqCst) {
+                    proxy.call("put", vec![]).await.expect("put");
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            }));
+        }
+        tokio::time::sleep(window).await;
+        over.store(true, Ordering::SeqCst);
+        for t in tasks {
+            t.await.expect("client");
+        }
+    });
+    let rate = done.load(Ordering::SeqCst) as f64 / t0.elapsed().as_secs_f64();
+    (rate, side.join().expect("side thread"))
+}
+
+/// The side-by-side copies: one fragmented environment, then a directory of several.
+fn copies(tools: &Tools, work: &Path, mb: u64) {
+    // One fragmented environment of at least 1 GB.
+    let single = work.join("single");
+    let env = "big.lmdb".to_owned();
+    eprintln!("building a {mb} MiB environment, then deleting 9 records in 10 ...");
+    make_env(&single.join(&env), mb, 10);
+    let rows = compare(tools, &single, std::slice::from_ref(&env), work);
+    print_rows(
+        "One fragmented environment (90% of its records deleted)",
+        du(&single),
+        &rows,
+    );
+
+    // A service directory with several environments.
+    let multi = work.join("multi");
+    let envs: Vec<String> = [
+        "slabs/cell.lmdb",
+        "slabs/queues.lmdb",
+        "layers/a/layer_v2.lmdb",
+        "layers/a/nodedata.lmdb",
+        "layers/b/layer_v2.lmdb",
+        "layers/b/nodedata.lmdb",
+        "layers/c/layer_v2.lmdb",
+        "layers/c/nodeedits.lmdb",
+    ]
+    .iter()
+    .map(|e| (*e).to_owned())
+    .collect();
+    eprintln!("building a directory of {} environments ...", envs.len());
+    for (i, e) in envs.iter().enumerate() {
+        make_env(&multi.join(e), mb / 8, if i % 2 == 0 { 4 } else { 1 });
+    }
+    fs::write(multi.join("cell.guid"), "0123456789abcdef0123456789abcdef").expect("guid");
+    let rows = compare(tools, &multi, &envs, work);
+    print_rows(
+        "A service directory of 8 environments (half of them fragmented)",
+        du(&multi),
+        &rows,
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--serve-fixture") {
+        std::process::exit(fixture::serve(args[at + 1..].to_vec()));
+    }
+    let mb = env_u64("SYN_BENCH_BACKUP_MB", 1100);
+    let load_secs = env_u64("SYN_BENCH_LOAD_SECS", 15);
+    let _tmp;
+    let work = match std::env::var_os("SYN_BENCH_BACKUP_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let base = common::repo_root().join("target");
+            _tmp = tempfile::Builder::new()
+                .prefix("bench-backup-")
+                .tempdir_in(&base)
+                .expect("work dir");
+            _tmp.path().to_path_buf()
+        }
+    };
+    fs::create_dir_all(&work).expect("work dir");
+    let tools = Tools::find();
+    let load = || fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average at the start: {}", load().trim());
+
+    if std::env::var("SYN_BENCH_ONLY").as_deref() != Ok("load") {
+        copies(&tools, &work, mb);
+    }
+
+    // The write rate of a service under load, without and with live backups running.
+    let svc_dir = work.join("svc");
+    let svc = start_fixture(&svc_dir);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let proxy = syn::telepath::Proxy::open(&svc.url).await.expect("connect");
+        proxy
+            .call("fill", vec![200_000i64.into(), 1000i64.into()])
+            .await
+            .expect("fill");
+    });
+    // Windows without and with backups alternate, so drift in the machine's other load
+    // falls on both alike.
+    let window = Duration::from_secs(load_secs);
+    let (mut idle, mut busy, mut backups) = (Vec::new(), Vec::new(), 0);
+    for round in 0..4 {
+        idle.push(write_rate(&svc.url, 4, window, |_| 0).0);
+        let (src, out) = (svc_dir.clone(), work.join(format!("live{round}")));
+        fs::create_dir_all(&out).expect("live backups dir");
+        let (rate, n) = write_rate(&svc.url, 4, window, move |over| {
+            let mut n = 0;
+            while !over.load(Ordering::SeqCst) {
+                let dst = out.join(format!("b{n}"));
+                let o = Command::new(syn_bin())
+                    .args(["backup", s(&src), s(&dst)])
+                    .output()
+                    .expect("syn backup");
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                let _ = fs::remove_dir_all(&dst);
+                n += 1;
+            }
+            n
+        });
+        busy.push(rate);
+        backups += n;
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (idle_rate, busy_rate) = (mean(&idle), mean(&busy));
+    let windows = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "\nWrite rate of the fixture service (4 clients, each write = 2 LMDB commits + 1 log \
+         fsync; {} MiB of data; 4 rounds of a {load_secs} s window without and one with backups)\n",
+        du(&svc_dir) / MIB
+    );
+    println!("| | writes/s |");
+    println!("|---|---|");
+    println!(
+        "| no backup | {idle_rate:.0} (windows: {}) |",
+        windows(&idle)
+    );
+    println!(
+        "| live backups back to back ({backups} taken) | {busy_rate:.0} ({:+.1}%; windows: {}) |",
+        (busy_rate / idle_rate - 1.0) * 100.0,
+        windows(&busy)
+    );
+}

@@ -1,0 +1,1052 @@
+//! `syn backup SRCDIR DSTDIR`: the copy itself.
+//!
+//! Every environment is copied by LMDB's compacting copy into a pipe. A worker hashes what
+//! comes out while a writer thread puts the previous chunk on disk with O_DIRECT (as `mdb_copy`
+//! does: the copy goes straight to the disk and does not push the service's pages out of the
+//! page cache). A copy's read transaction begins before its first byte comes out of the pipe,
+//! so for a live backup the hold is released as soon as every pipe has data: from then on the
+//! copies read their snapshots while the service writes on.
+
+use super::fsutil::{
+    DirLock, DirUse, HashingWriter, Written, claim_service_dir, create_new, free_space, parent_of,
+    remove_as_partial, sync_dir, with_suffix, write_failure,
+};
+use super::live::LiveHold;
+use super::manifest::{
+    EnvEntry, FileEntry, LogEntry, Manifest, Service, Unreadable, now_ms, utc_string,
+};
+use super::plan::{Plan, is_skipped, layout_kind};
+use super::report::{Progress, Reporter};
+use super::{Exit, Failure, PARTIAL_SUFFIX, human_bytes};
+use crate::cell::SYN_VERSION;
+use crate::cell::dir::GUID_FILE;
+use crate::storage::{Slab, StorageError};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use serde_json::json;
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// How often blocked workers and the main loop look for an interruption or a deadline.
+const TICK: Duration = Duration::from_millis(100);
+/// The chunk a worker hashes and writes, and the pipe size asked for (Linux's default maximum).
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight per environment: one being filled and hashed, others being written.
+const CHUNKS_IN_FLIGHT: usize = 3;
+/// The alignment of O_DIRECT buffers and writes.
+const DIRECT_ALIGN: usize = 4096;
+/// How often the hold checks whether every copy has begun.
+const BEGIN_POLL: Duration = Duration::from_millis(1);
+/// Room asked for beyond the estimate: estimates of duplicate-heavy databases run low.
+const SPACE_MARGIN_DIVISOR: u64 = 20;
+
+/// What to back up, where, and within which limits.
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    /// The service directory.
+    pub src: PathBuf,
+    /// Where the backup goes; must not exist.
+    pub dst: PathBuf,
+    /// Stop (and leave nothing) if the backup runs longer than this.
+    pub max_duration: Option<Duration>,
+    /// The longest the running service may hold writes for the snapshot point.
+    pub hold_timeout: Duration,
+    /// Files and environments copied at once.
+    pub parallel: usize,
+    /// Verify the backup after writing it (and record that it was verified).
+    pub verify: bool,
+}
+
+/// A finished backup.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Where it is.
+    pub dst: PathBuf,
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// `Ok`, or `PartlyUnreadable` when some source files could not be read.
+    pub exit: Exit,
+    /// Whether it was verified after writing.
+    pub verified: bool,
+}
+
+/// Back up `opts.src` into `opts.dst`. `interrupted` is set by a signal handler; the backup
+/// then stops and leaves nothing behind.
+pub fn backup(
+    opts: &BackupOptions,
+    reporter: &mut Reporter,
+    interrupted: &AtomicBool,
+) -> Result<Outcome, Failure> {
+    let started = Instant::now();
+    let started_ms = now_ms();
+    let src = match opts.src.canonicalize() {
+        Ok(p) if p.is_dir() => p,
+        Ok(p) => {
+            return Err(Failure::new(
+                Exit::NoSuchSource,
+                format!("{}: not a directory", p.display()),
+            ));
+        }
+        Err(e) => {
+            return Err(Failure::new(
+                Exit::NoSuchSource,
+                format!("{}: {e}", opts.src.display()),
+            ));
+        }
+    };
+    let dst = absolute(&opts.dst)?;
+    if fs::symlink_metadata(&dst).is_ok() {
+        return Err(Failure::new(
+            Exit::DestinationExists,
+            format!("{} already exists; choose a new name", dst.display()),
+        ));
+    }
+    let dst_parent = parent_of(&dst)
+        .canonicalize()
+        .map_err(|e| Failure::failed(format!("{}: {e}", parent_of(&dst).display())))?;
+    let dst_name = dst
+        .file_name()
+        .ok_or_else(|| Failure::failed(format!("{}: not a directory name", dst.display())))?;
+    let dst = dst_parent.join(dst_name);
+    if let Ok(inside) = dst.strip_prefix(&src)
+        && !is_skipped(inside)
+    {
+        return Err(Failure::failed(format!(
+            "{} lies inside the source {} (only its tmp/ and backups/ are left out)",
+            dst.display(),
+            src.display()
+        )));
+    }
+    let partial = with_suffix(&dst, PARTIAL_SUFFIX);
+    clear_stale_partial(&partial, reporter)?;
+
+    let _source_lock = DirLock::try_take(&src)
+        .map_err(|e| Failure::failed(format!("{}: cannot lock: {e}", src.display())))?
+        .ok_or_else(|| {
+            Failure::new(
+                Exit::Locked,
+                format!("another backup or restore of {} is running", src.display()),
+            )
+        })?;
+    let dir_use = claim_service_dir(&src, false)
+        .map_err(|e| Failure::failed(format!("{}: {e}", src.join(GUID_FILE).display())))?;
+    let (live, _guard) = match dir_use {
+        DirUse::Syn => (true, None),
+        DirUse::Foreign => {
+            return Err(Failure::new(
+                Exit::Locked,
+                format!(
+                    "{} is in use by a running service that is not syn (Python Synapse?): stop \
+                     it first, or back it up with its own tool",
+                    src.display()
+                ),
+            ));
+        }
+        DirUse::Stopped(guard) => (false, guard),
+    };
+
+    if live {
+        yield_to_service();
+    }
+    let plan = Plan::of(&src)?;
+    let mut envs = BTreeMap::new();
+    for rel in &plan.envs {
+        envs.insert(rel.clone(), Slab::open_readonly(src.join(rel))?);
+    }
+    let estimate = estimate_bytes(&plan, &envs)?;
+    let need = estimate + estimate / SPACE_MARGIN_DIVISOR;
+    let free = free_space(&dst_parent)
+        .map_err(|e| Failure::failed(format!("{}: {e}", dst_parent.display())))?;
+    if free < need {
+        return Err(Failure::new(
+            Exit::NoSpace,
+            format!(
+                "not enough space at {}: the backup needs about {}, {} is free",
+                dst_parent.display(),
+                human_bytes(need),
+                human_bytes(free)
+            ),
+        ));
+    }
+    let source_bytes = plan.source_bytes(&src);
+
+    fs::create_dir(&partial)
+        .map_err(|e| write_failure(&partial, "creating the backup directory", e))?;
+    let partial_lock = DirLock::try_take(&partial)
+        .ok()
+        .flatten()
+        .ok_or_else(|| Failure::failed(format!("{}: cannot lock", partial.display())))?;
+    let mut run = Run {
+        src: src.clone(),
+        partial: partial.clone(),
+        plan,
+        envs,
+        estimate,
+        interrupted,
+        deadline: opts.max_duration.map(|d| (started + d, d)),
+    };
+    let result = run.copy_all(opts, live, reporter, started_ms, source_bytes);
+    match result {
+        Ok(mut manifest) => {
+            manifest.finished_ms = now_ms();
+            manifest.write(&partial)?;
+            fs::rename(&partial, &dst)
+                .map_err(|e| Failure::failed(format!("{}: rename: {e}", partial.display())))?;
+            sync_dir(&dst_parent).map_err(|e| write_failure(&dst_parent, "syncing", e))?;
+            drop(partial_lock);
+            let exit = if manifest.unreadable.is_empty() {
+                Exit::Ok
+            } else {
+                Exit::PartlyUnreadable
+            };
+            let verified = if opts.verify {
+                super::verify::verify(&dst, reporter, interrupted)?;
+                true
+            } else {
+                false
+            };
+            let outcome = Outcome {
+                dst,
+                manifest,
+                exit,
+                verified,
+            };
+            report_summary(reporter, &outcome, started.elapsed());
+            Ok(outcome)
+        }
+        Err(failure) => {
+            drop(run);
+            if let Err(e) = remove_as_partial(&partial) {
+                reporter.notice(&format!("could not remove {}: {e}", partial.display()));
+            }
+            Err(failure)
+        }
+    }
+}
+
+fn absolute(path: &Path) -> Result<PathBuf, Failure> {
+    std::path::absolute(path).map_err(|e| Failure::failed(format!("{}: {e}", path.display())))
+}
+
+/// A `.partial` left by a run that did not finish is removed; one being written is not.
+fn clear_stale_partial(partial: &Path, reporter: &mut Reporter) -> Result<(), Failure> {
+    if fs::symlink_metadata(partial).is_err() {
+        return Ok(());
+    }
+    match DirLock::try_take(partial) {
+        Ok(Some(_stale)) => {}
+        Ok(None) => {
+            return Err(Failure::new(
+                Exit::Locked,
+                format!("a backup into {} is running", partial.display()),
+            ));
+        }
+        Err(e) => return Err(Failure::failed(format!("{}: {e}", partial.display()))),
+    }
+    reporter.notice(&format!(
+        "removing {}, left by a backup that did not finish",
+        partial.display()
+    ));
+    remove_as_partial(partial).map_err(|e| Failure::failed(format!("{}: {e}", partial.display())))
+}
+
+/// Bytes the backup will write: every environment's pages in use and every file.
+fn estimate_bytes(plan: &Plan, envs: &BTreeMap<String, Slab>) -> Result<u64, Failure> {
+    let mut total: u64 = plan.files.iter().map(|(_, size)| size).sum();
+    for slab in envs.values() {
+        let stats = slab.stats()?;
+        total += stats.used_pages * u64::from(stats.page_size);
+    }
+    Ok(total)
+}
+
+/// One backup in progress.
+struct Run<'a> {
+    src: PathBuf,
+    partial: PathBuf,
+    plan: Plan,
+    envs: BTreeMap<String, Slab>,
+    estimate: u64,
+    interrupted: &'a AtomicBool,
+    deadline: Option<(Instant, Duration)>,
+}
+
+/// A compacted copy running into a pipe.
+struct Started {
+    pipe: OwnedFd,
+    thread: JoinHandle<Result<(), StorageError>>,
+}
+
+impl Started {
+    /// Whether the copy has written anything yet.
+    fn has_begun(&self) -> bool {
+        let mut pending: nix::libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int through the pointer, which outlives the call.
+        let rc = unsafe {
+            nix::libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&self.pipe),
+                nix::libc::FIONREAD,
+                &mut pending,
+            )
+        };
+        rc == 0 && pending > 0
+    }
+
+    /// Close the pipe, so the copy's next write fails and it ends, and wait for it; whether the
+    /// copy ended with an error (false if it was already complete).
+    fn stop(self) -> bool {
+        drop(self.pipe);
+        !matches!(self.thread.join(), Ok(Ok(())))
+    }
+}
+
+/// Start the compacted copy of `slab` into a pipe.
+fn start_copy(slab: &Slab) -> Result<Started, Failure> {
+    let fail = |e: nix::Error| {
+        Failure::failed(format!(
+            "{}: cannot make a pipe: {e}",
+            slab.path().display()
+        ))
+    };
+    let (pipe, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fail)?;
+    // A bigger pipe means fewer wake-ups; the default size works too.
+    let _ = nix::fcntl::fcntl(&write_end, nix::fcntl::FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
+    let slab = slab.clone();
+    let thread = thread::Builder::new()
+        .name("backup-copy".into())
+        .spawn(move || {
+            let copied = slab.copy_compacted_to_fd(write_end.as_fd());
+            drop(write_end);
+            copied
+        })
+        .map_err(|e| Failure::failed(format!("cannot start a copy thread: {e}")))?;
+    Ok(Started { pipe, thread })
+}
+
+/// Let the running service come first: lower this thread's CPU priority (nice 10) and I/O
+/// priority (best effort, lowest level); the threads it starts inherit both. Best effort:
+/// where the kernel refuses, the backup runs as it is.
+fn yield_to_service() {
+    const NICE: nix::libc::c_int = 10;
+    const IOPRIO_WHO_PROCESS: nix::libc::c_long = 1;
+    const IOPRIO_CLASS_BE: nix::libc::c_long = 2;
+    const IOPRIO_LOWEST: nix::libc::c_long = 7;
+    // SAFETY: plain system calls about the calling thread.
+    unsafe {
+        nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, NICE);
+        nix::libc::syscall(
+            nix::libc::SYS_ioprio_set,
+            IOPRIO_WHO_PROCESS,
+            0,
+            (IOPRIO_CLASS_BE << 13) | IOPRIO_LOWEST,
+        );
+    }
+}
+
+/// Turn O_DIRECT on or off for `file`; false where the file system does not support it.
+fn set_direct(file: &File, on: bool) -> bool {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let Ok(flags) = fcntl(file, FcntlArg::F_GETFL) else {
+        return false;
+    };
+    let mut flags = OFlag::from_bits_truncate(flags);
+    flags.set(OFlag::O_DIRECT, on);
+    fcntl(file, FcntlArg::F_SETFL(flags)).is_ok()
+}
+
+/// A chunk buffer aligned for O_DIRECT.
+struct Chunk {
+    storage: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl Chunk {
+    fn new() -> Chunk {
+        let storage = vec![0u8; CHUNK + DIRECT_ALIGN];
+        let start = storage.as_ptr().align_offset(DIRECT_ALIGN);
+        Chunk {
+            storage,
+            start,
+            len: 0,
+        }
+    }
+
+    fn filled(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.len]
+    }
+
+    fn room(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start + self.len..self.start + CHUNK]
+    }
+}
+
+/// What one worker finished.
+enum Done {
+    File(FileEntry),
+    Env(String, FileEntry),
+    Log(LogEntry, FileEntry),
+    Unreadable(Unreadable),
+    Vanished(String),
+}
+
+enum Job {
+    Env(String, Arc<Mutex<Option<Started>>>, Slab),
+    File(String),
+    Log(String, u64),
+}
+
+enum Event {
+    Bytes(u64),
+    Done(Done),
+    Failed(Failure),
+}
+
+impl Run<'_> {
+    fn stop_reason(&self) -> Option<Failure> {
+        if self.interrupted.load(Ordering::SeqCst) {
+            return Some(Failure::new(
+                Exit::Interrupted,
+                "interrupted; nothing was kept",
+            ));
+        }
+        match self.deadline {
+            Some((at, limit)) if Instant::now() >= at => Some(Failure::new(
+                Exit::TooLong,
+                format!(
+                    "stopped after --max-duration {}s; nothing was kept",
+                    limit.as_secs()
+                ),
+            )),
+            _ => None,
+        }
+    }
+
+    fn copy_all(
+        &mut self,
+        opts: &BackupOptions,
+        live: bool,
+        reporter: &mut Reporter,
+        started_ms: i64,
+        source_bytes: u64,
+    ) -> Result<Manifest, Failure> {
+        for rel in &self.plan.dirs {
+            let dir = self.partial.join(rel);
+            fs::create_dir(&dir).map_err(|e| write_failure(&dir, "creating directories", e))?;
+            if let Ok(meta) = fs::metadata(self.src.join(rel)) {
+                let _ = fs::set_permissions(&dir, meta.permissions());
+            }
+        }
+        for link in &self.plan.symlinks {
+            let at = self.partial.join(&link.path);
+            std::os::unix::fs::symlink(&link.target, &at)
+                .map_err(|e| write_failure(&at, "creating links", e))?;
+        }
+        let mut files: Vec<String> = self.plan.files.iter().map(|(f, _)| f.clone()).collect();
+        let mut logs: Vec<(String, u64)> = Vec::new();
+        let mut started: BTreeMap<String, Started> = BTreeMap::new();
+        let mut service = Service {
+            kind: layout_kind(&self.src).to_owned(),
+            iden: fs::read_to_string(self.src.join(GUID_FILE))
+                .ok()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+        };
+        let mut snapshot_ms = started_ms;
+        let mut held_ms = None;
+        if live {
+            let (hold, point) = LiveHold::take(&self.src, opts.hold_timeout)?;
+            service = Service {
+                kind: point.kind.clone(),
+                iden: Some(point.iden.clone()),
+            };
+            snapshot_ms = point.time_ms;
+            // Environments the service opened since the listing, then those it removed.
+            for rel in &point.envs {
+                if !self.envs.contains_key(rel) && !is_skipped(Path::new(rel)) {
+                    let slab = Slab::open_readonly(self.src.join(rel))?;
+                    let dir = self.partial.join(rel);
+                    fs::create_dir_all(&dir)
+                        .map_err(|e| write_failure(&dir, "creating directories", e))?;
+                    self.envs.insert(rel.clone(), slab);
+                }
+            }
+            self.envs
+                .retain(|rel, _| self.src.join(rel).join("data.mdb").is_file());
+            for (rel, slab) in &self.envs {
+                started.insert(rel.clone(), start_copy(slab)?);
+            }
+            let begun = self
+                .wait_until_begun(&mut started, opts.hold_timeout)
+                .and_then(|()| hold.release());
+            let held = match begun {
+                Ok(held) => held,
+                Err(failure) => {
+                    for (_, copy) in std::mem::take(&mut started) {
+                        let _ = copy.stop();
+                    }
+                    return Err(failure);
+                }
+            };
+            held_ms = Some(held.as_millis() as u64);
+            for (rel, length) in point.logs {
+                if is_skipped(Path::new(&rel)) {
+                    continue;
+                }
+                files.retain(|f| *f != rel);
+                logs.push((rel, length));
+            }
+            reporter.event(
+                "snapshot",
+                json!({ "mode": "live", "held_ms": held_ms, "envs": self.envs.len() }),
+            );
+        } else {
+            reporter.event(
+                "snapshot",
+                json!({ "mode": "offline", "envs": self.envs.len() }),
+            );
+        }
+
+        let mut queue = VecDeque::new();
+        for (rel, slab) in &self.envs {
+            let copy = Arc::new(Mutex::new(started.remove(rel)));
+            queue.push_back(Job::Env(rel.clone(), copy, slab.clone()));
+        }
+        queue.extend(files.into_iter().map(Job::File));
+        queue.extend(logs.into_iter().map(|(rel, len)| Job::Log(rel, len)));
+        let done = self.run_jobs(queue, opts.parallel.max(1), reporter)?;
+
+        let mut manifest = Manifest {
+            format: super::manifest::FORMAT,
+            syn_version: SYN_VERSION.to_owned(),
+            source: self.src.to_string_lossy().into_owned(),
+            mode: if live { "live" } else { "offline" }.to_owned(),
+            service,
+            started_ms,
+            snapshot_ms,
+            finished_ms: 0,
+            taken: utc_string(snapshot_ms),
+            held_ms,
+            source_bytes,
+            source_growth: self
+                .plan
+                .source_bytes(&self.src)
+                .saturating_sub(source_bytes),
+            dirs: self.plan.dirs.clone(),
+            files: Vec::new(),
+            envs: Vec::new(),
+            logs: Vec::new(),
+            symlinks: self.plan.symlinks.clone(),
+            unreadable: self.plan.unreadable.clone(),
+        };
+        for item in done {
+            match item {
+                Done::File(f) => manifest.files.push(f),
+                Done::Env(rel, f) => {
+                    manifest.files.push(f);
+                    let copy = Slab::open_snapshot(self.partial.join(&rel))?;
+                    let dbs = copy.stats()?.dbs;
+                    drop(copy);
+                    manifest.envs.push(EnvEntry { path: rel, dbs });
+                }
+                Done::Log(log, f) => {
+                    manifest.files.push(f);
+                    manifest.logs.push(log);
+                }
+                Done::Unreadable(u) => manifest.unreadable.push(u),
+                Done::Vanished(rel) => {
+                    reporter.notice(&format!("{rel} was removed during the backup; skipped"))
+                }
+            }
+        }
+        manifest.files.sort_by(|a, b| a.path.cmp(&b.path));
+        manifest.envs.sort_by(|a, b| a.path.cmp(&b.path));
+        manifest.logs.sort_by(|a, b| a.path.cmp(&b.path));
+        manifest.unreadable.sort_by(|a, b| a.path.cmp(&b.path));
+        self.sync_dirs(&manifest)?;
+        Ok(manifest)
+    }
+
+    /// Wait until every copy has written its first bytes (so its read transaction has begun),
+    /// within the hold's timeout.
+    fn wait_until_begun(
+        &self,
+        started: &mut BTreeMap<String, Started>,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
+        let deadline = Instant::now() + timeout;
+        let mut waiting: Vec<String> = started.keys().cloned().collect();
+        loop {
+            waiting.retain(|rel| !started[rel].has_begun());
+            let Some(first) = waiting.first() else {
+                return Ok(());
+            };
+            if let Some(stop) = self.stop_reason() {
+                return Err(stop);
+            }
+            // A copy that ended without writing anything failed, and says why.
+            if let Some(rel) = waiting.iter().find(|r| started[*r].thread.is_finished()) {
+                let copy = started.remove(rel).expect("started copy");
+                let err = match copy.thread.join() {
+                    Ok(Err(e)) => e.to_string(),
+                    Ok(Ok(())) => format!("{rel}: the copy wrote nothing"),
+                    Err(_) => format!("{rel}: the copy thread panicked"),
+                };
+                return Err(Failure::failed(err));
+            }
+            if Instant::now() >= deadline {
+                return Err(Failure::failed(format!(
+                    "the snapshot of {first} did not begin within the hold ({}ms); try a larger \
+                     --hold-timeout",
+                    timeout.as_millis()
+                )));
+            }
+            thread::sleep(BEGIN_POLL);
+        }
+    }
+
+    /// Run the jobs on `parallel` workers, reporting progress, until all are done or one
+    /// fails (or the run is interrupted or too long).
+    fn run_jobs(
+        &self,
+        queue: VecDeque<Job>,
+        parallel: usize,
+        reporter: &mut Reporter,
+    ) -> Result<Vec<Done>, Failure> {
+        let envs_total = queue.iter().filter(|j| matches!(j, Job::Env(..))).count();
+        let mut progress = Progress {
+            bytes_done: 0,
+            bytes_total: self.estimate,
+            envs_done: 0,
+            envs_total,
+        };
+        reporter.start_progress("backup", progress);
+        let queue = Arc::new(Mutex::new(queue));
+        let abort = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let mut workers = Vec::new();
+        for _ in 0..parallel {
+            let worker = Worker {
+                src: self.src.clone(),
+                partial: self.partial.clone(),
+                queue: queue.clone(),
+                abort: abort.clone(),
+                events: tx.clone(),
+            };
+            let spawned = thread::Builder::new()
+                .name("backup-worker".into())
+                .spawn(move || worker.run());
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(e) => {
+                    abort.store(true, Ordering::SeqCst);
+                    drop(tx);
+                    let mut wait = || {
+                        for w in workers.drain(..) {
+                            let _ = w.join();
+                        }
+                    };
+                    wait();
+                    return Err(Failure::failed(format!("cannot start a worker: {e}")));
+                }
+            }
+        }
+        drop(tx);
+        let mut done = Vec::new();
+        let mut failure: Option<Failure> = None;
+        loop {
+            match rx.recv_timeout(TICK) {
+                Ok(Event::Bytes(n)) => {
+                    progress.bytes_done += n;
+                    reporter.progress(progress);
+                }
+                Ok(Event::Done(d)) => {
+                    if matches!(d, Done::Env(..)) {
+                        progress.envs_done += 1;
+                        reporter.progress(progress);
+                    }
+                    done.push(d);
+                }
+                Ok(Event::Failed(f)) => {
+                    failure.get_or_insert(f);
+                    abort.store(true, Ordering::SeqCst);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if failure.is_none()
+                && let Some(stop) = self.stop_reason()
+            {
+                failure = Some(stop);
+                abort.store(true, Ordering::SeqCst);
+            }
+        }
+        for w in workers {
+            let _ = w.join();
+        }
+        // Copies no worker got to (a live run stopped early) are stopped.
+        let left: Vec<Job> = queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for job in left {
+            if let Job::Env(_, copy, _) = job
+                && let Some(started) = copy.lock().unwrap_or_else(PoisonError::into_inner).take()
+            {
+                let _ = started.stop();
+            }
+        }
+        reporter.finish_progress(progress);
+        match failure {
+            Some(f) => Err(f),
+            None => Ok(done),
+        }
+    }
+
+    /// fsync every directory of the backup, deepest first, so every name in it is durable.
+    fn sync_dirs(&self, manifest: &Manifest) -> Result<(), Failure> {
+        let mut dirs: Vec<PathBuf> = manifest
+            .dirs
+            .iter()
+            .chain(manifest.envs.iter().map(|e| &e.path))
+            .map(|d| self.partial.join(d))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs.push(self.partial.clone());
+        for dir in dirs.iter().rev() {
+            sync_dir(dir).map_err(|e| write_failure(dir, "syncing directories", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// One of the threads that copy files and drain environment copies.
+struct Worker {
+    src: PathBuf,
+    partial: PathBuf,
+    queue: Arc<Mutex<VecDeque<Job>>>,
+    abort: Arc<AtomicBool>,
+    events: mpsc::Sender<Event>,
+}
+
+impl Worker {
+    fn run(self) {
+        loop {
+            if self.abort.load(Ordering::SeqCst) {
+                return;
+            }
+            let job = self
+                .queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop_front();
+            let Some(job) = job else { return };
+            let result = match job {
+                Job::Env(rel, copy, slab) => self.env(rel, copy, &slab),
+                Job::File(rel) => self.file(rel),
+                Job::Log(rel, length) => self.log(rel, length),
+            };
+            let event = match result {
+                Ok(done) => Event::Done(done),
+                Err(f) => Event::Failed(f),
+            };
+            let failed = matches!(event, Event::Failed(_));
+            if self.events.send(event).is_err() || failed {
+                return;
+            }
+        }
+    }
+
+    fn aborted(&self) -> Failure {
+        Failure::failed("stopped")
+    }
+
+    /// Copy an environment into `data.mdb` of the backup (or drain the copy started at the
+    /// snapshot point), hashing it as it goes.
+    fn env(
+        &self,
+        rel: String,
+        copy: Arc<Mutex<Option<Started>>>,
+        slab: &Slab,
+    ) -> Result<Done, Failure> {
+        let dst = self.partial.join(&rel).join("data.mdb");
+        let already = copy.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let started = match already {
+            Some(started) => started,
+            None => start_copy(slab)?,
+        };
+        let Started { pipe, thread } = started;
+        let drained = self.drain(&pipe, &dst);
+        // Closing the pipe stops a copy that is still writing (after a failure).
+        drop(pipe);
+        let copied = thread.join();
+        let written = drained?;
+        match copied {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Failure::failed(e.to_string())),
+            Err(_) => return Err(Failure::failed(format!("{rel}: the copy panicked"))),
+        }
+        if let Ok(meta) = fs::metadata(self.src.join(&rel).join("data.mdb")) {
+            let _ = fs::set_permissions(&dst, meta.permissions());
+        }
+        let path = format!("{rel}/data.mdb");
+        Ok(Done::Env(rel, entry(path, written)))
+    }
+
+    /// Hash what comes out of the pipe while a writer thread writes it to `dst`; fsync it.
+    fn drain(&self, pipe: &OwnedFd, dst: &Path) -> Result<Written, Failure> {
+        let file = create_new(dst).map_err(|e| write_failure(dst, "copying", e))?;
+        let direct = set_direct(&file, true);
+        let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
+        let (empty_tx, empty_rx) = mpsc::channel::<Chunk>();
+        for _ in 0..CHUNKS_IN_FLIGHT {
+            let _ = empty_tx.send(Chunk::new());
+        }
+        let writer = thread::Builder::new()
+            .name("backup-write".into())
+            .spawn(move || -> std::io::Result<File> {
+                let mut file = file;
+                let mut direct = direct;
+                for chunk in full_rx {
+                    if direct && chunk.len % DIRECT_ALIGN != 0 {
+                        direct = !set_direct(&file, false);
+                    }
+                    std::io::Write::write_all(&mut file, chunk.filled())?;
+                    let _ = empty_tx.send(chunk);
+                }
+                Ok(file)
+            })
+            .map_err(|e| Failure::failed(format!("cannot start a writer thread: {e}")))?;
+        let hashed = self.hash_pipe(pipe, &full_tx, &empty_rx);
+        drop(full_tx);
+        let written = writer
+            .join()
+            .map_err(|_| Failure::failed(format!("{}: the writer panicked", dst.display())))?
+            .map_err(|e| write_failure(dst, "copying", e));
+        // The writer's error is the cause when both failed.
+        let file = written?;
+        let (size, sha256) = hashed?;
+        file.sync_all()
+            .map_err(|e| write_failure(dst, "syncing", e))?;
+        Ok(Written { size, sha256 })
+    }
+
+    /// Read the pipe chunk by chunk, hash each and hand it to the writer.
+    fn hash_pipe(
+        &self,
+        pipe: &OwnedFd,
+        full: &mpsc::SyncSender<Chunk>,
+        empty: &mpsc::Receiver<Chunk>,
+    ) -> Result<(u64, String), Failure> {
+        let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+        let mut size = 0u64;
+        let writer_gone = || Failure::failed("the writer stopped");
+        let mut chunk = empty.recv().map_err(|_| writer_gone())?;
+        let mut ended = false;
+        while !ended {
+            if self.abort.load(Ordering::SeqCst) {
+                return Err(self.aborted());
+            }
+            let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+            let ready = poll(&mut fds, PollTimeout::from(TICK.as_millis() as u16))
+                .map_err(|e| Failure::failed(format!("poll: {e}")))?;
+            if ready == 0 {
+                continue;
+            }
+            match nix::unistd::read(pipe, chunk.room()) {
+                Ok(0) => ended = true,
+                Ok(n) => chunk.len += n,
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
+                Err(e) => return Err(Failure::failed(format!("reading a copy: {e}"))),
+            }
+            if chunk.len == CHUNK || (ended && chunk.len > 0) {
+                hash.update(chunk.filled());
+                size += chunk.len as u64;
+                let _ = self.events.send(Event::Bytes(chunk.len as u64));
+                full.send(chunk).map_err(|_| writer_gone())?;
+                chunk = empty.recv().map_err(|_| writer_gone())?;
+                chunk.len = 0;
+            }
+        }
+        Ok((size, hex::encode(hash.finish().as_ref())))
+    }
+
+    /// Copy a file as it is (or as much of it as `limit` says).
+    fn copy_file(&self, rel: &str, limit: Option<u64>) -> Result<Result<Written, Done>, Failure> {
+        let src = self.src.join(rel);
+        let dst = self.partial.join(rel);
+        let mut input = match File::open(&src) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Err(Done::Vanished(rel.to_owned())));
+            }
+            Err(e) => return Ok(Err(unreadable(rel, &e))),
+        };
+        let mut out =
+            HashingWriter::new(create_new(&dst).map_err(|e| write_failure(&dst, "copying", e))?);
+        let mut buf = vec![0u8; CHUNK];
+        let mut left = limit.unwrap_or(u64::MAX);
+        while left > 0 {
+            if self.abort.load(Ordering::SeqCst) {
+                return Err(self.aborted());
+            }
+            let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let n = match input.read(&mut buf[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    drop(out);
+                    let _ = fs::remove_file(&dst);
+                    return Ok(Err(unreadable(rel, &e)));
+                }
+            };
+            out.write(&buf[..n])
+                .map_err(|e| write_failure(&dst, "copying", e))?;
+            left -= n as u64;
+            let _ = self.events.send(Event::Bytes(n as u64));
+        }
+        if let Ok(meta) = input.metadata() {
+            let _ = fs::set_permissions(&dst, meta.permissions());
+        }
+        let written = out
+            .finish()
+            .map_err(|e| write_failure(&dst, "syncing", e))?;
+        Ok(Ok(written))
+    }
+
+    fn file(&self, rel: String) -> Result<Done, Failure> {
+        Ok(match self.copy_file(&rel, None)? {
+            Ok(written) => Done::File(entry(rel, written)),
+            Err(other) => other,
+        })
+    }
+
+    /// Copy an append-only log up to its durable length at the snapshot point.
+    fn log(&self, rel: String, length: u64) -> Result<Done, Failure> {
+        match self.copy_file(&rel, Some(length))? {
+            Ok(written) if written.size == length => {
+                let log = LogEntry {
+                    path: rel.clone(),
+                    length,
+                };
+                Ok(Done::Log(log, entry(rel, written)))
+            }
+            Ok(written) => Err(Failure::failed(format!(
+                "{rel}: the log holds {} bytes, less than the {length} durable at the snapshot",
+                written.size
+            ))),
+            Err(Done::Unreadable(u)) => Err(Failure::failed(format!(
+                "{}: an append-only log cannot be read: {}",
+                u.path, u.error
+            ))),
+            Err(_) => Err(Failure::failed(format!(
+                "{rel}: the append-only log vanished during the backup"
+            ))),
+        }
+    }
+}
+
+fn entry(path: String, written: Written) -> FileEntry {
+    FileEntry {
+        path,
+        size: written.size,
+        sha256: written.sha256,
+    }
+}
+
+fn unreadable(rel: &str, err: &io::Error) -> Done {
+    Done::Unreadable(Unreadable {
+        path: rel.to_owned(),
+        error: err.to_string(),
+    })
+}
+
+fn report_summary(reporter: &mut Reporter, outcome: &Outcome, took: Duration) {
+    let m = &outcome.manifest;
+    let iden = m.service.iden.as_deref().unwrap_or("-");
+    let held = match m.held_ms {
+        Some(ms) => format!("live, writes held {ms}ms"),
+        None => "offline".into(),
+    };
+    let mut line = format!(
+        "backed up {} ({} {}, {held}) to {}: {} environments, {} files, {} in {:.1}s; the \
+         source grew {} meanwhile",
+        m.source,
+        m.service.kind,
+        iden,
+        outcome.dst.display(),
+        m.envs.len(),
+        m.files.len(),
+        human_bytes(m.total_bytes()),
+        took.as_secs_f64(),
+        human_bytes(m.source_growth),
+    );
+    if outcome.verified {
+        line.push_str("; verified");
+    }
+    if !m.unreadable.is_empty() {
+        line.push_str(&format!(
+            "; INCOMPLETE: {} source files could not be read (listed in the manifest)",
+            m.unreadable.len()
+        ));
+    }
+    reporter.summary(
+        &line,
+        json!({
+            "destination": outcome.dst,
+            "source": m.source,
+            "mode": m.mode,
+            "service": m.service,
+            "taken": m.taken,
+            "held_ms": m.held_ms,
+            "envs": m.envs.len(),
+            "files": m.files.len(),
+            "bytes": m.total_bytes(),
+            "duration_ms": took.as_millis() as u64,
+            "source_bytes": m.source_bytes,
+            "source_growth": m.source_growth,
+            "unreadable": m.unreadable,
+            "verified": outcome.verified,
+            "exit": outcome.exit.code(),
+        }),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::SlabOptions;
+
+    /// A copy whose pipe closes ends with an error instead of hanging.
+    #[test]
+    fn a_stopped_copy_ends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let slab = Slab::open(tmp.path().join("big.lmdb"), SlabOptions::default()).unwrap();
+        let db = slab.db("items", false).unwrap();
+        slab.write(|w| {
+            for i in 0..20_000u32 {
+                db.put(w, &i.to_be_bytes(), &[1u8; 512])?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let started = start_copy(&slab).unwrap();
+        let mut first = [0u8; 16];
+        assert!(nix::unistd::read(&started.pipe, &mut first).unwrap() > 0);
+        assert!(started.has_begun());
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || tx.send(started.stop()).unwrap());
+        // 10 MB cannot fit in the pipe: the copy was cut short.
+        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(true));
+    }
+}

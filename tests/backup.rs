@@ -1,0 +1,761 @@
+//! `syn backup` and `syn restore` on real processes and real LMDB files.
+//!
+//! Most tests run the fixture service (tests/backup/fixture.rs): the real cell runtime with two
+//! environments and an append-only log that each `put` writes together. It runs in a child
+//! process made from this test binary ([`fixture_service_entry`]).
+
+mod common;
+#[path = "backup/fixture.rs"]
+mod fixture;
+
+use common::{Daemon, NotifySocket, PyCortex, ROOT_PASSWD, free_port, syn, syn_bin};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value as Json;
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use syn::storage::Slab;
+use syn::telepath::Proxy;
+
+/// The variable that turns this test binary into the fixture service.
+const FIXTURE_ENV: &str = "SYN_BACKUP_FIXTURE_ARGS";
+
+/// Not a test: the entry point of the fixture service when the backup tests run this binary
+/// as one (they set `SYN_BACKUP_FIXTURE_ARGS`).
+#[test]
+#[ignore = "the fixture service's entry point, run by the other tests"]
+fn fixture_service_entry() {
+    let Ok(args) = std::env::var(FIXTURE_ENV) else {
+        return;
+    };
+    let args: Vec<String> = serde_json::from_str(&args).expect("fixture args");
+    std::process::exit(fixture::serve(args));
+}
+
+/// The fixture service running on a directory.
+struct FixtureProc {
+    daemon: Daemon,
+    _notify: NotifySocket,
+    port: u16,
+}
+
+impl FixtureProc {
+    fn start(dir: &Path) -> FixtureProc {
+        let notify = NotifySocket::new();
+        let port = free_port();
+        let args = serde_json::json!([
+            dir,
+            "--telepath",
+            format!("tcp://127.0.0.1:{port}"),
+            "--auth-passwd",
+            ROOT_PASSWD
+        ]);
+        let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+        cmd.args([
+            "fixture_service_entry",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+        ])
+        .args(["--test-threads", "1"])
+        .env(FIXTURE_ENV, args.to_string())
+        .env("NOTIFY_SOCKET", notify.path())
+        .env_remove("RUST_LOG");
+        let mut daemon = Daemon::spawn("fixture", cmd).expect("spawn the fixture");
+        daemon.set_grace(Duration::from_secs(20));
+        if let Err(e) = notify.wait_for("READY=1", Duration::from_secs(60)) {
+            panic!("the fixture did not start: {e}\n{}", daemon.stderr_log());
+        }
+        FixtureProc {
+            daemon,
+            _notify: notify,
+            port,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("tcp://root:{ROOT_PASSWD}@127.0.0.1:{}/", self.port)
+    }
+
+    fn stop(mut self) {
+        let status = self.daemon.stop();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "the fixture stopped with {status:?}:\n{}",
+            self.daemon.stderr_log()
+        );
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Call `meth` on the service and return the result as an integer (or 0 for none).
+fn call(
+    rt: &tokio::runtime::Runtime,
+    url: &str,
+    meth: &str,
+    args: Vec<syn::msgpack::Value>,
+) -> i64 {
+    rt.block_on(async {
+        let proxy = Proxy::open(url).await.expect("connect");
+        let v = proxy.call(meth, args).await.expect(meth);
+        v.as_i64().unwrap_or(0)
+    })
+}
+
+/// The sequence numbers stored in one environment of a backup (or a stopped service).
+fn seqs_in(env: &Path) -> BTreeSet<u64> {
+    let slab = Slab::open_snapshot(env).expect("open the copy");
+    let db = slab.db("items", false).expect("items");
+    slab.read(|r| {
+        let mut out = BTreeSet::new();
+        for entry in db.iter(r)? {
+            let (k, _) = entry?;
+            if k.len() == 8 {
+                out.insert(u64::from_be_bytes(k.try_into().expect("8 bytes")));
+            }
+        }
+        Ok(out)
+    })
+    .expect("read the copy")
+}
+
+fn manifest(dir: &Path) -> Json {
+    let text = fs::read(dir.join("syn-backup.json")).expect("manifest");
+    serde_json::from_slice(&text).expect("manifest json")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A stopped fixture service directory with filler data (`count` records of `size` bytes in
+/// each environment) and `puts` sequence writes.
+fn stopped_fixture(dir: &Path, count: i64, size: i64, puts: usize) {
+    let svc = FixtureProc::start(dir);
+    let rt = runtime();
+    call(&rt, &svc.url(), "fill", vec![count.into(), size.into()]);
+    for _ in 0..puts {
+        call(&rt, &svc.url(), "put", vec![]);
+    }
+    svc.stop();
+}
+
+#[test]
+fn live_backup_holds_exactly_the_writes_acknowledged_before_its_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("svc");
+    let dst = tmp.path().join("b1");
+    let svc = FixtureProc::start(&dir);
+    let url = svc.url();
+    let rt = runtime();
+    // Enough data that the copy takes a while after the snapshot point.
+    call(&rt, &url, "fill", vec![30_000i64.into(), 1000i64.into()]);
+
+    // Clients write through telepath all along.
+    let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, acked, stop) = (url.clone(), acked.clone(), stop.clone());
+            rt.spawn(async move {
+                let proxy = Proxy::open(&url).await.expect("connect");
+                while !stop.load(Ordering::SeqCst) {
+                    let seq = proxy.call("put", vec![]).await.expect("put");
+                    acked.lock().unwrap().push(seq.as_i64().unwrap() as u64);
+                }
+            })
+        })
+        .collect();
+    while acked.lock().unwrap().len() < 30 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let acked_before: Vec<u64> = acked.lock().unwrap().clone();
+
+    let mut backup = Command::new(syn_bin())
+        .args(["backup", s(&dir), s(&dst), "--json", "--hold-timeout", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn syn backup");
+    let mut lines = BufReader::new(backup.stdout.take().unwrap()).lines();
+    let mut snapshot = None;
+    for line in lines.by_ref() {
+        let line: Json = serde_json::from_str(&line.unwrap()).unwrap();
+        if line["type"] == "snapshot" {
+            snapshot = Some(line);
+            break;
+        }
+    }
+    let snapshot = snapshot.expect("a snapshot event");
+    assert_eq!(snapshot["mode"], "live");
+    // Frozen after its snapshot point, the backup must not keep the service's writes held:
+    // a write now is acknowledged (and is not in the backup).
+    kill(Pid::from_raw(backup.id() as i32), Signal::SIGSTOP).unwrap();
+    let during = rt.block_on(async {
+        let proxy = Proxy::open(&url).await.expect("connect");
+        tokio::time::timeout(Duration::from_secs(30), proxy.call("put", vec![]))
+            .await
+            .expect("a write is acknowledged while the backup copies")
+            .expect("put")
+    });
+    let during = during.as_i64().unwrap() as u64;
+    kill(Pid::from_raw(backup.id() as i32), Signal::SIGCONT).unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = backup.wait().unwrap();
+    assert!(
+        status.success(),
+        "syn backup: {status}\n{}",
+        rest.join("\n")
+    );
+    let summary: Json = serde_json::from_str(rest.last().unwrap()).unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["mode"], "live");
+
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        rt.block_on(w).unwrap();
+    }
+    let total = call(&rt, &url, "count", vec![]) as u64;
+
+    // The log's cut says how many writes the snapshot holds: exactly those, everywhere.
+    let m = manifest(&dst);
+    let logs = m["logs"].as_array().unwrap();
+    assert_eq!(logs.len(), 1, "{m}");
+    assert_eq!(logs[0]["path"], fixture::LOG_FILE);
+    let cut = logs[0]["length"].as_u64().unwrap() / 8;
+    let log = fs::read(dst.join(fixture::LOG_FILE)).unwrap();
+    assert_eq!(log.len() as u64, cut * 8);
+    let logged: Vec<u64> = log
+        .chunks(8)
+        .map(|c| u64::from_be_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(logged, (0..cut).collect::<Vec<_>>());
+    let expected: BTreeSet<u64> = (0..cut).collect();
+    for env in fixture::ENVS {
+        let got = seqs_in(&dst.join(format!("slabs/{env}.lmdb")));
+        assert_eq!(got, expected, "{env} holds other writes than the log's cut");
+    }
+    assert!(
+        acked_before.iter().all(|s| *s < cut),
+        "a write acknowledged before the backup is missing"
+    );
+    assert!(
+        during >= cut,
+        "a write acknowledged after the snapshot is in the backup"
+    );
+    assert!(total > cut, "writes went on after the snapshot point");
+    assert_eq!(m["mode"], "live");
+    assert_eq!(m["service"]["type"], "fixture");
+    assert!(m["held_ms"].as_u64().is_some());
+
+    // The backup verifies, restores, and the service starts on it with exactly that state.
+    let out = syn(&["backup", "verify", s(&dst)]);
+    assert!(out.ok(), "{}", out.describe());
+    svc.stop();
+    let restored = tmp.path().join("restored");
+    let out = syn(&["restore", s(&dst), s(&restored)]);
+    assert!(out.ok(), "{}", out.describe());
+    assert!(!restored.join("syn-backup.json").exists());
+    let again = FixtureProc::start(&restored);
+    assert_eq!(call(&rt, &again.url(), "count", vec![]) as u64, cut);
+    assert_eq!(call(&rt, &again.url(), "put", vec![]) as u64, cut);
+    again.stop();
+}
+
+#[test]
+fn kill_9_at_any_moment_never_leaves_a_backup_that_looks_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("svc");
+    let svc = FixtureProc::start(&dir);
+    let rt = runtime();
+    call(
+        &rt,
+        &svc.url(),
+        "fill",
+        vec![40_000i64.into(), 1000i64.into()],
+    );
+    call(&rt, &svc.url(), "put", vec![]);
+    // How long one whole backup takes here, to spread the kills over it.
+    let t0 = std::time::Instant::now();
+    let out = syn(&["backup", s(&dir), s(&tmp.path().join("whole"))]);
+    assert!(out.ok(), "{}", out.describe());
+    let whole = t0.elapsed().as_millis() as u64;
+
+    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+    let mut outcomes = [0usize; 3]; // nothing left, a partial left, whole
+    for round in 0..8 {
+        let dst = tmp.path().join(format!("k{round}"));
+        let mut child = Command::new(syn_bin())
+            .args(["backup", s(&dir), s(&dst)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        std::thread::sleep(Duration::from_millis(seed % (whole + 20)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let partial = tmp.path().join(format!("k{round}.partial"));
+        outcomes[if dst.exists() {
+            2
+        } else if partial.exists() {
+            1
+        } else {
+            0
+        }] += 1;
+        if dst.exists() {
+            // Killed after the rename: then it is whole.
+            let out = syn(&["backup", "verify", s(&dst)]);
+            assert!(out.ok(), "round {round}: {}", out.describe());
+        }
+        // The next run reports and removes what the killed one left, and succeeds.
+        if partial.exists() {
+            assert!(!dst.exists());
+            let out = syn(&["backup", s(&dir), s(&dst), "--verify"]);
+            assert!(out.ok(), "round {round}: {}", out.describe());
+            assert!(
+                out.stderr.contains("left by a backup that did not finish"),
+                "{}",
+                out.describe()
+            );
+            assert!(!partial.exists());
+        }
+    }
+    common::say(&format!(
+        "kill -9 over a {whole}ms backup: {} left nothing, {} a partial, {} a whole backup",
+        outcomes[0], outcomes[1], outcomes[2]
+    ));
+    // The service never stayed held: it still takes writes.
+    call(&rt, &svc.url(), "put", vec![]);
+    svc.stop();
+}
+
+/// Unmounts a test's tmpfs when dropped.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Mount a tmpfs of `bytes` at `at`; `None` (after a SKIP line) where that cannot be done.
+fn small_tmpfs(at: &Path, bytes: u64) -> Option<Mounted> {
+    fs::create_dir_all(at).unwrap();
+    let size = format!("size={}k", bytes.div_ceil(4096) * 4);
+    match Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &size, "tmpfs", s(at)])
+        .output()
+    {
+        Ok(o) if o.status.success() => Some(Mounted(at.to_path_buf())),
+        Ok(o) => {
+            common::skip(&format!(
+                "cannot mount a small tmpfs: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ));
+            None
+        }
+        Err(e) => {
+            common::skip(&format!("cannot run mount: {e}"));
+            None
+        }
+    }
+}
+
+#[test]
+fn a_destination_that_fills_up_during_the_copy_gives_the_space_error_and_leaves_nothing() {
+    // Large duplicate sets live in sub-trees that LMDB's page counts leave out, so the
+    // estimate runs low: a destination with room for the estimate fills up during the copy.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let env = src.join("dups.lmdb");
+    {
+        let slab = Slab::open(&env, syn::storage::SlabOptions::default()).unwrap();
+        let db = slab.db("index", true).unwrap();
+        slab.write(|w| {
+            for k in 0..400u32 {
+                for v in 0..2000u32 {
+                    db.put(w, &k.to_be_bytes(), &v.to_be_bytes())?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    let source = Slab::open_readonly(&env).unwrap();
+    let stats = source.stats().unwrap();
+    let estimate = stats.used_pages * u64::from(stats.page_size);
+    let probe = source.copy_compacted_to(tmp.path().join("probe")).unwrap();
+    drop(source);
+    let need = estimate + estimate / 20;
+    assert!(
+        probe > need + 64 * 1024,
+        "estimate {estimate}, copy {probe}: no room to test"
+    );
+    let small = tmp.path().join("small");
+    let Some(_mounted) = small_tmpfs(&small, need + (probe - need) / 2) else {
+        return;
+    };
+    let out = syn(&["backup", s(&src), s(&small.join("b1"))]);
+    assert_eq!(out.code(), Some(13), "{}", out.describe());
+    assert!(out.stderr.contains("filled up"), "{}", out.describe());
+    assert_eq!(
+        fs::read_dir(&small).unwrap().count(),
+        0,
+        "something was left"
+    );
+}
+
+#[test]
+fn a_destination_too_small_gives_the_space_error_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("svc");
+    stopped_fixture(&dir, 8_000, 1000, 3);
+    let small = tmp.path().join("small");
+    let Some(_mounted) = small_tmpfs(&small, 2 << 20) else {
+        return;
+    };
+    let out = syn(&["backup", s(&dir), s(&small.join("b1"))]);
+    assert_eq!(out.code(), Some(13), "{}", out.describe());
+    assert!(
+        out.stderr.contains("not enough space"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.describe());
+    assert_eq!(
+        fs::read_dir(&small).unwrap().count(),
+        0,
+        "something was left"
+    );
+    let out = syn(&["backup", s(&dir), s(&small.join("b1")), "--json"]);
+    assert_eq!(out.code(), Some(13));
+    let lines = out.json_lines();
+    assert_eq!(lines.last().unwrap()["type"], "error");
+    assert_eq!(lines.last().unwrap()["code"], 13);
+}
+
+#[test]
+fn one_flipped_byte_fails_verify_and_names_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("svc");
+    stopped_fixture(&dir, 2_000, 500, 5);
+    let dst = tmp.path().join("b1");
+    let out = syn(&["backup", s(&dir), s(&dst), "--verify"]);
+    assert!(out.ok(), "{}", out.describe());
+    let m = manifest(&dst);
+    assert_eq!(m["mode"], "offline");
+    assert_eq!(m["service"]["type"], "cell");
+    let alpha = m["envs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "slabs/alpha.lmdb")
+        .unwrap();
+    assert_eq!(alpha["dbs"][0]["name"], "items");
+    assert_eq!(alpha["dbs"][0]["entries"], 2_005);
+
+    let data = dst.join("slabs/alpha.lmdb/data.mdb");
+    let mut bytes = fs::read(&data).unwrap();
+    let middle = bytes.len() / 2 + 123;
+    bytes[middle] ^= 0x01;
+    fs::write(&data, &bytes).unwrap();
+    let out = syn(&["backup", "verify", s(&dst)]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("slabs/alpha.lmdb/data.mdb") && out.stderr.contains("differs"),
+        "{}",
+        out.describe()
+    );
+    let list = syn(&["backup", "list", s(tmp.path()), "--json"]);
+    let b1 = list
+        .json_lines()
+        .into_iter()
+        .find(|l| l["name"] == "b1")
+        .unwrap();
+    assert_eq!(b1["state"], "damaged");
+    // Restore refuses a damaged backup and changes nothing.
+    let out = syn(&["restore", s(&dst), s(&dir)]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(dir.join("slabs/alpha.lmdb/data.mdb").exists());
+    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 2);
+}
+
+#[test]
+fn prune_keeps_the_right_verified_backups_and_never_counts_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("svc");
+    stopped_fixture(&dir, 10, 10, 1);
+    let root = tmp.path().join("backups");
+    fs::create_dir(&root).unwrap();
+    let b = |n: &str| root.join(n);
+    for name in ["b1", "b2", "b3", "b4", "b5", "b6"] {
+        let out = syn(&["backup", s(&dir), s(&b(name))]);
+        assert!(out.ok(), "{}", out.describe());
+    }
+    for name in ["b1", "b2", "b4", "b5"] {
+        assert!(syn(&["backup", "verify", s(&b(name))]).ok());
+    }
+    // b5 was verified, then damaged; b3 and b6 were never verified; a run left x.partial.
+    fs::write(b("b5").join("cell.guid"), b"tampered").unwrap();
+    assert_eq!(syn(&["backup", "verify", s(&b("b5"))]).code(), Some(1));
+    fs::create_dir(b("x.partial")).unwrap();
+    fs::write(b("x.partial/cell.guid"), b"half").unwrap();
+
+    let states: Vec<(String, String)> = syn(&["backup", "list", s(&root), "--json"])
+        .json_lines()
+        .into_iter()
+        .map(|l| {
+            (
+                l["name"].as_str().unwrap().into(),
+                l["state"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let want = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        states,
+        want(&[
+            ("b1", "verified"),
+            ("b2", "verified"),
+            ("b3", "complete"),
+            ("b4", "verified"),
+            ("b5", "damaged"),
+            ("b6", "complete"),
+            ("x.partial", "partial"),
+        ])
+    );
+    let dry = syn(&["backup", "prune", s(&root), "--keep-last", "2", "--dry-run"]);
+    assert!(dry.ok(), "{}", dry.describe());
+    assert_eq!(
+        fs::read_dir(&root).unwrap().count(),
+        7,
+        "a dry run deleted something"
+    );
+
+    let out = syn(&["backup", "prune", s(&root), "--keep-last", "2", "--json"]);
+    assert!(out.ok(), "{}", out.describe());
+    let mut left: Vec<String> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    // The two newest verified (b2, b4) count; the damaged b5 and the unverified b6 are newer
+    // than both and stay uncounted; the older unverified b3, b1 and the leftover partial go.
+    assert_eq!(left, vec!["b2", "b4", "b5", "b6"]);
+    let out = syn(&["backup", "prune", s(&root)]);
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+}
+
+#[test]
+fn a_cold_backup_restored_in_place_defragments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("svc");
+    let svc = FixtureProc::start(&dir);
+    let rt = runtime();
+    call(
+        &rt,
+        &svc.url(),
+        "fill",
+        vec![20_000i64.into(), 1000i64.into()],
+    );
+    call(&rt, &svc.url(), "trim", vec![20i64.into()]);
+    for _ in 0..7 {
+        call(&rt, &svc.url(), "put", vec![]);
+    }
+    // A restore onto a running service is refused.
+    let dst = tmp.path().join("svc.compact");
+    let out = syn(&["backup", s(&dir), s(&dst)]);
+    assert!(out.ok(), "{}", out.describe());
+    let out = syn(&["restore", s(&dst), s(&dir)]);
+    assert_eq!(out.code(), Some(11), "{}", out.describe());
+    svc.stop();
+
+    // The recipe: stop, back up, restore in place, start.
+    let before = fs::metadata(dir.join("slabs/alpha.lmdb/data.mdb"))
+        .unwrap()
+        .len();
+    fs::remove_dir_all(&dst).unwrap();
+    let out = syn(&["backup", s(&dir), s(&dst)]);
+    assert!(out.ok(), "{}", out.describe());
+    let old = tmp.path().join("svc.old");
+    let out = syn(&["restore", s(&dst), s(&dir), "--old", s(&old)]);
+    assert!(out.ok(), "{}", out.describe());
+    assert!(out.stdout.contains(s(&old)), "{}", out.describe());
+    let after = fs::metadata(dir.join("slabs/alpha.lmdb/data.mdb"))
+        .unwrap()
+        .len();
+    assert!(after * 4 < before, "not defragmented: {before} -> {after}");
+    assert_eq!(seqs_in(&dir.join("slabs/beta.lmdb")), (0..7).collect());
+    let again = FixtureProc::start(&dir);
+    assert_eq!(call(&rt, &again.url(), "count", vec![]), 7);
+    again.stop();
+}
+
+#[test]
+fn refusals_and_stops_have_their_own_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("svc");
+    stopped_fixture(&dir, 60_000, 1000, 1);
+    let t = |n: &str| tmp.path().join(n);
+
+    let out = syn(&["backup", s(&t("missing")), s(&t("x"))]);
+    assert_eq!(out.code(), Some(10), "{}", out.describe());
+    fs::create_dir(t("exists")).unwrap();
+    let out = syn(&["backup", s(&dir), s(&t("exists"))]);
+    assert_eq!(out.code(), Some(12), "{}", out.describe());
+    let out = syn(&["backup", "verify", s(&t("missing"))]);
+    assert_eq!(out.code(), Some(10), "{}", out.describe());
+    let out = syn(&["backup", s(&dir), s(&dir.join("inside"))]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+
+    // One backup of a directory at a time.
+    let held = fs::File::open(&dir).unwrap();
+    let lock = nix::fcntl::Flock::lock(held, nix::fcntl::FlockArg::LockExclusiveNonblock).unwrap();
+    let out = syn(&["backup", s(&dir), s(&t("y"))]);
+    assert_eq!(out.code(), Some(11), "{}", out.describe());
+    drop(lock);
+
+    // Too long, and interrupted: nothing is kept.
+    let out = syn(&["backup", s(&dir), s(&t("slow")), "--max-duration", "0.001s"]);
+    assert_eq!(out.code(), Some(14), "{}", out.describe());
+    assert!(!t("slow").exists() && !t("slow.partial").exists());
+    let mut child = Command::new(syn_bin())
+        .args(["backup", s(&dir), s(&t("int")), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Interrupt once the copy is under way.
+    for line in lines.by_ref() {
+        if line.unwrap().contains("\"snapshot\"") {
+            break;
+        }
+    }
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    if status.code() == Some(0) {
+        // It finished before the signal arrived; then it is whole.
+        assert!(syn(&["backup", "verify", s(&t("int"))]).ok());
+    } else {
+        assert_eq!(status.code(), Some(130), "{rest:?}");
+        assert!(rest.last().unwrap().contains("\"error\""), "{rest:?}");
+        assert!(!t("int").exists() && !t("int.partial").exists());
+    }
+}
+
+#[test]
+fn a_python_synapse_cortex_directory_backs_up_and_python_serves_the_copy() {
+    let Some(mut core) = PyCortex::start() else {
+        return;
+    };
+    let out = core.tele(&["storm", "for $i in $lib.range(300) { [ inet:ipv4=$i ] }"]);
+    assert!(out.ok(), "{}", out.describe());
+    let count = core.tele(&["call", "count", "inet:ipv4"]);
+    assert_eq!(count.stdout.trim(), "300", "{}", count.describe());
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join("pycopy");
+    // While Python runs, its directory is not ours to read.
+    let out = syn(&["backup", s(core.dir()), s(&dst)]);
+    assert_eq!(out.code(), Some(11), "{}", out.describe());
+    assert!(!dst.exists());
+
+    core.stop();
+    let out = syn(&["backup", s(core.dir()), s(&dst), "--verify", "--json"]);
+    assert!(out.ok(), "{}", out.describe());
+    let m = manifest(&dst);
+    assert_eq!(m["mode"], "offline");
+    assert_eq!(m["service"]["type"], "cortex");
+    assert!(m["envs"].as_array().unwrap().len() >= 3, "{m}");
+    assert!(!dst.join("sock").exists());
+
+    let copy = PyCortex::serve(&dst).expect("the peer is installed");
+    let count = copy.tele(&["call", "count", "inet:ipv4"]);
+    assert_eq!(
+        count.stdout.trim(),
+        "300",
+        "{}\n{}",
+        count.describe(),
+        copy.log()
+    );
+}
+
+#[test]
+fn an_unreadable_source_file_gives_exit_3_and_an_incomplete_backup() {
+    if !nix::unistd::Uid::effective().is_root() {
+        common::skip("needs root, to run the backup as another user");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("svc");
+    stopped_fixture(&dir, 10, 10, 2);
+    fs::write(dir.join("secret.txt"), b"root only").unwrap();
+    let out_root = tmp.path().join("out");
+    fs::create_dir(&out_root).unwrap();
+    // Everything belongs to `nobody` but one root-only file; the backup runs as `nobody`.
+    let nobody = nix::unistd::Uid::from_raw(65534);
+    let nogroup = nix::unistd::Gid::from_raw(65534);
+    let mut pending = vec![dir.clone(), out_root.clone()];
+    while let Some(p) = pending.pop() {
+        nix::unistd::chown(&p, Some(nobody), Some(nogroup)).unwrap();
+        if p.is_dir() {
+            pending.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    nix::unistd::chown(
+        &dir.join("secret.txt"),
+        Some(nix::unistd::Uid::from_raw(0)),
+        None,
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir.join("secret.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+
+    let dst = out_root.join("b1");
+    let mut cmd = Command::new(syn_bin());
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.args(["backup", s(&dir), s(&dst)]).uid(65534).gid(65534);
+    }
+    let out = common::run_bounded(cmd, Duration::from_secs(60)).unwrap();
+    if out.stderr.contains("Permission denied") && !dst.exists() {
+        common::skip(&format!(
+            "nobody cannot run the syn binary here: {}",
+            out.stderr.trim()
+        ));
+        return;
+    }
+    assert_eq!(out.code(), Some(3), "{}", out.describe());
+    assert!(out.stdout.contains("INCOMPLETE"), "{}", out.describe());
+    let m = manifest(&dst);
+    assert_eq!(m["unreadable"][0]["path"], "secret.txt", "{m}");
+    let listed = syn(&["backup", "list", s(&out_root), "--json"]).json_lines();
+    assert_eq!(listed[0]["state"], "incomplete");
+    let out = syn(&["backup", "verify", s(&dst)]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("incomplete"), "{}", out.describe());
+    let listed = syn(&["backup", "list", s(&out_root), "--json"]).json_lines();
+    assert_eq!(listed[0]["state"], "damaged");
+}
