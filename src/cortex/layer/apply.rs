@@ -273,7 +273,7 @@ impl<'a, 'w> Apply<'a, 'w> {
         match edit {
             Edit::NodeAdd { valu, stortype } => {
                 let sode = sode.get_or_insert_with(new_sode);
-                if sode.valu.as_ref() == Some(&(valu.clone(), *stortype)) {
+                if matches!(&sode.valu, Some((v, t)) if v == valu && t == stortype) {
                     return Ok(false);
                 }
                 let abrv = self.abrv(AbrvName::Form(form))?;

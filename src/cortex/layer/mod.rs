@@ -14,7 +14,7 @@
 //!   numbers, holding only the edits that changed something (old values filled in).
 //! * `layer.lock`: an exclusive `flock` held while the layer is open.
 //!
-//! Index keys are built from `(value, stortype)` alone (see [`keys`]); the layer knows
+//! Index keys are built from `(value, stortype)` alone (see [`index_key`]); the layer knows
 //! stortypes, not the data model. Names (forms, props, tags, tag props, node data names) are
 //! abbreviated to 8-byte counters in first-written order, so a `#tag` lift over
 //! `tagabrv + formabrv` keys yields forms in the order each was first written, then buids, as
