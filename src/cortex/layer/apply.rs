@@ -79,6 +79,37 @@ pub(super) fn edge_key(from: &Buid, verb: &str, to: &Buid) -> Vec<u8> {
     key
 }
 
+/// Hashes a buid by its first 8 bytes: buids are SHA-256 digests, already uniform. Only for
+/// maps keyed by [`Buid`].
+#[derive(Clone, Copy, Default)]
+struct BuidHash;
+
+impl std::hash::BuildHasher for BuidHash {
+    type Hasher = BuidHasher;
+
+    fn build_hasher(&self) -> BuidHasher {
+        BuidHasher(0)
+    }
+}
+
+/// The hasher of [`BuidHash`].
+struct BuidHasher(u64);
+
+impl std::hash::Hasher for BuidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(word) = bytes.first_chunk::<8>() {
+            self.0 = u64::from_le_bytes(*word);
+        }
+    }
+
+    /// The length prefix a `[u8; 32]` writes first is the same for every buid.
+    fn write_usize(&mut self, _: usize) {}
+}
+
 /// A sode being edited, and whether it must be written back.
 struct Slot {
     sode: Option<Sode>,
@@ -94,7 +125,7 @@ pub(super) struct Apply<'a, 'w> {
     /// Abbreviations created in this transaction, for the shared cache after commit.
     pub(super) new_abrvs: Vec<(Vec<u8>, Abrv)>,
     next_abrv: Option<u64>,
-    slots: HashMap<Buid, Slot>,
+    slots: HashMap<Buid, Slot, BuidHash>,
     index_ops: Vec<IndexOp>,
     counts: HashMap<String, i64>,
 }
@@ -112,7 +143,7 @@ impl<'a, 'w> Apply<'a, 'w> {
             known_abrvs: HashMap::new(),
             new_abrvs: Vec::new(),
             next_abrv: None,
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             index_ops: Vec::new(),
             counts: HashMap::new(),
         }
@@ -135,7 +166,7 @@ impl<'a, 'w> Apply<'a, 'w> {
         replay: bool,
     ) -> SynResult<Vec<NodeEdit>> {
         let mut out: Vec<NodeEdit> = Vec::new();
-        let mut by_buid: HashMap<Buid, usize> = HashMap::new();
+        let mut by_buid: HashMap<Buid, usize, BuidHash> = HashMap::default();
         for ne in nodeedits {
             let mut slot = self.take_slot(&ne.buid)?;
             let mut changes = Vec::new();
