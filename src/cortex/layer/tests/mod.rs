@@ -2,6 +2,7 @@
 
 mod durability;
 mod history;
+mod random;
 
 use super::*;
 use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, stortype as st};
