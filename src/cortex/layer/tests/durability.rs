@@ -356,7 +356,10 @@ fn the_map_grows_under_writes_and_readers() {
         let batch: Vec<NodeEdit> = (0..500).map(|i| ipv4(n * 500 + i)).collect();
         layer.store(&batch, &meta(1)).expect("store grows the map");
         // A reader taken between writes sees everything so far.
-        let seen = layer.lift(|r| r.lift_form("inet:ipv4")).expect("lift").len();
+        let seen = layer
+            .lift(|r| r.lift_form("inet:ipv4"))
+            .expect("lift")
+            .len();
         assert_eq!(seen, (n as usize + 1) * 500);
     }
     drop(layer);
