@@ -60,7 +60,7 @@ pub fn stortype_name(stortype: u16) -> String {
 }
 
 /// Whether `stortype` marks an array.
-pub fn is_array(stortype: u16) -> bool {
+pub(super) fn is_array(stortype: u16) -> bool {
     stortype & st::ARRAY != 0
 }
 
@@ -328,7 +328,7 @@ impl IntSpec {
 
 /// Which index keys (after the abbreviation prefix) a comparison covers.
 #[derive(Clone, Debug, PartialEq)]
-pub enum KeyRange {
+pub(super) enum KeyRange {
     /// No key can match.
     Nothing,
     /// Keys from `lo` to `hi`.
@@ -358,7 +358,7 @@ impl KeyRange {
 }
 
 /// The smallest key greater than every key that starts with `prefix`, if there is one.
-pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -370,7 +370,7 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A test on each index entry that the key range alone cannot express.
-pub enum KeyFilter {
+pub(super) enum KeyFilter {
     /// `~=`: a case-insensitive, unanchored regex over the value's strings.
     Regex(Regex),
     /// `^=` with a prefix longer than a cut-down UTF-8 key keeps: compare the whole value.
@@ -387,11 +387,11 @@ pub enum KeyFilter {
 }
 
 /// How a lift finds its index entries: a key range and perhaps a filter.
-pub struct Scan {
+pub(super) struct Scan {
     /// The keys to visit.
-    pub range: KeyRange,
+    pub(super) range: KeyRange,
     /// What each visited entry must also pass.
-    pub filter: Option<KeyFilter>,
+    pub(super) filter: Option<KeyFilter>,
 }
 
 impl Scan {
@@ -438,7 +438,7 @@ fn regex_scan(pattern: &str) -> SynResult<Scan> {
 }
 
 /// Plan the scan for `cmp` over the keys of a scalar stortype.
-pub fn plan(stortype: u16, cmp: &Cmp) -> SynResult<Scan> {
+pub(super) fn plan(stortype: u16, cmp: &Cmp) -> SynResult<Scan> {
     if let Cmp::Any = cmp {
         return Scan::keys(KeyRange::all());
     }
@@ -641,7 +641,7 @@ fn plan_float(cmp: &Cmp, stortype: u16) -> SynResult<Scan> {
 }
 
 /// The text a regex sees for an index key, when the key alone holds it.
-pub fn text_from_key(stortype: u16, key: &[u8]) -> Option<String> {
+pub(super) fn text_from_key(stortype: u16, key: &[u8]) -> Option<String> {
     match stortype {
         st::UTF8 => utf8_from_key(key),
         st::FQDN => utf8_from_key(key).map(|t| reversed(&t)),
@@ -654,7 +654,7 @@ pub fn text_from_key(stortype: u16, key: &[u8]) -> Option<String> {
 }
 
 /// Whether `regex` finds a match in any string inside `valu` (Synapse's `regexin`).
-pub fn regex_in(regex: &Regex, valu: &Value) -> bool {
+pub(super) fn regex_in(regex: &Regex, valu: &Value) -> bool {
     match valu {
         Value::Str(s) => regex.is_match(s),
         Value::Array(items) => items.iter().any(|item| regex_in(regex, item)),
@@ -663,6 +663,6 @@ pub fn regex_in(regex: &Regex, valu: &Value) -> bool {
 }
 
 /// Whether a stored value starts with `prefix` (for long UTF-8 prefixes).
-pub fn value_has_prefix(valu: &Value, prefix: &[u8]) -> bool {
+pub(super) fn value_has_prefix(valu: &Value, prefix: &[u8]) -> bool {
     str_bytes(valu).is_some_and(|b| b.starts_with(prefix))
 }
