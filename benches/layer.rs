@@ -2,9 +2,11 @@
 //! how lift cost per node changes with the layer's size.
 //!
 //! `cargo bench --bench layer` runs the ingest and lift measurements on 50,000 nodes;
-//! `cargo bench --bench layer -- --scale 10000,100000,1000000` adds the size sweep. Each run
-//! writes real files in a temporary directory on the current file system (set `TMPDIR` to
-//! measure another disk).
+//! `cargo bench --bench layer -- --scale 10000,100000,1000000` adds the size sweep. Other
+//! options: `--nodes N`, `--batch N` (nodes per `store` call, 1000), `--flush-ms N` (the
+//! background LMDB flush interval, 1000). Each run writes real files in a temporary directory
+//! on the current file system (set `TMPDIR` to measure another disk). Wall time includes
+//! waiting for other processes on a shared machine; the CPU time line does not.
 
 use std::time::{Duration, Instant};
 use syn::cortex::edits::{Buid, Edit, NodeEdit, stortype};

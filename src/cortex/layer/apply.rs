@@ -1,7 +1,7 @@
 //! Applying nodeedits inside one LMDB write transaction: the sodes, every index, node data,
 //! edges and form counts, keeping only the edits that changed something.
 
-use super::keys::{index_key, index_keys, is_array};
+use super::keys::{index_keys, is_array, write_index_key};
 use super::sode::Sode;
 use super::{Abrv, AbrvName, Dbs};
 use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, stortype as st};
@@ -79,6 +79,37 @@ pub(super) fn edge_key(from: &Buid, verb: &str, to: &Buid) -> Vec<u8> {
     key
 }
 
+/// Hashes a buid by its first 8 bytes: buids are SHA-256 digests, already uniform. Only for
+/// maps keyed by [`Buid`].
+#[derive(Clone, Copy, Default)]
+struct BuidHash;
+
+impl std::hash::BuildHasher for BuidHash {
+    type Hasher = BuidHasher;
+
+    fn build_hasher(&self) -> BuidHasher {
+        BuidHasher(0)
+    }
+}
+
+/// The hasher of [`BuidHash`].
+struct BuidHasher(u64);
+
+impl std::hash::Hasher for BuidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(word) = bytes.first_chunk::<8>() {
+            self.0 = u64::from_le_bytes(*word);
+        }
+    }
+
+    /// The length prefix a `[u8; 32]` writes first is the same for every buid.
+    fn write_usize(&mut self, _: usize) {}
+}
+
 /// A sode being edited, and whether it must be written back.
 struct Slot {
     sode: Option<Sode>,
@@ -94,8 +125,9 @@ pub(super) struct Apply<'a, 'w> {
     /// Abbreviations created in this transaction, for the shared cache after commit.
     pub(super) new_abrvs: Vec<(Vec<u8>, Abrv)>,
     next_abrv: Option<u64>,
-    slots: HashMap<Buid, Slot>,
+    slots: HashMap<Buid, Slot, BuidHash>,
     index_ops: Vec<IndexOp>,
+    op_bytes: Vec<u8>,
     counts: HashMap<String, i64>,
 }
 
@@ -112,8 +144,9 @@ impl<'a, 'w> Apply<'a, 'w> {
             known_abrvs: HashMap::new(),
             new_abrvs: Vec::new(),
             next_abrv: None,
-            slots: HashMap::new(),
+            slots: HashMap::default(),
             index_ops: Vec::new(),
+            op_bytes: Vec::new(),
             counts: HashMap::new(),
         }
     }
@@ -135,7 +168,7 @@ impl<'a, 'w> Apply<'a, 'w> {
         replay: bool,
     ) -> SynResult<Vec<NodeEdit>> {
         let mut out: Vec<NodeEdit> = Vec::new();
-        let mut by_buid: HashMap<Buid, usize> = HashMap::new();
+        let mut by_buid: HashMap<Buid, usize, BuidHash> = HashMap::default();
         for ne in nodeedits {
             let mut slot = self.take_slot(&ne.buid)?;
             let mut changes = Vec::new();
@@ -162,14 +195,22 @@ impl<'a, 'w> Apply<'a, 'w> {
     /// order.
     pub(super) fn finish(&mut self) -> SynResult<()> {
         let mut ops = std::mem::take(&mut self.index_ops);
+        let bytes = std::mem::take(&mut self.op_bytes);
         // Stable: changes to one entry keep their order.
-        ops.sort_by(|a, b| (a.index, &a.key, &a.buid).cmp(&(b.index, &b.key, &b.buid)));
+        ops.sort_by(|a, b| {
+            (a.index, &bytes[a.key.clone()], &a.buid).cmp(&(
+                b.index,
+                &bytes[b.key.clone()],
+                &b.buid,
+            ))
+        });
         for op in &ops {
             let db = op.index.db(self.dbs);
+            let key = &bytes[op.key.clone()];
             if op.put {
-                db.put(self.wtxn, &op.key, &op.buid)?;
+                db.put(self.wtxn, key, &op.buid)?;
             } else {
-                db.delete_dup(self.wtxn, &op.key, &op.buid)?;
+                db.delete_dup(self.wtxn, key, &op.buid)?;
             }
         }
         let mut slots: Vec<(Buid, Slot)> = std::mem::take(&mut self.slots)
@@ -273,7 +314,7 @@ impl<'a, 'w> Apply<'a, 'w> {
         match edit {
             Edit::NodeAdd { valu, stortype } => {
                 let sode = sode.get_or_insert_with(new_sode);
-                if sode.valu.as_ref() == Some(&(valu.clone(), *stortype)) {
+                if matches!(&sode.valu, Some((v, t)) if v == valu && t == stortype) {
                     return Ok(false);
                 }
                 let abrv = self.abrv(AbrvName::Form(form))?;
@@ -352,8 +393,7 @@ impl<'a, 'w> Apply<'a, 'w> {
                         }
                     }
                     None => {
-                        let (tagabrv, formabrv) = self.tag_abrvs(tag, form)?;
-                        self.put_keys(Index::Tag, &[tagabrv], &[formabrv.to_vec()], buid);
+                        self.tag_op(tag, form, buid, true)?;
                         sode.tags.push((tag.clone(), valu));
                     }
                 }
@@ -372,8 +412,7 @@ impl<'a, 'w> Apply<'a, 'w> {
                     return Ok(false);
                 };
                 let (_, oldv) = sode.tags.remove(at);
-                let (tagabrv, formabrv) = self.tag_abrvs(tag, form)?;
-                self.del_keys(Index::Tag, &[tagabrv], &[formabrv.to_vec()], buid);
+                self.tag_op(tag, form, buid, false)?;
                 out.push(Edit::TagDel {
                     tag: tag.clone(),
                     oldv,
@@ -401,12 +440,11 @@ impl<'a, 'w> Apply<'a, 'w> {
                     if valu == *old && stortype == oldt {
                         return Ok(false);
                     }
-                    let keys = index_keys(old, *oldt)?;
-                    self.del_keys(Index::TagProp, &abrvs, &keys, buid);
+                    let (old, oldt) = (old.clone(), *oldt);
+                    self.item_ops(Index::TagProp, &abrvs, &old, oldt, buid, false)?;
                     oldv = old.clone();
                 }
-                let keys = index_keys(&valu, *stortype)?;
-                self.put_keys(Index::TagProp, &abrvs, &keys, buid);
+                self.item_ops(Index::TagProp, &abrvs, &valu, *stortype, buid, true)?;
                 let entry = (tag.clone(), prop.clone(), valu.clone(), *stortype);
                 match at {
                     Some(at) => sode.tagprops[at] = entry,
@@ -434,8 +472,7 @@ impl<'a, 'w> Apply<'a, 'w> {
                 };
                 let (_, _, oldv, oldt) = sode.tagprops.remove(at);
                 let abrvs = self.tagprop_abrvs(form, tag, prop)?;
-                let keys = index_keys(&oldv, oldt)?;
-                self.del_keys(Index::TagProp, &abrvs, &keys, buid);
+                self.item_ops(Index::TagProp, &abrvs, &oldv, oldt, buid, false)?;
                 out.push(Edit::TagPropDel {
                     tag: tag.clone(),
                     prop: prop.clone(),
@@ -560,12 +597,14 @@ impl<'a, 'w> Apply<'a, 'w> {
         ])
     }
 
-    /// A tag is indexed under `tagabrv + formabrv`.
-    fn tag_abrvs(&mut self, tag: &str, form: &str) -> SynResult<(Abrv, Abrv)> {
-        Ok((
-            self.abrv(AbrvName::Tag(tag))?,
-            self.abrv(AbrvName::Form(form))?,
-        ))
+    /// Queue the `bytag` entry of a node's tag: `tagabrv + formabrv -> buid`.
+    fn tag_op(&mut self, tag: &str, form: &str, buid: &Buid, put: bool) -> SynResult<()> {
+        let tagabrv = self.abrv(AbrvName::Tag(tag))?;
+        let formabrv = self.abrv(AbrvName::Form(form))?;
+        self.queue(Index::Tag, &[tagabrv], buid, put, &|out| {
+            out.extend_from_slice(&formabrv);
+            Ok(())
+        })
     }
 
     fn data_key(&mut self, buid: &Buid, name: &str) -> SynResult<Vec<u8>> {
@@ -582,13 +621,7 @@ impl<'a, 'w> Apply<'a, 'w> {
         stortype: u16,
         buid: &Buid,
     ) -> SynResult<()> {
-        if is_array(stortype) {
-            self.put_keys(Index::Array, abrvs, &index_keys(valu, stortype)?, buid);
-            self.put_keys(Index::Prop, abrvs, &[index_key(valu, st::MSGP)?], buid);
-        } else {
-            self.put_keys(Index::Prop, abrvs, &[index_key(valu, stortype)?], buid);
-        }
-        Ok(())
+        self.valu_ops(abrvs, valu, stortype, buid, true)
     }
 
     fn del_valu(
@@ -598,46 +631,85 @@ impl<'a, 'w> Apply<'a, 'w> {
         stortype: u16,
         buid: &Buid,
     ) -> SynResult<()> {
+        self.valu_ops(abrvs, valu, stortype, buid, false)
+    }
+
+    fn valu_ops(
+        &mut self,
+        abrvs: &[Abrv],
+        valu: &Value,
+        stortype: u16,
+        buid: &Buid,
+        put: bool,
+    ) -> SynResult<()> {
         if is_array(stortype) {
-            self.del_keys(Index::Array, abrvs, &index_keys(valu, stortype)?, buid);
-            self.del_keys(Index::Prop, abrvs, &[index_key(valu, st::MSGP)?], buid);
+            self.item_ops(Index::Array, abrvs, valu, stortype, buid, put)?;
+            self.queue(Index::Prop, abrvs, buid, put, &|out| {
+                write_index_key(valu, st::MSGP, out)
+            })
         } else {
-            self.del_keys(Index::Prop, abrvs, &[index_key(valu, stortype)?], buid);
+            self.item_ops(Index::Prop, abrvs, valu, stortype, buid, put)
+        }
+    }
+
+    /// Queue the keys of a scalar, or of each item of an array.
+    fn item_ops(
+        &mut self,
+        index: Index,
+        abrvs: &[Abrv],
+        valu: &Value,
+        stortype: u16,
+        buid: &Buid,
+        put: bool,
+    ) -> SynResult<()> {
+        if !is_array(stortype) {
+            return self.queue(index, abrvs, buid, put, &|out| {
+                write_index_key(valu, stortype, out)
+            });
+        }
+        let base = stortype & !st::ARRAY;
+        let items = valu
+            .as_array()
+            .ok_or_else(|| SynErr::bad_arg(format!("array value expected: {valu}")))?;
+        for item in items {
+            self.queue(index, abrvs, buid, put, &|out| {
+                write_index_key(item, base, out)
+            })?;
         }
         Ok(())
     }
 
-    fn put_keys(&mut self, index: Index, abrvs: &[Abrv], keys: &[Vec<u8>], buid: &Buid) {
-        self.index_ops(index, abrvs, keys, buid, true);
-    }
-
-    fn del_keys(&mut self, index: Index, abrvs: &[Abrv], keys: &[Vec<u8>], buid: &Buid) {
-        self.index_ops(index, abrvs, keys, buid, false);
-    }
-
-    /// Queue index changes; [`Apply::finish`] writes them in key order, which keeps LMDB's
-    /// cursor on neighbouring pages (nothing reads these indexes while edits are applied).
-    fn index_ops(
+    /// Queue `abrv + key` index changes, for each abbreviation; [`Apply::finish`] writes them
+    /// in key order, which keeps LMDB's cursor on neighbouring pages (nothing reads these
+    /// indexes while edits are applied). Keys live in one buffer to spare an allocation each.
+    fn queue(
         &mut self,
         index: Index,
         abrvs: &[Abrv],
-        keys: &[Vec<u8>],
         buid: &Buid,
         put: bool,
-    ) {
+        write_key: &dyn Fn(&mut Vec<u8>) -> SynResult<()>,
+    ) -> SynResult<()> {
+        let mut first: Option<std::ops::Range<usize>> = None;
         for abrv in abrvs {
-            for key in keys {
-                let mut full = Vec::with_capacity(abrv.len() + key.len());
-                full.extend_from_slice(abrv);
-                full.extend_from_slice(key);
-                self.index_ops.push(IndexOp {
-                    index,
-                    key: full,
-                    buid: *buid,
-                    put,
-                });
+            let start = self.op_bytes.len();
+            self.op_bytes.extend_from_slice(abrv);
+            let key_start = self.op_bytes.len();
+            match &first {
+                None => {
+                    write_key(&mut self.op_bytes)?;
+                    first = Some(key_start..self.op_bytes.len());
+                }
+                Some(key) => self.op_bytes.extend_from_within(key.clone()),
             }
+            self.index_ops.push(IndexOp {
+                index,
+                key: start..self.op_bytes.len(),
+                buid: *buid,
+                put,
+            });
         }
+        Ok(())
     }
 
     /// A deleted node loses its node data and the edges it starts (as in Synapse).
@@ -683,7 +755,8 @@ impl Index {
 /// A queued index change.
 struct IndexOp {
     index: Index,
-    key: Vec<u8>,
+    /// Where the full key lies in [`Apply::op_bytes`].
+    key: std::ops::Range<usize>,
     buid: Buid,
     put: bool,
 }

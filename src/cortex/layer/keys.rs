@@ -60,7 +60,7 @@ pub fn stortype_name(stortype: u16) -> String {
 }
 
 /// Whether `stortype` marks an array.
-pub fn is_array(stortype: u16) -> bool {
+pub(super) fn is_array(stortype: u16) -> bool {
     stortype & st::ARRAY != 0
 }
 
@@ -76,49 +76,62 @@ pub fn index_keys(valu: &Value, stortype: u16) -> SynResult<Vec<Vec<u8>>> {
 
 /// The index key of a scalar value.
 pub fn index_key(valu: &Value, stortype: u16) -> SynResult<Vec<u8>> {
+    let mut key = Vec::with_capacity(16);
+    write_index_key(valu, stortype, &mut key)?;
+    Ok(key)
+}
+
+/// Append the index key of a scalar value to `out` (on error, `out` may hold part of it).
+pub(super) fn write_index_key(valu: &Value, stortype: u16, out: &mut Vec<u8>) -> SynResult<()> {
     let bad = || bad_valu(valu, stortype);
     if let Some(spec) = IntSpec::of(stortype) {
         let int = match valu {
             Value::Int(i) => *i,
             _ => return Err(bad()),
         };
-        return spec.key(int).ok_or_else(|| {
-            SynErr::bad_arg(format!(
+        if !spec.write_key(int, out) {
+            return Err(SynErr::bad_arg(format!(
                 "value {int} does not fit stortype {}",
                 stortype_name(stortype)
-            ))
-        });
+            )));
+        }
+        return Ok(());
     }
     match stortype {
-        st::UTF8 => Ok(utf8_key(str_bytes(valu).ok_or_else(bad)?)),
+        st::UTF8 => write_utf8_key(str_bytes(valu).ok_or_else(bad)?, out),
         st::FQDN => {
             let text = valu.as_str().ok_or_else(bad)?;
-            Ok(utf8_key(reversed(text).as_bytes()))
+            write_utf8_key(reversed(text).as_bytes(), out);
         }
         st::LOC | st::TAG => {
-            let text = valu.as_str().ok_or_else(bad)?;
-            Ok(hier_key(text))
+            out.extend(hier_key(valu.as_str().ok_or_else(bad)?));
         }
-        st::GUID => guid_bytes(valu.as_str().ok_or_else(bad)?).ok_or_else(bad),
+        st::GUID => out.extend(guid_bytes(valu.as_str().ok_or_else(bad)?).ok_or_else(bad)?),
         st::IVAL => {
             let (min, max) = ival_ints(valu).ok_or_else(bad)?;
-            let time = IntSpec::TIME;
-            let mut key = time.key(min.into()).ok_or_else(bad)?;
-            key.extend(time.key(max.into()).ok_or_else(bad)?);
-            Ok(key)
+            for time in [min, max] {
+                if !IntSpec::TIME.write_key(time.into(), out) {
+                    return Err(bad());
+                }
+            }
         }
-        st::MSGP | st::NDEF => Ok(crate::guid::buid_of(valu).to_vec()),
-        st::LATLONG => latlong_key(valu).ok_or_else(bad),
-        st::IPV6 => Ok(ipv6_bytes(valu).ok_or_else(bad)?.to_vec()),
-        st::FLOAT64 => Ok(float_key(as_float(valu).ok_or_else(bad)?).to_vec()),
-        st::HUGENUM => Err(SynErr::bad_arg(
-            "stortype hugenum is not supported by this layer",
-        )),
-        _ => Err(SynErr::bad_arg(format!(
-            "{} is not a scalar stortype",
-            stortype_name(stortype)
-        ))),
+        st::MSGP | st::NDEF => out.extend_from_slice(&crate::guid::buid_of(valu)),
+        st::LATLONG => out.extend(latlong_key(valu).ok_or_else(bad)?),
+        st::IPV6 => out.extend_from_slice(&ipv6_bytes(valu).ok_or_else(bad)?),
+        st::FLOAT64 => out.extend_from_slice(&float_key(as_float(valu).ok_or_else(bad)?)),
+        st::HUGENUM => {
+            return Err(SynErr::bad_arg(
+                "stortype hugenum is not supported by this layer",
+            ));
+        }
+        _ => {
+            return Err(SynErr::bad_arg(format!(
+                "{} is not a scalar stortype",
+                stortype_name(stortype)
+            )));
+        }
     }
+    Ok(())
 }
 
 fn bad_valu(valu: &Value, stortype: u16) -> SynErr {
@@ -137,13 +150,13 @@ fn str_bytes(valu: &Value) -> Option<&[u8]> {
 }
 
 /// Synapse's UTF-8 key: the bytes, or for more than 256 bytes the first 248 plus `xxh64`.
-fn utf8_key(bytes: &[u8]) -> Vec<u8> {
+fn write_utf8_key(bytes: &[u8], out: &mut Vec<u8>) {
     if bytes.len() <= UTF8_MAX {
-        return bytes.to_vec();
+        out.extend_from_slice(bytes);
+        return;
     }
-    let mut key = bytes[..UTF8_KEEP].to_vec();
-    key.extend_from_slice(&xxhash_rust::xxh64::xxh64(bytes, 0).to_be_bytes());
-    key
+    out.extend_from_slice(&bytes[..UTF8_KEEP]);
+    out.extend_from_slice(&xxhash_rust::xxh64::xxh64(bytes, 0).to_be_bytes());
 }
 
 /// The text of a UTF-8 key, unless it was cut down (Synapse decodes keys under 256 bytes).
@@ -283,12 +296,19 @@ impl IntSpec {
     }
 
     fn key(self, valu: i128) -> Option<Vec<u8>> {
+        let mut key = Vec::with_capacity(self.size);
+        self.write_key(valu, &mut key).then_some(key)
+    }
+
+    /// Append the key of `valu`; false if the value has none.
+    fn write_key(self, valu: i128, out: &mut Vec<u8>) -> bool {
         let (min, max) = self.bounds();
         if valu < min || valu > max {
-            return None;
+            return false;
         }
         let raw = (valu as u128).wrapping_add(self.offset()).to_be_bytes();
-        Some(raw[16 - self.size..].to_vec())
+        out.extend_from_slice(&raw[16 - self.size..]);
+        true
     }
 
     /// The key range of values in `[lo, hi]`, clipped to the encodable values.
@@ -308,7 +328,7 @@ impl IntSpec {
 
 /// Which index keys (after the abbreviation prefix) a comparison covers.
 #[derive(Clone, Debug, PartialEq)]
-pub enum KeyRange {
+pub(super) enum KeyRange {
     /// No key can match.
     Nothing,
     /// Keys from `lo` to `hi`.
@@ -338,7 +358,7 @@ impl KeyRange {
 }
 
 /// The smallest key greater than every key that starts with `prefix`, if there is one.
-pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+pub(super) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -350,7 +370,7 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A test on each index entry that the key range alone cannot express.
-pub enum KeyFilter {
+pub(super) enum KeyFilter {
     /// `~=`: a case-insensitive, unanchored regex over the value's strings.
     Regex(Regex),
     /// `^=` with a prefix longer than a cut-down UTF-8 key keeps: compare the whole value.
@@ -367,11 +387,11 @@ pub enum KeyFilter {
 }
 
 /// How a lift finds its index entries: a key range and perhaps a filter.
-pub struct Scan {
+pub(super) struct Scan {
     /// The keys to visit.
-    pub range: KeyRange,
+    pub(super) range: KeyRange,
     /// What each visited entry must also pass.
-    pub filter: Option<KeyFilter>,
+    pub(super) filter: Option<KeyFilter>,
 }
 
 impl Scan {
@@ -418,7 +438,7 @@ fn regex_scan(pattern: &str) -> SynResult<Scan> {
 }
 
 /// Plan the scan for `cmp` over the keys of a scalar stortype.
-pub fn plan(stortype: u16, cmp: &Cmp) -> SynResult<Scan> {
+pub(super) fn plan(stortype: u16, cmp: &Cmp) -> SynResult<Scan> {
     if let Cmp::Any = cmp {
         return Scan::keys(KeyRange::all());
     }
@@ -621,7 +641,7 @@ fn plan_float(cmp: &Cmp, stortype: u16) -> SynResult<Scan> {
 }
 
 /// The text a regex sees for an index key, when the key alone holds it.
-pub fn text_from_key(stortype: u16, key: &[u8]) -> Option<String> {
+pub(super) fn text_from_key(stortype: u16, key: &[u8]) -> Option<String> {
     match stortype {
         st::UTF8 => utf8_from_key(key),
         st::FQDN => utf8_from_key(key).map(|t| reversed(&t)),
@@ -634,7 +654,7 @@ pub fn text_from_key(stortype: u16, key: &[u8]) -> Option<String> {
 }
 
 /// Whether `regex` finds a match in any string inside `valu` (Synapse's `regexin`).
-pub fn regex_in(regex: &Regex, valu: &Value) -> bool {
+pub(super) fn regex_in(regex: &Regex, valu: &Value) -> bool {
     match valu {
         Value::Str(s) => regex.is_match(s),
         Value::Array(items) => items.iter().any(|item| regex_in(regex, item)),
@@ -643,6 +663,6 @@ pub fn regex_in(regex: &Regex, valu: &Value) -> bool {
 }
 
 /// Whether a stored value starts with `prefix` (for long UTF-8 prefixes).
-pub fn value_has_prefix(valu: &Value, prefix: &[u8]) -> bool {
+pub(super) fn value_has_prefix(valu: &Value, prefix: &[u8]) -> bool {
     str_bytes(valu).is_some_and(|b| b.starts_with(prefix))
 }

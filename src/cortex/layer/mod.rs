@@ -14,7 +14,7 @@
 //!   numbers, holding only the edits that changed something (old values filled in).
 //! * `layer.lock`: an exclusive `flock` held while the layer is open.
 //!
-//! Index keys are built from `(value, stortype)` alone (see [`keys`]); the layer knows
+//! Index keys are built from `(value, stortype)` alone (see [`index_key`]); the layer knows
 //! stortypes, not the data model. Names (forms, props, tags, tag props, node data names) are
 //! abbreviated to 8-byte counters in first-written order, so a `#tag` lift over
 //! `tagabrv + formabrv` keys yields forms in the order each was first written, then buids, as
@@ -388,6 +388,11 @@ fn io_err(path: &Path, op: &str, err: std::io::Error) -> SynErr {
     log::io_err(path, op, err)
 }
 
+/// A `store` call whose batch ended without a result for it (the writer panicked).
+fn lost_result() -> SynErr {
+    SynErr::new("StorageError", "store call lost its result")
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -526,11 +531,11 @@ impl Layer {
             let mut batch = vec![(edits, meta, tick)];
             batch.extend(queued.iter().map(|r| (&r.edits[..], &r.meta, r.tick)));
             let mut results = self.write_batch(&mut writer, &batch).into_iter();
-            let mine = results.next().expect("one result per call");
+            let mine = results.next();
             for (req, res) in queued.iter().zip(results) {
                 *lock(&req.result) = Some(res);
             }
-            return mine;
+            return mine.unwrap_or_else(|| Err(lost_result()));
         }
         let request = Arc::new(Request {
             edits: edits.to_vec(),
@@ -555,7 +560,7 @@ impl Layer {
         drop(writer);
         lock(&request.result)
             .take()
-            .unwrap_or_else(|| Err(SynErr::new("StorageError", "store call lost its result")))
+            .unwrap_or_else(|| Err(lost_result()))
     }
 
     /// Apply a batch of calls in one transaction and one log write.
@@ -587,7 +592,7 @@ impl Layer {
         let inner = &self.inner;
         writer
             .log
-            .roll_if_full(writer.next_offset, self.segment_size())?;
+            .roll_if_full(writer.next_offset, inner.segment_size)?;
         self.mark_dirty(writer)?;
         let mut failure: Option<SynErr> = None;
         let first = writer.next_offset;
@@ -618,10 +623,6 @@ impl Layer {
             inner.offsets.send_replace(batch.next);
         }
         Ok(batch.stored)
-    }
-
-    fn segment_size(&self) -> u64 {
-        self.inner.segment_size
     }
 
     /// The body of a batch's write transaction: apply every call, log the records that

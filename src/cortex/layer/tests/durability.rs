@@ -343,3 +343,26 @@ fn layers_and_readers_cross_threads() {
     send::<LayerReader>();
     send::<EditIter>();
 }
+
+#[test]
+fn the_map_grows_under_writes_and_readers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = LayerOptions {
+        map_size: 1 << 20,
+        ..LayerOptions::default()
+    };
+    let layer = Layer::open_with(dir.path(), "layr", opts.clone()).expect("open");
+    for n in 0..20u32 {
+        let batch: Vec<NodeEdit> = (0..500).map(|i| ipv4(n * 500 + i)).collect();
+        layer.store(&batch, &meta(1)).expect("store grows the map");
+        // A reader taken between writes sees everything so far.
+        let seen = layer
+            .lift(|r| r.lift_form("inet:ipv4"))
+            .expect("lift")
+            .len();
+        assert_eq!(seen, (n as usize + 1) * 500);
+    }
+    drop(layer);
+    let layer = Layer::open_with(dir.path(), "layr", opts).expect("reopen");
+    assert_eq!(layer.form_counts().expect("counts")["inet:ipv4"], 10_000);
+}

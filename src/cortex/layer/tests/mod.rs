@@ -2,6 +2,7 @@
 
 mod durability;
 mod history;
+mod random;
 
 use super::*;
 use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, stortype as st};
@@ -953,4 +954,36 @@ fn deletes_and_changes_remove_index_entries() {
         both
     );
     assert_eq!(layer.form_counts().expect("counts")["inet:ipv4"], 1);
+}
+
+#[test]
+fn comp_values_lift_by_hash_and_regex() {
+    let (_dir, layer) = fresh();
+    let comp = |fqdn: &str, ip: u64| Value::Array(vec![Value::from(fqdn), Value::from(ip)]);
+    let values = [comp("www.vertex.link", 1), comp("woot.com", 2)];
+    let edits: Vec<NodeEdit> = values
+        .iter()
+        .map(|v| node("inet:dns:a", v.clone(), st::MSGP, vec![]))
+        .collect();
+    layer.store(&edits, &meta(1)).expect("store");
+    let id = |v: &Value| buid("inet:dns:a", v);
+    let lift = |cmp: Cmp| {
+        layer
+            .lift(|r| r.lift_prop("inet:dns:a", None, st::MSGP, &cmp))
+            .expect("lift")
+    };
+    assert_eq!(lift(Cmp::Eq(values[1].clone())), vec![id(&values[1])]);
+    // `~=` searches the strings inside the stored value.
+    assert_eq!(lift(Cmp::Regex("VERTEX".into())), vec![id(&values[0])]);
+    assert!(lift(Cmp::Regex("^1$".into())).is_empty());
+    // Comp forms lift in the order of their hashes, as in Synapse.
+    let mut by_hash: Vec<(Vec<u8>, Buid)> = values
+        .iter()
+        .map(|v| (index_key(v, st::MSGP).expect("key"), id(v)))
+        .collect();
+    by_hash.sort();
+    assert_eq!(
+        lift(Cmp::Any),
+        by_hash.into_iter().map(|(_, b)| b).collect::<Vec<_>>()
+    );
 }
