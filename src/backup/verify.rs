@@ -80,13 +80,15 @@ pub fn verify_and_report(
     let checked = verify(dir, reporter, interrupted)?;
     reporter.summary(
         &format!(
-            "verified {}: {} files ({}) match their hashes, {} environments with {} entries \
-             match their counts",
+            "verified {}: {} ({}) match their hashes, {} with {} match their counts",
             dir.display(),
-            checked.files,
+            super::count(checked.files, "file"),
             human_bytes(checked.bytes),
-            checked.envs,
-            checked.entries
+            super::count(checked.envs, "environment"),
+            match checked.entries {
+                1 => "1 entry".to_owned(),
+                n => format!("{n} entries"),
+            }
         ),
         json!({
             "backup": dir,
