@@ -223,6 +223,7 @@ pub fn backup(
         }
         Err(failure) => {
             drop(run);
+            drop(partial_lock);
             if let Err(e) = remove_as_partial(&partial) {
                 reporter.notice(&format!("could not remove {}: {e}", partial.display()));
             }
@@ -241,6 +242,7 @@ fn clear_stale_partial(partial: &Path, reporter: &mut Reporter) -> Result<(), Fa
         return Ok(());
     }
     match DirLock::try_take(partial) {
+        // Released before the removal, which takes it again.
         Ok(Some(_stale)) => {}
         Ok(None) => {
             return Err(Failure::new(

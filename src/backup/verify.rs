@@ -271,7 +271,9 @@ fn list_files(dir: &Path, problems: &mut Vec<String>) -> Vec<String> {
                 pending.push(rel);
             } else if kind.is_file() {
                 let rel = rel.to_string_lossy().into_owned();
-                if rel != MANIFEST_FILE && rel != VERIFIED_FILE {
+                // The record of a verification (or of one that was interrupted) is not data.
+                let record = rel == VERIFIED_FILE || rel == format!("{VERIFIED_FILE}.tmp");
+                if rel != MANIFEST_FILE && !record {
                     found.push(rel);
                 }
             }
