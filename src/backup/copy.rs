@@ -223,6 +223,7 @@ pub fn backup(
         }
         Err(failure) => {
             drop(run);
+            drop(partial_lock);
             if let Err(e) = remove_as_partial(&partial) {
                 reporter.notice(&format!("could not remove {}: {e}", partial.display()));
             }
@@ -241,6 +242,7 @@ fn clear_stale_partial(partial: &Path, reporter: &mut Reporter) -> Result<(), Fa
         return Ok(());
     }
     match DirLock::try_take(partial) {
+        // Released before the removal, which takes it again.
         Ok(Some(_stale)) => {}
         Ok(None) => {
             return Err(Failure::new(
@@ -979,14 +981,14 @@ fn report_summary(reporter: &mut Reporter, outcome: &Outcome, took: Duration) {
         None => "offline".into(),
     };
     let mut line = format!(
-        "backed up {} ({} {}, {held}) to {}: {} environments, {} files, {} in {:.1}s; the \
-         source grew {} meanwhile",
+        "backed up {} ({} {}, {held}) to {}: {}, {}, {} in {:.1}s; the source grew {} \
+         meanwhile",
         m.source,
         m.service.kind,
         iden,
         outcome.dst.display(),
-        m.envs.len(),
-        m.files.len(),
+        super::count(m.envs.len(), "environment"),
+        super::count(m.files.len(), "file"),
         human_bytes(m.total_bytes()),
         took.as_secs_f64(),
         human_bytes(m.source_growth),
@@ -996,8 +998,8 @@ fn report_summary(reporter: &mut Reporter, outcome: &Outcome, took: Duration) {
     }
     if !m.unreadable.is_empty() {
         line.push_str(&format!(
-            "; INCOMPLETE: {} source files could not be read (listed in the manifest)",
-            m.unreadable.len()
+            "; INCOMPLETE: {} could not be read (listed in the manifest)",
+            super::count(m.unreadable.len(), "source file")
         ));
     }
     reporter.summary(

@@ -238,8 +238,15 @@ pub(super) fn write_failure(path: &Path, what: &str, err: io::Error) -> Failure 
 }
 
 /// Remove a directory tree the way a deletion must look if it is interrupted: first renamed
-/// to `NAME.partial` (so it can never pass for a whole backup), then removed.
+/// to `NAME.partial` (so it can never pass for a whole backup), then removed, under its lock
+/// (a `.partial` that a running backup holds is refused).
 pub(super) fn remove_as_partial(dir: &Path) -> io::Result<()> {
+    let busy = |path: &Path| {
+        io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!("{} is being written", path.display()),
+        )
+    };
     let doomed = if dir
         .as_os_str()
         .to_string_lossy()
@@ -248,13 +255,16 @@ pub(super) fn remove_as_partial(dir: &Path) -> io::Result<()> {
         dir.to_path_buf()
     } else {
         let doomed = with_suffix(dir, super::PARTIAL_SUFFIX);
-        if doomed.exists() {
+        if fs::symlink_metadata(&doomed).is_ok() {
+            // A leftover may go; one that a running backup writes may not.
+            let _lock = DirLock::try_take(&doomed)?.ok_or_else(|| busy(&doomed))?;
             fs::remove_dir_all(&doomed)?;
         }
         fs::rename(dir, &doomed)?;
         sync_dir(&parent_of(dir))?;
         doomed
     };
+    let _lock = DirLock::try_take(&doomed)?.ok_or_else(|| busy(&doomed))?;
     fs::remove_dir_all(&doomed)?;
     sync_dir(&parent_of(dir))
 }
@@ -327,5 +337,14 @@ mod tests {
         remove_as_partial(&dir).unwrap();
         assert!(!dir.exists());
         assert!(!with_suffix(&dir, ".partial").exists());
+        // One that a running backup holds is left alone.
+        let running = tmp.path().join("b2.partial");
+        fs::create_dir(&running).unwrap();
+        let held = DirLock::try_take(&running).unwrap().unwrap();
+        assert!(remove_as_partial(&running).is_err());
+        assert!(running.exists());
+        drop(held);
+        remove_as_partial(&running).unwrap();
+        assert!(!running.exists());
     }
 }

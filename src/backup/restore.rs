@@ -146,6 +146,7 @@ pub fn restore(
         let _ = remove_as_partial(&staging);
         return Err(f);
     }
+    drop(staging_lock);
     if let Some(old) = &old {
         fs::rename(&target, old).map_err(|e| {
             let _ = remove_as_partial(&staging);
@@ -164,7 +165,6 @@ pub fn restore(
         ))
     })?;
     sync_dir(&parent).map_err(|e| write_failure(&parent, "syncing", e))?;
-    drop(staging_lock);
 
     let iden = manifest.service.iden.as_deref().unwrap_or("-");
     let aside = match &old {

@@ -80,13 +80,15 @@ pub fn verify_and_report(
     let checked = verify(dir, reporter, interrupted)?;
     reporter.summary(
         &format!(
-            "verified {}: {} files ({}) match their hashes, {} environments with {} entries \
-             match their counts",
+            "verified {}: {} ({}) match their hashes, {} with {} match their counts",
             dir.display(),
-            checked.files,
+            super::count(checked.files, "file"),
             human_bytes(checked.bytes),
-            checked.envs,
-            checked.entries
+            super::count(checked.envs, "environment"),
+            match checked.entries {
+                1 => "1 entry".to_owned(),
+                n => format!("{n} entries"),
+            }
         ),
         json!({
             "backup": dir,
@@ -269,7 +271,9 @@ fn list_files(dir: &Path, problems: &mut Vec<String>) -> Vec<String> {
                 pending.push(rel);
             } else if kind.is_file() {
                 let rel = rel.to_string_lossy().into_owned();
-                if rel != MANIFEST_FILE && rel != VERIFIED_FILE {
+                // The record of a verification (or of one that was interrupted) is not data.
+                let record = rel == VERIFIED_FILE || rel == format!("{VERIFIED_FILE}.tmp");
+                if rel != MANIFEST_FILE && !record {
                     found.push(rel);
                 }
             }
