@@ -3,7 +3,8 @@
 //! Run: `cargo bench --bench telepath` (needs the Python peer; it installs into target/peers on
 //! first use). Prints a Markdown table for docs/benchmarks.md. Measures, in one run:
 //! `getCellIden` round trips per second for syn client → syn server (sequential over tcp and
-//! unix, and 8 concurrent callers on one proxy), Python client → syn server, Python client →
+//! unix, and 8 concurrent callers on one proxy; for sequential tcp also the CPU time and context
+//! switches per call on each side), Python client → syn server, Python client →
 //! Python server, syn client → Python server; the time from spawning `syn cell` to its
 //! `READY=1`; and its resident memory when idle.
 
@@ -38,10 +39,29 @@ fn main() {
 
     let tcp_url = svc.url("");
     let unix_url = format!("unix://{}:*", svc.dir.join("sock").display());
+    let server_pid = svc.daemon.pid().unwrap();
+    let before = (CpuUse::of(std::process::id()), CpuUse::of(server_pid));
     let seq_tcp = rt.block_on(syn_sequential(&tcp_url, SYN_CALLS));
+    let after = (CpuUse::of(std::process::id()), CpuUse::of(server_pid));
     rows.push((
         "syn client → syn server, tcp, sequential".into(),
         rate(seq_tcp),
+    ));
+    rows.push((
+        "… CPU per call, client / server (tcp, sequential)".into(),
+        format!(
+            "{:.1} µs / {:.1} µs",
+            after.0.cpu_us_since(&before.0, SYN_CALLS),
+            after.1.cpu_us_since(&before.1, SYN_CALLS)
+        ),
+    ));
+    rows.push((
+        "… context switches per call, client / server (tcp, sequential)".into(),
+        format!(
+            "{:.2} / {:.2}",
+            after.0.switches_since(&before.0, SYN_CALLS),
+            after.1.switches_since(&before.1, SYN_CALLS)
+        ),
     ));
     let seq_unix = rt.block_on(syn_sequential(&unix_url, SYN_CALLS));
     rows.push((
@@ -97,6 +117,49 @@ fn main() {
     println!("\n| measurement | result |\n|---|---|");
     for (k, v) in rows {
         println!("| {k} | {v} |");
+    }
+}
+
+/// CPU time and context switches of every thread of a process, from `/proc`; divided by the
+/// calls made in between, they say what a call costs regardless of how busy the machine is.
+struct CpuUse {
+    /// Nanoseconds on a CPU (`schedstat`'s first field), summed over threads.
+    cpu_ns: u64,
+    /// Voluntary plus involuntary context switches, summed over threads.
+    switches: u64,
+}
+
+impl CpuUse {
+    fn of(pid: u32) -> CpuUse {
+        let mut total = CpuUse {
+            cpu_ns: 0,
+            switches: 0,
+        };
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("/proc");
+        for task in tasks.flatten() {
+            let dir = task.path();
+            let sched = std::fs::read_to_string(dir.join("schedstat")).unwrap_or_default();
+            total.cpu_ns += sched
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+            total.switches += status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        total
+    }
+
+    fn cpu_us_since(&self, before: &CpuUse, calls: usize) -> f64 {
+        (self.cpu_ns - before.cpu_ns) as f64 / 1000.0 / calls as f64
+    }
+
+    fn switches_since(&self, before: &CpuUse, calls: usize) -> f64 {
+        (self.switches - before.switches) as f64 / calls as f64
     }
 }
 
