@@ -4,14 +4,17 @@
 //! - [`model`]: the data model: types with Synapse's normalization, forms, props.
 //! - [`layer`]: a layer: nodes in LMDB with their indexes, node data, light edges, and the
 //!   durable edit log.
-//! - [`storm`]: the Storm query language: lexer, grammar, LALR tables and parser.
+//! - [`storm`]: the Storm query language: lexer, grammar, LALR tables and parser, and the
+//!   runtime that runs queries against a view.
+//! - [`view`]: the layers read as one graph: nodes, packed nodes, lifts.
+//! - [`editor`]: node edits with Synapse's consequences (subs, auto-added nodes, tag
+//!   parents, model hooks), applied to the write layer.
 //! - [`service`]: the `syn cortex` service, its CoreApi and LayerApi.
-//!
-//! Still to come: the Storm runtime and the node editor behind `storm`, `callStorm`, `count`
-//! and `addFeedData`.
 
+pub mod editor;
 pub mod edits;
 pub mod layer;
 pub mod model;
 pub mod service;
 pub mod storm;
+pub mod view;

@@ -281,6 +281,9 @@ pub(super) struct SegmentReader {
     file: BufReader<File>,
     pos: u64,
     len: u64,
+    /// Bad frames from here on are torn writes, not corruption (see
+    /// [`SegmentReader::lenient_from`]).
+    lenient_from: Option<u64>,
 }
 
 impl SegmentReader {
@@ -305,7 +308,15 @@ impl SegmentReader {
             file: BufReader::with_capacity(1 << 16, file),
             pos,
             len,
+            lenient_from: None,
         })
+    }
+
+    /// Treat any bad frame at or after `pos` as the torn end of the log, even when good
+    /// records follow it: after the machine went down, the bytes written without a sync since
+    /// `pos` may have reached the disk in any order, and none of them were acknowledged.
+    pub(super) fn lenient_from(&mut self, pos: u64) {
+        self.lenient_from = Some(pos);
     }
 
     /// Where the next frame starts.
@@ -354,7 +365,9 @@ impl SegmentReader {
     /// A frame that does not check out is the torn end of an unfinished write when it runs to
     /// the end of the file or only zeros follow its header; anything else is corruption.
     fn bad_frame(&mut self, pos: u64, len: u64, why: &str) -> SynResult<Frame> {
-        let torn = pos + FRAME_HEAD + len >= self.len || self.only_zeros_from(pos + FRAME_HEAD)?;
+        let torn = self.lenient_from.is_some_and(|from| pos >= from)
+            || pos + FRAME_HEAD + len >= self.len
+            || self.only_zeros_from(pos + FRAME_HEAD)?;
         if !torn {
             return Err(corrupt(&self.path, pos, why));
         }
@@ -513,6 +526,10 @@ pub(super) struct LogWriter {
     segment: u64,
     end: u64,
     file_len: u64,
+    /// Bytes were written since the last `fdatasync`.
+    unsynced: bool,
+    /// `fdatasync` calls on records so far (a diagnostic).
+    syncs: u64,
 }
 
 impl LogWriter {
@@ -536,6 +553,8 @@ impl LogWriter {
             segment: first,
             end: SEGMENT_START,
             file_len: SEGMENT_START,
+            unsynced: false,
+            syncs: 0,
         })
     }
 
@@ -556,6 +575,8 @@ impl LogWriter {
             segment: first,
             end,
             file_len,
+            unsynced: false,
+            syncs: 0,
         };
         if file_len != end {
             tracing::warn!(
@@ -579,29 +600,60 @@ impl LogWriter {
         self.end
     }
 
-    /// Start a new segment at offset `first` if this one has reached `max_len` bytes.
+    /// Start a new segment at offset `first` if this one has reached `max_len` bytes; the old
+    /// one is synced first, so only the last segment can hold unsynced records.
     pub(super) fn roll_if_full(&mut self, first: u64, max_len: u64) -> SynResult<()> {
         if self.end < max_len || self.end == SEGMENT_START {
             return Ok(());
         }
+        self.sync()?;
+        let syncs = self.syncs;
         *self = LogWriter::create(&self.dir, first)?;
+        self.syncs = syncs;
         Ok(())
     }
 
-    /// Write `bytes` (whole frames) at the end and flush them to disk, without moving the end:
-    /// call [`LogWriter::advance`] once the records count, or write again to replace them.
-    pub(super) fn write_synced(&mut self, bytes: &[u8]) -> SynResult<()> {
+    /// Write `bytes` (whole frames) at the end, flushing them to disk if `sync`, without moving
+    /// the end: call [`LogWriter::advance`] once the records count, or write again to replace
+    /// them. Unsynced bytes are flushed by the next synced write or [`LogWriter::sync`].
+    pub(super) fn write(&mut self, bytes: &[u8], sync: bool) -> SynResult<()> {
         let write = || -> std::io::Result<()> {
             if self.file_len > self.end {
                 self.file.set_len(self.end)?;
             }
             self.file.write_all_at(bytes, self.end)?;
-            self.file.sync_data()
+            if sync {
+                self.file.sync_data()?;
+            }
+            Ok(())
         };
         let res = write();
         // Even a failed write may have extended the file.
         self.file_len = self.end + bytes.len() as u64;
-        res.map_err(|e| io_err(&self.path, "append", e))
+        res.map_err(|e| io_err(&self.path, "append", e))?;
+        if sync {
+            self.syncs += 1;
+        }
+        self.unsynced = !sync;
+        Ok(())
+    }
+
+    /// Flush the records written without a sync to disk.
+    pub(super) fn sync(&mut self) -> SynResult<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
+        self.file
+            .sync_data()
+            .map_err(|e| io_err(&self.path, "sync", e))?;
+        self.syncs += 1;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// How many times records were flushed to disk.
+    pub(super) fn syncs(&self) -> u64 {
+        self.syncs
     }
 
     /// Make the last written `len` bytes part of the log.
@@ -616,6 +668,7 @@ impl LogWriter {
             .and_then(|()| self.file.sync_data())
             .map_err(|e| io_err(&self.path, "truncate", e))?;
         self.file_len = self.end;
+        self.unsynced = false;
         Ok(())
     }
 }

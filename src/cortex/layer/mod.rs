@@ -38,14 +38,24 @@
 //! all waiting calls in one transaction and one `fdatasync`, each call still getting its own
 //! record and offset (group commit).
 //!
+//! [`Layer::store_deferred`] is `store` without the `fdatasync` of step 3, for many small
+//! writes acknowledged together (a storm query's edits): the caller acknowledges after one
+//! [`Layer::make_durable`]. Until then its records survive the death of the process but not of
+//! the machine; a record that was never flushed is never acknowledged. The background flush
+//! (below) also flushes the log before it clears the dirty marker, so a missing marker still
+//! means everything is on disk.
+//!
 //! LMDB runs with `MDB_NOSYNC | MDB_WRITEMAP` ([`SlabOptions::sync_commits`] off) and is
 //! flushed by a background thread every [`LayerOptions::sync_interval`] and when the last
 //! handle is dropped. Unsynced LMDB commits survive the death of the process (they are in
 //! the page cache) but not of the machine: before the first unsynced commit the layer writes
-//! `layer.lmdb.dirty` holding the kernel's boot id, and removes it after a flush that no commit
-//! raced. Opening a layer whose marker names another boot (the machine went down with
-//! unflushed LMDB pages) discards `layer.lmdb` and rebuilds it from the whole log, which is
-//! kept from offset 0.
+//! `layer.lmdb.dirty` holding the kernel's boot id and where the log ended then, and removes it
+//! after a flush that no commit raced. Opening a layer whose marker names another boot (the
+//! machine went down with unflushed LMDB pages) discards `layer.lmdb` and rebuilds it from the
+//! whole log, which is kept from offset 0. Past the marker's log position, unsynced records may
+//! have reached the disk in any order, so there the first bad record ends the log even when
+//! good ones follow (elsewhere that is corruption and the layer refuses to open); records
+//! synced after the marker was written share that window.
 //!
 //! # Reading
 //!
@@ -332,11 +342,15 @@ struct Batch {
     learned: Learned,
 }
 
+/// One `store` call as the writer sees it: edits, meta, `.created` tick, and whether to sync.
+type StoreCall<'a> = (&'a [NodeEdit], &'a Value, i64, bool);
+
 /// A `store` call waiting for the writer.
 struct Request {
     edits: Vec<NodeEdit>,
     meta: Value,
     tick: i64,
+    sync: bool,
     result: Mutex<Option<SynResult<Stored>>>,
 }
 
@@ -417,9 +431,11 @@ impl Layer {
         let lock = lock_dir(dir)?;
         let dirty = dir.join(DIRTY_FILE);
         let lmdb = dir.join(LMDB_DIR);
+        let mut unsynced_from = None;
         if let Ok(marked) = fs::read_to_string(&dirty)
-            && marked.trim() != boot_id()
+            && marked.lines().next().unwrap_or("").trim() != boot_id()
         {
+            unsynced_from = Some(parse_marker_position(&marked));
             tracing::warn!(
                 dir = %dir.display(),
                 "the machine stopped while LMDB had unflushed commits; rebuilding it from the edit log"
@@ -452,7 +468,7 @@ impl Layer {
             .collect::<SynResult<BTreeMap<_, _>>>()?;
         let log_dir = dir.join(LOG_DIR);
         fs::create_dir_all(&log_dir).map_err(|e| io_err(&log_dir, "create directory", e))?;
-        let tail = find_log_end(&log_dir, &positions)?;
+        let tail = find_log_end(&log_dir, &positions, unsynced_from)?;
         if applied > tail.next {
             return Err(SynErr::new(
                 "StorageError",
@@ -514,6 +530,30 @@ impl Layer {
     /// are applied all or not at all. A `NODE_ADD` also sets `.created` to `meta.time` (or
     /// now), keeping an older `.created`.
     pub fn store(&self, edits: &[NodeEdit], meta: &Value) -> SynResult<Stored> {
+        self.store_with(edits, meta, true)
+    }
+
+    /// [`Layer::store`] without waiting for the disk: the record is logged and applied (so
+    /// readers and a process crash see it) but not flushed, and is durable only after the
+    /// next [`Layer::make_durable`], synced `store`, or background flush. For many small
+    /// writes acknowledged together, such as one storm query's edits.
+    pub fn store_deferred(&self, edits: &[NodeEdit], meta: &Value) -> SynResult<Stored> {
+        self.store_with(edits, meta, false)
+    }
+
+    /// Flush every record logged so far to disk (one `fdatasync`, none if nothing is pending).
+    /// After this returns, everything [`Layer::store_deferred`] wrote survives a machine crash.
+    pub fn make_durable(&self) -> SynResult<()> {
+        lock(&self.inner.writer).log.sync()
+    }
+
+    /// How many times the edit log was flushed to disk since the layer was opened (a
+    /// diagnostic: bulk writes should flush once, not per record).
+    pub fn log_syncs(&self) -> u64 {
+        lock(&self.inner.writer).log.syncs()
+    }
+
+    fn store_with(&self, edits: &[NodeEdit], meta: &Value, sync: bool) -> SynResult<Stored> {
         apply::validate(edits)?;
         if edits.iter().all(|ne| ne.edits.is_empty()) {
             return Ok(Stored {
@@ -528,8 +568,12 @@ impl Layer {
         let inner = &self.inner;
         if let Ok(mut writer) = inner.writer.try_lock() {
             let queued = std::mem::take(&mut *lock(&inner.queue));
-            let mut batch = vec![(edits, meta, tick)];
-            batch.extend(queued.iter().map(|r| (&r.edits[..], &r.meta, r.tick)));
+            let mut batch = vec![(edits, meta, tick, sync)];
+            batch.extend(
+                queued
+                    .iter()
+                    .map(|r| (&r.edits[..], &r.meta, r.tick, r.sync)),
+            );
             let mut results = self.write_batch(&mut writer, &batch).into_iter();
             let mine = results.next();
             for (req, res) in queued.iter().zip(results) {
@@ -541,6 +585,7 @@ impl Layer {
             edits: edits.to_vec(),
             meta: meta.clone(),
             tick,
+            sync,
             result: Mutex::new(None),
         });
         lock(&inner.queue).push(request.clone());
@@ -551,7 +596,7 @@ impl Layer {
         let queued = std::mem::take(&mut *lock(&inner.queue));
         let batch: Vec<_> = queued
             .iter()
-            .map(|r| (&r.edits[..], &r.meta, r.tick))
+            .map(|r| (&r.edits[..], &r.meta, r.tick, r.sync))
             .collect();
         let results = self.write_batch(&mut writer, &batch);
         for (req, res) in queued.iter().zip(results) {
@@ -564,11 +609,7 @@ impl Layer {
     }
 
     /// Apply a batch of calls in one transaction and one log write.
-    fn write_batch(
-        &self,
-        writer: &mut Writer,
-        batch: &[(&[NodeEdit], &Value, i64)],
-    ) -> Vec<SynResult<Stored>> {
+    fn write_batch(&self, writer: &mut Writer, batch: &[StoreCall<'_>]) -> Vec<SynResult<Stored>> {
         match self.try_write_batch(writer, batch) {
             Ok(stored) => stored.into_iter().map(Ok).collect(),
             Err(err) => vec![Err(err); batch.len()],
@@ -578,7 +619,7 @@ impl Layer {
     fn try_write_batch(
         &self,
         writer: &mut Writer,
-        batch: &[(&[NodeEdit], &Value, i64)],
+        batch: &[StoreCall<'_>],
     ) -> SynResult<Vec<Stored>> {
         if let Some(why) = &writer.broken {
             return Err(SynErr::new(
@@ -631,7 +672,7 @@ impl Layer {
         &self,
         wtxn: &mut WriteTxn<'_>,
         writer: &mut Writer,
-        batch: &[(&[NodeEdit], &Value, i64)],
+        batch: &[StoreCall<'_>],
     ) -> SynResult<Batch> {
         let inner = &self.inner;
         let first = writer.next_offset;
@@ -640,7 +681,8 @@ impl Layer {
         let mut frames = Vec::new();
         let mut records = Vec::new();
         let mut offs = first;
-        for (edits, meta, tick) in batch {
+        let sync = batch.iter().any(|call| call.3);
+        for (edits, meta, tick, _) in batch {
             let applied = apply.nodeedits(edits, *tick, false)?;
             if applied.is_empty() {
                 stored.push(Stored {
@@ -670,7 +712,7 @@ impl Layer {
                 .dbs
                 .meta
                 .put(apply.wtxn(), APPLIED_KEY, &int64en(offs))?;
-            writer.log.write_synced(&frames)?;
+            writer.log.write(&frames, sync)?;
         }
         let new_abrvs = std::mem::take(&mut apply.new_abrvs);
         Ok(Batch {
@@ -703,15 +745,23 @@ impl Layer {
         }
     }
 
-    /// Write the dirty marker before the first unflushed commit.
+    /// Write the dirty marker before the first unflushed commit: the boot id, then where the
+    /// log ends (everything before it is on disk: the marker is only removed after the log
+    /// and LMDB are flushed).
     fn mark_dirty(&self, writer: &mut Writer) -> SynResult<()> {
         if writer.lmdb_dirty {
             return Ok(());
         }
         let path = self.inner.dir.join(DIRTY_FILE);
+        let text = format!(
+            "{}\n{} {}\n",
+            boot_id(),
+            writer.log.segment(),
+            writer.log.end()
+        );
         let write = || -> std::io::Result<()> {
             let mut file = File::create(&path)?;
-            std::io::Write::write_all(&mut file, boot_id().as_bytes())?;
+            std::io::Write::write_all(&mut file, text.as_bytes())?;
             file.sync_all()
         };
         write().map_err(|e| io_err(&path, "write", e))?;
@@ -971,7 +1021,22 @@ fn choose_indexed(
     out
 }
 
-/// Flush LMDB and clear the dirty marker in `dir` if no commit raced the flush.
+/// Where the log may hold unsynced records after the machine went down, from the dirty
+/// marker's second line `segment pos`; a marker without one (or unreadable) covers all of it.
+fn parse_marker_position(marker: &str) -> LogPos {
+    let mut parts = marker.lines().nth(1).unwrap_or("").split_whitespace();
+    let mut num = || parts.next().and_then(|p| p.parse::<u64>().ok());
+    match (num(), num()) {
+        (Some(segment), Some(pos)) => LogPos { segment, pos },
+        _ => LogPos {
+            segment: 0,
+            pos: SEGMENT_START,
+        },
+    }
+}
+
+/// Flush LMDB and the edit log, and clear the dirty marker in `dir` if no commit raced the
+/// flush.
 fn flush(slab: &Slab, writer: &Mutex<Writer>, dir: &Path) -> SynResult<()> {
     let commits = {
         let writer = lock(writer);
@@ -983,6 +1048,7 @@ fn flush(slab: &Slab, writer: &Mutex<Writer>, dir: &Path) -> SynResult<()> {
     slab.sync()?;
     let mut writer = lock(writer);
     if writer.commits == commits && writer.lmdb_dirty {
+        writer.log.sync()?;
         let path = dir.join(DIRTY_FILE);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -1044,8 +1110,14 @@ struct LogEnd {
 }
 
 /// Find the end of the log by checking the records of the last segment from its last known
-/// position; a torn final record is left for [`LogWriter::resume`] to cut off.
-fn find_log_end(dir: &Path, positions: &BTreeMap<u64, LogPos>) -> SynResult<LogEnd> {
+/// position; a torn final record is left for [`LogWriter::resume`] to cut off. After the
+/// machine went down, `unsynced_from` is where records written without a sync may start:
+/// from there the first bad record ends the log even if good ones follow.
+fn find_log_end(
+    dir: &Path,
+    positions: &BTreeMap<u64, LogPos>,
+    unsynced_from: Option<LogPos>,
+) -> SynResult<LogEnd> {
     let mut segments = log::list_segments(dir)?;
     // A segment shorter than its header was being created when the process died: it holds
     // no records.
@@ -1081,6 +1153,11 @@ fn find_log_end(dir: &Path, positions: &BTreeMap<u64, LogPos>) -> SynResult<LogE
         .find(|(_, p)| p.segment == last)
         .map_or((last, SEGMENT_START), |(o, p)| (*o, p.pos));
     let mut reader = SegmentReader::open(dir, last, start)?;
+    match unsynced_from {
+        Some(from) if from.segment == last => reader.lenient_from(from.pos),
+        Some(from) if from.segment < last => reader.lenient_from(SEGMENT_START),
+        _ => {}
+    }
     let end = loop {
         match reader.next_frame()? {
             Frame::Record { payload, pos } => {

@@ -1,4 +1,5 @@
-//! Storm, the cortex's query language: the parser, from query text to a typed [`ast`].
+//! Storm, the cortex's query language: the parser, from query text to a typed [`ast`], and
+//! the [`runtime`] that runs queries against a view.
 //!
 //! Storm text is parsed exactly as Synapse 2.256 parses it: the same grammar, the same LALR(1)
 //! tables, the same contextual lexing. So the same queries parse, and the same invalid queries
@@ -21,6 +22,7 @@ pub mod grammar;
 pub mod lalr;
 pub mod lexer;
 pub mod parser;
+pub mod runtime;
 mod strings;
 
 use crate::error::SynErr;

@@ -366,3 +366,114 @@ fn the_map_grows_under_writes_and_readers() {
     let layer = Layer::open_with(dir.path(), "layr", opts).expect("reopen");
     assert_eq!(layer.form_counts().expect("counts")["inet:ipv4"], 10_000);
 }
+
+/// Copy a layer directory as a crashed machine would leave it (the lock file aside).
+fn copy_layer_dir(from: &std::path::Path, to: &std::path::Path) {
+    for sub in [LMDB_DIR, LOG_DIR] {
+        std::fs::create_dir_all(to.join(sub)).expect("mkdir");
+        for entry in std::fs::read_dir(from.join(sub)).expect("read dir") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), to.join(sub).join(entry.file_name())).expect("copy");
+        }
+    }
+    if from.join(DIRTY_FILE).exists() {
+        std::fs::copy(from.join(DIRTY_FILE), to.join(DIRTY_FILE)).expect("copy marker");
+    }
+}
+
+#[test]
+fn deferred_stores_flush_once_when_made_durable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = LayerOptions {
+        sync_interval: Duration::from_secs(3600),
+        ..LayerOptions::default()
+    };
+    let layer = Layer::open_with(dir.path(), "layr", opts).expect("open");
+    let before = layer.log_syncs();
+    for n in 0..20 {
+        let stored = layer
+            .store_deferred(&[ipv4(n)], &meta(1))
+            .expect("deferred store");
+        assert_eq!(stored.offset, Some(u64::from(n)));
+    }
+    // Applied and readable at once, but not flushed.
+    assert_eq!(layer.log_syncs(), before);
+    assert!(layer.sode(&ipv4_buid(19)).expect("sode").is_some());
+    layer.make_durable().expect("make durable");
+    assert_eq!(layer.log_syncs(), before + 1);
+    // Nothing pending: no second flush.
+    layer.make_durable().expect("make durable again");
+    assert_eq!(layer.log_syncs(), before + 1);
+    // A synced store flushes as before.
+    layer.store(&[ipv4(100)], &meta(1)).expect("store");
+    assert_eq!(layer.log_syncs(), before + 2);
+}
+
+#[test]
+fn unsynced_records_lost_with_the_machine_end_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = LayerOptions {
+        sync_interval: Duration::from_secs(3600),
+        ..LayerOptions::default()
+    };
+    let layer = Layer::open_with(dir.path(), "layr", opts).expect("open");
+    layer
+        .store(&[ipv4(1)], &meta(1))
+        .expect("acknowledged store");
+    layer
+        .store_deferred(&[ipv4(2)], &meta(1))
+        .expect("deferred");
+    layer
+        .store_deferred(&[ipv4(3)], &meta(1))
+        .expect("deferred");
+    let marker = std::fs::read_to_string(dir.path().join(DIRTY_FILE)).expect("marker");
+    assert_eq!(
+        marker.lines().nth(1),
+        Some(format!("0 {SEGMENT_START}").as_str())
+    );
+
+    // The machine goes down: record 2's page never reached the disk (zeros), record 3's did.
+    let crashed = tempfile::tempdir().expect("tempdir");
+    copy_layer_dir(dir.path(), crashed.path());
+    let seg = log::segment_path(&crashed.path().join(LOG_DIR), 0);
+    let mut bytes = std::fs::read(&seg).expect("read segment");
+    let first_len = u32::from_le_bytes(bytes[8..12].try_into().expect("len")) as usize;
+    let second = 8 + 8 + first_len;
+    let second_len = u32::from_le_bytes(bytes[second..second + 4].try_into().expect("len"));
+    let second_end = second + 8 + second_len as usize;
+    bytes[second..second_end].fill(0);
+    std::fs::write(&seg, &bytes).expect("write segment");
+
+    // Same boot (only the process died): a bad record before good ones is corruption.
+    let same_boot = tempfile::tempdir().expect("tempdir");
+    copy_layer_dir(crashed.path(), same_boot.path());
+    let err = Layer::open(same_boot.path(), "layr").expect_err("damaged log");
+    assert_eq!(err.name, "StorageError");
+
+    // Another boot: the unsynced tail from the bad record on is dropped.
+    let marker = marker.replacen(&boot_id(), "another-boot", 1);
+    std::fs::write(crashed.path().join(DIRTY_FILE), marker).expect("marker");
+    let recovered = Layer::open(crashed.path(), "layr").expect("recover");
+    assert_eq!(recovered.next_offset(), 1);
+    assert!(recovered.sode(&ipv4_buid(1)).expect("sode").is_some());
+    assert_eq!(recovered.sode(&ipv4_buid(3)).expect("sode"), None);
+    assert_eq!(std::fs::metadata(&seg).expect("stat").len(), second as u64);
+    recovered
+        .store(&[ipv4(4)], &meta(1))
+        .expect("store after recovery");
+    assert_eq!(recovered.edits_from(0).expect("log").count(), 2);
+
+    // Made durable first, the same crash keeps everything.
+    layer.make_durable().expect("make durable");
+    let durable = tempfile::tempdir().expect("tempdir");
+    copy_layer_dir(dir.path(), durable.path());
+    let marker = std::fs::read_to_string(dir.path().join(DIRTY_FILE)).expect("marker");
+    std::fs::write(
+        durable.path().join(DIRTY_FILE),
+        marker.replacen(&boot_id(), "another-boot", 1),
+    )
+    .expect("marker");
+    let reopened = Layer::open(durable.path(), "layr").expect("rebuild");
+    assert_eq!(reopened.next_offset(), 3);
+    assert!(reopened.sode(&ipv4_buid(3)).expect("sode").is_some());
+}

@@ -1,0 +1,395 @@
+//! Storm commands: `count`, `limit`, `uniq`, `delnode`, `spin`, `min`, `max`, `sleep`, `iden`.
+//!
+//! Arguments are computed per node when they depend on it (`max :asn` gets each node's
+//! `:asn`), as Synapse's `CmdOper` does, then parsed the way each command's argument parser
+//! would.
+
+use std::collections::HashSet;
+use std::rc::Rc;
+
+use super::exec::{Genr, fail, none};
+use super::expr;
+use super::value::Val;
+use super::{Flow, Item, Res, Runt};
+use crate::cortex::storm::ast;
+use crate::error::SynErr;
+use crate::msgpack::Value;
+
+/// The most nodes `min`/`max` keep.
+const MINMAX_SIZE_MAX: i128 = 100;
+
+/// Parsed command arguments.
+#[derive(Default)]
+struct Argv {
+    /// Positional arguments.
+    args: Vec<Val>,
+    /// Options: `--name` with its value (`Bool(true)` for a flag).
+    opts: Vec<(String, Val)>,
+}
+
+impl Argv {
+    fn opt(&self, name: &str) -> Option<&Val> {
+        self.opts.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    fn flag(&self, name: &str) -> bool {
+        self.opt(name).is_some_and(Val::truthy)
+    }
+}
+
+/// Which options of a command take a value.
+fn valued_opts(cmd: &str) -> &'static [&'static str] {
+    match cmd {
+        "min" | "max" => &["--size"],
+        _ => &[],
+    }
+}
+
+/// The flags a command knows.
+fn flag_opts(cmd: &str) -> &'static [&'static str] {
+    match cmd {
+        "count" => &["--yield"],
+        "delnode" => &["--force", "--delbytes", "--deledges"],
+        _ => &[],
+    }
+}
+
+fn bad_arg(mesg: impl Into<String>) -> Flow {
+    Flow::Err(SynErr::bad_arg(mesg))
+}
+
+fn parse_argv(rt: &Runt<'_>, cmd: &ast::Command, item: Option<&Item>) -> Res<Argv> {
+    let name = cmd.name.name.as_str();
+    let mut argv = Argv::default();
+    let mut args = cmd.args.iter().peekable();
+    while let Some(arg) = args.next() {
+        match arg {
+            ast::CmdArg::Opt(id) => {
+                let (opt, inline) = match id.name.split_once('=') {
+                    Some((o, v)) => (o.to_string(), Some(Val::Str(v.to_string()))),
+                    None => (id.name.clone(), None),
+                };
+                if valued_opts(name).contains(&opt.as_str()) {
+                    let valu = match inline {
+                        Some(v) => v,
+                        None => match args.next() {
+                            Some(ast::CmdArg::Value(v)) => expr::compute(rt, v, item)?,
+                            _ => {
+                                return Err(bad_arg(format!("An argument is required for {opt}.")));
+                            }
+                        },
+                    };
+                    argv.opts.push((opt, valu));
+                } else if flag_opts(name).contains(&opt.as_str()) {
+                    argv.opts.push((opt, Val::Bool(true)));
+                } else {
+                    return Err(bad_arg(format!(
+                        "Expected 0 positional arguments. Got 1: ['{opt}']"
+                    )));
+                }
+            }
+            ast::CmdArg::Query(q) => argv
+                .args
+                .push(Val::Query(q.query.span.text(rt.text).to_string())),
+            ast::CmdArg::Value(v) => argv.args.push(expr::compute(rt, v, item)?),
+        }
+    }
+    Ok(argv)
+}
+
+fn args_safe(rt: &Runt<'_>, cmd: &ast::Command) -> bool {
+    cmd.args.iter().all(|a| match a {
+        ast::CmdArg::Value(v) => expr::is_safe(rt, v),
+        _ => true,
+    })
+}
+
+/// Run a command over the pipeline.
+pub(super) fn run<'g>(rt: &'g Runt<'g>, cmd: &'g ast::Command, input: Genr<'g>) -> Genr<'g> {
+    let name = cmd.name.name.as_str();
+    let known = [
+        "count", "limit", "uniq", "delnode", "spin", "min", "max", "sleep", "iden",
+    ];
+    if !known.contains(&name) {
+        return fail(
+            rt.at(
+                cmd.name.span,
+                SynErr::new("NoSuchName", format!("Storm command ({name}) not found."))
+                    .with("name", name),
+            ),
+        );
+    }
+    let safe = args_safe(rt, cmd);
+    let fixed = if safe {
+        match parse_argv(rt, cmd, None) {
+            Ok(argv) => Some(Rc::new(argv)),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
+    let argv_for = move |item: &Item| -> Res<Rc<Argv>> {
+        match &fixed {
+            Some(argv) => Ok(argv.clone()),
+            None => parse_argv(rt, cmd, Some(item)).map(Rc::new),
+        }
+    };
+    match name {
+        "count" => {
+            let mut count = 0u64;
+            let mut input = input;
+            let mut done = false;
+            Box::new(std::iter::from_fn(move || {
+                if done {
+                    return None;
+                }
+                loop {
+                    match input.next() {
+                        Some(Ok(item)) => {
+                            let argv = match argv_for(&item) {
+                                Ok(a) => a,
+                                Err(e) => {
+                                    done = true;
+                                    return Some(Err(e));
+                                }
+                            };
+                            count += 1;
+                            if argv.flag("--yield") {
+                                return Some(Ok(item));
+                            }
+                        }
+                        Some(Err(e)) => {
+                            done = true;
+                            return Some(Err(e));
+                        }
+                        None => {
+                            done = true;
+                            rt.print(&format!("Counted {count} nodes."));
+                            return None;
+                        }
+                    }
+                }
+            }))
+        }
+        "limit" => {
+            let mut seen: i128 = 0;
+            let mut input = input;
+            let mut done = false;
+            Box::new(std::iter::from_fn(move || {
+                if done {
+                    return None;
+                }
+                match input.next() {
+                    Some(Ok(item)) => {
+                        let limit = match argv_for(&item).and_then(|a| limit_count(&a)) {
+                            Ok(n) => n,
+                            Err(e) => {
+                                done = true;
+                                return Some(Err(e));
+                            }
+                        };
+                        seen += 1;
+                        if seen >= limit {
+                            done = true;
+                        }
+                        Some(Ok(item))
+                    }
+                    other => {
+                        done = true;
+                        other
+                    }
+                }
+            }))
+        }
+        "uniq" => {
+            let mut seen: HashSet<Vec<u8>> = HashSet::new();
+            Box::new(input.filter_map(move |item| {
+                let item = match item {
+                    Ok(item) => item,
+                    Err(e) => return Some(Err(e)),
+                };
+                let argv = match argv_for(&item) {
+                    Ok(a) => a,
+                    Err(e) => return Some(Err(e)),
+                };
+                let key = match argv.args.first() {
+                    Some(v) => v.to_prim().to_bytes(),
+                    None => item.0.buid.to_vec(),
+                };
+                seen.insert(key).then_some(Ok(item))
+            }))
+        }
+        "spin" => Box::new(input.filter_map(|item| item.err().map(Err))),
+        "delnode" => Box::new(input.filter_map(move |item| {
+            let item = match item {
+                Ok(item) => item,
+                Err(e) => return Some(Err(e)),
+            };
+            let run = || -> Res<()> {
+                let argv = argv_for(&item)?;
+                let node = &item.0;
+                if argv.flag("--deledges") {
+                    for (verb, n1) in rt.view.edges_n2(&node.buid, None)? {
+                        if let Some(n1) = rt.view.node(&n1)? {
+                            rt.editor.edge(&n1, &verb, &node.buid, true)?;
+                        }
+                    }
+                }
+                let node = rt.reload(node)?;
+                rt.editor.delete_node(&node, argv.flag("--force"))?;
+                Ok(())
+            };
+            run().err().map(Err)
+        })),
+        "min" | "max" => {
+            let max = name == "max";
+            let mut input = Some(input);
+            let mut out: Option<std::vec::IntoIter<Item>> = None;
+            Box::new(std::iter::from_fn(move || {
+                if let Some(out) = &mut out {
+                    return out.next().map(Ok);
+                }
+                let input = input.take()?;
+                match min_max(rt, input, &argv_for, max) {
+                    Ok(items) => {
+                        let mut items = items.into_iter();
+                        let first = items.next();
+                        out = Some(items);
+                        first.map(Ok)
+                    }
+                    Err(e) => Some(Err(e)),
+                }
+            }))
+        }
+        "sleep" => Box::new(input.map(move |item| {
+            let item = item?;
+            let argv = argv_for(&item)?;
+            let secs = match argv.args.first() {
+                Some(v) => v.to_str().trim().parse::<f64>().map_err(|_| {
+                    bad_arg(format!("Invalid value for type (float): {}", v.to_str()))
+                })?,
+                None => return Err(bad_arg("The argument <delay> is required.")),
+            };
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs.clamp(0.0, 60.0)));
+            Ok(item)
+        })),
+        "iden" => {
+            let lifted = std::iter::once_with(move || -> Genr<'g> {
+                let argv = match parse_argv(rt, cmd, None) {
+                    Ok(a) => a,
+                    Err(e) => return fail(e),
+                };
+                let mut out = Vec::new();
+                for arg in &argv.args {
+                    let text = arg.to_str();
+                    let Some(buid) = hex::decode(&text)
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    else {
+                        rt.warn(&format!("Failed to decode iden: [{text}]"));
+                        continue;
+                    };
+                    match rt.view.node(&buid) {
+                        Ok(Some(n)) => out.push(Ok((Rc::new(n), rt.init_path()))),
+                        Ok(None) => {}
+                        Err(e) => out.push(Err(Flow::Err(e))),
+                    }
+                }
+                Box::new(out.into_iter())
+            })
+            .flatten();
+            Box::new(input.chain(lifted))
+        }
+        _ => none(),
+    }
+}
+
+fn limit_count(argv: &Argv) -> Res<i128> {
+    match argv.args.first() {
+        Some(v) => v
+            .to_int()
+            .map_err(|_| bad_arg(format!("Invalid value for type (int): {}", v.to_str()))),
+        None => Err(bad_arg("The argument <count> is required.")),
+    }
+}
+
+/// Synapse's `min`/`max`: the `--size` nodes with the smallest or largest value, skipping
+/// nodes without one; intervals compare by their start (`min`) or end (`max`).
+fn min_max(
+    rt: &Runt<'_>,
+    input: Genr<'_>,
+    argv_for: &dyn Fn(&Item) -> Res<Rc<Argv>>,
+    max: bool,
+) -> Res<Vec<Item>> {
+    let mut kept: Vec<(i128, usize, Item)> = Vec::new();
+    let mut counter = 0usize;
+    for item in input {
+        let item = item?;
+        let argv = argv_for(&item)?;
+        let size = match argv.opt("--size") {
+            Some(v) => v.to_int()?,
+            None => 1,
+        };
+        if size < 1 {
+            return Err(bad_arg(format!(
+                "Specified size ({size}) is below the minimum (1)."
+            )));
+        }
+        if size > MINMAX_SIZE_MAX {
+            return Err(bad_arg(format!(
+                "Specified size ({size}) is above the maximum ({MINMAX_SIZE_MAX})."
+            )));
+        }
+        let Some(valu) = argv.args.first() else {
+            return Err(bad_arg("The argument <valu> is required."));
+        };
+        let valu = match valu {
+            Val::Null => continue,
+            Val::List(items) => {
+                if items.iter().all(|v| matches!(v, Val::Null)) {
+                    continue;
+                }
+                let ival = rt
+                    .model
+                    .typ("ival")
+                    .ok_or_else(|| SynErr::new("NoSuchType", "No type named ival."))?;
+                let norm = ival.norm(rt.model, &Val::List(items.clone()).to_prim())?;
+                let bound = norm
+                    .valu
+                    .as_array()
+                    .and_then(|a| a.get(usize::from(max)).cloned());
+                Val::from(&bound.unwrap_or(Value::Nil))
+            }
+            other => other.clone(),
+        };
+        let valu = valu.intify()?;
+        let size = size as usize;
+        if kept.len() < size {
+            kept.push((valu, counter, item));
+        } else {
+            // Replace the entry that is worst for the command (smallest for max).
+            let worst = if max {
+                kept.iter()
+                    .enumerate()
+                    .min_by_key(|(_, (v, c, _))| (*v, std::cmp::Reverse(*c)))
+            } else {
+                kept.iter()
+                    .enumerate()
+                    .max_by_key(|(_, (v, c, _))| (*v, *c))
+            }
+            .map(|(i, (v, _, _))| (i, *v));
+            if let Some((i, v)) = worst
+                && ((max && valu > v) || (!max && valu < v))
+            {
+                kept[i] = (valu, counter, item);
+            }
+        }
+        counter += 1;
+    }
+    if max {
+        kept.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    } else {
+        kept.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    }
+    Ok(kept.into_iter().map(|(_, _, item)| item).collect())
+}

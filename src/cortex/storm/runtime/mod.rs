@@ -1,0 +1,602 @@
+//! The Storm runtime: runs a parsed query against a [`View`], producing Synapse's message
+//! stream.
+//!
+//! [`run_storm`] is what the cortex service calls for `storm()`: it sends `init`, then
+//! `node`, `node:edits`, `print`, `warn` as they happen, at most one `err`, and `fini`
+//! (storm.md §1). [`call_storm`] and [`count_storm`] are `callStorm()` and `count()`: the same
+//! run without messages, giving the `return(...)` value or the number of nodes.
+//!
+//! # How a query runs
+//!
+//! Like Synapse's, the pipeline is lazy: each operation pulls `(node, path)` items from the
+//! one before it, one at a time, so prints and node messages interleave as in Synapse
+//! (`inet:ipv4 $lib.print(x)` sends print, node, print, node). Each operation is an iterator
+//! over the previous one's (`exec`); values and expressions are in `expr`, filter comparisons
+//! in `cmpr`, commands in `cmds`. Lifts read their buids first (a lift never holds an LMDB
+//! read snapshot while the query writes) and then the nodes one by one.
+//!
+//! Edits go through an [`Editor`] with [`Durability::Deferred`]: the layer logs them without
+//! `fdatasync`, and the runtime calls [`crate::cortex::layer::Layer::make_durable`] once before
+//! `fini`, so `fini` acknowledges every edit of the query. If that flush fails, the query ends
+//! with an `err` instead.
+//!
+//! Not done yet (they raise `NoSuchName`/`StormRuntimeError` or are ignored): most of `$lib`,
+//! `opts.mode` other than `storm`, `opts.links`/`embeds`/`show:storage`/`scrub`, `try`/`catch`,
+//! `emit` generators, `tee`/`tree`/`graph` and most other commands, storm `Number` (decimals are
+//! floats here), permissions.
+
+mod cmds;
+mod cmpr;
+mod exec;
+mod expr;
+mod value;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use tokio::sync::mpsc::Sender;
+
+use crate::cortex::editor::{Durability, EditSink, Editor};
+use crate::cortex::edits::{Buid, NodeEdit};
+use crate::cortex::model::Model;
+use crate::cortex::storm::{ast, parse_query, query_hash};
+use crate::cortex::view::{Node, View};
+use crate::error::{SynErr, SynResult};
+use crate::msgpack::Value;
+
+pub use value::Val;
+
+/// What a storm run hands back besides its messages.
+struct Outcome {
+    /// Nodes that left the pipeline.
+    count: i64,
+    /// How it ended: normally (with a `return` value, if any) or with an error.
+    end: Result<Option<Val>, SynErr>,
+}
+
+/// `editformat`: how `node:edits` messages are sent.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EditFormat {
+    NodeEdits,
+    Count,
+    Nothing,
+}
+
+/// Where messages go: the client's channel (filtered by `show`), or nowhere.
+pub(crate) struct Sink<'o> {
+    out: Option<&'o Sender<Value>>,
+    show: Option<Vec<String>>,
+    editformat: EditFormat,
+    /// The receiver is gone: stop the query.
+    closed: Cell<bool>,
+}
+
+impl Sink<'_> {
+    /// Whether messages of this type are forwarded.
+    fn shows(&self, kind: &str) -> bool {
+        match &self.show {
+            None => true,
+            Some(show) => matches!(kind, "init" | "fini" | "err") || show.iter().any(|s| s == kind),
+        }
+    }
+
+    /// Send `(kind, info)` if it is shown.
+    fn send(&self, kind: &str, info: Value) {
+        let Some(out) = self.out else {
+            return;
+        };
+        if self.closed.get() || !self.shows(kind) {
+            return;
+        }
+        let mesg = Value::Array(vec![Value::from(kind), info]);
+        if out.blocking_send(mesg).is_err() {
+            self.closed.set(true);
+        }
+    }
+}
+
+impl EditSink for Sink<'_> {
+    fn node_edits(&self, edits: &[NodeEdit]) {
+        match self.editformat {
+            EditFormat::NodeEdits => {
+                let edits = edits.iter().map(NodeEdit::to_value_hex).collect();
+                self.send("node:edits", Value::map([("edits", Value::Array(edits))]));
+            }
+            EditFormat::Count => {
+                let count: usize = edits.iter().map(|ne| ne.edits.len()).sum();
+                self.send(
+                    "node:edits:count",
+                    Value::map([("count", Value::from(count))]),
+                );
+            }
+            EditFormat::Nothing => {}
+        }
+    }
+
+    fn warn(&self, mesg: &str) {
+        self.send("warn", Value::map([("mesg", Value::from(mesg))]));
+    }
+}
+
+/// Why a pipeline stopped early: an error, or storm control flow on its way to whatever
+/// handles it (a loop, a function call, the top of the query).
+#[derive(Debug)]
+pub(crate) enum Flow {
+    /// A Synapse error.
+    Err(SynErr),
+    /// `break`, with the node it was reached with.
+    Break(Option<Item>, ast::Span),
+    /// `continue`, with the node it was reached with.
+    Continue(Option<Item>, ast::Span),
+    /// `return(...)`.
+    Return(Val),
+    /// `stop`.
+    Stop(ast::Span),
+}
+
+impl From<SynErr> for Flow {
+    fn from(e: SynErr) -> Flow {
+        Flow::Err(e)
+    }
+}
+
+/// Results inside the runtime.
+pub(crate) type Res<T> = Result<T, Flow>;
+
+/// Per-node state that travels with a node: its variables.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Path {
+    /// Variables set while this node was in the pipeline.
+    pub vars: HashMap<String, Val>,
+    /// `$path.meta` values.
+    pub meta: Vec<(String, Val)>,
+}
+
+/// One node in the pipeline with its path.
+pub(crate) type Item = (Rc<Node>, Path);
+
+/// A query being run.
+pub(crate) struct Runt<'a> {
+    pub view: &'a View,
+    pub model: &'a Model,
+    /// The whole query text (for highlights).
+    pub text: &'a str,
+    pub opts: &'a Value,
+    pub sink: &'a Sink<'a>,
+    pub editor: Editor<'a>,
+    /// Variable frames: the query's, then one per function call.
+    pub frames: RefCell<Vec<HashMap<String, Val>>>,
+    /// Whether each known variable is runtime safe (the same for every node).
+    pub runtvars: RefCell<HashMap<String, bool>>,
+    /// The query's function definitions, by index ([`Val::Func`] names them).
+    pub funcs: Vec<&'a ast::Function>,
+    /// Node data loaded with `$node.data.load()`, to go into the packed nodes.
+    pub loaded: RefCell<HashMap<Buid, Vec<(String, Value)>>>,
+    /// `opts.readonly`.
+    pub readonly: bool,
+}
+
+fn monotonic_ms() -> i64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as i64 + 1
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Check the opts that Synapse refuses before sending any message.
+fn check_opts(opts: &Value) -> SynResult<EditFormat> {
+    if !matches!(opts, Value::Nil | Value::Map(_)) {
+        return Err(SynErr::bad_arg("Storm opts must be a dict."));
+    }
+    let editformat = match opts.get("editformat") {
+        None | Some(Value::Nil) => EditFormat::NodeEdits,
+        Some(Value::Str(s)) if s == "nodeedits" => EditFormat::NodeEdits,
+        Some(Value::Str(s)) if s == "count" => EditFormat::Count,
+        Some(Value::Str(s)) if s == "none" => EditFormat::Nothing,
+        Some(other) => {
+            let shown = other
+                .as_str()
+                .map_or_else(|| other.to_string(), str::to_string);
+            return Err(
+                SynErr::new("BadConfValu", format!("invalid edit format, got {shown}"))
+                    .with("name", "editformat")
+                    .with("valu", other.clone()),
+            );
+        }
+    };
+    if let Some(keepalive) = opts.get("keepalive").and_then(Value::as_i64)
+        && keepalive <= 0
+    {
+        return Err(SynErr::bad_arg(format!(
+            "keepalive must be > 0; got {keepalive}"
+        )));
+    }
+    if let Some(vars) = opts.get("vars").and_then(Value::as_map) {
+        for (name, _) in vars {
+            if name.as_str().is_none() {
+                return Err(SynErr::bad_arg(format!(
+                    "Storm var names must be strings (got {name} of type {})",
+                    name.type_name()
+                )));
+            }
+        }
+    }
+    Ok(editformat)
+}
+
+/// Run a storm query, sending Synapse's messages (`(type, info)` values: `init`, `node`,
+/// `node:edits`, `print`, `warn`, `err`, `fini`) into the channel as they happen. Runs on the
+/// calling (blocking) thread: the service calls it inside `spawn_blocking`. `opts` is the storm
+/// opts map (may be Nil); `user` the user's iden.
+///
+/// Options Synapse refuses before sending anything (a bad `editformat` or `keepalive`, var
+/// names that are not strings) are returned as an error and no message is sent; everything
+/// else, parse errors included, ends the stream with `err` then `fini`. Every edit is durable
+/// when `fini` is sent. If the receiver goes away the query stops at its next message.
+pub fn run_storm(
+    view: &View,
+    text: &str,
+    opts: &Value,
+    user: &str,
+    out: &Sender<Value>,
+) -> SynResult<()> {
+    let editformat = check_opts(opts)?;
+    let tick = now_ms();
+    let abstick = monotonic_ms();
+    let task = match opts.get("task").and_then(Value::as_str) {
+        Some(task) => task.to_string(),
+        None => crate::guid::guid(),
+    };
+    let show = opts.get("show").and_then(Value::as_array).map(|items| {
+        items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+    });
+    let sink = Sink {
+        out: Some(out),
+        show: show.filter(|s| !s.is_empty()),
+        editformat,
+        closed: Cell::new(false),
+    };
+    sink.send(
+        "init",
+        Value::map([
+            ("tick", Value::from(tick)),
+            ("text", Value::from(text)),
+            ("abstick", Value::from(abstick)),
+            ("hash", Value::from(query_hash(text))),
+            ("task", Value::from(task)),
+        ]),
+    );
+    let outcome = execute(view, text, opts, user, &sink, true);
+    let err = match outcome.end {
+        Ok(None) => None,
+        Ok(Some(retn)) => Some(SynErr::new("StormReturn", retn.to_str())),
+        Err(e) => Some(e),
+    };
+    if let Some(err) = err {
+        let mut info = err.to_value();
+        strip_internal(&mut info);
+        sink.send("err", info);
+    }
+    let abstock = monotonic_ms();
+    let took = abstock - abstick;
+    sink.send(
+        "fini",
+        Value::map([
+            ("tock", Value::from(tick + took)),
+            ("abstock", Value::from(abstock)),
+            ("took", Value::from(took)),
+            ("count", Value::from(outcome.count)),
+        ]),
+    );
+    Ok(())
+}
+
+/// Drop `esrc`/`ename` from an error tuple, as the storm stream does.
+fn strip_internal(err: &mut Value) {
+    if let Value::Array(parts) = err
+        && let Some(Value::Map(info)) = parts.get_mut(1)
+    {
+        info.retain(|(k, _)| !matches!(k.as_str(), Some("esrc" | "ename")));
+    }
+}
+
+/// Synapse's `callStorm()`: run the query to the end without messages and return the value
+/// of its `return(...)` (Nil without one). Errors are returned as the `err` message would
+/// carry them.
+pub fn call_storm(view: &View, text: &str, opts: &Value, user: &str) -> SynResult<Value> {
+    let editformat = check_opts(opts)?;
+    let sink = Sink {
+        out: None,
+        show: None,
+        editformat,
+        closed: Cell::new(false),
+    };
+    let outcome = execute(view, text, opts, user, &sink, false);
+    Ok(outcome.end?.map_or(Value::Nil, |v| v.to_prim()))
+}
+
+/// Synapse's `count()`: the number of nodes the query yields.
+pub fn count_storm(view: &View, text: &str, opts: &Value, user: &str) -> SynResult<i64> {
+    let editformat = check_opts(opts)?;
+    let sink = Sink {
+        out: None,
+        show: None,
+        editformat,
+        closed: Cell::new(false),
+    };
+    let outcome = execute(view, text, opts, user, &sink, false);
+    outcome.end?;
+    Ok(outcome.count)
+}
+
+/// Parse and run a query; `send_nodes` packs and sends each node.
+fn execute(
+    view: &View,
+    text: &str,
+    opts: &Value,
+    user: &str,
+    sink: &Sink<'_>,
+    send_nodes: bool,
+) -> Outcome {
+    let query = match parse_query(text) {
+        Ok(q) => q,
+        Err(e) => {
+            return Outcome {
+                count: 0,
+                end: Err(e),
+            };
+        }
+    };
+    let rt = Runt::new(view, text, opts, user, sink, &query);
+    let mut count = 0i64;
+    let end = rt.drive(&query, |rt, node| {
+        count += 1;
+        if send_nodes && sink.shows("node") {
+            sink.send("node", rt.pack(node, opts));
+        }
+        !sink.closed.get()
+    });
+    // Acknowledge the edits only once they are on disk.
+    let end = end.and_then(|retn| {
+        rt.editor.make_durable()?;
+        Ok(retn)
+    });
+    Outcome { count, end }
+}
+
+impl<'a> Runt<'a> {
+    fn new(
+        view: &'a View,
+        text: &'a str,
+        opts: &'a Value,
+        user: &str,
+        sink: &'a Sink<'a>,
+        query: &'a ast::Query,
+    ) -> Runt<'a> {
+        let mut globals = HashMap::new();
+        let mut runtvars =
+            HashMap::from([("node".to_string(), false), ("path".to_string(), false)]);
+        for (name, valu) in opts.get("vars").and_then(Value::as_map).unwrap_or(&[]) {
+            if let Some(name) = name.as_str() {
+                globals.insert(name.to_string(), Val::from(valu));
+                runtvars.insert(name.to_string(), true);
+            }
+        }
+        runtvars.insert("lib".to_string(), true);
+        let mut funcs = Vec::new();
+        exec::collect_functions(&query.opers, &mut funcs);
+        let rt = Runt {
+            view,
+            model: view.model(),
+            text,
+            opts,
+            sink,
+            editor: Editor::new(view, user, Durability::Deferred, sink),
+            frames: RefCell::new(vec![globals]),
+            runtvars: RefCell::new(runtvars),
+            funcs,
+            loaded: RefCell::default(),
+            readonly: opts.get("readonly").is_some_and(|v| Val::from(v).truthy()),
+        };
+        exec::load_runtvars(&rt, &query.opers);
+        rt
+    }
+
+    /// Run the query, calling `on_node` for each node that leaves it (stop when it returns
+    /// false), honoring `opts.limit`. Returns the `return(...)` value, if any.
+    fn drive(
+        &self,
+        query: &'a ast::Query,
+        mut on_node: impl FnMut(&Runt<'a>, &Item) -> bool,
+    ) -> Result<Option<Val>, SynErr> {
+        let limit = self.opts.get("limit").and_then(Value::as_i64);
+        let input = self.input()?;
+        let mut seen = 0i64;
+        let genr = exec::run_query(self, query, Box::new(input.into_iter().map(Ok)));
+        for item in genr {
+            match item {
+                Ok(item) => {
+                    seen += 1;
+                    if !on_node(self, &item) {
+                        break;
+                    }
+                    if limit.is_some_and(|l| seen >= l) {
+                        break;
+                    }
+                }
+                Err(flow) => return self.top_flow(flow),
+            }
+        }
+        Ok(None)
+    }
+
+    /// What control flow means at the top of the query.
+    fn top_flow(&self, flow: Flow) -> Result<Option<Val>, SynErr> {
+        match flow {
+            Flow::Err(e) => Err(e),
+            Flow::Return(v) => Ok(Some(v)),
+            Flow::Break(_, span) | Flow::Continue(_, span) => {
+                let statement = if matches!(flow, Flow::Break(..)) {
+                    "break"
+                } else {
+                    "continue"
+                };
+                Err(SynErr::new(
+                    "StormRuntimeError",
+                    format!("Loop control statement \"{statement}\" used outside of a loop."),
+                )
+                .with("statement", statement)
+                .with("highlight", self.highlight(span)))
+            }
+            Flow::Stop(span) => Err(SynErr::new(
+                "StormRuntimeError",
+                "Generator control statement \"stop\" used outside of a generator function.",
+            )
+            .with("statement", "stop")
+            .with("highlight", self.highlight(span))),
+        }
+    }
+
+    /// The input nodes: `opts.ndefs` then `opts.idens`.
+    fn input(&self) -> SynResult<Vec<Item>> {
+        let mut out = Vec::new();
+        for ndef in self
+            .opts
+            .get("ndefs")
+            .and_then(Value::as_array)
+            .unwrap_or(&[])
+        {
+            if let Some([Value::Str(form), valu]) = ndef.as_array()
+                && let Some(node) = self.view.node_by_ndef(form, valu)?
+            {
+                out.push((Rc::new(node), self.init_path()));
+            }
+        }
+        for iden in self
+            .opts
+            .get("idens")
+            .and_then(Value::as_array)
+            .unwrap_or(&[])
+        {
+            let buid = iden
+                .as_str()
+                .and_then(|s| hex::decode(s).ok())
+                .and_then(|b| <Buid>::try_from(b).ok())
+                .ok_or_else(|| {
+                    SynErr::new("NoSuchIden", "Iden must be 64 hex digits")
+                        .with("iden", iden.clone())
+                })?;
+            if let Some(node) = self.view.node(&buid)? {
+                out.push((Rc::new(node), self.init_path()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A fresh path for a lifted node.
+    pub(crate) fn init_path(&self) -> Path {
+        Path::default()
+    }
+
+    /// Pack a node for a `node` message.
+    fn pack(&self, item: &Item, opts: &Value) -> Value {
+        let (node, path) = item;
+        let repr = opts.get("repr").is_some_and(|v| Val::from(v).truthy());
+        let loaded = self.loaded.borrow();
+        let data = loaded.get(&node.buid).map_or(&[][..], Vec::as_slice);
+        let mut packed = node.pack(self.model, repr, data);
+        if let Value::Array(parts) = &mut packed
+            && let Some(Value::Map(info)) = parts.get_mut(1)
+        {
+            let meta = path
+                .meta
+                .iter()
+                .map(|(k, v)| (Value::from(k.as_str()), v.to_prim()))
+                .collect();
+            info.push((Value::from("path"), Value::Map(meta)));
+        }
+        packed
+    }
+
+    /// Synapse's `highlight` for a span of the query text.
+    pub(crate) fn highlight(&self, span: ast::Span) -> Value {
+        crate::cortex::storm::highlight(self.text, span)
+    }
+
+    /// Add a highlight to an error unless it has one.
+    pub(crate) fn at(&self, span: ast::Span, err: SynErr) -> SynErr {
+        if err.field("highlight").is_some() {
+            return err;
+        }
+        err.with("highlight", self.highlight(span))
+    }
+
+    /// Send a `print` message.
+    pub(crate) fn print(&self, mesg: &str) {
+        self.sink
+            .send("print", Value::map([("mesg", Value::from(mesg))]));
+    }
+
+    /// Send a `warn` message.
+    pub(crate) fn warn(&self, mesg: &str) {
+        self.sink.warn(mesg);
+    }
+
+    /// Whether the client went away.
+    pub(crate) fn cancelled(&self) -> bool {
+        self.sink.closed.get()
+    }
+
+    /// A variable from the current frame (or the query's frame).
+    pub(crate) fn get_var(&self, name: &str) -> Option<Val> {
+        let frames = self.frames.borrow();
+        if let Some(v) = frames.last().and_then(|f| f.get(name)) {
+            return Some(v.clone());
+        }
+        frames.first().and_then(|f| f.get(name)).cloned()
+    }
+
+    /// Set a variable in the current frame.
+    pub(crate) fn set_var(&self, name: &str, valu: Val) {
+        if let Some(frame) = self.frames.borrow_mut().last_mut() {
+            frame.insert(name.to_string(), valu);
+        }
+    }
+
+    /// Whether a variable is runtime safe.
+    pub(crate) fn is_runtvar(&self, name: &str) -> bool {
+        self.runtvars.borrow().get(name).copied().unwrap_or(false)
+    }
+
+    /// Read a node again after it was edited.
+    pub(crate) fn reload(&self, node: &Node) -> Res<Rc<Node>> {
+        match self.view.node(&node.buid)? {
+            Some(n) => Ok(Rc::new(n)),
+            None => Ok(Rc::new(node.clone())),
+        }
+    }
+
+    /// Refuse edits in a read-only runtime.
+    pub(crate) fn req_writable(&self, span: ast::Span) -> Res<()> {
+        if self.readonly {
+            return Err(Flow::Err(self.at(
+                span,
+                SynErr::new(
+                    "IsReadOnly",
+                    "Storm runtime is in readonly mode, cannot create or edit nodes and other graph data.",
+                ),
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,624 @@
+//! A view: the layers a cortex reads as one graph, with the data model that gives their
+//! stored values meaning.
+//!
+//! A [`View`] reads nodes ([`Node`]: form, value, props, tags, tag props) by joining the
+//! storage nodes of its layers top-down, packs them as Synapse does ([`Node::pack`],
+//! [`View::pack_node`]), and lifts buids by prop, value, tag or tag prop in index order
+//! ([`View::lift_prop_valu`] and friends). Edits go through an [`crate::cortex::editor::Editor`]
+//! to the top layer, the only one written.
+//!
+//! For now a view has one layer ([`View::new`]); the join of storage nodes already merges a
+//! stack (the top layer wins for a value, prop, tag or tag prop), but lifts read the write
+//! layer only, since merging several layers' index orders is not written yet.
+//!
+//! Everything here reads LMDB synchronously: async callers use `spawn_blocking` (see the
+//! layer's documentation). Each call opens its own read snapshot.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use crate::cortex::edits::{Buid, Ival, ival_to_value};
+use crate::cortex::layer::{Cmp, Layer, Sode};
+use crate::cortex::model::{Form, Model, Prop, StorCmpr, Type};
+use crate::error::{SynErr, SynResult};
+use crate::msgpack::Value;
+
+/// A form or a property, as storm names them: `inet:ipv4`, `inet:ipv4:asn`, `.seen`,
+/// `inet:ipv4.seen`.
+#[derive(Clone, Debug)]
+pub enum PropRef {
+    /// A form: its primary value.
+    Form(Arc<Form>),
+    /// A secondary prop, a form's universal prop, or a universal prop of all forms.
+    Prop(Arc<Prop>),
+}
+
+impl PropRef {
+    /// The full name.
+    pub fn full(&self) -> &str {
+        match self {
+            PropRef::Form(f) => &f.name,
+            PropRef::Prop(p) => &p.full,
+        }
+    }
+
+    /// The type of the values.
+    pub fn typ(&self) -> &Arc<Type> {
+        match self {
+            PropRef::Form(f) => &f.typ,
+            PropRef::Prop(p) => &p.typ,
+        }
+    }
+
+    /// Whether this is a form.
+    pub fn is_form(&self) -> bool {
+        matches!(self, PropRef::Form(_))
+    }
+}
+
+/// A node as a view sees it: the join of its storage nodes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Node {
+    /// The node's buid.
+    pub buid: Buid,
+    /// The form name.
+    pub form: String,
+    /// The primary value.
+    pub valu: Value,
+    /// Secondary and universal props in the order they were first set.
+    pub props: Vec<(String, Value)>,
+    /// Tags with their intervals.
+    pub tags: Vec<(String, Ival)>,
+    /// Tag props: `(tag, [(prop, value)])`, grouped by tag.
+    pub tagprops: Vec<(String, Vec<(String, Value)>)>,
+}
+
+impl Node {
+    /// The hex iden.
+    pub fn iden(&self) -> String {
+        hex::encode(self.buid)
+    }
+
+    /// `(form, valu)`.
+    pub fn ndef(&self) -> Value {
+        Value::Array(vec![Value::from(self.form.as_str()), self.valu.clone()])
+    }
+
+    /// A prop value by relative name (`asn`, `.created`).
+    pub fn get(&self, prop: &str) -> Option<&Value> {
+        self.props.iter().find(|(n, _)| n == prop).map(|(_, v)| v)
+    }
+
+    /// A tag's interval.
+    pub fn tag(&self, tag: &str) -> Option<Ival> {
+        self.tags.iter().find(|(n, _)| n == tag).map(|(_, i)| *i)
+    }
+
+    /// A tag prop value.
+    pub fn tagprop(&self, tag: &str, prop: &str) -> Option<&Value> {
+        self.tagprops
+            .iter()
+            .find(|(t, _)| t == tag)
+            .and_then(|(_, props)| props.iter().find(|(p, _)| p == prop))
+            .map(|(_, v)| v)
+    }
+
+    /// The tags, or only the leaf tags (no other tag of the node below them), longest first
+    /// as Synapse's `getTags(leaf=True)` gives them.
+    pub fn tag_names(&self, leaf: bool) -> Vec<String> {
+        if !leaf {
+            return self.tags.iter().map(|(t, _)| t.clone()).collect();
+        }
+        let mut sorted: Vec<&String> = self.tags.iter().map(|(t, _)| t).collect();
+        sorted.sort_by(|a, b| (b.len(), b.as_str()).cmp(&(a.len(), a.as_str())));
+        let mut out: Vec<String> = Vec::new();
+        for tag in sorted {
+            let look = format!("{tag}.");
+            if out.iter().any(|t| t.starts_with(&look)) {
+                continue;
+            }
+            out.push(tag.clone());
+        }
+        out
+    }
+
+    /// Synapse's packed node without `path`: `((form, valu), {iden, tags, props, tagprops,
+    /// nodedata})`, plus `repr`, `reprs` and `tagpropreprs` when `repr` is set. `nodedata` is
+    /// what the caller loaded (usually nothing).
+    pub fn pack(&self, model: &Model, repr: bool, nodedata: &[(String, Value)]) -> Value {
+        let mut info = vec![
+            ("iden", Value::from(self.iden())),
+            ("tags", self.tags_value()),
+            (
+                "props",
+                Value::map(self.props.iter().map(|(n, v)| (n.clone(), v.clone()))),
+            ),
+            ("tagprops", self.tagprops_value()),
+            (
+                "nodedata",
+                Value::map(nodedata.iter().map(|(n, v)| (n.clone(), v.clone()))),
+            ),
+        ];
+        if repr {
+            let form = model.form(&self.form);
+            if let Some(rval) = form.and_then(|f| f.typ.repr(model, &self.valu).ok())
+                && rval != self.valu
+            {
+                info.push(("repr", rval));
+            }
+            info.push(("reprs", self.reprs(model)));
+            info.push(("tagpropreprs", self.tagpropreprs(model)));
+        }
+        Value::Array(vec![self.ndef(), Value::map(info)])
+    }
+
+    fn tags_value(&self) -> Value {
+        Value::map(self.tags.iter().map(|(t, i)| (t.clone(), ival_to_value(i))))
+    }
+
+    fn tagprops_value(&self) -> Value {
+        Value::map(self.tagprops.iter().map(|(tag, props)| {
+            (
+                tag.clone(),
+                Value::map(props.iter().map(|(p, v)| (p.clone(), v.clone()))),
+            )
+        }))
+    }
+
+    /// `{prop: repr}` for the props whose repr differs from the value (arrays always: their
+    /// repr is a list where the value is a tuple).
+    fn reprs(&self, model: &Model) -> Value {
+        let Some(form) = model.form(&self.form) else {
+            return Value::Map(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (name, valu) in &self.props {
+            let Some(prop) = form.prop(name) else {
+                continue;
+            };
+            let Ok(rval) = prop.typ.repr(model, valu) else {
+                continue;
+            };
+            if rval.is_nil() || (rval == *valu && !prop.typ.is_array()) {
+                continue;
+            }
+            out.push((name.clone(), rval));
+        }
+        Value::map(out)
+    }
+
+    fn tagpropreprs(&self, model: &Model) -> Value {
+        let mut out = Vec::new();
+        for (tag, props) in &self.tagprops {
+            let mut reps = Vec::new();
+            for (name, valu) in props {
+                let Some(tp) = model.tagprop(name) else {
+                    continue;
+                };
+                if let Ok(rval) = tp.typ.repr(model, valu)
+                    && !rval.is_nil()
+                    && rval != *valu
+                {
+                    reps.push((name.clone(), rval));
+                }
+            }
+            if !reps.is_empty() {
+                out.push((tag.clone(), Value::map(reps)));
+            }
+        }
+        Value::map(out)
+    }
+}
+
+/// Join storage nodes, top layer first: the node exists if some layer holds its value.
+fn join_sodes(buid: &Buid, sodes: &[Sode]) -> Option<Node> {
+    let mut node: Option<Node> = None;
+    // Bottom-up, so higher layers overwrite.
+    for sode in sodes.iter().rev() {
+        if let Some((valu, _)) = &sode.valu {
+            let slot = node.get_or_insert_with(|| Node {
+                buid: *buid,
+                form: sode.form.clone(),
+                valu: valu.clone(),
+                props: Vec::new(),
+                tags: Vec::new(),
+                tagprops: Vec::new(),
+            });
+            slot.form = sode.form.clone();
+            slot.valu = valu.clone();
+        }
+    }
+    let mut node = node?;
+    for sode in sodes.iter().rev() {
+        for (name, valu, _) in &sode.props {
+            match node.props.iter_mut().find(|(n, _)| n == name) {
+                Some(slot) => slot.1 = valu.clone(),
+                None => node.props.push((name.clone(), valu.clone())),
+            }
+        }
+        for (tag, ival) in &sode.tags {
+            match node.tags.iter_mut().find(|(t, _)| t == tag) {
+                Some(slot) => slot.1 = *ival,
+                None => node.tags.push((tag.clone(), *ival)),
+            }
+        }
+        for (tag, prop, valu, _) in &sode.tagprops {
+            let at = match node.tagprops.iter().position(|(t, _)| t == tag) {
+                Some(at) => at,
+                None => {
+                    node.tagprops.push((tag.clone(), Vec::new()));
+                    node.tagprops.len() - 1
+                }
+            };
+            let props = &mut node.tagprops[at].1;
+            match props.iter_mut().find(|(p, _)| p == prop) {
+                Some(slot) => slot.1 = valu.clone(),
+                None => props.push((prop.clone(), valu.clone())),
+            }
+        }
+    }
+    Some(node)
+}
+
+/// The layer comparison for one of a type's lift operations.
+pub fn stor_cmp(sc: &StorCmpr) -> SynResult<Cmp> {
+    let pair = || match sc.valu.as_array() {
+        Some([a, b]) => Ok((a.clone(), b.clone())),
+        _ => Err(SynErr::bad_arg(format!(
+            "{} needs two values, got {}",
+            sc.cmpr, sc.valu
+        ))),
+    };
+    let text = || match &sc.valu {
+        Value::Str(s) => s.clone(),
+        Value::Bin(b) => hex::encode(b),
+        other => other.to_string(),
+    };
+    Ok(match sc.cmpr.as_str() {
+        "=" => Cmp::Eq(sc.valu.clone()),
+        "<" => Cmp::Lt(sc.valu.clone()),
+        "<=" => Cmp::Le(sc.valu.clone()),
+        ">" => Cmp::Gt(sc.valu.clone()),
+        ">=" => Cmp::Ge(sc.valu.clone()),
+        "range=" => {
+            let (a, b) = pair()?;
+            Cmp::Range(a, b)
+        }
+        "^=" => Cmp::Prefix(text()),
+        "~=" => Cmp::Regex(text()),
+        "@=" => Cmp::Overlaps(sc.valu.clone()),
+        other => {
+            return Err(SynErr::new(
+                "NoSuchCmpr",
+                format!("No such comparator for lifts: {other}"),
+            )
+            .with("cmpr", other));
+        }
+    })
+}
+
+/// Props by the name of their type, in model order (Synapse's `propsbytype`).
+#[derive(Debug, Default)]
+struct TypeIndex {
+    /// Props of forms whose type is the named type.
+    props: HashMap<String, Vec<Arc<Prop>>>,
+    /// Array props of forms whose items are of the named type.
+    arrays: HashMap<String, Vec<Arc<Prop>>>,
+}
+
+impl TypeIndex {
+    fn build(model: &Model) -> TypeIndex {
+        let mut index = TypeIndex::default();
+        for name in model.form_names() {
+            let Some(form) = model.form(name) else {
+                continue;
+            };
+            for prop in form.props() {
+                index
+                    .props
+                    .entry(prop.typ.name.clone())
+                    .or_default()
+                    .push(prop.clone());
+                if let Some(elem) = prop.typ.array_elem(model) {
+                    index
+                        .arrays
+                        .entry(elem.name.clone())
+                        .or_default()
+                        .push(prop.clone());
+                }
+            }
+        }
+        index
+    }
+}
+
+/// The layers a cortex reads as one graph, and its data model.
+#[derive(Clone, Debug)]
+pub struct View {
+    /// Top (write) layer first.
+    layers: Vec<Layer>,
+    model: Arc<Model>,
+    bytype: Arc<OnceLock<TypeIndex>>,
+}
+
+impl View {
+    /// A view of one layer, which it also writes.
+    pub fn new(layer: Layer, model: Arc<Model>) -> View {
+        View {
+            layers: vec![layer],
+            model,
+            bytype: Arc::default(),
+        }
+    }
+
+    fn bytype(&self) -> &TypeIndex {
+        self.bytype.get_or_init(|| TypeIndex::build(&self.model))
+    }
+
+    /// The form props whose type is `typename` (`inet:ipv4:asn` for `inet:asn`), in model
+    /// order.
+    pub fn props_of_type(&self, typename: &str) -> &[Arc<Prop>] {
+        self.bytype().props.get(typename).map_or(&[], Vec::as_slice)
+    }
+
+    /// The array props whose items are of type `typename`, in model order.
+    pub fn array_props_of_type(&self, typename: &str) -> &[Arc<Prop>] {
+        self.bytype()
+            .arrays
+            .get(typename)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The data model.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// The layer edits go to.
+    pub fn write_layer(&self) -> &Layer {
+        &self.layers[0]
+    }
+
+    /// The layers, top first.
+    pub fn layers(&self) -> &[Layer] {
+        &self.layers
+    }
+
+    /// A form or prop by full name (`inet:ipv4`, `inet:ipv4:asn`, `.seen`).
+    pub fn prop_ref(&self, name: &str) -> Option<PropRef> {
+        if let Some(form) = self.model.form(name) {
+            return Some(PropRef::Form(form.clone()));
+        }
+        self.model.prop(name).map(|p| PropRef::Prop(p.clone()))
+    }
+
+    /// The node of a buid, if some layer holds its value.
+    pub fn node(&self, buid: &Buid) -> SynResult<Option<Node>> {
+        let mut sodes = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            if let Some(sode) = layer.sode(buid)? {
+                sodes.push(sode);
+            }
+        }
+        Ok(join_sodes(buid, &sodes))
+    }
+
+    /// The node `(form, norm)` (the value must be normalized).
+    pub fn node_by_ndef(&self, form: &str, norm: &Value) -> SynResult<Option<Node>> {
+        self.node(&crate::cortex::model::buid(form, norm))
+    }
+
+    /// Pack a node as a storm `node` message carries it (§1.3 of the storm spec): `((form,
+    /// norm), {iden, tags, props, tagprops, nodedata, [repr, reprs, tagpropreprs], path})`;
+    /// `opts` is the storm opts map (`repr` adds the reprs; may be Nil).
+    pub fn pack_node(&self, buid: &Buid, opts: &Value) -> SynResult<Option<Value>> {
+        let repr = opts.get("repr").is_some_and(truthy);
+        let Some(node) = self.node(buid)? else {
+            return Ok(None);
+        };
+        let mut packed = node.pack(&self.model, repr, &[]);
+        if let Value::Array(parts) = &mut packed
+            && let Some(Value::Map(info)) = parts.get_mut(1)
+        {
+            info.push((Value::from("path"), Value::Map(Vec::new())));
+        }
+        Ok(Some(packed))
+    }
+
+    /// Every node of a form, in index order.
+    pub fn lift_form(&self, form: &str) -> SynResult<Vec<Buid>> {
+        self.write_layer().lift(|r| r.lift_form(form))
+    }
+
+    /// Nodes that have a prop (or, for a form, every node of it), in index order.
+    pub fn lift_prop(&self, prop: &PropRef) -> SynResult<Vec<Buid>> {
+        let layer = self.write_layer();
+        match prop {
+            PropRef::Form(f) => self.lift_form(&f.name),
+            PropRef::Prop(p) => match &p.form {
+                None => layer.lift(|r| r.lift_univ(&p.name, None, p.stortype, &Cmp::Any)),
+                Some(form) => {
+                    layer.lift(|r| r.lift_prop(form, Some(&p.name), p.stortype, &Cmp::Any))
+                }
+            },
+        }
+    }
+
+    /// Nodes whose prop (or primary value) matches any of the lift operations, in order of
+    /// the operations, then index order (Synapse's `nodesByPropValu` after `getStorCmprs`).
+    pub fn lift_prop_valu(&self, prop: &PropRef, cmprs: &[StorCmpr]) -> SynResult<Vec<Buid>> {
+        let layer = self.write_layer();
+        let mut out = Vec::new();
+        for sc in cmprs {
+            let cmp = stor_cmp(sc)?;
+            let found = match prop {
+                PropRef::Form(f) => layer.lift(|r| r.lift_prop(&f.name, None, sc.stortype, &cmp)),
+                PropRef::Prop(p) => match &p.form {
+                    None => layer.lift(|r| r.lift_univ(&p.name, None, sc.stortype, &cmp)),
+                    Some(form) => {
+                        layer.lift(|r| r.lift_prop(form, Some(&p.name), sc.stortype, &cmp))
+                    }
+                },
+            }?;
+            out.extend(found);
+        }
+        Ok(out)
+    }
+
+    /// Nodes with an array prop holding an item that matches any of the operations (one entry
+    /// per matching item).
+    pub fn lift_prop_array(&self, prop: &Prop, cmprs: &[StorCmpr]) -> SynResult<Vec<Buid>> {
+        let Some(form) = &prop.form else {
+            return Ok(Vec::new());
+        };
+        let layer = self.write_layer();
+        let mut out = Vec::new();
+        for sc in cmprs {
+            let cmp = stor_cmp(sc)?;
+            out.extend(layer.lift(|r| r.lift_prop_array(form, &prop.name, prop.stortype, &cmp))?);
+        }
+        Ok(out)
+    }
+
+    /// Nodes with a tag (of one form or all).
+    pub fn lift_tag(&self, tag: &str, form: Option<&str>) -> SynResult<Vec<Buid>> {
+        self.write_layer().lift(|r| r.lift_tag(tag, form))
+    }
+
+    /// Nodes whose tag interval equals (`=`) or overlaps (`@=`) a normalized interval.
+    pub fn lift_tag_valu(
+        &self,
+        tag: &str,
+        form: Option<&str>,
+        cmpr: &str,
+        ival: &Value,
+    ) -> SynResult<Vec<Buid>> {
+        let cmp = match cmpr {
+            "=" => Cmp::Eq(ival.clone()),
+            "@=" => Cmp::Overlaps(ival.clone()),
+            other => {
+                return Err(SynErr::new(
+                    "NoSuchCmpr",
+                    format!("Type (ival) has no cmpr: \"{other}\"."),
+                )
+                .with("cmpr", other)
+                .with("name", "ival"));
+            }
+        };
+        self.write_layer()
+            .lift(|r| r.lift_tag_valu(tag, form, &cmp))
+    }
+
+    /// Nodes (of one form or all) with a tag prop, optionally matching lift operations.
+    pub fn lift_tagprop(
+        &self,
+        form: Option<&str>,
+        tag: &str,
+        prop: &str,
+        stortype: u16,
+        cmprs: Option<&[StorCmpr]>,
+    ) -> SynResult<Vec<Buid>> {
+        let layer = self.write_layer();
+        let Some(cmprs) = cmprs else {
+            return layer.lift(|r| r.lift_tagprop(tag, prop, form, stortype, &Cmp::Any));
+        };
+        let mut out = Vec::new();
+        for sc in cmprs {
+            let cmp = stor_cmp(sc)?;
+            out.extend(layer.lift(|r| r.lift_tagprop(tag, prop, form, sc.stortype, &cmp))?);
+        }
+        Ok(out)
+    }
+
+    /// Light edges from a node: `(verb, n2)`, only `verb` if given.
+    pub fn edges_n1(&self, buid: &Buid, verb: Option<&str>) -> SynResult<Vec<(String, Buid)>> {
+        self.write_layer().reader()?.edges_n1(buid, verb)
+    }
+
+    /// Light edges to a node: `(verb, n1)`, only `verb` if given.
+    pub fn edges_n2(&self, buid: &Buid, verb: Option<&str>) -> SynResult<Vec<(String, Buid)>> {
+        self.write_layer().reader()?.edges_n2(buid, verb)
+    }
+
+    /// Whether the light edge `n1 -(verb)> n2` exists.
+    pub fn has_edge(&self, n1: &Buid, verb: &str, n2: &Buid) -> SynResult<bool> {
+        self.write_layer().reader()?.has_edge(n1, verb, n2)
+    }
+
+    /// A node data value.
+    pub fn nodedata(&self, buid: &Buid, name: &str) -> SynResult<Option<Value>> {
+        self.write_layer().reader()?.nodedata(buid, name)
+    }
+
+    /// All node data of a node.
+    pub fn nodedata_all(&self, buid: &Buid) -> SynResult<Vec<(String, Value)>> {
+        self.write_layer().reader()?.nodedata_all(buid)
+    }
+}
+
+/// Python truth of an option value.
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Nil => false,
+        Value::Bool(b) => *b,
+        Value::Int(i) => *i != 0,
+        Value::Str(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Map(m) => !m.is_empty(),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sode(form: &str, valu: Option<i64>, props: &[(&str, i64)], tags: &[&str]) -> Sode {
+        Sode {
+            form: form.into(),
+            valu: valu.map(|v| (Value::from(v), 4)),
+            props: props
+                .iter()
+                .map(|(n, v)| (n.to_string(), Value::from(*v), 9))
+                .collect(),
+            tags: tags.iter().map(|t| (t.to_string(), (None, None))).collect(),
+            tagprops: vec![("t".into(), "score".into(), Value::from(1i64), 9)],
+        }
+    }
+
+    #[test]
+    fn sodes_join_with_the_top_layer_winning() {
+        let buid = [1u8; 32];
+        let top = sode("inet:ipv4", None, &[("asn", 20)], &["b"]);
+        let bottom = sode("inet:ipv4", Some(5), &[("asn", 10), ("loc", 1)], &["a"]);
+        let node = join_sodes(&buid, &[top.clone(), bottom]).expect("node");
+        assert_eq!(node.valu, Value::from(5i64));
+        assert_eq!(
+            node.props,
+            vec![
+                ("asn".to_string(), Value::from(20i64)),
+                ("loc".to_string(), Value::from(1i64))
+            ]
+        );
+        assert_eq!(node.tag_names(false), vec!["a", "b"]);
+        assert_eq!(node.tagprop("t", "score"), Some(&Value::from(1i64)));
+        // Props or tags alone are no node.
+        assert_eq!(join_sodes(&buid, &[top]), None);
+    }
+
+    #[test]
+    fn leaf_tags_are_longest_first() {
+        let node = Node {
+            buid: [0; 32],
+            form: "inet:ipv4".into(),
+            valu: Value::from(1i64),
+            props: vec![],
+            tags: ["a", "a.b", "a.b.c", "a.d", "e"]
+                .iter()
+                .map(|t| (t.to_string(), (None, None)))
+                .collect(),
+            tagprops: vec![],
+        };
+        assert_eq!(node.tag_names(true), vec!["a.b.c", "a.d", "e"]);
+    }
+}
