@@ -206,3 +206,101 @@ fn python_client_uses_the_layer_api() {
     assert!(out.ok(), "{}", out.describe());
     assert_eq!(out.stdout.trim(), "");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storm_callstorm_and_count_over_telepath() {
+    let svc = SynService::start("cortex", &[]);
+    let core = Proxy::open(&svc.url("cortex")).await.unwrap();
+    assert!(core.is_genr("storm"));
+    let msgs = core
+        .call(
+            "storm",
+            vec!["[inet:ipv4=1.2.3.4 :asn=10 +#foo.bar]".into()],
+        )
+        .await
+        .unwrap();
+    let msgs = msgs.as_array().unwrap();
+    let kinds: Vec<&str> = msgs
+        .iter()
+        .map(|m| m.as_array().unwrap()[0].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"init"));
+    assert_eq!(kinds.last(), Some(&"fini"));
+    let node = msgs
+        .iter()
+        .find(|m| m.as_array().unwrap()[0].as_str() == Some("node"))
+        .expect("a node message");
+    let info = &node.as_array().unwrap()[1].as_array().unwrap()[1];
+    assert_eq!(
+        info.get("iden"),
+        Some(&Value::from(
+            "20153b758f9d5eaaa38e4f4a65c36da797c3e59e549620fa7c4895e1a920991f"
+        ))
+    );
+    assert_eq!(info.get("props").unwrap().get("asn"), Some(&Value::Int(10)));
+    assert!(info.get("tags").unwrap().get("foo.bar").is_some());
+
+    // The auto-added nodes are there; count and callStorm see them.
+    assert_eq!(
+        core.call("count", vec!["inet:asn=10".into()])
+            .await
+            .unwrap(),
+        Value::Int(1)
+    );
+    assert_eq!(
+        core.call("count", vec!["syn:tag".into()]).await.unwrap(),
+        Value::Int(2)
+    );
+    assert_eq!(
+        core.call(
+            "callStorm",
+            vec!["inet:ipv4=1.2.3.4 return($node.value())".into()]
+        )
+        .await
+        .unwrap(),
+        Value::Int(0x01020304)
+    );
+    // Errors: a syntax error ends the stream with err then fini; callStorm raises it.
+    let msgs = core
+        .call("storm", vec!["inet:ipv4=(".into()])
+        .await
+        .unwrap();
+    let msgs = msgs.as_array().unwrap();
+    let err = msgs
+        .iter()
+        .find(|m| m.as_array().unwrap()[0].as_str() == Some("err"))
+        .unwrap();
+    assert_eq!(
+        err.as_array().unwrap()[1].as_array().unwrap()[0],
+        Value::from("BadSyntax")
+    );
+    let e = core
+        .call("callStorm", vec!["[inet:ipv4=300.1.1.1]".into()])
+        .await
+        .unwrap_err();
+    assert_eq!(e.name, "BadTypeValu");
+    let e = core.call("storm", vec![Value::Int(5)]).await.unwrap_err();
+    assert_eq!(e.name, "BadArg");
+}
+
+#[test]
+fn python_client_runs_storm() {
+    let Some(py) = syn2_python() else { return };
+    let svc = SynService::start("cortex", &[]);
+    let url = svc.url("cortex");
+    let out = run_py(
+        &py,
+        "tele.py",
+        &[&url, "storm", "[inet:fqdn=www.vertex.link +#hello]"],
+    );
+    assert!(out.ok(), "{}", out.describe());
+    let msgs = out.json_lines();
+    let nodes: Vec<&serde_json::Value> = msgs.iter().filter(|m| m[0] == "node").collect();
+    assert_eq!(nodes.len(), 1, "{}", out.stdout);
+    assert_eq!(
+        nodes[0][1][0],
+        serde_json::json!(["inet:fqdn", "www.vertex.link"])
+    );
+    let out = run_py(&py, "tele.py", &[&url, "call", "count", "inet:fqdn"]);
+    assert_eq!(out.json(), serde_json::json!(3), "{}", out.describe());
+}

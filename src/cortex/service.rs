@@ -7,6 +7,8 @@
 
 use super::layer::Layer;
 use super::model::Model;
+use super::storm::runtime::{call_storm, count_storm, run_storm};
+use super::view::View;
 use crate::cell::api::{CellApi, cell_methods};
 use crate::cell::config::Opt;
 use crate::cell::{Cell, Service, ServiceKind};
@@ -25,6 +27,7 @@ pub struct Cortex {
     model: Arc<Model>,
     view_iden: String,
     layer: Layer,
+    view: Arc<View>,
     migration_mode: AtomicBool,
 }
 
@@ -59,10 +62,12 @@ impl Cortex {
         let layer_dir = cell.path().join(LAYERS_DIR).join(&layer_iden);
         let layer = Layer::open(&layer_dir, &layer_iden)
             .map_err(|e| anyhow::anyhow!("opening layer {}: {e}", layer_dir.display()))?;
+        let view = Arc::new(View::new(layer.clone(), model.clone()));
         Ok(Arc::new(Cortex {
             model,
             view_iden,
             layer,
+            view,
             migration_mode: AtomicBool::new(false),
         }))
     }
@@ -129,8 +134,66 @@ pub struct CoreApi {
     core: Arc<Cortex>,
 }
 
+/// The `(text, opts)` arguments of the storm calls, with the session user.
+fn storm_args(api: &CoreApi, mut args: Args) -> SynResult<(String, Value, String)> {
+    let text = match args.take(0, "text") {
+        Some(Value::Str(t)) => t,
+        _ => return Err(SynErr::bad_arg("Storm query text must be a string")),
+    };
+    let opts = args.opt::<Value>(1, "opts")?.unwrap_or(Value::Nil);
+    args.done()?;
+    let mut user = api.cell.user_iden();
+    if let Some(Value::Str(other)) = opts.get("user")
+        && *other != user
+    {
+        api.cell.req_allowed(&["impersonate"], None)?;
+        user = other.clone();
+    }
+    Ok((text, opts, user))
+}
+
+/// Run blocking Storm work off the reactor.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> SynResult<T> + Send + 'static,
+) -> SynResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SynErr::new("SynErr", format!("storm task failed: {e}")))?
+}
+
 static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
     Methods::<CoreApi>::new("synapse.cortex.CoreApi")
+        .genr("storm", |api, args| async move {
+            let (text, opts, user) = storm_args(&api, args)?;
+            let view = api.core.view.clone();
+            let (msgs_tx, mut msgs) = mpsc::channel::<Value>(256);
+            let (tx, rx): (mpsc::Sender<SynResult<Value>>, Genr) = mpsc::channel(256);
+            let refused = tx.clone();
+            tokio::task::spawn_blocking(move || {
+                // Options refused before any message end the generator with that error.
+                if let Err(e) = run_storm(&view, &text, &opts, &user, &msgs_tx) {
+                    let _ = refused.blocking_send(Err(e));
+                }
+            });
+            tokio::spawn(async move {
+                while let Some(m) = msgs.recv().await {
+                    if tx.send(Ok(m)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            Ok(rx)
+        })
+        .call("callStorm", |api, args| async move {
+            let (text, opts, user) = storm_args(&api, args)?;
+            let view = api.core.view.clone();
+            blocking(move || call_storm(&view, &text, &opts, &user)).await
+        })
+        .call("count", |api, args| async move {
+            let (text, opts, user) = storm_args(&api, args)?;
+            let view = api.core.view.clone();
+            blocking(move || count_storm(&view, &text, &opts, &user).map(Value::from)).await
+        })
         .call("getModelDict", |api, args| async move {
             args.done()?;
             Ok(api.core.model.model_dict())
