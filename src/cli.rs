@@ -38,6 +38,31 @@ pub fn command() -> clap::Command {
                 ),
         )
         .subcommand(
+            clap::Command::new("storm")
+                .about("Run a Storm query on a cortex and print the nodes as an analyst reads them")
+                .long_about(
+                    "Run QUERY on the cortex at URL (the cortex share: tcp://user:passwd@host:port/cortex, \
+                     cell://DIR:cortex) and print each node (its form and value, then its props and \
+                     tags), prints, warnings and errors as they arrive. --json prints every message \
+                     as one JSON line instead. Exit status 1 when the query ends with an error.\n\n\
+                     Example:\n  syn storm tcp://root:secret@127.0.0.1:27492/cortex 'inet:ipv4 +#bad'",
+                )
+                .arg(clap::Arg::new("url").value_name("URL").required(true))
+                .arg(clap::Arg::new("query").value_name("QUERY").required(true))
+                .arg(
+                    clap::Arg::new("json")
+                        .long("json")
+                        .action(clap::ArgAction::SetTrue)
+                        .help("print the raw messages, one JSON value a line"),
+                )
+                .arg(
+                    clap::Arg::new("opts")
+                        .long("opts")
+                        .value_name("JSON")
+                        .help("storm opts as a JSON object, e.g. '{\"vars\": {\"x\": 1}}'"),
+                ),
+        )
+        .subcommand(
             clap::Command::new("call")
                 .about("Call a telepath method and print the result as JSON")
                 .long_about(
@@ -234,5 +259,128 @@ pub fn gen_docs(m: &clap::ArgMatches) -> i32 {
             eprintln!("syn gen-docs: {}: {e}", dir.display());
             1
         }
+    }
+}
+
+/// `syn storm`: returns the exit code.
+pub fn storm(m: &clap::ArgMatches) -> i32 {
+    let url = m.get_one::<String>("url").cloned().unwrap_or_default();
+    let query = m.get_one::<String>("query").cloned().unwrap_or_default();
+    let raw = m.get_flag("json");
+    let opts = match m.get_one::<String>("opts") {
+        None => Value::Nil,
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(j @ serde_json::Value::Object(_)) => Value::from_json(&j),
+            _ => {
+                eprintln!("syn storm: --opts must be a JSON object");
+                return 2;
+            }
+        },
+    };
+    // People read values as Synapse shows them (1.2.3.4, not 16909060).
+    let opts = match opts {
+        Value::Nil if !raw => Value::map([("repr", Value::Bool(true))]),
+        Value::Map(mut pairs) if !raw && !pairs.iter().any(|(k, _)| k.as_str() == Some("repr")) => {
+            pairs.push(("repr".into(), Value::Bool(true)));
+            Value::Map(pairs)
+        }
+        other => other,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("syn storm: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async move {
+        let proxy = match Proxy::open(&url).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("syn storm: {e}");
+                return 1;
+            }
+        };
+        let mut msgs = match proxy.genr("storm", vec![query.into(), opts], vec![]).await {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("syn storm: {e}");
+                return 1;
+            }
+        };
+        let mut failed = false;
+        while let Some(msg) = msgs.next().await {
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("syn storm: {e}");
+                    return 1;
+                }
+            };
+            if raw {
+                println!("{}", msg.to_json());
+            }
+            let Some((kind, info)) = msg.as_array().and_then(|a| match a {
+                [Value::Str(k), info] => Some((k.as_str(), info)),
+                _ => None,
+            }) else {
+                continue;
+            };
+            failed |= kind == "err";
+            if !raw {
+                print_storm_message(kind, info);
+            }
+        }
+        i32::from(failed)
+    })
+}
+
+/// One storm message for a person: nodes as `form=value` with indented props and tags.
+fn print_storm_message(kind: &str, info: &Value) {
+    let text = |v: &Value| match v {
+        Value::Str(s) => s.clone(),
+        other => other.to_json().to_string(),
+    };
+    match kind {
+        "node" => {
+            let Some([ndef, meta]) = info.as_array() else {
+                return;
+            };
+            let (form, valu) = match ndef.as_array() {
+                Some([f, v]) => (text(f), text(meta.get("repr").unwrap_or(v))),
+                _ => return,
+            };
+            println!("{form}={valu}");
+            let reprs = meta.get("reprs");
+            for (k, v) in meta.get("props").and_then(Value::as_map).unwrap_or(&[]) {
+                let shown = reprs
+                    .and_then(|r| r.as_map()?.iter().find(|(rk, _)| rk == k).map(|(_, rv)| rv));
+                println!("        :{} = {}", text(k), text(shown.unwrap_or(v)));
+            }
+            for (k, v) in meta.get("tags").and_then(Value::as_map).unwrap_or(&[]) {
+                match v.as_array() {
+                    Some([Value::Nil, Value::Nil]) | None => println!("        #{}", text(k)),
+                    Some(_) => println!("        #{} = {}", text(k), v.to_json()),
+                }
+            }
+        }
+        "print" => println!("{}", info.get("mesg").map(text).unwrap_or_default()),
+        "warn" => eprintln!(
+            "WARNING: {}",
+            info.get("mesg").map(text).unwrap_or_default()
+        ),
+        "err" => {
+            let err = crate::error::SynErr::from_value(info);
+            eprintln!("ERROR: {err}");
+        }
+        "fini" => {
+            let count = info.get("count").and_then(Value::as_i64).unwrap_or(0);
+            let took = info.get("took").and_then(Value::as_i64).unwrap_or(0);
+            println!("complete. {count} nodes in {took} ms.");
+        }
+        _ => {}
     }
 }

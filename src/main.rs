@@ -10,6 +10,7 @@ fn main() -> ExitCode {
         Some(("cell", m)) => cell::run(&cell::BARE_CELL, m),
         Some(("cortex", m)) => cell::run(&syn::cortex::service::CORTEX, m),
         Some(("call", m)) => cli::call(m),
+        Some(("storm", m)) => cli::storm(m),
         Some(("easycert", m)) => cli::easycert(m),
         Some(("gen-docs", m)) => cli::gen_docs(m),
         Some(("backup", m)) => syn::backup::cli::run_backup(m),

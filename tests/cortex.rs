@@ -304,3 +304,28 @@ fn python_client_runs_storm() {
     let out = run_py(&py, "tele.py", &[&url, "call", "count", "inet:fqdn"]);
     assert_eq!(out.json(), serde_json::json!(3), "{}", out.describe());
 }
+
+#[test]
+fn syn_storm_prints_nodes_for_people_and_json_for_scripts() {
+    let svc = SynService::start("cortex", &[]);
+    let url = svc.url("cortex");
+    let out = common::syn(&[
+        "storm",
+        &url,
+        "[inet:ipv4=1.2.3.4 :asn=10 +#foo.bar] $lib.print(done)",
+    ]);
+    assert!(out.ok(), "{}", out.describe());
+    assert!(out.stdout.contains("inet:ipv4=1.2.3.4\n"), "{}", out.stdout);
+    assert!(out.stdout.contains(":asn = 10"), "{}", out.stdout);
+    assert!(out.stdout.contains("#foo.bar"), "{}", out.stdout);
+    assert!(out.stdout.contains("done\n"), "{}", out.stdout);
+    assert!(out.stdout.contains("complete. 1 nodes"), "{}", out.stdout);
+    let out = common::syn(&["storm", &url, "[inet:ipv4=300.1.1.1]"]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("ERROR: BadTypeValu"), "{}", out.stderr);
+    let out = common::syn(&["storm", "--json", &url, "inet:asn"]);
+    let lines = out.json_lines();
+    assert_eq!(lines.first().unwrap()[0], "init");
+    assert_eq!(lines[1][1][0], serde_json::json!(["inet:asn", 10]));
+    assert_eq!(lines.last().unwrap()[0], "fini");
+}
