@@ -322,21 +322,119 @@ fn days_set_validity_with_kind_defaults() {
     );
 }
 
-#[test]
-fn rsa4096_is_refused_with_a_reason_and_writes_nothing() {
+/// The modulus size of the RSA public key in a certificate (panics on any other key).
+fn rsa_bits(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> usize {
+    match spki.parsed().unwrap() {
+        x509_parser::public_key::PublicKey::RSA(k) => {
+            assert_eq!(k.try_exponent().unwrap(), 65537);
+            k.key_size()
+        }
+        other => panic!("not an RSA key: {other:?}"),
+    }
+}
+
+fn cert_rsa_bits(path: &Path) -> usize {
+    let der = certs::load_certs(path).unwrap().remove(0);
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
+    rsa_bits(cert.public_key())
+}
+
+const SHA256_WITH_RSA: &str = "1.2.840.113549.1.1.11";
+
+#[tokio::test]
+async fn rsa4096_keys_are_real_sign_serve_and_load_back() {
     let tmp = tempfile::tempdir().unwrap();
-    let r = easycert(tmp.path(), &["--key-type", "rsa4096", "--ca", "rsaca"]);
-    assert_eq!(r.code, 2);
-    assert_eq!(r.err.lines().count(), 1, "{}", r.err);
-    assert!(
-        r.err
-            .starts_with("syn easycert: --key-type rsa4096: this build cannot generate RSA keys"),
-        "{}",
-        r.err
+    let d = tmp.path();
+    ok(d, &["--key-type", "rsa4096", "--ca", "rsaca"]);
+    ok(
+        d,
+        &[
+            "--key-type",
+            "rsa4096",
+            "--server",
+            "rsa.example.test",
+            "--signas",
+            "rsaca",
+            "--server-sans",
+            "IP:127.0.0.1",
+        ],
     );
-    assert!(file_names(&tmp.path().join("cas")).is_empty());
-    // The default and the explicit ECDSA choice work.
-    ok(tmp.path(), &["--key-type", "ecdsa-p256", "--ca", "ecca"]);
+    // An ECDSA user under the RSA CA.
+    ok(d, &["rsauser@example", "--signas", "rsaca"]);
+    for name in ["cas/rsaca", "hosts/rsa.example.test"] {
+        let crt = d.join(format!("{name}.crt"));
+        let key = d.join(format!("{name}.key"));
+        assert_eq!(cert_rsa_bits(&crt), 4096, "{name}");
+        assert_eq!(mode(&key), 0o600, "{name}");
+        assert!(matches!(
+            certs::load_key(&key).unwrap(),
+            rustls_pki_types::PrivateKeyDer::Pkcs8(_)
+        ));
+        let der = certs::load_certs(&crt).unwrap().remove(0);
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
+        assert_eq!(
+            cert.signature_algorithm.algorithm.to_id_string(),
+            SHA256_WITH_RSA,
+            "{name} is signed by the RSA CA"
+        );
+        if name.starts_with("hosts/") {
+            let ku = cert.key_usage().unwrap().unwrap().value;
+            assert!(ku.digital_signature() && ku.key_encipherment(), "{ku:?}");
+        }
+    }
+    let dir = CertDir::open(d).unwrap();
+    dir.verify_host("rsa.example.test", "rsa.example.test")
+        .unwrap();
+    dir.verify_host("rsa.example.test", "127.0.0.1").unwrap();
+    dir.verify_user("rsauser@example").unwrap();
+
+    // rustls (ring) serves with the RSA host key on loopback.
+    let (server, client) = handshake(
+        &dir,
+        "rsa.example.test",
+        &dir,
+        "rsauser@example",
+        "rsa.example.test",
+    )
+    .await;
+    assert_eq!(server.unwrap(), "rsauser@example");
+    assert_eq!(client.unwrap(), "hello rsauser@example");
+
+    // Never overwritten.
+    let before = fs::read(d.join("cas/rsaca.key")).unwrap();
+    let r = easycert(d, &["--key-type", "rsa4096", "--ca", "rsaca"]);
+    assert_eq!(r.code, 3, "{}", r.err);
+    assert_eq!(fs::read(d.join("cas/rsaca.key")).unwrap(), before);
+    assert_eq!(file_names(&d.join("cas")), vec!["rsaca.crt", "rsaca.key"]);
+
+    // A CSR with an RSA 4096 key, self-signed with SHA-256.
+    ok(
+        d,
+        &["--csr", "--key-type", "rsa4096", "--server", "ext.example"],
+    );
+    assert_eq!(mode(&d.join("hosts/ext.example.key")), 0o600);
+    let der = certs::load_csr(&d.join("hosts/ext.example.csr")).unwrap();
+    let (_, csr) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&der).unwrap();
+    csr.verify_signature().unwrap();
+    assert_eq!(rsa_bits(&csr.certification_request_info.subject_pki), 4096);
+    assert_eq!(
+        csr.signature_algorithm.algorithm.to_id_string(),
+        SHA256_WITH_RSA
+    );
+    // The default and the explicit ECDSA choice still make EC keys.
+    ok(d, &["--key-type", "ecdsa-p256", "--ca", "ecca"]);
+    ok(d, &["--ca", "ecca2"]);
+    for name in ["ecca", "ecca2"] {
+        let der = certs::load_certs(&d.join(format!("cas/{name}.crt")))
+            .unwrap()
+            .remove(0);
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&der).unwrap();
+        assert!(matches!(
+            cert.public_key().parsed().unwrap(),
+            x509_parser::public_key::PublicKey::EC(_)
+        ));
+    }
 }
 
 #[test]

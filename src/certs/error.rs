@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 pub const EXIT_OK: u8 = 0;
 /// Bad input or a failed read or write (a damaged PEM, a mismatched key, a missing file).
 pub const EXIT_FAILED: u8 = 1;
-/// The command line asks for something that cannot be done (a bad combination, RSA keys).
+/// The command line asks for something that cannot be done (a bad combination).
 pub const EXIT_USAGE: u8 = 2;
 /// A file that would be written already exists; nothing was written.
 pub const EXIT_EXISTS: u8 = 3;

@@ -120,13 +120,15 @@ impl CertDir {
                 "--server-sans only applies to --server".into(),
             ));
         }
-        let key = opts.key_type.generate()?;
+        // The CA first: an RSA key takes seconds to make, not worth it for a missing CA.
         let ca = opts
             .signas
             .as_deref()
             .map(|n| self.load_ca(n))
             .transpose()?;
-        let params = cert_params(kind, name, &opts.sans, validity(kind, opts)?, false)?;
+        let key = opts.key_type.generate()?;
+        let rsa = opts.key_type == KeyType::Rsa4096;
+        let params = cert_params(kind, name, &opts.sans, validity(kind, opts)?, rsa)?;
         let signer = match &ca {
             Some(ca) => Signer::Ca(ca),
             None => Signer::Itself(&key),

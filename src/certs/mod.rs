@@ -4,7 +4,8 @@
 //! Layout and file names follow Synapse v2.0.0's `CertDir`: `cas/<name>.crt|.key`,
 //! `hosts/<fqdn>.crt|.key|.csr|.p12`, `users/<name>.crt|.key|.csr|.p12`, all PEM except
 //! `.p12`. Files made by Python Synapse (RSA keys, PKCS#1 or PKCS#8) load and sign.
-//! New keys are ECDSA P-256: the ring backend cannot generate RSA keys.
+//! New keys are ECDSA P-256 by default, or RSA 4096 (`--key-type rsa4096`, Synapse's own
+//! choice): ring makes the ECDSA keys, the `rsa` crate the RSA ones, and ring signs with both.
 
 mod cli;
 mod der;
