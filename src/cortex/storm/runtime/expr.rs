@@ -529,13 +529,13 @@ pub(super) fn compute(rt: &Runt<'_>, v: &ast::Value, item: Ctx<'_>) -> Res<Val> 
                 _ => {}
             }
             let r = compute(rt, right, item)?;
+            // Synapse highlights only a division by zero (on the divisor).
             binary(*op, l, r).map_err(|e| {
-                let span = if e.mesg() == "Cannot divide by zero" {
-                    right.span
+                if e.mesg() == "Cannot divide by zero" {
+                    Flow::Err(rt.at(right.span, e))
                 } else {
-                    v.span
-                };
-                Flow::Err(rt.at(span, e))
+                    Flow::Err(e)
+                }
             })?
         }
     })
@@ -898,7 +898,10 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
             let items = Value::Array(a.args.iter().map(Val::to_prim).collect());
             Ok(Val::Str(crate::guid::guid_of(&items)))
         }
-        "list" => Ok(Val::List(a.args)),
+        "list" => {
+            rt.warn("$lib.list() is deprecated. Use ([]) instead.");
+            Ok(Val::List(a.args))
+        }
         "dict" => Ok(Val::Dict(
             a.kwargs
                 .into_iter()
@@ -906,17 +909,18 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
                 .collect(),
         )),
         "range" => {
-            let first = a.req(0, "stop")?.to_int()?;
-            let second = a.get(1, "start").map(|v| v.to_int()).transpose()?;
+            // Synapse's argument order: `$lib.range(stop, start=None, step=None)`.
+            let stop = a.req(0, "stop")?.to_int()?;
+            let start = a
+                .get(1, "start")
+                .map(|v| v.to_int())
+                .transpose()?
+                .unwrap_or(0);
             let step = a
                 .get(2, "step")
                 .map(|v| v.to_int())
                 .transpose()?
                 .unwrap_or(1);
-            let (start, stop) = match second {
-                Some(stop) => (first, stop),
-                None => (0, first),
-            };
             if step == 0 {
                 return Err(Flow::Err(rt_err("range() arg 3 must not be zero")));
             }
@@ -996,17 +1000,23 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
         "time.format" => {
             let valu = a.req(0, "valu")?;
             let fmt = a.req(1, "format")?.to_str();
-            let ms = match valu.to_prim() {
-                Value::Int(i) => i,
-                other => {
-                    let timetype = rt
-                        .model
-                        .typ("time")
-                        .ok_or_else(|| SynErr::new("NoSuchType", "No type named time."))?;
-                    match timetype.norm(rt.model, &other)?.valu {
-                        Value::Int(i) => i,
-                        _ => 0,
-                    }
+            let timetype = rt
+                .model
+                .typ("time")
+                .ok_or_else(|| SynErr::new("NoSuchType", "No type named time."))?;
+            let prim = valu.to_prim();
+            let ms = match timetype.norm(rt.model, &prim) {
+                Ok(n) => n.valu.as_i64().map_or(0, i128::from),
+                Err(e) => {
+                    let e = crate::cortex::editor::with_valu(e, &prim);
+                    return Err(Flow::Err(
+                        rt_err(format!(
+                            "Failed to norm a time value prior to formatting - {}",
+                            crate::cortex::model::norm::py_err_str(&e)
+                        ))
+                        .with("valu", prim)
+                        .with("format", fmt.as_str()),
+                    ));
                 }
             };
             Ok(Val::Str(strftime(ms, &fmt)?))
@@ -1160,11 +1170,15 @@ fn nodedata_method(rt: &Runt<'_>, node: &Rc<Node>, name: &str, a: &mut Args) -> 
             let key = a.req(0, "name")?.to_str();
             let valu = a.req(1, "valu")?.to_prim();
             rt.editor.set_data(node, &key, &valu)?;
+            // Synapse's node keeps data it set, so the packed node shows it.
+            rt.keep_data(node, &key, Some(valu));
             Ok(Val::Null)
         }
         "pop" => {
             let key = a.req(0, "name")?.to_str();
-            Ok(Val::from(&rt.editor.pop_data(node, &key)?))
+            let old = rt.editor.pop_data(node, &key)?;
+            rt.keep_data(node, &key, None);
+            Ok(Val::from(&old))
         }
         "list" => Ok(Val::List(
             rt.view
@@ -1176,13 +1190,8 @@ fn nodedata_method(rt: &Runt<'_>, node: &Rc<Node>, name: &str, a: &mut Args) -> 
         "load" => {
             let key = a.req(0, "name")?.to_str();
             let valu = rt.view.nodedata(&node.buid, &key)?;
-            if let Some(valu) = valu {
-                let mut loaded = rt.loaded.borrow_mut();
-                let data = loaded.entry(node.buid).or_default();
-                match data.iter_mut().find(|(k, _)| *k == key) {
-                    Some(slot) => slot.1 = valu,
-                    None => data.push((key, valu)),
-                }
+            if valu.is_some() {
+                rt.keep_data(node, &key, valu);
             }
             Ok(Val::Null)
         }

@@ -203,6 +203,16 @@ impl Val {
         }
     }
 
+    /// Python's `str()` of the plain value (tuples and `None` as Python writes them), as a
+    /// top-level `return` reports it.
+    pub fn py_str(&self) -> String {
+        match self {
+            Val::Str(s) => s.clone(),
+            Val::List(_) | Val::Dict(_) | Val::Null | Val::Bool(_) => py_repr(&self.to_prim()),
+            other => other.to_str(),
+        }
+    }
+
     /// Synapse's `torepr`: how `$lib.print($x)` shows a value: `$lib.null`, `true`, a list as
     /// `['a', 1]`, a node as `Node{...}`.
     pub fn repr(&self) -> String {
