@@ -625,8 +625,57 @@ fn a_bulk_load_flushes_the_log_once() {
 // ---------------------------------------------------------------------------------------------
 // Side by side with a real Python cortex
 
-/// The queries sent to both cortexes, in order, with their opts.
-fn compare_cases() -> Vec<(&'static str, J)> {
+/// How a comparison query is sent: `storm()`, `callStorm()` or `count()`.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Storm,
+    Call,
+    Count,
+}
+
+/// The queries sent to both cortexes, in order, with their opts and mode.
+fn compare_cases() -> Vec<(&'static str, J, Mode)> {
+    let mut cases: Vec<(&'static str, J, Mode)> = storm_cases()
+        .into_iter()
+        .map(|(q, o)| (q, o, Mode::Storm))
+        .collect();
+    let none = J::Null;
+    for q in [
+        "return((1))",
+        "return(a)",
+        "return((1.5))",
+        "return(([1,2,3]))",
+        "return(({\"a\": 1}))",
+        "return(${ inet:ipv4 })",
+        "inet:ipv4=1.2.3.4 return($node)",
+        "return()",
+        "$lib.print(hi)",
+        "stop",
+        "break ",
+        "continue ",
+        "$lib.raise(Foo, bar)",
+        "inet:ipv4=newp",
+        "[inet:ipv4=1.2.3.5] return($node.iden())",
+        "$x = (1) $y = ($x + 2) return($y)",
+        "function f(a, b=(2)) { return($($a * $b)) } return($f(5))",
+        "return($lib.len((1, 2, 3)))",
+        "inet:ipv4 return((1))",
+    ] {
+        cases.push((q, none.clone(), Mode::Call));
+    }
+    for q in [
+        "[inet:ipv4=1.2.3.6] inet:ipv4",
+        "$lib.print(x)",
+        "inet:ipv4 | limit 2",
+        "inet:newp",
+    ] {
+        cases.push((q, none.clone(), Mode::Count));
+    }
+    cases
+}
+
+/// The `storm()` queries of [`compare_cases`].
+fn storm_cases() -> Vec<(&'static str, J)> {
     let none = J::Null;
     let rows = json!({"vars": {"rows": [["1.1.1.1", 1], ["2.2.2.2", 2], ["3.3.3.3", 3]]}});
     vec![
@@ -1011,6 +1060,108 @@ fn compare_cases() -> Vec<(&'static str, J)> {
         ("", none.clone()),
         ("inet:ipv4", json!({"ndefs": [["inet:ipv4", 16909060]]})),
         ("inet:ipv4 | limit 1", json!({"idens": ["newp"]})),
+        // Intervals, tags of tags, more errors.
+        (
+            "[inet:ipv4=1.2.3.4 +#foo.bar=(2020, 2021) +#meta.x]",
+            none.clone(),
+        ),
+        ("[syn:tag=foo.bar +#meta]", none.clone()),
+        ("##meta", none.clone()),
+        ("#foo.bar=(2020, 2021)", none.clone()),
+        ("#foo.bar@=2020-06", none.clone()),
+        ("inet:ipv4#foo.bar@=2022", none.clone()),
+        ("#foo.bar=2022", none.clone()),
+        ("inet:ipv4 +#foo.bar@=(2019, 2020-06)", none.clone()),
+        ("inet:ipv4 | max #foo.bar", none.clone()),
+        ("inet:ipv4 | min .seen", none.clone()),
+        ("inet:ipv4:asn*range=(1)", none.clone()),
+        ("inet:ipv4 +:asn*range=(1)", none.clone()),
+        ("inet:fqdn=ab*cd", none.clone()),
+        ("inet:fqdn=vertex.link -> inet:fqdn", none.clone()),
+        ("inet:fqdn=www.vertex.link -> inet:fqdn", none.clone()),
+        ("[inet:ipv4=1.2.3.4 :asn=$lib.null]", none.clone()),
+        ("$x = $lib.null [inet:ipv4=$x]", none.clone()),
+        ("[inet:ipv4=1.2.3.4] | [ +#pipe ]", none.clone()),
+        (
+            "$d = ({\"k\": \"v\", \"k2\": 2}) for ($k, $v) in $d { $lib.print(`{$k}={$v}`) }",
+            none.clone(),
+        ),
+        ("for $x in abc { $lib.print($x) }", none.clone()),
+        ("$lib.print($lib.str.concat(a, (1), b))", none.clone()),
+        ("$lib.print($lib.guid(a, b))", none.clone()),
+        ("$lib.print($lib.cast(int, 0x10))", none.clone()),
+        ("$lib.print($lib.cast(newp, 1))", none.clone()),
+        ("$lib.print($lib.trycast(inet:ipv4, newp))", none.clone()),
+        ("$lib.print($(1 / 0))", none.clone()),
+        ("$lib.print($(7 % 3)) $lib.print($(-7 % 3))", none.clone()),
+        (
+            "$lib.print($(1 < 2 and 2 < 3)) $lib.print($(not 1))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($(abc ~= \"B\")) $lib.print($(abc ^= ab))",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4=1.2.3.4 $lib.print(:asn) $lib.print(.seen) $lib.print(#foo)",
+            none.clone(),
+        ),
+        ("inet:ipv4=1.2.3.4 $lib.print(:newp)", none.clone()),
+        (
+            "inet:ipv4=1.2.3.4 $lib.print($node.repr()) $lib.print($node.repr(asn))",
+            none.clone(),
+        ),
+        ("inet:ipv4=1.2.3.4 $lib.print($node.tags())", none.clone()),
+        ("inet:ipv4=1.2.3.4 $lib.print($node.ndef())", none.clone()),
+        (
+            "inet:ipv4=1.2.3.4 $lib.print($node.props.asn)",
+            none.clone(),
+        ),
+        ("$lib.print($lib.vars.type((1)))", none.clone()),
+        ("$x = (1) $x = $($x + 1) $lib.print($x)", none.clone()),
+        ("inet:ipv4 $x = :asn +$($x = 10)", none.clone()),
+        (
+            "inet:ipv4 +:asn=10 $x=:asn [ :asn=$($x + 1) ]",
+            none.clone(),
+        ),
+        ("inet:ipv4 +:asn=11 [ -:asn ] +:asn", none.clone()),
+        (
+            "[inet:ipv4=1.2.3.4 +#a.b.c] [ -#a.b ] $lib.print($node.tags())",
+            none.clone(),
+        ),
+        (
+            "[inet:ipv4=1.2.3.4 +#x:score=3] [ -#x ] $lib.print($node.pack())",
+            none.clone(),
+        ),
+        ("inet:fqdn=vertex.link [ :issuffix=1 ]", none.clone()),
+        ("inet:fqdn", none.clone()),
+        ("[inet:fqdn=newp.org] | delnode", none.clone()),
+        ("inet:fqdn=org", none.clone()),
+        (
+            "[ou:org=(o1,) :name=\"The Vertex Project\" :names=(vtx, \"the vertex project\")]",
+            none.clone(),
+        ),
+        (
+            "[geo:place=(p1,) :name=Reston :loc=us.va.reston]",
+            none.clone(),
+        ),
+        ("geo:place:loc^=us.va", none.clone()),
+        ("[risk:vuln=(v1,) :cve=CVE-2020-1234]", none.clone()),
+        (
+            "[file:bytes=sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 :mime=text/plain]",
+            none.clone(),
+        ),
+        ("[meta:source=(s1,) :name=foo]", none.clone()),
+        (
+            "[inet:flow=(f1,) :src=tcp://1.1.1.1:80 :dst:ipv4=2.2.2.2]",
+            none.clone(),
+        ),
+        ("[it:dev:pipe=mypipe]", none.clone()),
+        (
+            "[inet:whois:email=(vertex.link, visi@vertex.link)]",
+            none.clone(),
+        ),
+        ("inet:fqdn=vertex.link <- *", none.clone()),
     ]
 }
 
@@ -1132,7 +1283,17 @@ fn matches_a_python_cortex_side_by_side() {
         return;
     };
     let cases = compare_cases();
-    let input: Vec<J> = cases.iter().map(|(q, o)| json!([q, o])).collect();
+    let input: Vec<J> = cases
+        .iter()
+        .map(|(q, o, m)| {
+            let mode = match m {
+                Mode::Storm => "storm",
+                Mode::Call => "call",
+                Mode::Count => "count",
+            };
+            json!([q, o, mode])
+        })
+        .collect();
     let file = tempfile::NamedTempFile::new().expect("tempfile");
     std::fs::write(file.path(), serde_json::to_string(&input).expect("json")).expect("write");
     let out = common::run_py(
@@ -1149,17 +1310,32 @@ fn matches_a_python_cortex_side_by_side() {
     let (_dir, view) = fresh();
     let mut agree = 0;
     let mut report = Vec::new();
-    for ((text, opts), py) in cases.iter().zip(&py_results) {
+    for ((text, opts, mode), py) in cases.iter().zip(&py_results) {
         let opts = Value::from_json(opts);
-        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-        let (v, t, o) = (view.clone(), text.to_string(), opts.clone());
-        let runner = std::thread::spawn(move || run_storm(&v, &t, &o, "root", &tx));
         let mut ours = Vec::new();
-        while let Some(m) = rx.blocking_recv() {
-            ours.push(to_py_json(&m));
-        }
-        if let Err(e) = runner.join().expect("runner") {
-            ours = vec![json!(["raised", to_py_json(&e.to_value())])];
+        match mode {
+            Mode::Storm => {
+                let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+                let (v, t, o) = (view.clone(), text.to_string(), opts.clone());
+                let runner = std::thread::spawn(move || run_storm(&v, &t, &o, "root", &tx));
+                while let Some(m) = rx.blocking_recv() {
+                    ours.push(to_py_json(&m));
+                }
+                if let Err(e) = runner.join().expect("runner") {
+                    ours = vec![json!(["raised", to_py_json(&e.to_value())])];
+                }
+            }
+            Mode::Call | Mode::Count => {
+                let result = if *mode == Mode::Call {
+                    call_storm(&view, text, &opts, "root")
+                } else {
+                    count_storm(&view, text, &opts, "root").map(Value::from)
+                };
+                ours.push(match result {
+                    Ok(v) => json!(["return", to_py_json(&v)]),
+                    Err(e) => json!(["raised", to_py_json(&e.to_value())]),
+                });
+            }
         }
         let ours: Vec<J> = ours.iter().map(normalize).collect();
         let theirs: Vec<J> = py

@@ -5,10 +5,12 @@ every message each query produced.
 
     storm_compare.py QUERIES.json
 
-QUERIES.json is a JSON list of [text, opts] pairs, run in order against one fresh cortex
-(so edits of earlier queries are seen by later ones). The output (stdout) is one JSON list
-with, per query, the list of (type, info) messages `prox.storm(text, opts=opts)` yielded,
-or, when the generator raised before any message, [["raised", [ExcName, info]]].
+QUERIES.json is a JSON list of [text, opts, mode] triples, run in order against one fresh
+cortex (so edits of earlier queries are seen by later ones). mode is "storm", "call" or
+"count". The output (stdout) is one JSON list with, per query: for "storm", the list of
+(type, info) messages `prox.storm(text, opts=opts)` yielded, or, when the generator raised
+before any message, [["raised", [ExcName, info]]]; for "call" and "count",
+[["return", value]] or [["raised", [ExcName, info]]].
 Bytes are written as {"$bytes": hex}.
 
 The cortex runs in this process (temporary directory, no network); see storm.md §8.
@@ -41,11 +43,16 @@ async def main(path):
             # A tag prop for the tag prop queries (the Rust side defines the same one).
             await core.addTagProp('score', ('int', {}), {'doc': 'a score'})
             async with core.getLocalProxy() as prox:
-                for text, opts in queries:
+                for text, opts, mode in queries:
                     msgs = []
                     try:
-                        async for mesg in prox.storm(text, opts=opts):
-                            msgs.append(mesg)
+                        if mode == 'call':
+                            msgs = [('return', await prox.callStorm(text, opts=opts))]
+                        elif mode == 'count':
+                            msgs = [('return', await prox.count(text, opts=opts))]
+                        else:
+                            async for mesg in prox.storm(text, opts=opts):
+                                msgs.append(mesg)
                     except s_exc.SynErr as e:
                         msgs = [('raised', (e.__class__.__name__, e.errinfo))]
                     results.append(msgs)

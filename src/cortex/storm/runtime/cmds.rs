@@ -394,7 +394,7 @@ fn min_max(
         };
         let valu = match valu {
             Val::Null => continue,
-            Val::List(items) => {
+            Val::List(items) | Val::Tuple(items) => {
                 if items.iter().all(|v| matches!(v, Val::Null)) {
                     continue;
                 }

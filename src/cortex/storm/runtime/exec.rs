@@ -731,7 +731,7 @@ impl ForIter<'_> {
 /// Python's `repr()` of a value as storm holds it (lists as lists).
 fn value_py_repr(v: &Val) -> String {
     match v {
-        Val::Str(_) | Val::List(_) | Val::Dict(_) => v.repr(),
+        Val::Str(_) | Val::List(_) | Val::Tuple(_) | Val::Dict(_) => v.repr(),
         other => other.to_str(),
     }
 }
@@ -1058,7 +1058,7 @@ fn tag_texts(rt: &Runt<'_>, tag: &TagName, item: Option<&Item>) -> Res<Vec<Strin
     if let TagNameKind::Expr(v) = &tag.kind {
         let valu = expr::compute(rt, v, item)?;
         let vals = match valu {
-            Val::List(items) => items,
+            Val::List(items) | Val::Tuple(items) => items,
             other => vec![other],
         };
         let mut out = Vec::new();
@@ -1256,6 +1256,15 @@ fn lift_cmprs(
     value_span: ast::Span,
     oper_span: ast::Span,
 ) -> Res<Vec<StorCmpr>> {
+    if cmpr.name == "range=" && typ.stortype != crate::cortex::edits::stortype::TIME {
+        // Synapse indexes the value: an int cannot be.
+        if let Value::Int(_) = valu {
+            return Err(Flow::Err(SynErr::new(
+                "TypeError",
+                "'int' object is not subscriptable",
+            )));
+        }
+    }
     typ.stor_cmprs(rt.model, &cmpr.name, valu).map_err(|e| {
         if e.name == "NoSuchCmpr" {
             // Synapse's getStorCmprs raises it with a message only.
@@ -2080,13 +2089,13 @@ fn pivot_buids(
             cmp,
         } => {
             let verbs: Vec<String> = match expr::compute(rt, verb, Some(item))? {
-                Val::List(items) => items.iter().map(Val::to_str).collect(),
+                Val::List(items) | Val::Tuple(items) => items.iter().map(Val::to_str).collect(),
                 other => vec![other.to_str()],
             };
             let forms: Option<Vec<String>> = match target {
                 WalkTarget::Any => None,
                 WalkTarget::Forms(v) => Some(match expr::compute(rt, v, Some(item))? {
-                    Val::List(items) => items.iter().map(Val::to_str).collect(),
+                    Val::List(items) | Val::Tuple(items) => items.iter().map(Val::to_str).collect(),
                     other => vec![other.to_str()],
                 }),
             };
@@ -2159,7 +2168,9 @@ enum Targets {
 
 fn pivot_targets(rt: &Runt<'_>, target: &ast::Value, item: &Item) -> Res<Targets> {
     Ok(match expr::compute(rt, target, Some(item))? {
-        Val::List(items) => Targets::Many(items.iter().map(Val::to_str).collect()),
+        Val::List(items) | Val::Tuple(items) => {
+            Targets::Many(items.iter().map(Val::to_str).collect())
+        }
         Val::Str(s) if s.ends_with('*') && rt.view.prop_ref(&s).is_none() => {
             let prefix = &s[..s.len() - 1];
             let forms = forms_with_prefix(rt, prefix);

@@ -466,7 +466,7 @@ pub(super) fn compute(rt: &Runt<'_>, v: &ast::Value, item: Ctx<'_>) -> Res<Val> 
             let node = need_node(rt, item, t.span)?;
             let name = exec::tag_text(rt, t, item)?;
             match node.tag(&name) {
-                Some((a, b)) => Val::List(vec![
+                Some((a, b)) => Val::Tuple(vec![
                     a.map_or(Val::Null, |x| Val::Int(x.into())),
                     b.map_or(Val::Null, |x| Val::Int(x.into())),
                 ]),
@@ -702,6 +702,7 @@ fn deref(rt: &Runt<'_>, base: Val, key: &str) -> Res<Val> {
                 .map(|(k, v)| (Val::from(k.as_str()), Val::from(v)))
                 .collect(),
         )),
+        Val::Tuple(items) => deref(rt, Val::List(items), key),
         base @ (Val::Node(_) | Val::NodeData(_) | Val::Str(_) | Val::List(_) | Val::Query(_)) => {
             let known = match &base {
                 Val::Node(_) => NODE_METHODS.contains(&key),
@@ -862,7 +863,7 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
             Ok(Val::Int(match &item {
                 Val::Str(s) => s.chars().count() as i128,
                 Val::Bytes(b) => b.len() as i128,
-                Val::List(l) => l.len() as i128,
+                Val::List(l) | Val::Tuple(l) => l.len() as i128,
                 Val::Dict(d) => d.len() as i128,
                 other => {
                     return Err(Flow::Err(rt_err(format!(
@@ -875,16 +876,23 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
         "cast" | "trycast" | "repr" => {
             let typename = a.req(0, "name")?.to_str();
             let valu = a.req(1, "valu")?.to_prim();
-            let typ = rt.model.typ(&typename).ok_or_else(|| {
-                SynErr::new("NoSuchType", format!("No type named {typename}."))
-                    .with("name", typename.as_str())
-            })?;
+            // Synapse's `_reqTypeByName`: a type, or the type of a prop.
+            let typ = rt
+                .model
+                .typ(&typename)
+                .or_else(|| rt.model.prop(&typename).map(|p| &p.typ))
+                .ok_or_else(|| {
+                    SynErr::new(
+                        "NoSuchType",
+                        format!("No type or prop found for name {typename}."),
+                    )
+                })?;
             match name {
-                "cast" => Ok(Val::from(&typ.norm(rt.model, &valu)?.valu)),
+                "cast" => Ok(cast_result(&typ.norm(rt.model, &valu)?.valu)),
                 "trycast" => Ok(match typ.norm(rt.model, &valu) {
-                    Ok(n) => Val::List(vec![Val::Bool(true), Val::from(&n.valu)]),
+                    Ok(n) => Val::Tuple(vec![Val::Bool(true), cast_result(&n.valu)]),
                     Err(e) if e.name == "BadTypeValu" => {
-                        Val::List(vec![Val::Bool(false), Val::Null])
+                        Val::Tuple(vec![Val::Bool(false), Val::Null])
                     }
                     Err(e) => return Err(Flow::Err(e)),
                 }),
@@ -1045,6 +1053,14 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
     }
 }
 
+/// `fromprim(norm, basetypes=False)`: a normalized tuple becomes a storm list.
+fn cast_result(norm: &Value) -> Val {
+    match Val::from(norm) {
+        Val::Tuple(items) => Val::List(items),
+        other => other,
+    }
+}
+
 /// `strftime` of epoch milliseconds (UTC) for the common directives.
 fn strftime(ms: i128, fmt: &str) -> Result<String, SynErr> {
     let secs = ms.div_euclid(1000);
@@ -1184,7 +1200,7 @@ fn nodedata_method(rt: &Runt<'_>, node: &Rc<Node>, name: &str, a: &mut Args) -> 
             rt.view
                 .nodedata_all(&node.buid)?
                 .into_iter()
-                .map(|(k, v)| Val::List(vec![Val::Str(k), Val::from(&v)]))
+                .map(|(k, v)| Val::Tuple(vec![Val::Str(k), Val::from(&v)]))
                 .collect(),
         )),
         "load" => {
@@ -1488,7 +1504,7 @@ pub(super) fn nodes_from(rt: &Runt<'_>, valu: &Val, span: ast::Span) -> Res<Vec<
                 out.push(Rc::new(n));
             }
         }
-        Val::List(items) => {
+        Val::List(items) | Val::Tuple(items) => {
             for i in items {
                 out.extend(nodes_from(rt, i, span)?);
             }
