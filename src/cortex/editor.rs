@@ -715,6 +715,18 @@ fn parse_iden(iden: &str) -> Option<Buid> {
     hex::decode(iden).ok()?.try_into().ok()
 }
 
+/// Synapse's normalizers name the bad value in their `BadTypeValu`; add it where the model's
+/// error left it out (not to "no norm for type" errors, which Synapse raises without it).
+pub fn with_valu(err: SynErr, valu: &Value) -> SynErr {
+    if err.name != "BadTypeValu"
+        || err.field("valu").is_some()
+        || err.mesg().starts_with("no norm for type")
+    {
+        return err;
+    }
+    err.with("valu", valu.clone())
+}
+
 fn no_such_tagprop(name: &str) -> SynErr {
     SynErr::new(
         "NoSuchTagProp",
@@ -911,7 +923,7 @@ impl EditBatch<'_, '_> {
         }
         let norm = formobj
             .norm(model, valu)
-            .map_err(|e| e.with("form", form))?;
+            .map_err(|e| with_valu(e, valu).with("form", form))?;
         self.add_normed(formobj.clone(), norm)
     }
 
@@ -1089,7 +1101,9 @@ impl EditBatch<'_, '_> {
                     e.mesg()
                 );
                 let form = prop.form.clone().unwrap_or_default();
-                let mut e = e.with("prop", prop.name.as_str()).with("form", form);
+                let mut e = with_valu(e, valu)
+                    .with("prop", prop.name.as_str())
+                    .with("form", form);
                 if let Some(slot) = e.info.iter_mut().find(|(k, _)| k == "mesg") {
                     slot.1 = Value::from(mesg);
                 }
@@ -1178,7 +1192,7 @@ impl EditBatch<'_, '_> {
                 .ok_or_else(|| SynErr::new("NoSuchType", "No type named ival."))?;
             let normed = ivaltype
                 .norm(model, valu)
-                .map_err(|e| e.with("tag", name.as_str()))?;
+                .map_err(|e| with_valu(e, valu).with("tag", name.as_str()))?;
             ival = ival_from_value(&normed.valu)?;
         }
         if let Some(up) = up.filter(|u| !u.is_empty()) {
@@ -1201,7 +1215,7 @@ impl EditBatch<'_, '_> {
         let tagname = self.add_tag(at, tag, None)?;
         let model = self.editor.model();
         let tp = model.tagprop(prop).ok_or_else(|| no_such_tagprop(prop))?;
-        let norm = tp.typ.norm(model, valu)?;
+        let norm = tp.typ.norm(model, valu).map_err(|e| with_valu(e, valu))?;
         let proto = &mut self.protos[at];
         let key = (tagname.clone(), prop.to_string());
         let curv = proto

@@ -213,6 +213,8 @@ pub(super) fn run<'g>(rt: &'g Runt<'g>, cmd: &'g ast::Command, input: Genr<'g>) 
                     Err(e) => return Some(Err(e)),
                 };
                 let key = match argv.args.first() {
+                    // Synapse hashes a missing value to a random guid: never a duplicate.
+                    Some(Val::Null) => return Some(Ok(item)),
                     Some(v) => v.to_prim().to_bytes(),
                     None => item.0.buid.to_vec(),
                 };
@@ -313,15 +315,62 @@ fn limit_count(argv: &Argv) -> Res<i128> {
     }
 }
 
+/// Python's `heapq` on `(key, counter)` pairs, so that ties come out in Synapse's order.
+struct PyHeap<T> {
+    items: Vec<((i128, usize), T)>,
+}
+
+impl<T> PyHeap<T> {
+    fn sift_down(&mut self, start: usize, mut pos: usize) {
+        while pos > start {
+            let parent = (pos - 1) >> 1;
+            if self.items[pos].0 < self.items[parent].0 {
+                self.items.swap(pos, parent);
+                pos = parent;
+            } else {
+                break;
+            }
+        }
+    }
+
+    fn sift_up(&mut self, mut pos: usize) {
+        let end = self.items.len();
+        let start = pos;
+        let mut child = 2 * pos + 1;
+        while child < end {
+            let right = child + 1;
+            if right < end && self.items[child].0 >= self.items[right].0 {
+                child = right;
+            }
+            self.items.swap(pos, child);
+            pos = child;
+            child = 2 * pos + 1;
+        }
+        self.sift_down(start, pos);
+    }
+
+    fn push(&mut self, key: (i128, usize), item: T) {
+        self.items.push((key, item));
+        let last = self.items.len() - 1;
+        self.sift_down(0, last);
+    }
+
+    fn replace(&mut self, key: (i128, usize), item: T) {
+        self.items[0] = (key, item);
+        self.sift_up(0);
+    }
+}
+
 /// Synapse's `min`/`max`: the `--size` nodes with the smallest or largest value, skipping
-/// nodes without one; intervals compare by their start (`min`) or end (`max`).
+/// nodes without one; intervals compare by their start (`min`) or end (`max`). A heap keeps
+/// the best so far and its list is then sorted stably by value, as in Synapse.
 fn min_max(
     rt: &Runt<'_>,
     input: Genr<'_>,
     argv_for: &dyn Fn(&Item) -> Res<Rc<Argv>>,
     max: bool,
 ) -> Res<Vec<Item>> {
-    let mut kept: Vec<(i128, usize, Item)> = Vec::new();
+    let mut heap: PyHeap<Item> = PyHeap { items: Vec::new() };
     let mut counter = 0usize;
     for item in input {
         let item = item?;
@@ -345,7 +394,7 @@ fn min_max(
         };
         let valu = match valu {
             Val::Null => continue,
-            Val::List(items) => {
+            Val::List(items) | Val::Tuple(items) => {
                 if items.iter().all(|v| matches!(v, Val::Null)) {
                     continue;
                 }
@@ -363,33 +412,17 @@ fn min_max(
             other => other.clone(),
         };
         let valu = valu.intify()?;
-        let size = size as usize;
-        if kept.len() < size {
-            kept.push((valu, counter, item));
-        } else {
-            // Replace the entry that is worst for the command (smallest for max).
-            let worst = if max {
-                kept.iter()
-                    .enumerate()
-                    .min_by_key(|(_, (v, c, _))| (*v, std::cmp::Reverse(*c)))
-            } else {
-                kept.iter()
-                    .enumerate()
-                    .max_by_key(|(_, (v, c, _))| (*v, *c))
-            }
-            .map(|(i, (v, _, _))| (i, *v));
-            if let Some((i, v)) = worst
-                && ((max && valu > v) || (!max && valu < v))
-            {
-                kept[i] = (valu, counter, item);
-            }
+        // max keeps a min-heap of values; min a min-heap of negated values.
+        let key = if max { valu } else { -valu };
+        if heap.items.len() < size as usize {
+            heap.push((key, counter), item);
+        } else if key > heap.items[0].0.0 {
+            heap.replace((key, counter), item);
         }
         counter += 1;
     }
-    if max {
-        kept.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
-    } else {
-        kept.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-    }
-    Ok(kept.into_iter().map(|(_, _, item)| item).collect())
+    let mut items = heap.items;
+    // sorted(heap, key=x[0], reverse=True): stable, so ties keep their heap order.
+    items.sort_by_key(|b| std::cmp::Reverse(b.0.0));
+    Ok(items.into_iter().map(|(_, item)| item).collect())
 }

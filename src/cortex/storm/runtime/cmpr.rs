@@ -188,6 +188,16 @@ pub(super) fn matches(
             }
             hit
         }
+        "range=" if !is_time(typ) && !matches!(other.as_array(), Some([_, _])) => {
+            return Err(Flow::Err(SynErr {
+                name: "BadCmprValu".into(),
+                info: vec![
+                    ("name".into(), Value::from(typ.name.as_str())),
+                    ("valu".into(), other.clone()),
+                    ("cmpr".into(), Value::from("range=")),
+                ],
+            }));
+        }
         "range=" | "<" | "<=" | ">" | ">=" | "@=" => cmprs(name, other)?
             .iter()
             .any(|sc| stor_match(typ, sc, valu)),

@@ -12,6 +12,7 @@ use super::cmpr;
 use super::expr;
 use super::value::Val;
 use super::{Flow, Item, Path, Res, Runt};
+use crate::cortex::editor::with_valu;
 use crate::cortex::edits::Buid;
 use crate::cortex::model::{Form, StorCmpr};
 use crate::cortex::storm::ast::{
@@ -437,7 +438,19 @@ fn set_vars_oper<'g>(
     value: &'g ast::Value,
     input: Genr<'g>,
 ) -> Genr<'g> {
-    let span = names.first().map_or(value.span, |n| n.span);
+    // Synapse highlights the whole `($a, $b)`.
+    let span = match (names.first(), names.last()) {
+        (Some(first), Some(last)) => {
+            let start = rt.text[..first.span.start]
+                .rfind('(')
+                .unwrap_or(first.span.start);
+            let end = rt.text[last.span.end..]
+                .find(')')
+                .map_or(last.span.end, |i| last.span.end + i + 1);
+            ast::Span::new(start, end)
+        }
+        _ => value.span,
+    };
     per_node(
         input,
         move |(node, mut path)| {
@@ -587,7 +600,11 @@ fn subquery_oper<'g>(
                 if let Some(vars) = last_vars {
                     path.vars.extend(vars);
                 }
-                out.push(Ok((node, path)));
+                // The subquery may have edited the node.
+                match rt.reload(&node) {
+                    Ok(node) => out.push(Ok((node, path))),
+                    Err(e) => out.push(Err(e)),
+                }
                 return Box::new(out.into_iter());
             }
             let mut last_vars = None;
@@ -600,7 +617,11 @@ fn subquery_oper<'g>(
             if let Some(vars) = last_vars {
                 path.vars.extend(vars);
             }
-            one((node, path))
+            // The subquery may have edited the node.
+            match rt.reload(&node) {
+                Ok(node) => one((node, path)),
+                Err(e) => fail(e),
+            }
         },
         None,
     )
@@ -710,7 +731,7 @@ impl ForIter<'_> {
 /// Python's `repr()` of a value as storm holds it (lists as lists).
 fn value_py_repr(v: &Val) -> String {
     match v {
-        Val::Str(_) | Val::List(_) | Val::Dict(_) => v.repr(),
+        Val::Str(_) | Val::List(_) | Val::Tuple(_) | Val::Dict(_) => v.repr(),
         other => other.to_str(),
     }
 }
@@ -1037,7 +1058,7 @@ fn tag_texts(rt: &Runt<'_>, tag: &TagName, item: Option<&Item>) -> Res<Vec<Strin
     if let TagNameKind::Expr(v) = &tag.kind {
         let valu = expr::compute(rt, v, item)?;
         let vals = match valu {
-            Val::List(items) => items,
+            Val::List(items) | Val::Tuple(items) => items,
             other => vec![other],
         };
         let mut out = Vec::new();
@@ -1146,12 +1167,9 @@ fn props_by_look(rt: &Runt<'_>, name: &str, span: ast::Span) -> Res<Vec<PropRef>
         return Ok(vec![p]);
     }
     if let Some(prefix) = name.strip_suffix('*') {
-        let forms: Vec<PropRef> = rt
-            .model
-            .form_names()
-            .iter()
-            .filter(|f| f.starts_with(prefix))
-            .filter_map(|f| rt.model.form(f).cloned().map(PropRef::Form))
+        let forms: Vec<PropRef> = forms_with_prefix(rt, prefix)
+            .into_iter()
+            .filter_map(|f| rt.model.form(&f).cloned().map(PropRef::Form))
             .collect();
         if forms.is_empty() {
             return Err(Flow::Err(
@@ -1184,6 +1202,19 @@ fn props_by_look(rt: &Runt<'_>, name: &str, span: ast::Span) -> Res<Vec<PropRef>
     Err(Flow::Err(rt.at(span, no_such_prop(name))))
 }
 
+/// The forms whose names start with `prefix`, sorted by name (Synapse's `getFormsByPrefix`).
+fn forms_with_prefix(rt: &Runt<'_>, prefix: &str) -> Vec<String> {
+    let mut forms: Vec<String> = rt
+        .model
+        .form_names()
+        .iter()
+        .filter(|f| f.starts_with(prefix))
+        .cloned()
+        .collect();
+    forms.sort();
+    forms
+}
+
 pub(super) fn no_such_prop(name: &str) -> SynErr {
     SynErr::new("NoSuchProp", format!("No property named {name}.")).with("name", name)
 }
@@ -1194,12 +1225,9 @@ fn forms_by_look(rt: &Runt<'_>, name: &str, span: ast::Span) -> Res<Vec<std::syn
         return Ok(vec![f.clone()]);
     }
     if let Some(prefix) = name.strip_suffix('*') {
-        let forms: Vec<_> = rt
-            .model
-            .form_names()
-            .iter()
-            .filter(|f| f.starts_with(prefix))
-            .filter_map(|f| rt.model.form(f).cloned())
+        let forms: Vec<_> = forms_with_prefix(rt, prefix)
+            .into_iter()
+            .filter_map(|f| rt.model.form(&f).cloned())
             .collect();
         if !forms.is_empty() {
             return Ok(forms);
@@ -1228,13 +1256,26 @@ fn lift_cmprs(
     value_span: ast::Span,
     oper_span: ast::Span,
 ) -> Res<Vec<StorCmpr>> {
+    if cmpr.name == "range=" && typ.stortype != crate::cortex::edits::stortype::TIME {
+        // Synapse indexes the value: an int cannot be.
+        if let Value::Int(_) = valu {
+            return Err(Flow::Err(SynErr::new(
+                "TypeError",
+                "'int' object is not subscriptable",
+            )));
+        }
+    }
     typ.stor_cmprs(rt.model, &cmpr.name, valu).map_err(|e| {
+        if e.name == "NoSuchCmpr" {
+            // Synapse's getStorCmprs raises it with a message only.
+            return Flow::Err(rt.at(oper_span, SynErr::new("NoSuchCmpr", e.mesg())));
+        }
         let span = if e.name == "BadTypeValu" {
             value_span
         } else {
             oper_span
         };
-        Flow::Err(rt.at(span, e))
+        Flow::Err(rt.at(span, with_valu(e, valu)))
     })
 }
 
@@ -1788,6 +1829,8 @@ fn subquery_cond(
     if let Some(vars) = last_vars {
         item.1.vars.extend(vars);
     }
+    // The subquery may have edited the node.
+    item.0 = rt.reload(&item.0)?;
     if let Some(answer) = decided {
         return Ok(answer);
     }
@@ -2046,13 +2089,13 @@ fn pivot_buids(
             cmp,
         } => {
             let verbs: Vec<String> = match expr::compute(rt, verb, Some(item))? {
-                Val::List(items) => items.iter().map(Val::to_str).collect(),
+                Val::List(items) | Val::Tuple(items) => items.iter().map(Val::to_str).collect(),
                 other => vec![other.to_str()],
             };
             let forms: Option<Vec<String>> = match target {
                 WalkTarget::Any => None,
                 WalkTarget::Forms(v) => Some(match expr::compute(rt, v, Some(item))? {
-                    Val::List(items) => items.iter().map(Val::to_str).collect(),
+                    Val::List(items) | Val::Tuple(items) => items.iter().map(Val::to_str).collect(),
                     other => vec![other.to_str()],
                 }),
             };
@@ -2125,16 +2168,12 @@ enum Targets {
 
 fn pivot_targets(rt: &Runt<'_>, target: &ast::Value, item: &Item) -> Res<Targets> {
     Ok(match expr::compute(rt, target, Some(item))? {
-        Val::List(items) => Targets::Many(items.iter().map(Val::to_str).collect()),
+        Val::List(items) | Val::Tuple(items) => {
+            Targets::Many(items.iter().map(Val::to_str).collect())
+        }
         Val::Str(s) if s.ends_with('*') && rt.view.prop_ref(&s).is_none() => {
             let prefix = &s[..s.len() - 1];
-            let forms: Vec<String> = rt
-                .model
-                .form_names()
-                .iter()
-                .filter(|f| f.starts_with(prefix))
-                .cloned()
-                .collect();
+            let forms = forms_with_prefix(rt, prefix);
             if forms.is_empty() {
                 return Err(Flow::Err(
                     rt.at(
@@ -2437,11 +2476,10 @@ fn edit_oper<'g>(rt: &'g Runt<'g>, edit: &'g ast::Edit, input: Genr<'g>) -> Genr
             per_node(
                 input,
                 move |item| {
-                    let added = match add_from(rt, form, *oper, value, Some(&item)) {
+                    let mut genr = match add_from(rt, form, *oper, value, Some(&item)) {
                         Ok(added) => added,
                         Err(e) => return fail(e),
                     };
-                    let mut genr: Genr<'g> = Box::new(added.into_iter().map(Ok));
                     for e in edits {
                         genr = edit_oper(rt, e, genr);
                     }
@@ -2615,14 +2653,15 @@ fn edge_targets(rt: &Runt<'_>, target: &ast::Value, item: &Item) -> Res<Vec<Rc<N
     expr::nodes_from(rt, &valu, target.span)
 }
 
-/// Add nodes from a form and value, as `[ form=valu ]` does; `?=` skips bad values.
-fn add_from(
-    rt: &Runt<'_>,
+/// Add nodes from a form and value, as `[ form=valu ]` does, one value at a time as the
+/// stream is pulled; `?=` skips bad values.
+fn add_from<'g>(
+    rt: &'g Runt<'g>,
     form: &Name,
     oper: SetOper,
     value: &ast::Value,
     item: Option<&Item>,
-) -> Res<Vec<Item>> {
+) -> Res<Genr<'g>> {
     let formname = name_text(rt, form, item)?;
     let Some(formobj) = rt.model.form(&formname) else {
         return Err(Flow::Err(
@@ -2635,15 +2674,14 @@ fn add_from(
     };
     let valu = expr::compute(rt, value, item)?.to_stor(false);
     let vals = type_vals(rt, formobj, &valu);
-    let mut out = Vec::new();
-    for v in vals {
-        match rt.editor.add_node(&formobj.name, &v) {
-            Ok(node) => out.push((Rc::new(node), rt.init_path())),
-            Err(e) if e.name == "BadTypeValu" && oper == SetOper::TrySet => {}
-            Err(e) => return Err(Flow::Err(e)),
-        }
-    }
-    Ok(out)
+    let formname = formobj.name.as_str();
+    Ok(Box::new(vals.into_iter().filter_map(
+        move |v| match rt.editor.add_node(formname, &v) {
+            Ok(node) => Some(Ok((Rc::new(node), rt.init_path()))),
+            Err(e) if e.name == "BadTypeValu" && oper == SetOper::TrySet => None,
+            Err(e) => Some(Err(Flow::Err(e))),
+        },
+    )))
 }
 
 /// Synapse's `Type.getTypeVals`: the values one written value stands for (one, except a
@@ -2675,7 +2713,7 @@ fn node_add_oper<'g>(
     } && expr::is_safe(rt, value);
     if safe {
         let added = std::iter::once_with(move || match add_from(rt, form, oper, value, None) {
-            Ok(added) => Box::new(added.into_iter().map(Ok)) as Genr<'g>,
+            Ok(added) => added,
             Err(e) => fail(e),
         })
         .flatten();
@@ -2684,7 +2722,7 @@ fn node_add_oper<'g>(
     per_node(
         input,
         move |item| match add_from(rt, form, oper, value, Some(&item)) {
-            Ok(added) => Box::new(added.into_iter().map(Ok).chain(std::iter::once(Ok(item)))),
+            Ok(added) => Box::new(added.chain(std::iter::once(Ok(item)))),
             Err(e) => fail(e),
         },
         None,

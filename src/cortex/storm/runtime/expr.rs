@@ -466,7 +466,7 @@ pub(super) fn compute(rt: &Runt<'_>, v: &ast::Value, item: Ctx<'_>) -> Res<Val> 
             let node = need_node(rt, item, t.span)?;
             let name = exec::tag_text(rt, t, item)?;
             match node.tag(&name) {
-                Some((a, b)) => Val::List(vec![
+                Some((a, b)) => Val::Tuple(vec![
                     a.map_or(Val::Null, |x| Val::Int(x.into())),
                     b.map_or(Val::Null, |x| Val::Int(x.into())),
                 ]),
@@ -529,13 +529,13 @@ pub(super) fn compute(rt: &Runt<'_>, v: &ast::Value, item: Ctx<'_>) -> Res<Val> 
                 _ => {}
             }
             let r = compute(rt, right, item)?;
+            // Synapse highlights only a division by zero (on the divisor).
             binary(*op, l, r).map_err(|e| {
-                let span = if e.mesg() == "Cannot divide by zero" {
-                    right.span
+                if e.mesg() == "Cannot divide by zero" {
+                    Flow::Err(rt.at(right.span, e))
                 } else {
-                    v.span
-                };
-                Flow::Err(rt.at(span, e))
+                    Flow::Err(e)
+                }
             })?
         }
     })
@@ -702,6 +702,7 @@ fn deref(rt: &Runt<'_>, base: Val, key: &str) -> Res<Val> {
                 .map(|(k, v)| (Val::from(k.as_str()), Val::from(v)))
                 .collect(),
         )),
+        Val::Tuple(items) => deref(rt, Val::List(items), key),
         base @ (Val::Node(_) | Val::NodeData(_) | Val::Str(_) | Val::List(_) | Val::Query(_)) => {
             let known = match &base {
                 Val::Node(_) => NODE_METHODS.contains(&key),
@@ -862,7 +863,7 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
             Ok(Val::Int(match &item {
                 Val::Str(s) => s.chars().count() as i128,
                 Val::Bytes(b) => b.len() as i128,
-                Val::List(l) => l.len() as i128,
+                Val::List(l) | Val::Tuple(l) => l.len() as i128,
                 Val::Dict(d) => d.len() as i128,
                 other => {
                     return Err(Flow::Err(rt_err(format!(
@@ -875,16 +876,23 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
         "cast" | "trycast" | "repr" => {
             let typename = a.req(0, "name")?.to_str();
             let valu = a.req(1, "valu")?.to_prim();
-            let typ = rt.model.typ(&typename).ok_or_else(|| {
-                SynErr::new("NoSuchType", format!("No type named {typename}."))
-                    .with("name", typename.as_str())
-            })?;
+            // Synapse's `_reqTypeByName`: a type, or the type of a prop.
+            let typ = rt
+                .model
+                .typ(&typename)
+                .or_else(|| rt.model.prop(&typename).map(|p| &p.typ))
+                .ok_or_else(|| {
+                    SynErr::new(
+                        "NoSuchType",
+                        format!("No type or prop found for name {typename}."),
+                    )
+                })?;
             match name {
-                "cast" => Ok(Val::from(&typ.norm(rt.model, &valu)?.valu)),
+                "cast" => Ok(cast_result(&typ.norm(rt.model, &valu)?.valu)),
                 "trycast" => Ok(match typ.norm(rt.model, &valu) {
-                    Ok(n) => Val::List(vec![Val::Bool(true), Val::from(&n.valu)]),
+                    Ok(n) => Val::Tuple(vec![Val::Bool(true), cast_result(&n.valu)]),
                     Err(e) if e.name == "BadTypeValu" => {
-                        Val::List(vec![Val::Bool(false), Val::Null])
+                        Val::Tuple(vec![Val::Bool(false), Val::Null])
                     }
                     Err(e) => return Err(Flow::Err(e)),
                 }),
@@ -898,7 +906,10 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
             let items = Value::Array(a.args.iter().map(Val::to_prim).collect());
             Ok(Val::Str(crate::guid::guid_of(&items)))
         }
-        "list" => Ok(Val::List(a.args)),
+        "list" => {
+            rt.warn("$lib.list() is deprecated. Use ([]) instead.");
+            Ok(Val::List(a.args))
+        }
         "dict" => Ok(Val::Dict(
             a.kwargs
                 .into_iter()
@@ -906,17 +917,18 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
                 .collect(),
         )),
         "range" => {
-            let first = a.req(0, "stop")?.to_int()?;
-            let second = a.get(1, "start").map(|v| v.to_int()).transpose()?;
+            // Synapse's argument order: `$lib.range(stop, start=None, step=None)`.
+            let stop = a.req(0, "stop")?.to_int()?;
+            let start = a
+                .get(1, "start")
+                .map(|v| v.to_int())
+                .transpose()?
+                .unwrap_or(0);
             let step = a
                 .get(2, "step")
                 .map(|v| v.to_int())
                 .transpose()?
                 .unwrap_or(1);
-            let (start, stop) = match second {
-                Some(stop) => (first, stop),
-                None => (0, first),
-            };
             if step == 0 {
                 return Err(Flow::Err(rt_err("range() arg 3 must not be zero")));
             }
@@ -996,17 +1008,23 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
         "time.format" => {
             let valu = a.req(0, "valu")?;
             let fmt = a.req(1, "format")?.to_str();
-            let ms = match valu.to_prim() {
-                Value::Int(i) => i,
-                other => {
-                    let timetype = rt
-                        .model
-                        .typ("time")
-                        .ok_or_else(|| SynErr::new("NoSuchType", "No type named time."))?;
-                    match timetype.norm(rt.model, &other)?.valu {
-                        Value::Int(i) => i,
-                        _ => 0,
-                    }
+            let timetype = rt
+                .model
+                .typ("time")
+                .ok_or_else(|| SynErr::new("NoSuchType", "No type named time."))?;
+            let prim = valu.to_prim();
+            let ms = match timetype.norm(rt.model, &prim) {
+                Ok(n) => n.valu.as_i64().map_or(0, i128::from),
+                Err(e) => {
+                    let e = crate::cortex::editor::with_valu(e, &prim);
+                    return Err(Flow::Err(
+                        rt_err(format!(
+                            "Failed to norm a time value prior to formatting - {}",
+                            crate::cortex::model::norm::py_err_str(&e)
+                        ))
+                        .with("valu", prim)
+                        .with("format", fmt.as_str()),
+                    ));
                 }
             };
             Ok(Val::Str(strftime(ms, &fmt)?))
@@ -1032,6 +1050,14 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
                 format!("lib.{other}")
             }
         )))),
+    }
+}
+
+/// `fromprim(norm, basetypes=False)`: a normalized tuple becomes a storm list.
+fn cast_result(norm: &Value) -> Val {
+    match Val::from(norm) {
+        Val::Tuple(items) => Val::List(items),
+        other => other,
     }
 }
 
@@ -1160,29 +1186,28 @@ fn nodedata_method(rt: &Runt<'_>, node: &Rc<Node>, name: &str, a: &mut Args) -> 
             let key = a.req(0, "name")?.to_str();
             let valu = a.req(1, "valu")?.to_prim();
             rt.editor.set_data(node, &key, &valu)?;
+            // Synapse's node keeps data it set, so the packed node shows it.
+            rt.keep_data(node, &key, Some(valu));
             Ok(Val::Null)
         }
         "pop" => {
             let key = a.req(0, "name")?.to_str();
-            Ok(Val::from(&rt.editor.pop_data(node, &key)?))
+            let old = rt.editor.pop_data(node, &key)?;
+            rt.keep_data(node, &key, None);
+            Ok(Val::from(&old))
         }
         "list" => Ok(Val::List(
             rt.view
                 .nodedata_all(&node.buid)?
                 .into_iter()
-                .map(|(k, v)| Val::List(vec![Val::Str(k), Val::from(&v)]))
+                .map(|(k, v)| Val::Tuple(vec![Val::Str(k), Val::from(&v)]))
                 .collect(),
         )),
         "load" => {
             let key = a.req(0, "name")?.to_str();
             let valu = rt.view.nodedata(&node.buid, &key)?;
-            if let Some(valu) = valu {
-                let mut loaded = rt.loaded.borrow_mut();
-                let data = loaded.entry(node.buid).or_default();
-                match data.iter_mut().find(|(k, _)| *k == key) {
-                    Some(slot) => slot.1 = valu,
-                    None => data.push((key, valu)),
-                }
+            if valu.is_some() {
+                rt.keep_data(node, &key, valu);
             }
             Ok(Val::Null)
         }
@@ -1479,7 +1504,7 @@ pub(super) fn nodes_from(rt: &Runt<'_>, valu: &Val, span: ast::Span) -> Res<Vec<
                 out.push(Rc::new(n));
             }
         }
-        Val::List(items) => {
+        Val::List(items) | Val::Tuple(items) => {
             for i in items {
                 out.extend(nodes_from(rt, i, span)?);
             }

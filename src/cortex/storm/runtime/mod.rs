@@ -279,7 +279,7 @@ pub fn run_storm(
     let outcome = execute(view, text, opts, user, &sink, true);
     let err = match outcome.end {
         Ok(None) => None,
-        Ok(Some(retn)) => Some(SynErr::new("StormReturn", retn.to_str())),
+        Ok(Some(retn)) => Some(SynErr::new("StormReturn", retn.py_str())),
         Err(e) => Some(e),
     };
     if let Some(err) = err {
@@ -511,6 +511,9 @@ impl<'a> Runt<'a> {
     /// Pack a node for a `node` message.
     fn pack(&self, item: &Item, opts: &Value) -> Value {
         let (node, path) = item;
+        // Synapse packs its live node object: what later edits in the query changed shows.
+        let fresh = self.view.node(&node.buid).ok().flatten();
+        let node = fresh.as_ref().unwrap_or(node);
         let repr = opts.get("repr").is_some_and(|v| Val::from(v).truthy());
         let loaded = self.loaded.borrow();
         let data = loaded.get(&node.buid).map_or(&[][..], Vec::as_slice);
@@ -583,6 +586,21 @@ impl<'a> Runt<'a> {
         match self.view.node(&node.buid)? {
             Some(n) => Ok(Rc::new(n)),
             None => Ok(Rc::new(node.clone())),
+        }
+    }
+
+    /// Remember (or, with None, forget) node data the query loaded or set, for packing.
+    pub(crate) fn keep_data(&self, node: &Node, name: &str, valu: Option<Value>) {
+        let mut loaded = self.loaded.borrow_mut();
+        let data = loaded.entry(node.buid).or_default();
+        let at = data.iter().position(|(k, _)| k == name);
+        match (at, valu) {
+            (Some(at), Some(v)) => data[at].1 = v,
+            (None, Some(v)) => data.push((name.to_string(), v)),
+            (Some(at), None) => {
+                data.remove(at);
+            }
+            (None, None) => {}
         }
     }
 

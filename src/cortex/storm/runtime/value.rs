@@ -23,8 +23,11 @@ pub enum Val {
     Str(String),
     /// Bytes.
     Bytes(Vec<u8>),
-    /// A list (or tuple).
+    /// A storm list (`(1, 2)`, `$lib.list()`, `$s.split()`): prints as `['1', 2]`.
     List(Vec<Val>),
+    /// A plain tuple from stored or normalized data (props, tag intervals, ndefs, packed
+    /// nodes, opts vars): prints as Python shows it, `(None, 1)`.
+    Tuple(Vec<Val>),
     /// A dict, in insertion order.
     Dict(Vec<(Val, Val)>),
     /// A node of the view.
@@ -52,7 +55,7 @@ impl PartialEq for Val {
             (Val::Float(a), Val::Int(b)) | (Val::Int(b), Val::Float(a)) => *a == *b as f64,
             (Val::Str(a), Val::Str(b)) => a == b,
             (Val::Bytes(a), Val::Bytes(b)) => a == b,
-            (Val::List(a), Val::List(b)) => a == b,
+            (Val::List(a), Val::List(b)) | (Val::Tuple(a), Val::Tuple(b)) => a == b,
             (Val::Dict(a), Val::Dict(b)) => {
                 a.len() == b.len()
                     && a.iter()
@@ -77,7 +80,7 @@ impl From<&Value> for Val {
             Value::Str(s) => Val::Str(s.clone()),
             Value::RawStr(b) => Val::Str(String::from_utf8_lossy(b).into_owned()),
             Value::Bin(b) => Val::Bytes(b.clone()),
-            Value::Array(items) => Val::List(items.iter().map(Val::from).collect()),
+            Value::Array(items) => Val::Tuple(items.iter().map(Val::from).collect()),
             Value::Map(pairs) => Val::Dict(
                 pairs
                     .iter()
@@ -110,7 +113,7 @@ impl Val {
             Val::Float(_) => "number",
             Val::Str(_) => "str",
             Val::Bytes(_) => "bytes",
-            Val::List(_) => "list",
+            Val::List(_) | Val::Tuple(_) => "list",
             Val::Dict(_) => "dict",
             Val::Node(_) => "node",
             Val::Query(_) => "storm:query",
@@ -129,7 +132,9 @@ impl Val {
             Val::Float(f) => Value::Float(*f),
             Val::Str(s) => Value::Str(s.clone()),
             Val::Bytes(b) => Value::Bin(b.clone()),
-            Val::List(items) => Value::Array(items.iter().map(Val::to_prim).collect()),
+            Val::List(items) | Val::Tuple(items) => {
+                Value::Array(items.iter().map(Val::to_prim).collect())
+            }
             Val::Dict(pairs) => Value::Map(
                 pairs
                     .iter()
@@ -147,7 +152,9 @@ impl Val {
     pub fn to_stor(&self, ndef: bool) -> Value {
         match self {
             Val::Float(f) => Value::Str(py::float_repr(*f)),
-            Val::List(items) => Value::Array(items.iter().map(|v| v.to_stor(ndef)).collect()),
+            Val::List(items) | Val::Tuple(items) => {
+                Value::Array(items.iter().map(|v| v.to_stor(ndef)).collect())
+            }
             Val::Dict(pairs) => Value::Map(
                 pairs
                     .iter()
@@ -174,6 +181,7 @@ impl Val {
                 Value::Str(s) => s.clone(),
                 other => py_repr(other),
             },
+            Val::Tuple(_) => py_repr(&self.to_prim()),
             other => self.to_repr_inner(other),
         }
     }
@@ -203,6 +211,18 @@ impl Val {
         }
     }
 
+    /// Python's `str()` of the plain value (tuples and `None` as Python writes them), as a
+    /// top-level `return` reports it.
+    pub fn py_str(&self) -> String {
+        match self {
+            Val::Str(s) => s.clone(),
+            Val::List(_) | Val::Tuple(_) | Val::Dict(_) | Val::Null | Val::Bool(_) => {
+                py_repr(&self.to_prim())
+            }
+            other => other.to_str(),
+        }
+    }
+
     /// Synapse's `torepr`: how `$lib.print($x)` shows a value: `$lib.null`, `true`, a list as
     /// `['a', 1]`, a node as `Node{...}`.
     pub fn repr(&self) -> String {
@@ -218,6 +238,7 @@ impl Val {
                 format!("Node{{{}}}", py_repr(&pack))
             }
             Val::Query(text) => format!("{text:?}"),
+            Val::Tuple(_) => py_repr(&self.to_prim()),
             other => self.to_repr_inner(other),
         }
     }
@@ -242,7 +263,7 @@ impl Val {
             Val::Float(f) => *f != 0.0,
             Val::Str(s) => !s.is_empty(),
             Val::Bytes(b) => !b.is_empty(),
-            Val::List(items) => !items.is_empty(),
+            Val::List(items) | Val::Tuple(items) => !items.is_empty(),
             Val::Dict(pairs) => !pairs.is_empty(),
             _ => true,
         }
@@ -296,14 +317,22 @@ impl Val {
         })
     }
 
+    /// The items of a list or tuple.
+    pub fn as_seq(&self) -> Option<&[Val]> {
+        match self {
+            Val::List(items) | Val::Tuple(items) => Some(items),
+            _ => None,
+        }
+    }
+
     /// The items of an iterable value (lists, dict items, a string's characters).
     pub fn items(&self) -> SynResult<Vec<Val>> {
         match self {
             Val::Null => Ok(Vec::new()),
-            Val::List(items) => Ok(items.clone()),
+            Val::List(items) | Val::Tuple(items) => Ok(items.clone()),
             Val::Dict(pairs) => Ok(pairs
                 .iter()
-                .map(|(k, v)| Val::List(vec![k.clone(), v.clone()]))
+                .map(|(k, v)| Val::Tuple(vec![k.clone(), v.clone()]))
                 .collect()),
             Val::Str(s) => Ok(s.chars().map(|c| Val::Str(c.to_string())).collect()),
             Val::Bytes(b) => Ok(b.iter().map(|c| Val::Int(i128::from(*c))).collect()),
@@ -435,8 +464,12 @@ mod tests {
             Val::Dict(vec![(Val::from("k"), Val::Int(1))])
                 .items()
                 .unwrap(),
-            vec![Val::List(vec![Val::from("k"), Val::Int(1)])]
+            vec![Val::Tuple(vec![Val::from("k"), Val::Int(1)])]
         );
         assert_eq!(Val::Int(5).items().unwrap_err().name, "StormRuntimeError");
+        // Stored data are tuples and print as Python shows them.
+        let ival = Val::from(&Value::Array(vec![Value::Nil, Value::Nil]));
+        assert_eq!(ival.repr(), "(None, None)");
+        assert_eq!(Val::List(vec![Val::Null]).repr(), "[$lib.null]");
     }
 }
