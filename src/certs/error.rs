@@ -20,9 +20,6 @@ pub enum CertError {
     /// The command line asks for something contradictory or incomplete.
     #[error("{0}")]
     Usage(String),
-    /// The request is understood but this build cannot do it.
-    #[error("{0}")]
-    Unsupported(String),
     /// A file that would be written already exists (Synapse's `DupFileName`).
     #[error("file exists: {}", .0.display())]
     FileExists(PathBuf),
@@ -86,7 +83,7 @@ impl CertError {
     /// The process exit status `syn easycert` uses for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CertError::Usage(_) | CertError::Unsupported(_) => EXIT_USAGE,
+            CertError::Usage(_) => EXIT_USAGE,
             CertError::FileExists(_) => EXIT_EXISTS,
             CertError::Expiring { .. } => EXIT_EXPIRING,
             _ => EXIT_FAILED,
