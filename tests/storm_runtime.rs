@@ -1162,6 +1162,127 @@ fn storm_cases() -> Vec<(&'static str, J)> {
             none.clone(),
         ),
         ("inet:fqdn=vertex.link <- *", none.clone()),
+        // Comps, guids, arrays, time lifts.
+        ("inet:dns:a=(woot.com, 1.2.3.4)", none.clone()),
+        ("inet:dns:a:fqdn=woot.com", none.clone()),
+        ("inet:dns:a:ipv4=1.2.3.4 -> inet:fqdn", none.clone()),
+        ("ps:contact:name=\"visi k\"", none.clone()),
+        ("ps:contact:names*[^=q]", none.clone()),
+        ("ps:contact -> ps:name", none.clone()),
+        ("ou:org:names*[=vtx] -> ou:name", none.clone()),
+        ("ps:name <- *", none.clone()),
+        ("file:bytes -> hash:sha256", none.clone()),
+        ("inet:passwd -> *", none.clone()),
+        ("it:dev:str", none.clone()),
+        (".seen@=2020", none.clone()),
+        ("inet:ipv4.seen", none.clone()),
+        (".seen>=2019", none.clone()),
+        ("inet:ipv4.created>2020", none.clone()),
+        ("inet:ipv4 +.created>2020 | count", none.clone()),
+        ("reverse(#foo)", none.clone()),
+        ("reverse(inet:ipv4:asn)", none.clone()),
+        ("inet:ipv4 inet:fqdn=woot.com", none.clone()),
+        ("inet:url -> inet:fqdn", none.clone()),
+        ("inet:url +:port=8080", none.clone()),
+        ("inet:email -> inet:user", none.clone()),
+        ("inet:cidr4 -> inet:ipv4", none.clone()),
+        ("inet:server -> *", none.clone()),
+        ("inet:flow -> inet:client", none.clone()),
+        // Tags and deletes.
+        (
+            "[inet:user=del1 +#del.a.b +#del.a:score=1 +#del.c]",
+            none.clone(),
+        ),
+        ("inet:user=del1 [ -#del.a ]", none.clone()),
+        ("inet:user=del1 [ -#del ]", none.clone()),
+        ("[inet:user=del2 +(refs)> { inet:user=visi }]", none.clone()),
+        ("inet:user=visi | delnode", none.clone()),
+        ("inet:user=visi | delnode --deledges", none.clone()),
+        ("inet:user=del2 -(refs)> *", none.clone()),
+        ("syn:tag=del | delnode", none.clone()),
+        ("syn:tag=del.a.b | delnode", none.clone()),
+        ("inet:asn=10 | delnode --force", none.clone()),
+        ("inet:ipv4=1.2.3.4 -> inet:asn", none.clone()),
+        // Subqueries, variables and scope.
+        ("inet:ipv4 +:asn { $x = :asn } $lib.print($x)", none.clone()),
+        (
+            "inet:ipv4 | limit 2 | { -> inet:asn | limit 1 }",
+            none.clone(),
+        ),
+        (
+            "$n = (0) inet:ipv4 $n = $($n + 1) fini { $lib.print($n) }",
+            none.clone(),
+        ),
+        ("inet:ipv4 | limit 1 | yield { inet:user }", none.clone()),
+        ("$x = { inet:ipv4=1.2.3.4 } $lib.print($x)", none.clone()),
+        ("$x = { inet:ipv4 } $lib.print($x)", none.clone()),
+        ("$q = ${ inet:ipv4 | limit 1 } $lib.print($q)", none.clone()),
+        ("for $n in ${ inet:user } { }", none.clone()),
+        ("inet:ipv4 $lib.print($path)", none.clone()),
+        ("$lib.print($lib)", none.clone()),
+        ("$lib.print($lib.print)", none.clone()),
+        (
+            "inet:ipv4 | limit 1 | $lib.print($node.value().newp)",
+            none.clone(),
+        ),
+        ("$x = (5) $x.y = 1", none.clone()),
+        (
+            "function f(a) { return($a) } $lib.print($f())",
+            none.clone(),
+        ),
+        (
+            "function f(a) { return($a) } $lib.print($f(1, 2))",
+            none.clone(),
+        ),
+        (
+            "function f(a) { return($a) } $lib.print($f(b=1))",
+            none.clone(),
+        ),
+        (
+            "function f() { for $i in $lib.range(3) { if $($i = 1) { return($i) } } } $lib.print($f())",
+            none.clone(),
+        ),
+        (
+            "if $lib.true { $lib.print(t) } elif $lib.false { $lib.print(f) }",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4 +:asn if $(:asn > 10) { $lib.print(big) } else { $lib.print(small) }",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4 | limit 3 | switch :type { unicast: { $lib.print(u) } *: { $lib.print(x) } }",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.time.format(\"2020-01-02 03:04:05.678\", \"%Y/%m/%d %H:%M:%S.%f\"))",
+            none.clone(),
+        ),
+        ("$lib.print($lib.time.parse(\"2020-01-02\"))", none.clone()),
+        ("$lib.print($lib.repr(time, (1577934245678)))", none.clone()),
+        ("$lib.print($lib.cast(inet:ipv4:asn, 10))", none.clone()),
+        (
+            "$lib.print($lib.str.format(\"{a}-{b}\", a=1, b=x))",
+            none.clone(),
+        ),
+        (
+            "$s=(\" x \") $lib.print($s.strip()) $lib.print($s.replace(x, y))",
+            none.clone(),
+        ),
+        (
+            "$l = (a, b, c) $lib.print($l.size()) $lib.print($l.index(1)) $lib.print($l.has(b))",
+            none.clone(),
+        ),
+        ("$lib.print(\"tab\\there\")", none.clone()),
+        ("$lib.print('raw\\n')", none.clone()),
+        (
+            "$lib.print((0x10)) $lib.print((-5)) $lib.print($(-(5)))",
+            none.clone(),
+        ),
+        (
+            "[inet:ipv4=1.2.3.4] $lib.print($node.repr(newp))",
+            none.clone(),
+        ),
     ]
 }
 
@@ -1270,6 +1391,14 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
         "function f() { inet:ipv4=1.2.3.4 } for $n in $f() { $lib.print($n) }",
         "Python iterates (node, path) tuples from a node-yielding function and prints the \
          Path object's address",
+    ),
+    (
+        "inet:ipv4 $lib.print($path)",
+        "Python prints the Path object's address; $path is not supported yet",
+    ),
+    (
+        "$lib.print($lib.print)",
+        "Python prints a bound method's address",
     ),
     (
         "inet:ipv4 | limit",

@@ -749,6 +749,14 @@ fn for_oper<'g>(
             Ok(v) => v,
             Err(e) => return fail(e),
         };
+        // A query object iterates over the nodes it yields.
+        let valu = match valu {
+            Val::Query(text) => match expr::query_nodes(rt, &text) {
+                Ok(nodes) => Val::List(nodes),
+                Err(e) => return fail(e),
+            },
+            other => other,
+        };
         let items = match valu.items() {
             Ok(items) => items,
             Err(e) => return fail(rt.at(iter.span, e)),
@@ -1845,7 +1853,11 @@ fn subquery_cond(
 
 /// Run a subquery with a runtime borrowed for less than the query's lifetime (the runtime is
 /// covariant, so this only shortens lifetimes).
-fn run_sub<'g>(rt: &'g Runt<'_>, query: &'g ast::Query, input: Option<Item>) -> Genr<'g> {
+pub(super) fn run_sub<'g>(
+    rt: &'g Runt<'_>,
+    query: &'g ast::Query,
+    input: Option<Item>,
+) -> Genr<'g> {
     let rt: &'g Runt<'g> = rt;
     match input {
         Some(item) => run_query(rt, query, one(item)),

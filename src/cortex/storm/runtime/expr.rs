@@ -428,6 +428,8 @@ pub(super) fn compute(rt: &Runt<'_>, v: &ast::Value, item: Ctx<'_>) -> Res<Val> 
             }
             let name = compute(rt, key, item)?.to_str();
             deref(rt, base, &name).map_err(|e| match e {
+                // Converting a plain int fails before Synapse's deref adds a highlight.
+                Flow::Err(e) if e.name == "NoSuchType" => Flow::Err(e),
                 Flow::Err(e) => Flow::Err(rt.at(key.span, e)),
                 other => other,
             })?
@@ -703,6 +705,21 @@ fn deref(rt: &Runt<'_>, base: Val, key: &str) -> Res<Val> {
                 .collect(),
         )),
         Val::Tuple(items) => deref(rt, Val::List(items), key),
+        Val::Int(_) | Val::Float(_) => {
+            let pytype = if matches!(base, Val::Int(_)) {
+                "int"
+            } else {
+                "float"
+            };
+            // Raised before Synapse's deref adds a highlight.
+            Err(Flow::Err(
+                SynErr::new(
+                    "NoSuchType",
+                    format!("Unable to convert python primitive to StormType ( {pytype} )"),
+                )
+                .with("python_type", pytype),
+            ))
+        }
         base @ (Val::Node(_) | Val::NodeData(_) | Val::Str(_) | Val::List(_) | Val::Query(_)) => {
             let known = match &base {
                 Val::Node(_) => NODE_METHODS.contains(&key),
@@ -1030,12 +1047,22 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
             Ok(Val::Str(strftime(ms, &fmt)?))
         }
         "time.parse" => {
-            let text = a.req(0, "valu")?.to_prim();
-            let timetype = rt
-                .model
-                .typ("time")
-                .ok_or_else(|| SynErr::new("NoSuchType", "No type named time."))?;
-            Ok(Val::from(&timetype.norm(rt.model, &text)?.valu))
+            let text = a.req(0, "valu")?.to_str();
+            let fmt = a.req(1, "format")?.to_str();
+            let errok = a.get(2, "errok").is_some_and(|v| v.truthy());
+            match strptime(&text, &fmt) {
+                Some(ms) => Ok(Val::Int(ms)),
+                None if errok => Ok(Val::Null),
+                None => Err(Flow::Err(
+                    SynErr::bad_arg(format!(
+                        "Error during time parsing - time data {} does not match format {}",
+                        py::repr_str(&text),
+                        py::repr_str(&fmt)
+                    ))
+                    .with("valu", text.as_str())
+                    .with("format", fmt.as_str()),
+                )),
+            }
         }
         "vars.type" => Ok(Val::Str(a.req(0, "valu")?.type_name().to_string())),
         "exit" => Err(Flow::Err(SynErr::new(
@@ -1059,6 +1086,62 @@ fn cast_result(norm: &Value) -> Val {
         Val::Tuple(items) => Val::List(items),
         other => other,
     }
+}
+
+/// `strptime` in UTC for `%Y %m %d %H %M %S %f` and literal text: epoch milliseconds.
+fn strptime(text: &str, fmt: &str) -> Option<i128> {
+    let (mut year, mut month, mut day, mut hour, mut minute, mut second, mut micros) =
+        (1900i32, 1u8, 1u8, 0u8, 0u8, 0u8, 0u32);
+    let mut rest = text;
+    let mut chars = fmt.chars();
+    let take_num = |rest: &mut &str, max: usize| -> Option<u32> {
+        let digits: String = rest
+            .chars()
+            .take(max)
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if digits.is_empty() {
+            return None;
+        }
+        *rest = &rest[digits.len()..];
+        digits.parse().ok()
+    };
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            rest = rest.strip_prefix(c)?;
+            continue;
+        }
+        match chars.next()? {
+            'Y' => year = take_num(&mut rest, 4)? as i32,
+            'm' => month = take_num(&mut rest, 2)? as u8,
+            'd' => day = take_num(&mut rest, 2)? as u8,
+            'H' => hour = take_num(&mut rest, 2)? as u8,
+            'M' => minute = take_num(&mut rest, 2)? as u8,
+            'S' => second = take_num(&mut rest, 2)? as u8,
+            'f' => {
+                let digits: String = rest
+                    .chars()
+                    .take(6)
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if digits.is_empty() {
+                    return None;
+                }
+                rest = &rest[digits.len()..];
+                micros = format!("{digits:0<6}").parse().ok()?;
+            }
+            '%' => rest = rest.strip_prefix('%')?,
+            _ => return None,
+        }
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    let date =
+        time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, day).ok()?;
+    let t = time::Time::from_hms_micro(hour, minute, second, micros).ok()?;
+    let dt = time::PrimitiveDateTime::new(date, t).assume_utc();
+    Some(dt.unix_timestamp() as i128 * 1000 + i128::from(micros / 1000))
 }
 
 /// `strftime` of epoch milliseconds (UTC) for the common directives.
@@ -1141,12 +1224,12 @@ fn node_method(rt: &Runt<'_>, node: &Rc<Node>, name: &str, a: &mut Args) -> Res<
             let form = rt.model.req_form(&node.form)?;
             match a.get(0, "name") {
                 None | Some(Val::Null) => Val::from(&form.typ.repr(rt.model, &node.valu)?),
-                Some(prop) => {
-                    let prop = prop.to_str();
+                Some(propval) => {
+                    let prop = propval.to_str();
                     let p = form.prop(&prop).ok_or_else(|| {
                         SynErr::new("NoSuchProp", format!("No property named {prop}."))
                             .with("form", node.form.as_str())
-                            .with("prop", prop.as_str())
+                            .with("prop", propval.to_prim())
                     })?;
                     match node.get(&prop) {
                         Some(v) => Val::from(&p.typ.repr(rt.model, v)?),
@@ -1354,11 +1437,17 @@ fn call_func(
     };
     let name = &func.name.name;
     let total = func.params.len();
+    // Synapse highlights argument errors on the definition's parameter list.
+    let params = params_span(rt.text, func);
+    let _ = span;
     if args.len() + kwargs.len() > total {
-        return Err(Flow::Err(rt_err(format!(
-            "{name}() takes {total} arguments but {} were provided",
-            args.len() + kwargs.len()
-        ))));
+        return Err(Flow::Err(rt.at(
+            params,
+            rt_err(format!(
+                "{name}() takes {total} arguments but {} were provided",
+                args.len() + kwargs.len()
+            )),
+        )));
     }
     let mut frame = std::collections::HashMap::new();
     let mut kwargs = kwargs;
@@ -1371,7 +1460,7 @@ fn call_func(
             compute(rt, default, None)?
         } else {
             return Err(Flow::Err(rt.at(
-                span,
+                params,
                 rt_err(format!(
                     "{name}() missing required argument {}",
                     param.name.name
@@ -1381,9 +1470,10 @@ fn call_func(
         frame.insert(param.name.name.clone(), valu);
     }
     if let Some((k, _)) = kwargs.first() {
-        return Err(Flow::Err(rt_err(format!(
-            "{name}() got unexpected keyword argument: {k}"
-        ))));
+        return Err(Flow::Err(rt.at(
+            params,
+            rt_err(format!("{name}() got unexpected keyword argument: {k}")),
+        )));
     }
     // Parameters are runtime safe inside the body.
     for param in &func.params {
@@ -1429,6 +1519,38 @@ fn call_func(
     Ok(retn)
 }
 
+/// The span of a function definition's `(params)`.
+fn params_span(text: &str, func: &ast::Function) -> ast::Span {
+    let from = func.name.span.end;
+    let Some(open) = text[from..].find('(').map(|i| from + i) else {
+        return func.name.span;
+    };
+    let mut depth = 0usize;
+    for (i, c) in text[open..].char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return ast::Span::new(open, open + i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    func.name.span
+}
+
+/// Run a query object's text and collect its nodes (iterating `${ ... }`).
+pub(super) fn query_nodes(rt: &Runt<'_>, text: &str) -> Res<Vec<Val>> {
+    let query = crate::cortex::storm::parse_query(text)?;
+    let mut out = Vec::new();
+    for item in exec::run_sub(rt, &query, None) {
+        out.push(Val::Node(item?.0));
+    }
+    Ok(out)
+}
+
 /// Assign `target.key = value`.
 pub(super) fn set_item(
     rt: &Runt<'_>,
@@ -1453,12 +1575,25 @@ pub(super) fn set_item(
             None => pairs.push((Val::Str(key_text), valu)),
         },
         other => {
-            return Err(Flow::Err(rt.at(
-                target.span,
-                SynErr::new(
-                    "StormRuntimeError",
-                    format!("{} does not support item assignment", other.type_name()),
-                ),
+            let pytype = match other {
+                Val::Int(_) => "int",
+                Val::Float(_) => "float",
+                Val::Str(_) => "str",
+                Val::Null => "NoneType",
+                Val::Bool(_) => "bool",
+                _ => {
+                    return Err(Flow::Err(rt.at(
+                        target.span,
+                        rt_err(format!(
+                            "{} does not support item assignment",
+                            other.type_name()
+                        )),
+                    )));
+                }
+            };
+            return Err(Flow::Err(SynErr::new(
+                "AttributeError",
+                format!("'{pytype}' object has no attribute 'setitem'"),
             )));
         }
     }

@@ -237,7 +237,7 @@ impl Val {
                 let pack = n.pack_plain();
                 format!("Node{{{}}}", py_repr(&pack))
             }
-            Val::Query(text) => format!("{text:?}"),
+            Val::Query(text) => format!("storm:query: \"{text}\""),
             Val::Tuple(_) => py_repr(&self.to_prim()),
             other => self.to_repr_inner(other),
         }
