@@ -81,62 +81,45 @@ impl<T: Send + Sync + 'static> Methods<T> {
     }
 
     /// Add a method that returns one value.
-    pub fn call<F, Fut>(mut self, name: &str, f: F) -> Self
+    pub fn call<F, Fut>(self, name: &str, f: F) -> Self
     where
         F: Fn(Arc<T>, Args) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = SynResult<Value>> + Send + 'static,
     {
-        let handler: Handler<T> = Arc::new(move |api, args| {
-            let fut = f(api, args);
-            Box::pin(async move { fut.await.map(Reply::Value) })
-        });
-        self.entries.insert(
-            name.to_owned(),
-            Entry {
-                genr: false,
-                handler,
-            },
-        );
-        self
+        self.add(name, false, f, Reply::Value)
     }
 
     /// Add a generator method.
-    pub fn genr<F, Fut>(mut self, name: &str, f: F) -> Self
+    pub fn genr<F, Fut>(self, name: &str, f: F) -> Self
     where
         F: Fn(Arc<T>, Args) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = SynResult<Genr>> + Send + 'static,
     {
-        let handler: Handler<T> = Arc::new(move |api, args| {
-            let fut = f(api, args);
-            Box::pin(async move { fut.await.map(Reply::Genr) })
-        });
-        self.entries.insert(
-            name.to_owned(),
-            Entry {
-                genr: true,
-                handler,
-            },
-        );
-        self
+        self.add(name, true, f, Reply::Genr)
     }
 
     /// Add a method that returns a new shared object.
-    pub fn share<F, Fut>(mut self, name: &str, f: F) -> Self
+    pub fn share<F, Fut>(self, name: &str, f: F) -> Self
     where
         F: Fn(Arc<T>, Args) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = SynResult<Arc<dyn Api>>> + Send + 'static,
     {
+        self.add(name, false, f, Reply::Share)
+    }
+
+    /// Register `f` under `name`, turning its result into a [`Reply`] with `reply`.
+    fn add<F, Fut, R>(mut self, name: &str, genr: bool, f: F, reply: fn(R) -> Reply) -> Self
+    where
+        F: Fn(Arc<T>, Args) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = SynResult<R>> + Send + 'static,
+        R: 'static,
+    {
         let handler: Handler<T> = Arc::new(move |api, args| {
             let fut = f(api, args);
-            Box::pin(async move { fut.await.map(Reply::Share) })
+            Box::pin(async move { fut.await.map(reply) })
         });
-        self.entries.insert(
-            name.to_owned(),
-            Entry {
-                genr: false,
-                handler,
-            },
-        );
+        self.entries
+            .insert(name.to_owned(), Entry { genr, handler });
         self
     }
 
