@@ -255,10 +255,7 @@ fn run_oper<'g>(
             otherwise,
         } => if_oper(rt, branches, otherwise.as_ref(), input),
         OperKind::Switch { subject, cases } => switch_oper(rt, subject, cases, input),
-        OperKind::Try { body, .. } => {
-            // Without catch support the body runs inline and errors go up.
-            run_query(rt, &body.query, input)
-        }
+        OperKind::Try { body, catches } => try_oper(rt, body, catches, input),
         OperKind::Init(body) => {
             let mut ran = false;
             per_node(
@@ -870,6 +867,149 @@ fn while_oper<'g>(
                 return none();
             }
             looper(None)
+        })),
+    )
+}
+
+/// `try { } catch Name as err { }` for one inbound node (or none): the body's items stream
+/// until a Synapse error, which the first matching catch block handles with `$err` set to
+/// `{name, mesg, info}`.
+struct TryIter<'g> {
+    rt: &'g Runt<'g>,
+    catches: &'g [ast::Catch],
+    item: Option<Item>,
+    current: Genr<'g>,
+    caught: bool,
+}
+
+impl Iterator for TryIter<'_> {
+    type Item = Res<Item>;
+
+    fn next(&mut self) -> Option<Res<Item>> {
+        loop {
+            match self.current.next() {
+                Some(Err(Flow::Err(e))) if !self.caught => {
+                    let block = match catch_block(self.rt, self.catches, &e, self.item.as_ref()) {
+                        Ok(Some(block)) => block,
+                        Ok(None) => return Some(Err(Flow::Err(e))),
+                        Err(flow) => return Some(Err(flow)),
+                    };
+                    self.caught = true;
+                    let errvalu = error_value(&e);
+                    let input = match &mut self.item {
+                        Some(item) => {
+                            item.1.vars.insert(block.var.name.clone(), errvalu);
+                            one(item.clone())
+                        }
+                        None => {
+                            self.rt.set_var(&block.var.name, errvalu);
+                            none()
+                        }
+                    };
+                    self.current = run_query(self.rt, &block.body.query, input);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Python exceptions that are not Synapse errors: `catch` does not see them.
+const PYTHON_ERRORS: &[&str] = &["TypeError", "AttributeError", "ValueError", "KeyError"];
+
+fn catch_block<'g>(
+    rt: &Runt<'_>,
+    catches: &'g [ast::Catch],
+    err: &SynErr,
+    item: Option<&Item>,
+) -> Res<Option<&'g ast::Catch>> {
+    if PYTHON_ERRORS.contains(&err.name.as_str()) {
+        return Ok(None);
+    }
+    let name = catch_name(err);
+    for catch in catches {
+        let names = expr::compute(rt, &catch.names, item)?;
+        let hit = match &names {
+            Val::Str(s) => s == "*" || *s == name,
+            other => match other.as_seq() {
+                Some(items) => items.iter().any(|n| n.to_str() == name),
+                None => {
+                    return Err(Flow::Err(
+                        rt.at(
+                            catch.names.span,
+                            SynErr::new(
+                                "StormRuntimeError",
+                                format!(
+                                    "catch block must be a str or list object. {} not allowed.",
+                                    other.type_name()
+                                ),
+                            )
+                            .with("type", other.type_name()),
+                        ),
+                    ));
+                }
+            },
+        };
+        if hit {
+            return Ok(Some(catch));
+        }
+    }
+    Ok(None)
+}
+
+/// The name a catch block matches: a `$lib.raise()` error goes by the name it was given.
+fn catch_name(err: &SynErr) -> &str {
+    if err.name == "StormRaise"
+        && let Some(name) = err.field("errname").and_then(Value::as_str)
+    {
+        return name;
+    }
+    &err.name
+}
+
+/// `$err` in a catch block: `{name, mesg, info}`.
+fn error_value(err: &SynErr) -> Val {
+    let info = err
+        .info
+        .iter()
+        .filter(|(k, _)| k != "mesg")
+        .map(|(k, v)| (Val::from(k.as_str()), Val::from(v)))
+        .collect();
+    Val::Dict(vec![
+        (Val::from("name"), Val::from(catch_name(err))),
+        (Val::from("mesg"), Val::from(err.mesg())),
+        (Val::from("info"), Val::Dict(info)),
+    ])
+}
+
+fn try_oper<'g>(
+    rt: &'g Runt<'g>,
+    body: &'g ast::SubQuery,
+    catches: &'g [ast::Catch],
+    input: Genr<'g>,
+) -> Genr<'g> {
+    per_node(
+        input,
+        move |item| {
+            Box::new(TryIter {
+                rt,
+                catches,
+                current: run_query(rt, &body.query, one(item.clone())),
+                item: Some(item),
+                caught: false,
+            })
+        },
+        Some(Box::new(move |seen| {
+            if seen {
+                return none();
+            }
+            Box::new(TryIter {
+                rt,
+                catches,
+                current: run_query(rt, &body.query, none()),
+                item: None,
+                caught: false,
+            })
         })),
     )
 }

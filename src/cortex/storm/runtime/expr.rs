@@ -509,7 +509,10 @@ pub(super) fn compute(rt: &Runt<'_>, v: &ast::Value, item: Ctx<'_>) -> Res<Val> 
         ValueKind::Expr(inner) => compute(rt, inner, item)?,
         ValueKind::Not(inner) => Val::Bool(!compute(rt, inner, item)?.truthy()),
         ValueKind::Neg(inner) => match to_number(compute(rt, inner, item)?)? {
-            Val::Int(i) => Val::Int(-i),
+            Val::Int(i) => Val::Int(
+                i.checked_neg()
+                    .ok_or_else(|| rt_err("Integer overflow in storm expression."))?,
+            ),
             Val::Float(f) => Val::Float(-f),
             other => other,
         },
@@ -616,13 +619,18 @@ fn binary(op: BinOp, l: Val, r: Val) -> Result<Val, SynErr> {
                 return Err(rt_err("Cannot divide by zero"));
             }
             if let (Val::Int(a), Val::Int(b)) = (&l, &r) {
-                let q = a.div_euclid(*b);
-                // Python floors: adjust Euclid's quotient for a negative divisor.
-                let (q, m) = if *b < 0 && a.rem_euclid(*b) != 0 {
-                    (q + 1, a - (q + 1) * b)
+                // Python floors the quotient; the remainder takes the divisor's sign.
+                let trunc = a.checked_div(*b).ok_or_else(overflow)?;
+                let inexact = a.checked_rem(*b).ok_or_else(overflow)? != 0;
+                let q = if inexact && ((*a < 0) != (*b < 0)) {
+                    trunc - 1
                 } else {
-                    (q, a - q * b)
+                    trunc
                 };
+                let m = q
+                    .checked_mul(*b)
+                    .and_then(|qb| a.checked_sub(qb))
+                    .ok_or_else(overflow)?;
                 if op == BinOp::Div {
                     Val::Int(q)
                 } else {
@@ -1480,6 +1488,15 @@ fn call_func(
         rt.runtvars
             .borrow_mut()
             .insert(param.name.name.clone(), true);
+    }
+    if rt.stack_base.saturating_sub(super::stack_position()) > super::STACK_BUDGET {
+        return Err(Flow::Err(
+            SynErr::new(
+                "RecursionLimitHit",
+                "Maximum Storm pipeline depth exceeded.",
+            )
+            .with("query", rt.text),
+        ));
     }
     super::exec::load_runtvars(rt, &func.body.query.opers);
     rt.frames.borrow_mut().push(frame);

@@ -177,6 +177,19 @@ pub(crate) struct Runt<'a> {
     pub loaded: RefCell<HashMap<Buid, Vec<(String, Value)>>>,
     /// `opts.readonly`.
     pub readonly: bool,
+    /// Where the stack was when the query started (an address), to bound recursion.
+    pub stack_base: usize,
+}
+
+/// How much of the calling thread's stack storm function recursion may use. The service runs
+/// queries on tokio's blocking threads (2 MiB stacks); the parser bounds syntactic nesting, so
+/// only function calls recurse without a syntactic bound.
+pub(crate) const STACK_BUDGET: usize = 1 << 20;
+
+/// The current stack position (an address; the stack grows down on every supported target).
+pub(crate) fn stack_position() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
 }
 
 fn monotonic_ms() -> i64 {
@@ -407,6 +420,7 @@ impl<'a> Runt<'a> {
             funcs,
             loaded: RefCell::default(),
             readonly: opts.get("readonly").is_some_and(|v| Val::from(v).truthy()),
+            stack_base: stack_position(),
         };
         exec::load_runtvars(&rt, &query.opers);
         rt
