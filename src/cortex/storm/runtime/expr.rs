@@ -595,18 +595,19 @@ fn binary(op: BinOp, l: Val, r: Val) -> Result<Val, SynErr> {
     }
     let l = to_number(l)?;
     let r = to_number(r)?;
-    let both_int = matches!((&l, &r), (Val::Int(_), Val::Int(_)));
+    let ints = match (&l, &r) {
+        (Val::Int(a), Val::Int(b)) => Some((*a, *b)),
+        _ => None,
+    };
     let overflow = || rt_err("Integer overflow in storm expression.");
     Ok(match op {
-        BinOp::Add | BinOp::Sub | BinOp::Mul if both_int => {
-            let (Val::Int(a), Val::Int(b)) = (&l, &r) else {
-                unreachable!("checked above")
-            };
+        BinOp::Add | BinOp::Sub | BinOp::Mul if ints.is_some() => {
+            let (a, b) = ints.unwrap_or_default();
             Val::Int(
                 match op {
-                    BinOp::Add => a.checked_add(*b),
-                    BinOp::Sub => a.checked_sub(*b),
-                    _ => a.checked_mul(*b),
+                    BinOp::Add => a.checked_add(b),
+                    BinOp::Sub => a.checked_sub(b),
+                    _ => a.checked_mul(b),
                 }
                 .ok_or_else(overflow)?,
             )
@@ -652,16 +653,15 @@ fn binary(op: BinOp, l: Val, r: Val) -> Result<Val, SynErr> {
             ),
             _ => Val::Float(as_f64(&l).powf(as_f64(&r))),
         },
-        BinOp::Lt => Val::Bool(as_f64(&l) < as_f64(&r) || int_lt(&l, &r)),
+        BinOp::Lt => Val::Bool(num_lt(&l, &r)),
         BinOp::Le => Val::Bool(!num_gt(&l, &r)),
         BinOp::Gt => Val::Bool(num_gt(&l, &r)),
         BinOp::Ge => Val::Bool(!num_lt(&l, &r)),
-        _ => unreachable!("handled above"),
+        // `and`/`or` short-circuit in `compute` and never get here.
+        BinOp::And | BinOp::Or | BinOp::Eq | BinOp::Ne | BinOp::Prefix | BinOp::Regex => {
+            return Err(rt_err("Unsupported operator in this position."));
+        }
     })
-}
-
-fn int_lt(l: &Val, r: &Val) -> bool {
-    matches!((l, r), (Val::Int(a), Val::Int(b)) if a < b)
 }
 
 fn num_lt(l: &Val, r: &Val) -> bool {
