@@ -1328,6 +1328,24 @@ fn storm_cases() -> Vec<(&'static str, J)> {
             "[inet:ipv4=1.2.3.4] $lib.print($node.repr(newp))",
             none.clone(),
         ),
+        // Packed node links (opts.links).
+        ("inet:ipv4=1.2.3.4 -> *", json!({"links": true})),
+        ("inet:asn <- *", json!({"links": true})),
+        (
+            "inet:fqdn=www.vertex.link -> inet:fqdn",
+            json!({"links": true}),
+        ),
+        ("inet:dns:a :ipv4 -> inet:ipv4", json!({"links": true})),
+        ("inet:ipv4 -> inet:dns:a:ipv4", json!({"links": true})),
+        ("syn:tag=foo -> *", json!({"links": true})),
+        ("inet:ipv4=1.2.3.4 -> # -> *", json!({"links": true})),
+        ("inet:user=del2 -(refs)> *", json!({"links": true})),
+        ("inet:ipv4=9.9.9.9 --> *", json!({"links": true})),
+        (
+            "inet:ipv4 | limit 2 | $x=$node.value() inet:asn=1",
+            json!({"links": true}),
+        ),
+        ("inet:ipv4=1.2.3.4", json!({"links": true})),
         // try / catch.
         (
             "try { [inet:ipv4=newp] } catch BadTypeValu as e { $lib.print($e.name) $lib.print($e.mesg) }",

@@ -21,9 +21,9 @@
 //! with an `err` instead.
 //!
 //! Not done yet (they raise `NoSuchName`/`StormRuntimeError` or are ignored): most of `$lib`,
-//! `opts.mode` other than `storm`, `opts.links`/`embeds`/`show:storage`/`scrub`, `try`/`catch`,
-//! `emit` generators, `tee`/`tree`/`graph` and most other commands, storm `Number` (decimals are
-//! floats here), permissions.
+//! `opts.mode` other than `storm`, `opts.embeds`/`show:storage`/`scrub`/`path`, `$path`,
+//! `emit` generators, `tee`/`tree`/`graph` and most other commands, command usage text,
+//! deprecation warnings, storm `Number` (decimals are floats here), permissions.
 
 mod cmds;
 mod cmpr;
@@ -153,6 +153,8 @@ pub(crate) struct Path {
     pub vars: HashMap<String, Val>,
     /// `$path.meta` values.
     pub meta: Vec<(String, Val)>,
+    /// How the node was reached: `(source iden, link info)` per pivot.
+    pub links: Vec<(String, Value)>,
 }
 
 /// One node in the pipeline with its path.
@@ -541,6 +543,16 @@ impl<'a> Runt<'a> {
                 .map(|(k, v)| (Value::from(k.as_str()), v.to_prim()))
                 .collect();
             info.push((Value::from("path"), Value::Map(meta)));
+            if opts.get("links").is_some_and(|v| Val::from(v).truthy()) {
+                let links = path
+                    .links
+                    .iter()
+                    .map(|(iden, link)| {
+                        Value::Array(vec![Value::from(iden.as_str()), link.clone()])
+                    })
+                    .collect();
+                info.push((Value::from("links"), Value::Array(links)));
+            }
         }
         packed
     }
