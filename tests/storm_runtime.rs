@@ -1346,6 +1346,36 @@ fn storm_cases() -> Vec<(&'static str, J)> {
             json!({"links": true}),
         ),
         ("inet:ipv4=1.2.3.4", json!({"links": true})),
+        // Lists changed in place.
+        (
+            "$l = ([]) $l.append(a) $l.append((1)) $lib.print($l) $lib.print($l.size())",
+            none.clone(),
+        ),
+        (
+            "$l = (c, a, b) $l.sort() $lib.print($l) $l.reverse() $lib.print($l) $lib.print($l.pop()) $lib.print($l)",
+            none.clone(),
+        ),
+        (
+            "$l = ([]) inet:ipv4 | limit 3 | $l.append($node.value()) fini { $lib.print($l) }",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4 | limit 2 | $l = ([]) $l.append(x) $lib.print($l)",
+            none.clone(),
+        ),
+        (
+            "$l = (a, b, a) $lib.print($l.rem(a)) $lib.print($l)",
+            none.clone(),
+        ),
+        (
+            "$l = (a, b, c, d) $lib.print($l.slice(1, 3)) $lib.print($l.slice(-1))",
+            none.clone(),
+        ),
+        ("$l = (a, b) $l.extend((c, d)) $lib.print($l)", none.clone()),
+        (
+            "$d = ({}) inet:ipv4 | limit 2 | $d.$node.iden() = $node.value() fini { $lib.print($lib.len($d)) }",
+            none.clone(),
+        ),
         // try / catch.
         (
             "try { [inet:ipv4=newp] } catch BadTypeValu as e { $lib.print($e.name) $lib.print($e.mesg) }",

@@ -517,8 +517,11 @@ fn set_item_oper<'g>(
 fn eval_oper<'g>(rt: &'g Runt<'g>, value: &'g ast::Value, input: Genr<'g>) -> Genr<'g> {
     per_node(
         input,
-        move |item| match expr::compute(rt, value, Some(&item)) {
-            Ok(_) => one(item),
+        move |mut item| match expr::compute(rt, value, Some(&item)) {
+            Ok(_) => {
+                rt.take_mutated(&mut item.1);
+                one(item)
+            }
             Err(e) => fail(e),
         },
         Some(Box::new(move |seen| {
@@ -528,6 +531,7 @@ fn eval_oper<'g>(rt: &'g Runt<'g>, value: &'g ast::Value, input: Genr<'g>) -> Ge
             {
                 return fail(e);
             }
+            rt.mutated.borrow_mut().clear();
             none()
         })),
     )

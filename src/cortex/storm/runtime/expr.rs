@@ -435,6 +435,9 @@ pub(super) fn compute(rt: &Runt<'_>, v: &ast::Value, item: Ctx<'_>) -> Res<Val> 
             })?
         }
         ValueKind::Call { func, args, kwargs } => {
+            if let Some(result) = mutate_list_var(rt, func, args, item) {
+                return result;
+            }
             let f = compute(rt, func, item)?;
             let args: Vec<Val> = args
                 .iter()
@@ -1392,6 +1395,112 @@ fn str_method(s: &str, name: &str, a: &mut Args) -> Res<Val> {
     })
 }
 
+/// The list methods that change the list.
+const LIST_MUTATORS: &[&str] = &["append", "extend", "pop", "reverse", "sort", "rem"];
+
+/// `$var.append(x)` and the other list mutators on a variable: the variable gets the changed
+/// list (Synapse's lists are shared objects; here the variable is updated, and
+/// [`Runt::take_mutated`] tells the operation to update the node's path too). None when the
+/// call is not such a mutation.
+fn mutate_list_var(
+    rt: &Runt<'_>,
+    func: &ast::Value,
+    args: &[ast::Value],
+    item: Ctx<'_>,
+) -> Option<Res<Val>> {
+    let ValueKind::Deref { base, key } = &func.kind else {
+        return None;
+    };
+    let (ValueKind::Var(name), ValueKind::Str(method)) = (&base.kind, &key.kind) else {
+        return None;
+    };
+    if !LIST_MUTATORS.contains(&method.as_str()) {
+        return None;
+    }
+    let current = var(rt, name, base.span, item).ok()?;
+    let mut items = current.as_seq()?.to_vec();
+    let mut run = || -> Res<Val> {
+        let args: Vec<Val> = args
+            .iter()
+            .map(|a| compute(rt, a, item))
+            .collect::<Res<_>>()?;
+        let arg = |i: usize| args.get(i).cloned();
+        let retn = match method.as_str() {
+            "append" => {
+                items.push(arg(0).ok_or_else(|| missing(method, "valu"))?);
+                Val::Null
+            }
+            "extend" => {
+                items.extend(arg(0).ok_or_else(|| missing(method, "valu"))?.items()?);
+                Val::Null
+            }
+            "pop" => {
+                let len = items.len() as i128;
+                let at = arg(0).map(|v| v.to_int()).transpose()?.unwrap_or(-1);
+                let at = if at < 0 { len + at } else { at };
+                if items.is_empty() || at < 0 || at >= len {
+                    return Err(Flow::Err(SynErr::new(
+                        "StormRuntimeError",
+                        "pop index out of range",
+                    )));
+                }
+                items.remove(at as usize)
+            }
+            "reverse" => {
+                items.reverse();
+                Val::Null
+            }
+            "sort" => {
+                let reverse = arg(0).is_some_and(|v| v.truthy());
+                let mut keyed: Vec<(Value, Val)> =
+                    items.drain(..).map(|v| (v.to_prim(), v)).collect();
+                let mut failed = false;
+                keyed.sort_by(|a, b| {
+                    super::cmpr::py_cmp(&a.0, &b.0).unwrap_or_else(|| {
+                        failed = true;
+                        std::cmp::Ordering::Equal
+                    })
+                });
+                if failed {
+                    return Err(Flow::Err(SynErr::new(
+                        "StormRuntimeError",
+                        "Unable to sort the list: its values cannot be compared.",
+                    )));
+                }
+                if reverse {
+                    keyed.reverse();
+                }
+                items = keyed.into_iter().map(|(_, v)| v).collect();
+                Val::Null
+            }
+            _ => {
+                let target = arg(0).ok_or_else(|| missing(method, "item"))?;
+                let all = arg(1).is_some_and(|v| v.truthy());
+                let before = items.len();
+                if all {
+                    items.retain(|v| *v != target);
+                } else if let Some(at) = items.iter().position(|v| *v == target) {
+                    items.remove(at);
+                }
+                Val::Bool(items.len() != before)
+            }
+        };
+        rt.set_var(name, Val::List(items.clone()));
+        rt.note_mutated(name);
+        Ok(retn)
+    };
+    Some(run().map_err(|e| match e {
+        Flow::Err(e) => Flow::Err(rt.at(func.span, e)),
+        other => other,
+    }))
+}
+
+fn missing(method: &str, arg: &str) -> Flow {
+    Flow::Err(rt_err(format!(
+        "{method}() missing 1 required positional argument: '{arg}'"
+    )))
+}
+
 fn list_method(items: &[Val], name: &str, a: &mut Args) -> Res<Val> {
     Ok(match name {
         "size" | "length" => Val::Int(items.len() as i128),
@@ -1411,7 +1520,6 @@ fn list_method(items: &[Val], name: &str, a: &mut Args) -> Res<Val> {
             }
             items[at as usize].clone()
         }
-        "reverse" => Val::List(items.iter().rev().cloned().collect()),
         "unique" => {
             let mut out: Vec<Val> = Vec::new();
             for v in items {
@@ -1421,9 +1529,22 @@ fn list_method(items: &[Val], name: &str, a: &mut Args) -> Res<Val> {
             }
             Val::List(out)
         }
-        "append" | "extend" | "pop" | "sort" | "rem" | "slice" => {
+        "slice" => {
+            let len = items.len() as i128;
+            let clamp = |i: i128| -> usize {
+                let i = if i < 0 { len + i } else { i };
+                i.clamp(0, len) as usize
+            };
+            let start = clamp(a.req(0, "start")?.to_int()?);
+            let end = match a.get(1, "end") {
+                None | Some(Val::Null) => len as usize,
+                Some(v) => clamp(v.to_int()?),
+            };
+            Val::List(items.get(start..end.max(start)).unwrap_or(&[]).to_vec())
+        }
+        "append" | "extend" | "pop" | "sort" | "rem" | "reverse" => {
             return Err(Flow::Err(rt_err(format!(
-                "list.{name}() is not supported by this runtime (lists are values here)"
+                "list.{name}() changes its list: call it on a variable ($x.{name}(...))"
             ))));
         }
         other => return Err(Flow::Err(no_such_name(other))),

@@ -181,6 +181,9 @@ pub(crate) struct Runt<'a> {
     pub readonly: bool,
     /// Where the stack was when the query started (an address), to bound recursion.
     pub stack_base: usize,
+    /// Variables changed in place (`$list.append(x)`) since the last
+    /// [`Runt::take_mutated`].
+    pub mutated: RefCell<Vec<String>>,
 }
 
 /// How much of the calling thread's stack storm function recursion may use. The service runs
@@ -423,6 +426,7 @@ impl<'a> Runt<'a> {
             loaded: RefCell::default(),
             readonly: opts.get("readonly").is_some_and(|v| Val::from(v).truthy()),
             stack_base: stack_position(),
+            mutated: RefCell::default(),
         };
         exec::load_runtvars(&rt, &query.opers);
         rt
@@ -599,6 +603,23 @@ impl<'a> Runt<'a> {
     pub(crate) fn set_var(&self, name: &str, valu: Val) {
         if let Some(frame) = self.frames.borrow_mut().last_mut() {
             frame.insert(name.to_string(), valu);
+        }
+    }
+
+    /// Note that a variable was changed in place.
+    pub(crate) fn note_mutated(&self, name: &str) {
+        self.mutated.borrow_mut().push(name.to_string());
+    }
+
+    /// Copy variables changed in place into a node's path (Synapse's path and runtime share
+    /// the object).
+    pub(crate) fn take_mutated(&self, path: &mut Path) {
+        for name in self.mutated.borrow_mut().drain(..) {
+            if path.vars.contains_key(&name)
+                && let Some(v) = self.get_var(&name)
+            {
+                path.vars.insert(name, v);
+            }
         }
     }
 
