@@ -686,6 +686,8 @@ fn compare_cases() -> Vec<(&'static str, J, Mode)> {
         .collect();
     let none = J::Null;
     for q in [
+        "return((1.50))",
+        "return($(0.1 + 0.2))",
         "return((1))",
         "return(a)",
         "return((1.5))",
@@ -1346,6 +1348,29 @@ fn storm_cases() -> Vec<(&'static str, J)> {
             json!({"links": true}),
         ),
         ("inet:ipv4=1.2.3.4", json!({"links": true})),
+        // Numbers (decimals).
+        (
+            "$lib.print((1.50)) $lib.print($(0.1 + 0.2)) $lib.print($(1.5 * 2))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($(7.0 / 2)) $lib.print($(1.0 / 4)) $lib.print($(2.0 / 8))",
+            none.clone(),
+        ),
+        ("$lib.print($(2.0 / 3))", none.clone()),
+        (
+            "$lib.print($(1.5 > 1)) $lib.print($(1.5 = 1.50)) $lib.print($(-1.5))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($(\"1.5\" + 1)) $lib.print($(7.5 % 2)) $lib.print($(1.5 ** 2))",
+            none.clone(),
+        ),
+        ("$x = (1.5) [inet:asn=$x]", none.clone()),
+        (
+            "[inet:ipv4=1.2.3.4 :latlong=(1.25, 2.5)] $lib.print(:latlong)",
+            none.clone(),
+        ),
         // Lists changed in place.
         (
             "$l = ([]) $l.append(a) $l.append((1)) $lib.print($l) $lib.print($l.size())",
@@ -1533,6 +1558,10 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     (
         "$lib.print($lib.print)",
         "Python prints a bound method's address",
+    ),
+    (
+        "$lib.print($(2.0 / 3))",
+        "Numbers are exact to 38 digits here, Synapse rounds quotients to 49",
     ),
     (
         "inet:ipv4 | limit",

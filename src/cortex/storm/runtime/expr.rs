@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use super::exec::{self, no_such_prop, run_query};
+use super::number::Dec;
 use super::value::{Val, bad_cast};
 use super::{Flow, Item, Res, Runt};
 use crate::cortex::model::py;
@@ -385,7 +386,7 @@ pub(super) fn compute(rt: &Runt<'_>, v: &ast::Value, item: Ctx<'_>) -> Res<Val> 
     Ok(match &v.kind {
         ValueKind::Str(s) => Val::Str(s.clone()),
         ValueKind::Int(i) => Val::Int(*i),
-        ValueKind::Decimal(s) => Val::Float(s.parse().map_err(|_| {
+        ValueKind::Decimal(s) => Val::Num(Dec::parse(s).ok_or_else(|| {
             rt.at(
                 v.span,
                 bad_cast(format!("Failed to make a number from {s}")),
@@ -517,6 +518,7 @@ pub(super) fn compute(rt: &Runt<'_>, v: &ast::Value, item: Ctx<'_>) -> Res<Val> 
                     .ok_or_else(|| rt_err("Integer overflow in storm expression."))?,
             ),
             Val::Float(f) => Val::Float(-f),
+            Val::Num(d) => Val::Num(Dec::from_int(0).sub(d)?),
             other => other,
         },
         ValueKind::Binary { op, left, right } => {
@@ -560,25 +562,27 @@ fn prop_value(rt: &Runt<'_>, node: &Node, name: &str, span: ast::Span) -> Res<Va
     Ok(node.get(name).map_or(Val::Null, Val::from))
 }
 
-/// Synapse's `tonumber`.
+/// Synapse's `tonumber`: ints stay ints; floats, decimals and strings with a `.` are Numbers.
 fn to_number(v: Val) -> Result<Val, SynErr> {
     match v {
-        Val::Int(_) | Val::Float(_) => Ok(v),
+        Val::Int(_) | Val::Num(_) => Ok(v),
+        Val::Float(f) => Dec::from_f64(f)
+            .map(Val::Num)
+            .ok_or_else(|| bad_cast(format!("Failed to make number from {}", py::float_repr(f)))),
         Val::Bool(b) => Ok(Val::Int(i128::from(b))),
-        Val::Str(ref s) if s.contains('.') => s
-            .trim()
-            .parse::<f64>()
-            .map(Val::Float)
-            .map_err(|_| bad_cast(format!("Failed to make a number from {}.", py::repr_str(s)))),
+        Val::Str(ref s) if s.contains('.') => Dec::parse(s)
+            .map(Val::Num)
+            .ok_or_else(|| bad_cast(format!("Failed to make number from {}", py::repr_str(s)))),
         other => Ok(Val::Int(other.to_int()?)),
     }
 }
 
-fn as_f64(v: &Val) -> f64 {
+/// A number as a decimal (after [`to_number`]).
+fn as_dec(v: &Val) -> Dec {
     match v {
-        Val::Int(i) => *i as f64,
-        Val::Float(f) => *f,
-        _ => 0.0,
+        Val::Num(d) => *d,
+        Val::Int(i) => Dec::from_int(*i),
+        _ => Dec::from_int(0),
     }
 }
 
@@ -594,91 +598,103 @@ fn binary(op: BinOp, l: Val, r: Val) -> Result<Val, SynErr> {
                 .map_err(|e| rt_err(format!("Invalid regex: {e}")))?;
             return Ok(Val::Bool(re.is_match(&l.to_str())));
         }
+        BinOp::And | BinOp::Or => {
+            // `and`/`or` short-circuit in `compute` and never get here.
+            return Ok(Val::Bool(match op {
+                BinOp::And => l.truthy() && r.truthy(),
+                _ => l.truthy() || r.truthy(),
+            }));
+        }
         _ => {}
     }
     let l = to_number(l)?;
     let r = to_number(r)?;
-    let ints = match (&l, &r) {
-        (Val::Int(a), Val::Int(b)) => Some((*a, *b)),
-        _ => None,
-    };
+    match (&l, &r) {
+        (Val::Int(a), Val::Int(b)) => int_binary(op, *a, *b),
+        _ => dec_binary(op, as_dec(&l), as_dec(&r)),
+    }
+}
+
+fn int_binary(op: BinOp, a: i128, b: i128) -> Result<Val, SynErr> {
     let overflow = || rt_err("Integer overflow in storm expression.");
     Ok(match op {
-        BinOp::Add | BinOp::Sub | BinOp::Mul if ints.is_some() => {
-            let (a, b) = ints.unwrap_or_default();
-            Val::Int(
-                match op {
-                    BinOp::Add => a.checked_add(b),
-                    BinOp::Sub => a.checked_sub(b),
-                    _ => a.checked_mul(b),
-                }
-                .ok_or_else(overflow)?,
-            )
-        }
-        BinOp::Add => Val::Float(as_f64(&l) + as_f64(&r)),
-        BinOp::Sub => Val::Float(as_f64(&l) - as_f64(&r)),
-        BinOp::Mul => Val::Float(as_f64(&l) * as_f64(&r)),
+        BinOp::Add => Val::Int(a.checked_add(b).ok_or_else(overflow)?),
+        BinOp::Sub => Val::Int(a.checked_sub(b).ok_or_else(overflow)?),
+        BinOp::Mul => Val::Int(a.checked_mul(b).ok_or_else(overflow)?),
         BinOp::Div | BinOp::Mod => {
-            if as_f64(&r) == 0.0 {
+            if b == 0 {
                 return Err(rt_err("Cannot divide by zero"));
             }
-            if let (Val::Int(a), Val::Int(b)) = (&l, &r) {
-                // Python floors the quotient; the remainder takes the divisor's sign.
-                let trunc = a.checked_div(*b).ok_or_else(overflow)?;
-                let inexact = a.checked_rem(*b).ok_or_else(overflow)? != 0;
-                let q = if inexact && ((*a < 0) != (*b < 0)) {
-                    trunc - 1
-                } else {
-                    trunc
-                };
-                let m = q
-                    .checked_mul(*b)
-                    .and_then(|qb| a.checked_sub(qb))
-                    .ok_or_else(overflow)?;
-                if op == BinOp::Div {
-                    Val::Int(q)
-                } else {
-                    Val::Int(m)
-                }
-            } else if op == BinOp::Div {
-                Val::Float(as_f64(&l) / as_f64(&r))
+            // Python floors the quotient; the remainder takes the divisor's sign.
+            let trunc = a.checked_div(b).ok_or_else(overflow)?;
+            let inexact = a.checked_rem(b).ok_or_else(overflow)? != 0;
+            let q = if inexact && ((a < 0) != (b < 0)) {
+                trunc - 1
             } else {
-                let (a, b) = (as_f64(&l), as_f64(&r));
-                Val::Float(a - b * (a / b).floor())
+                trunc
+            };
+            if op == BinOp::Div {
+                Val::Int(q)
+            } else {
+                Val::Int(
+                    q.checked_mul(b)
+                        .and_then(|qb| a.checked_sub(qb))
+                        .ok_or_else(overflow)?,
+                )
             }
         }
-        BinOp::Pow => match (&l, &r) {
-            (Val::Int(a), Val::Int(b)) if *b >= 0 => Val::Int(
-                u32::try_from(*b)
-                    .ok()
-                    .and_then(|b| a.checked_pow(b))
-                    .ok_or_else(overflow)?,
-            ),
-            _ => Val::Float(as_f64(&l).powf(as_f64(&r))),
-        },
-        BinOp::Lt => Val::Bool(num_lt(&l, &r)),
-        BinOp::Le => Val::Bool(!num_gt(&l, &r)),
-        BinOp::Gt => Val::Bool(num_gt(&l, &r)),
-        BinOp::Ge => Val::Bool(!num_lt(&l, &r)),
-        // `and`/`or` short-circuit in `compute` and never get here.
+        BinOp::Pow if b >= 0 => Val::Int(
+            u32::try_from(b)
+                .ok()
+                .and_then(|b| a.checked_pow(b))
+                .ok_or_else(overflow)?,
+        ),
+        BinOp::Pow => Val::Float((a as f64).powf(b as f64)),
+        BinOp::Lt => Val::Bool(a < b),
+        BinOp::Le => Val::Bool(a <= b),
+        BinOp::Gt => Val::Bool(a > b),
+        BinOp::Ge => Val::Bool(a >= b),
         BinOp::And | BinOp::Or | BinOp::Eq | BinOp::Ne | BinOp::Prefix | BinOp::Regex => {
             return Err(rt_err("Unsupported operator in this position."));
         }
     })
 }
 
-fn num_lt(l: &Val, r: &Val) -> bool {
-    match (l, r) {
-        (Val::Int(a), Val::Int(b)) => a < b,
-        _ => as_f64(l) < as_f64(r),
-    }
-}
-
-fn num_gt(l: &Val, r: &Val) -> bool {
-    match (l, r) {
-        (Val::Int(a), Val::Int(b)) => a > b,
-        _ => as_f64(l) > as_f64(r),
-    }
+/// Number arithmetic (Python's `Decimal`; `%` truncates as Decimal's does).
+fn dec_binary(op: BinOp, a: Dec, b: Dec) -> Result<Val, SynErr> {
+    Ok(match op {
+        BinOp::Add => Val::Num(a.add(b)?),
+        BinOp::Sub => Val::Num(a.sub(b)?),
+        BinOp::Mul => Val::Num(a.mul(b)?),
+        BinOp::Div => Val::Num(a.div(b)?),
+        BinOp::Mod => {
+            if b.is_zero() {
+                return Err(rt_err("Cannot divide by zero"));
+            }
+            let quot = a
+                .div(b)?
+                .trunc()
+                .ok_or_else(|| rt_err("Invalid operation on a Number"))?;
+            Val::Num(a.sub(b.mul(Dec::from_int(quot))?)?)
+        }
+        BinOp::Pow => match b.trunc() {
+            Some(n) if Dec::from_int(n) == b && (0..=64).contains(&n) => {
+                let mut out = Dec::from_int(1);
+                for _ in 0..n {
+                    out = out.mul(a)?;
+                }
+                Val::Num(out)
+            }
+            _ => Val::Float(a.to_f64().powf(b.to_f64())),
+        },
+        BinOp::Lt => Val::Bool(a < b),
+        BinOp::Le => Val::Bool(a <= b),
+        BinOp::Gt => Val::Bool(a > b),
+        BinOp::Ge => Val::Bool(a >= b),
+        BinOp::And | BinOp::Or | BinOp::Eq | BinOp::Ne | BinOp::Prefix | BinOp::Regex => {
+            return Err(rt_err("Unsupported operator in this position."));
+        }
+    })
 }
 
 /// Synapse's `tocmprvalu`: what `=` compares (a node as its value).
