@@ -1348,6 +1348,13 @@ fn storm_cases() -> Vec<(&'static str, J)> {
             json!({"links": true}),
         ),
         ("inet:ipv4=1.2.3.4", json!({"links": true})),
+        // Deprecation warnings (once per query).
+        (
+            "[ou:org=(o2,) :alias=vtx :sic=1234 :alias=vtx2]",
+            none.clone(),
+        ),
+        ("[ou:hasalias=((ou:org, (o2,)), vtx)]", none.clone()),
+        ("[ou:org=(o3,) :naics=54151]", none.clone()),
         // Numbers (decimals).
         (
             "$lib.print((1.50)) $lib.print($(0.1 + 0.2)) $lib.print($(1.5 * 2))",

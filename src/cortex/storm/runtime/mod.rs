@@ -23,7 +23,7 @@
 //! Not done yet (they raise `NoSuchName`/`StormRuntimeError` or are ignored): most of `$lib`,
 //! `opts.mode` other than `storm`, `opts.embeds`/`show:storage`/`scrub`/`path`, `$path`,
 //! `emit` generators, `tee`/`tree`/`graph` and most other commands, command usage text,
-//! deprecation warnings, permissions. Storm `Number`s are exact to 38 digits (Synapse: 49).
+//! permissions. Storm `Number`s are exact to 38 digits (Synapse: 49).
 
 mod cmds;
 mod cmpr;
