@@ -18,7 +18,8 @@
 //! `node:edits` after its callbacks. With [`Durability::Deferred`] the layer logs without
 //! `fdatasync` and the caller makes it durable once ([`Editor::make_durable`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, ival_from_value};
@@ -56,6 +57,8 @@ pub struct Editor<'a> {
     user: String,
     durability: Durability,
     sink: &'a dyn EditSink,
+    /// Warnings already given (Synapse's `warnonce`): deprecation warnings go out once.
+    warned: RefCell<HashSet<String>>,
 }
 
 impl<'a> Editor<'a> {
@@ -66,7 +69,21 @@ impl<'a> Editor<'a> {
             user: user.to_string(),
             durability,
             sink,
+            warned: RefCell::default(),
         }
+    }
+
+    /// Send a warning unless it was sent before.
+    fn warn_once(&self, mesg: String) {
+        if self.warned.borrow_mut().insert(mesg.clone()) {
+            self.sink.warn(&mesg);
+        }
+    }
+
+    /// Never warn that this prop is deprecated (Synapse skips the warning for props set as
+    /// norm subs).
+    fn skip_prop_warning(&self, full: &str) {
+        self.warned.borrow_mut().insert(prop_deprecated(full));
     }
 
     /// The view edited.
@@ -485,6 +502,16 @@ impl<'a> Editor<'a> {
             Hook::Added(b, f) => (b, f.as_str(), None),
             Hook::Set(b, f, p) => (b, f.as_str(), Some(p.as_str())),
         };
+        // Deprecated forms and props warn first (their callbacks come first in Synapse).
+        if let Some(formobj) = self.model().form(form) {
+            match prop.and_then(|p| formobj.prop(p)) {
+                Some(p) if deprecated(p) => self.warn_once(prop_deprecated(&p.full)),
+                None if prop.is_none() && formobj.typ.deprecated() => self.warn_once(format!(
+                    "The form {form} is deprecated or using a deprecated type and will be removed in 3.0.0"
+                )),
+                _ => {}
+            }
+        }
         let known = matches!(
             (form, prop),
             ("inet:fqdn", None | Some("zone" | "iszone" | "issuffix"))
@@ -677,6 +704,26 @@ enum Hook {
     Added(Buid, String),
     /// A prop of a node of the form was set.
     Set(Buid, String, String),
+}
+
+/// Whether the model marks a prop, or its type, deprecated (it warns when set).
+fn deprecated(prop: &Prop) -> bool {
+    deprecated_itself(prop) || prop.typ.deprecated()
+}
+
+/// Whether the model marks the prop itself deprecated (set as a norm sub, it never warns).
+fn deprecated_itself(prop: &Prop) -> bool {
+    prop.info
+        .get("deprecated")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// Synapse's warning for a deprecated prop.
+fn prop_deprecated(full: &str) -> String {
+    format!(
+        "The property {full} is deprecated or using a deprecated type and will be removed in 3.0.0"
+    )
 }
 
 fn on_node(node: &Node, edits: Vec<Edit>) -> NodeEdit {
@@ -994,6 +1041,9 @@ impl EditBatch<'_, '_> {
         let Some(prop) = self.protos[at].form.prop(name).cloned() else {
             return Ok(Vec::new());
         };
+        if deprecated_itself(&prop) {
+            self.editor.skip_prop_warning(&prop.full);
+        }
         let Some(norm) = self.set_one(at, &prop, valu, norm)? else {
             return Ok(Vec::new());
         };
@@ -1152,7 +1202,10 @@ impl EditBatch<'_, '_> {
         }
         for (sub, subv) in &norm.subs {
             let full = format!("{name}:{sub}");
-            if self.protos[at].form.prop(&full).is_some() {
+            if let Some(subprop) = self.protos[at].form.prop(&full).cloned() {
+                if deprecated_itself(&subprop) {
+                    self.editor.skip_prop_warning(&subprop.full);
+                }
                 self.set(at, &full, subv, None)?;
             }
         }

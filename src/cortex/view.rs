@@ -607,6 +607,13 @@ mod tests {
     }
 
     #[test]
+    fn views_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<View>();
+        send_sync::<Node>();
+    }
+
+    #[test]
     fn leaf_tags_are_longest_first() {
         let node = Node {
             buid: [0; 32],

@@ -255,10 +255,7 @@ fn run_oper<'g>(
             otherwise,
         } => if_oper(rt, branches, otherwise.as_ref(), input),
         OperKind::Switch { subject, cases } => switch_oper(rt, subject, cases, input),
-        OperKind::Try { body, .. } => {
-            // Without catch support the body runs inline and errors go up.
-            run_query(rt, &body.query, input)
-        }
+        OperKind::Try { body, catches } => try_oper(rt, body, catches, input),
         OperKind::Init(body) => {
             let mut ran = false;
             per_node(
@@ -520,8 +517,11 @@ fn set_item_oper<'g>(
 fn eval_oper<'g>(rt: &'g Runt<'g>, value: &'g ast::Value, input: Genr<'g>) -> Genr<'g> {
     per_node(
         input,
-        move |item| match expr::compute(rt, value, Some(&item)) {
-            Ok(_) => one(item),
+        move |mut item| match expr::compute(rt, value, Some(&item)) {
+            Ok(_) => {
+                rt.take_mutated(&mut item.1);
+                one(item)
+            }
             Err(e) => fail(e),
         },
         Some(Box::new(move |seen| {
@@ -531,6 +531,7 @@ fn eval_oper<'g>(rt: &'g Runt<'g>, value: &'g ast::Value, input: Genr<'g>) -> Ge
             {
                 return fail(e);
             }
+            rt.mutated.borrow_mut().clear();
             none()
         })),
     )
@@ -874,6 +875,149 @@ fn while_oper<'g>(
     )
 }
 
+/// `try { } catch Name as err { }` for one inbound node (or none): the body's items stream
+/// until a Synapse error, which the first matching catch block handles with `$err` set to
+/// `{name, mesg, info}`.
+struct TryIter<'g> {
+    rt: &'g Runt<'g>,
+    catches: &'g [ast::Catch],
+    item: Option<Item>,
+    current: Genr<'g>,
+    caught: bool,
+}
+
+impl Iterator for TryIter<'_> {
+    type Item = Res<Item>;
+
+    fn next(&mut self) -> Option<Res<Item>> {
+        loop {
+            match self.current.next() {
+                Some(Err(Flow::Err(e))) if !self.caught => {
+                    let block = match catch_block(self.rt, self.catches, &e, self.item.as_ref()) {
+                        Ok(Some(block)) => block,
+                        Ok(None) => return Some(Err(Flow::Err(e))),
+                        Err(flow) => return Some(Err(flow)),
+                    };
+                    self.caught = true;
+                    let errvalu = error_value(&e);
+                    let input = match &mut self.item {
+                        Some(item) => {
+                            item.1.vars.insert(block.var.name.clone(), errvalu);
+                            one(item.clone())
+                        }
+                        None => {
+                            self.rt.set_var(&block.var.name, errvalu);
+                            none()
+                        }
+                    };
+                    self.current = run_query(self.rt, &block.body.query, input);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Python exceptions that are not Synapse errors: `catch` does not see them.
+const PYTHON_ERRORS: &[&str] = &["TypeError", "AttributeError", "ValueError", "KeyError"];
+
+fn catch_block<'g>(
+    rt: &Runt<'_>,
+    catches: &'g [ast::Catch],
+    err: &SynErr,
+    item: Option<&Item>,
+) -> Res<Option<&'g ast::Catch>> {
+    if PYTHON_ERRORS.contains(&err.name.as_str()) {
+        return Ok(None);
+    }
+    let name = catch_name(err);
+    for catch in catches {
+        let names = expr::compute(rt, &catch.names, item)?;
+        let hit = match &names {
+            Val::Str(s) => s == "*" || *s == name,
+            other => match other.as_seq() {
+                Some(items) => items.iter().any(|n| n.to_str() == name),
+                None => {
+                    return Err(Flow::Err(
+                        rt.at(
+                            catch.names.span,
+                            SynErr::new(
+                                "StormRuntimeError",
+                                format!(
+                                    "catch block must be a str or list object. {} not allowed.",
+                                    other.type_name()
+                                ),
+                            )
+                            .with("type", other.type_name()),
+                        ),
+                    ));
+                }
+            },
+        };
+        if hit {
+            return Ok(Some(catch));
+        }
+    }
+    Ok(None)
+}
+
+/// The name a catch block matches: a `$lib.raise()` error goes by the name it was given.
+fn catch_name(err: &SynErr) -> &str {
+    if err.name == "StormRaise"
+        && let Some(name) = err.field("errname").and_then(Value::as_str)
+    {
+        return name;
+    }
+    &err.name
+}
+
+/// `$err` in a catch block: `{name, mesg, info}`.
+fn error_value(err: &SynErr) -> Val {
+    let info = err
+        .info
+        .iter()
+        .filter(|(k, _)| k != "mesg")
+        .map(|(k, v)| (Val::from(k.as_str()), Val::from(v)))
+        .collect();
+    Val::Dict(vec![
+        (Val::from("name"), Val::from(catch_name(err))),
+        (Val::from("mesg"), Val::from(err.mesg())),
+        (Val::from("info"), Val::Dict(info)),
+    ])
+}
+
+fn try_oper<'g>(
+    rt: &'g Runt<'g>,
+    body: &'g ast::SubQuery,
+    catches: &'g [ast::Catch],
+    input: Genr<'g>,
+) -> Genr<'g> {
+    per_node(
+        input,
+        move |item| {
+            Box::new(TryIter {
+                rt,
+                catches,
+                current: run_query(rt, &body.query, one(item.clone())),
+                item: Some(item),
+                caught: false,
+            })
+        },
+        Some(Box::new(move |seen| {
+            if seen {
+                return none();
+            }
+            Box::new(TryIter {
+                rt,
+                catches,
+                current: run_query(rt, &body.query, none()),
+                item: None,
+                caught: false,
+            })
+        })),
+    )
+}
+
 fn if_oper<'g>(
     rt: &'g Runt<'g>,
     branches: &'g [(ast::Value, ast::SubQuery)],
@@ -1158,8 +1302,9 @@ fn lift_oper<'g>(
             let item = (node, path);
             match lift_buids(rt, oper, lift, right, Some(&item)) {
                 Ok(buids) => {
-                    let path = item.1.clone();
-                    Box::new(std::iter::once(Ok(item)).chain(nodes_of(rt, buids, Some(path))))
+                    let hits = linked(buids, &Value::map([("type", Value::from("runtime"))]));
+                    let src = item.clone();
+                    Box::new(std::iter::once(Ok(item)).chain(nodes_linked(rt, hits, src)))
                 }
                 Err(e) => fail(e),
             }
@@ -1887,11 +2032,48 @@ fn pivot_oper<'g>(
                 Ok(found) => found,
                 Err(e) => return fail(e),
             };
-            let path = item.1.clone();
+            let src = item.clone();
             let head: Genr<'g> = if join { one(item) } else { none() };
-            Box::new(head.chain(nodes_of(rt, found, Some(path))))
+            Box::new(head.chain(nodes_linked(rt, found, src)))
         },
         None,
+    )
+}
+
+/// A pivot result: the node found and the link that led there (Nil for none).
+type Hit = (Buid, Value);
+
+/// A packed node's link info: `{'type': kind, key: name}`, with `'reverse': True`.
+fn link(kind: &str, key: &str, name: &str, reverse: bool) -> Value {
+    let mut info = vec![("type", Value::from(kind)), (key, Value::from(name))];
+    if reverse {
+        info.push(("reverse", Value::Bool(true)));
+    }
+    Value::map(info)
+}
+
+/// Buids found by one kind of link.
+fn linked(buids: Vec<Buid>, link: &Value) -> Vec<Hit> {
+    buids.into_iter().map(|b| (b, link.clone())).collect()
+}
+
+/// Pivot results read lazily, each with its source's path plus the link (Synapse's
+/// `path.fork`).
+fn nodes_linked<'g>(rt: &'g Runt<'g>, hits: Vec<Hit>, src: Item) -> Genr<'g> {
+    let iden = src.0.iden();
+    Box::new(
+        hits.into_iter()
+            .filter_map(move |(b, link)| match rt.view.node(&b) {
+                Ok(Some(node)) => {
+                    let mut path = src.1.clone();
+                    if !link.is_nil() {
+                        path.links.push((iden.clone(), link));
+                    }
+                    Some(Ok((Rc::new(node), path)))
+                }
+                Ok(None) => None,
+                Err(e) => Some(Err(Flow::Err(e))),
+            }),
     )
 }
 
@@ -1944,7 +2126,7 @@ fn pivot_buids(
     kind: &PivotKind,
     item: &Item,
     warned: &mut bool,
-) -> Res<Vec<Buid>> {
+) -> Res<Vec<Hit>> {
     let node = &item.0;
     match kind {
         PivotKind::Out => pivot_out(rt, node),
@@ -1998,7 +2180,8 @@ fn pivot_buids(
                     Some(g) => *g == name,
                 };
                 if keep {
-                    out.extend(by_ndef(rt, "syn:tag", &Value::from(name))?);
+                    let hit = link("tag", "tag", &name, false);
+                    out.extend(linked(by_ndef(rt, "syn:tag", &Value::from(name))?, &hit));
                 }
             }
             Ok(out)
@@ -2009,6 +2192,7 @@ fn pivot_buids(
             let (Some(prop), Some(valu)) = (form.prop(&name), node.get(&name)) else {
                 return Ok(Vec::new());
             };
+            let hit = link("prop", "prop", &prop.name, false);
             if let Some(elem) = prop.typ.array_elem(rt.model) {
                 if is_ndef(&elem) {
                     let mut out = Vec::new();
@@ -2017,7 +2201,7 @@ fn pivot_buids(
                             out.extend(by_ndef(rt, f, v)?);
                         }
                     }
-                    return Ok(out);
+                    return Ok(linked(out, &hit));
                 }
                 if rt.model.form(&elem.name).is_none() {
                     if !*warned {
@@ -2031,11 +2215,11 @@ fn pivot_buids(
                 for v in valu.as_array().unwrap_or(&[]) {
                     out.extend(lift_eq(rt, &target, v, false)?);
                 }
-                return Ok(out);
+                return Ok(linked(out, &hit));
             }
             if is_ndef(&prop.typ) {
                 if let Some([Value::Str(f), v]) = valu.as_array() {
-                    return by_ndef(rt, f, v);
+                    return Ok(linked(by_ndef(rt, f, v)?, &hit));
                 }
                 return Ok(Vec::new());
             }
@@ -2049,7 +2233,7 @@ fn pivot_buids(
                 }
                 return Ok(Vec::new());
             }
-            by_ndef(rt, &prop.typ.name, valu)
+            Ok(linked(by_ndef(rt, &prop.typ.name, valu)?, &hit))
         }
         PivotKind::Prop { prop, target } => {
             let name = name_text(rt, &prop.name, Some(item))?;
@@ -2073,8 +2257,17 @@ fn pivot_buids(
                     .view
                     .prop_ref(&tname)
                     .ok_or_else(|| Flow::Err(rt.at(target.span, no_such_prop(&tname))))?;
+                // Synapse's link names the source prop, and the destination unless a form.
+                let mut info = vec![
+                    ("type", Value::from("prop")),
+                    ("prop", Value::from(srcprop.name.as_str())),
+                ];
+                if let PropRef::Prop(p) = &dest {
+                    info.push(("dest", Value::from(p.full.as_str())));
+                }
+                let hit = Value::map(info);
                 match prop_pivot(rt, srcprop, valu, &dest) {
-                    Ok(found) => out.extend(found),
+                    Ok(found) => out.extend(linked(found, &hit)),
                     Err(Flow::Err(e))
                         if matches!(e.name.as_str(), "BadTypeValu" | "BadLiftValu") =>
                     {
@@ -2090,7 +2283,7 @@ fn pivot_buids(
             let sub = run_sub(rt, &query.query, None);
             let mut out = Vec::new();
             for x in sub {
-                out.push(x?.0.buid);
+                out.push((x?.0.buid, Value::Nil));
             }
             Ok(out)
         }
@@ -2118,7 +2311,7 @@ fn pivot_buids(
                     ast::EdgeDir::Out => rt.view.edges_n1(&node.buid, v)?,
                     ast::EdgeDir::In => rt.view.edges_n2(&node.buid, v)?,
                 };
-                for (_, other) in edges {
+                for (edgeverb, other) in edges {
                     let Some(n) = rt.view.node(&other)? else {
                         continue;
                     };
@@ -2134,7 +2327,8 @@ fn pivot_buids(
                             continue;
                         }
                     }
-                    out.push(n.buid);
+                    let reverse = matches!(dir, ast::EdgeDir::In);
+                    out.push((n.buid, link("edge", "verb", &edgeverb, reverse)));
                 }
             }
             Ok(out)
@@ -2148,9 +2342,10 @@ fn pivot_buids(
                 ast::EdgeDir::Out => rt.view.edges_n1(&node.buid, None)?,
                 ast::EdgeDir::In => rt.view.edges_n2(&node.buid, None)?,
             };
-            for (_, other) in edges {
+            let reverse = matches!(dir, ast::EdgeDir::In);
+            for (verb, other) in edges {
                 if rt.view.node(&other)?.is_some() {
-                    out.push(other);
+                    out.push((other, link("edge", "verb", &verb, reverse)));
                 }
             }
             Ok(out)
@@ -2202,70 +2397,72 @@ fn pivot_targets(rt: &Runt<'_>, target: &ast::Value, item: &Item) -> Res<Targets
 }
 
 /// `-> *`: the nodes the node's form-typed props point to.
-fn pivot_out(rt: &Runt<'_>, node: &Node) -> Res<Vec<Buid>> {
+fn pivot_out(rt: &Runt<'_>, node: &Node) -> Res<Vec<Hit>> {
     if node.form == "syn:tag" {
         if let Some(tag) = node.valu.as_str() {
-            return Ok(rt.view.lift_tag(tag, None)?);
+            return Ok(linked(
+                rt.view.lift_tag(tag, None)?,
+                &link("tag", "tag", tag, true),
+            ));
         }
         return Ok(Vec::new());
     }
     let form = rt.model.req_form(&node.form)?;
-    let mut out = Vec::new();
+    let mut all = Vec::new();
     for prop in form.props() {
         let Some(valu) = node.get(&prop.name) else {
             continue;
         };
+        let hit = link("prop", "prop", &prop.name, false);
+        let mut out = Vec::new();
         if is_ndef(&prop.typ) {
             if let Some([Value::Str(f), v]) = valu.as_array() {
                 out.extend(by_ndef(rt, f, v)?);
             }
-            continue;
-        }
-        if let Some(elem) = prop.typ.array_elem(rt.model) {
-            if is_ndef(&elem) {
-                for v in valu.as_array().unwrap_or(&[]) {
-                    if let Some([Value::Str(f), v]) = v.as_array() {
-                        out.extend(by_ndef(rt, f, v)?);
+        } else {
+            if let Some(elem) = prop.typ.array_elem(rt.model) {
+                if is_ndef(&elem) {
+                    for v in valu.as_array().unwrap_or(&[]) {
+                        if let Some([Value::Str(f), v]) = v.as_array() {
+                            out.extend(by_ndef(rt, f, v)?);
+                        }
+                    }
+                } else if let Some(f) = rt.model.form(&elem.name) {
+                    let target = PropRef::Form(f.clone());
+                    for v in valu.as_array().unwrap_or(&[]) {
+                        out.extend(lift_eq(rt, &target, v, false)?);
                     }
                 }
-                continue;
             }
-            if let Some(f) = rt.model.form(&elem.name) {
-                let target = PropRef::Form(f.clone());
-                for v in valu.as_array().unwrap_or(&[]) {
-                    out.extend(lift_eq(rt, &target, v, false)?);
-                }
+            if rt.model.form(&prop.typ.name).is_some()
+                && let Some(pivo) = rt.view.node_by_ndef(&prop.typ.name, valu)?
+                && pivo.buid != node.buid
+            {
+                out.push(pivo.buid);
             }
         }
-        if rt.model.form(&prop.typ.name).is_none() {
-            continue;
-        }
-        if let Some(pivo) = rt.view.node_by_ndef(&prop.typ.name, valu)?
-            && pivo.buid != node.buid
-        {
-            out.push(pivo.buid);
-        }
+        all.extend(linked(out, &hit));
     }
-    Ok(out)
+    Ok(all)
 }
 
 /// `<- *`: the nodes whose props point to the node.
-fn pivot_in(rt: &Runt<'_>, node: &Node) -> Res<Vec<Buid>> {
+fn pivot_in(rt: &Runt<'_>, node: &Node) -> Res<Vec<Hit>> {
     let mut out = Vec::new();
     for prop in rt.view.props_of_type(&node.form) {
-        out.extend(lift_eq(
-            rt,
-            &PropRef::Prop(prop.clone()),
-            &node.valu,
-            false,
-        )?);
+        let hit = link("prop", "prop", &prop.name, true);
+        let found = lift_eq(rt, &PropRef::Prop(prop.clone()), &node.valu, false)?;
+        out.extend(linked(found, &hit));
     }
     for prop in rt.view.array_props_of_type(&node.form) {
-        out.extend(lift_array_eq(rt, prop, &node.valu)?);
+        let hit = link("prop", "prop", &prop.name, true);
+        out.extend(linked(lift_array_eq(rt, prop, &node.valu)?, &hit));
     }
     let ndef = node.ndef();
     for prop in rt.view.props_of_type("ndef") {
-        out.extend(lift_eq(rt, &PropRef::Prop(prop.clone()), &ndef, false)?);
+        let hit = link("prop", "prop", &prop.name, true);
+        let found = lift_eq(rt, &PropRef::Prop(prop.clone()), &ndef, false)?;
+        out.extend(linked(found, &hit));
     }
     Ok(out)
 }
@@ -2278,22 +2475,23 @@ fn form_pivot(
     dest: &PropRef,
     strict: bool,
     warned: &mut bool,
-) -> Res<Vec<Buid>> {
+) -> Res<Vec<Hit>> {
     let destform = match dest {
         PropRef::Prop(p) => {
+            let hit = link("prop", "prop", &p.name, true);
             // -> form:prop: nodes whose prop equals the source value.
             if is_ndef(&p.typ) {
-                return lift_eq(rt, dest, &node.ndef(), false);
+                return Ok(linked(lift_eq(rt, dest, &node.ndef(), false)?, &hit));
             }
             if let Some(elem) = p.typ.array_elem(rt.model) {
                 if is_ndef(&elem) {
-                    return lift_array_eq(rt, p, &node.ndef());
+                    return Ok(linked(lift_array_eq(rt, p, &node.ndef())?, &hit));
                 }
-                return lift_array_eq(rt, p, &node.valu);
+                return Ok(linked(lift_array_eq(rt, p, &node.valu)?, &hit));
             }
             let norm = p.typ.name != node.form;
             return match lift_eq(rt, dest, &node.valu, norm) {
-                Ok(found) => Ok(found),
+                Ok(found) => Ok(linked(found, &hit)),
                 Err(Flow::Err(e)) if matches!(e.name.as_str(), "BadTypeValu" | "BadLiftValu") => {
                     if !*warned {
                         *warned = true;
@@ -2308,7 +2506,10 @@ fn form_pivot(
     };
     if node.form == "syn:tag" {
         if let Some(tag) = node.valu.as_str() {
-            return Ok(rt.view.lift_tag(tag, Some(&destform.name))?);
+            return Ok(linked(
+                rt.view.lift_tag(tag, Some(&destform.name))?,
+                &link("tag", "tag", tag, true),
+            ));
         }
         return Ok(Vec::new());
     }
@@ -2317,6 +2518,7 @@ fn form_pivot(
     let mut out = Vec::new();
     // Props of the source typed as the destination form.
     for prop in srcform.props() {
+        let fwd = link("prop", "prop", &prop.name, false);
         if let Some(elem) = prop.typ.array_elem(rt.model) {
             if is_ndef(&elem) {
                 found = true;
@@ -2328,7 +2530,7 @@ fn form_pivot(
                     if let Some([Value::Str(f), v]) = v.as_array()
                         && *f == destform.name
                     {
-                        out.extend(by_ndef(rt, f, v)?);
+                        out.extend(linked(by_ndef(rt, f, v)?, &fwd));
                     }
                 }
             } else if elem.name == destform.name {
@@ -2338,7 +2540,8 @@ fn form_pivot(
                     .and_then(Value::as_array)
                     .unwrap_or(&[])
                 {
-                    out.extend(lift_eq(rt, &PropRef::Form(destform.clone()), v, false)?);
+                    let found = lift_eq(rt, &PropRef::Form(destform.clone()), v, false)?;
+                    out.extend(linked(found, &fwd));
                 }
             }
         } else if is_ndef(&prop.typ) {
@@ -2347,41 +2550,35 @@ fn form_pivot(
                 && let [Value::Str(f), v] = nd.as_slice()
                 && *f == destform.name
             {
-                out.extend(by_ndef(rt, f, v)?);
+                out.extend(linked(by_ndef(rt, f, v)?, &fwd));
             }
         } else if prop.typ.name == destform.name && rt.model.form(&prop.typ.name).is_some() {
             found = true;
             if let Some(v) = node.get(&prop.name) {
-                out.extend(lift_eq(rt, &PropRef::Form(destform.clone()), v, false)?);
+                let found = lift_eq(rt, &PropRef::Form(destform.clone()), v, false)?;
+                out.extend(linked(found, &fwd));
             }
         }
     }
     // Props of the destination typed as the source form.
     for prop in destform.props() {
+        let rev = link("prop", "prop", &prop.name, true);
         if let Some(elem) = prop.typ.array_elem(rt.model) {
             if is_ndef(&elem) {
                 found = true;
-                out.extend(lift_array_eq(rt, prop, &node.ndef())?);
+                out.extend(linked(lift_array_eq(rt, prop, &node.ndef())?, &rev));
             } else if elem.name == node.form {
                 found = true;
-                out.extend(lift_array_eq(rt, prop, &node.valu)?);
+                out.extend(linked(lift_array_eq(rt, prop, &node.valu)?, &rev));
             }
         } else if is_ndef(&prop.typ) {
             found = true;
-            out.extend(lift_eq(
-                rt,
-                &PropRef::Prop(prop.clone()),
-                &node.ndef(),
-                false,
-            )?);
+            let hits = lift_eq(rt, &PropRef::Prop(prop.clone()), &node.ndef(), false)?;
+            out.extend(linked(hits, &rev));
         } else if prop.typ.name == node.form {
             found = true;
-            out.extend(lift_eq(
-                rt,
-                &PropRef::Prop(prop.clone()),
-                &node.valu,
-                false,
-            )?);
+            let hits = lift_eq(rt, &PropRef::Prop(prop.clone()), &node.valu, false)?;
+            out.extend(linked(hits, &rev));
         }
     }
     if strict && !found {

@@ -4,6 +4,7 @@
 use std::rc::Rc;
 
 use super::exec::{self, no_such_prop, run_query};
+use super::number::Dec;
 use super::value::{Val, bad_cast};
 use super::{Flow, Item, Res, Runt};
 use crate::cortex::model::py;
@@ -385,7 +386,7 @@ pub(super) fn compute(rt: &Runt<'_>, v: &ast::Value, item: Ctx<'_>) -> Res<Val> 
     Ok(match &v.kind {
         ValueKind::Str(s) => Val::Str(s.clone()),
         ValueKind::Int(i) => Val::Int(*i),
-        ValueKind::Decimal(s) => Val::Float(s.parse().map_err(|_| {
+        ValueKind::Decimal(s) => Val::Num(Dec::parse(s).ok_or_else(|| {
             rt.at(
                 v.span,
                 bad_cast(format!("Failed to make a number from {s}")),
@@ -435,6 +436,9 @@ pub(super) fn compute(rt: &Runt<'_>, v: &ast::Value, item: Ctx<'_>) -> Res<Val> 
             })?
         }
         ValueKind::Call { func, args, kwargs } => {
+            if let Some(result) = mutate_list_var(rt, func, args, item) {
+                return result;
+            }
             let f = compute(rt, func, item)?;
             let args: Vec<Val> = args
                 .iter()
@@ -509,8 +513,12 @@ pub(super) fn compute(rt: &Runt<'_>, v: &ast::Value, item: Ctx<'_>) -> Res<Val> 
         ValueKind::Expr(inner) => compute(rt, inner, item)?,
         ValueKind::Not(inner) => Val::Bool(!compute(rt, inner, item)?.truthy()),
         ValueKind::Neg(inner) => match to_number(compute(rt, inner, item)?)? {
-            Val::Int(i) => Val::Int(-i),
+            Val::Int(i) => Val::Int(
+                i.checked_neg()
+                    .ok_or_else(|| rt_err("Integer overflow in storm expression."))?,
+            ),
             Val::Float(f) => Val::Float(-f),
+            Val::Num(d) => Val::Num(Dec::from_int(0).sub(d)?),
             other => other,
         },
         ValueKind::Binary { op, left, right } => {
@@ -554,25 +562,27 @@ fn prop_value(rt: &Runt<'_>, node: &Node, name: &str, span: ast::Span) -> Res<Va
     Ok(node.get(name).map_or(Val::Null, Val::from))
 }
 
-/// Synapse's `tonumber`.
+/// Synapse's `tonumber`: ints stay ints; floats, decimals and strings with a `.` are Numbers.
 fn to_number(v: Val) -> Result<Val, SynErr> {
     match v {
-        Val::Int(_) | Val::Float(_) => Ok(v),
+        Val::Int(_) | Val::Num(_) => Ok(v),
+        Val::Float(f) => Dec::from_f64(f)
+            .map(Val::Num)
+            .ok_or_else(|| bad_cast(format!("Failed to make number from {}", py::float_repr(f)))),
         Val::Bool(b) => Ok(Val::Int(i128::from(b))),
-        Val::Str(ref s) if s.contains('.') => s
-            .trim()
-            .parse::<f64>()
-            .map(Val::Float)
-            .map_err(|_| bad_cast(format!("Failed to make a number from {}.", py::repr_str(s)))),
+        Val::Str(ref s) if s.contains('.') => Dec::parse(s)
+            .map(Val::Num)
+            .ok_or_else(|| bad_cast(format!("Failed to make number from {}", py::repr_str(s)))),
         other => Ok(Val::Int(other.to_int()?)),
     }
 }
 
-fn as_f64(v: &Val) -> f64 {
+/// A number as a decimal (after [`to_number`]).
+fn as_dec(v: &Val) -> Dec {
     match v {
-        Val::Int(i) => *i as f64,
-        Val::Float(f) => *f,
-        _ => 0.0,
+        Val::Num(d) => *d,
+        Val::Int(i) => Dec::from_int(*i),
+        _ => Dec::from_int(0),
     }
 }
 
@@ -588,86 +598,103 @@ fn binary(op: BinOp, l: Val, r: Val) -> Result<Val, SynErr> {
                 .map_err(|e| rt_err(format!("Invalid regex: {e}")))?;
             return Ok(Val::Bool(re.is_match(&l.to_str())));
         }
+        BinOp::And | BinOp::Or => {
+            // `and`/`or` short-circuit in `compute` and never get here.
+            return Ok(Val::Bool(match op {
+                BinOp::And => l.truthy() && r.truthy(),
+                _ => l.truthy() || r.truthy(),
+            }));
+        }
         _ => {}
     }
     let l = to_number(l)?;
     let r = to_number(r)?;
-    let both_int = matches!((&l, &r), (Val::Int(_), Val::Int(_)));
+    match (&l, &r) {
+        (Val::Int(a), Val::Int(b)) => int_binary(op, *a, *b),
+        _ => dec_binary(op, as_dec(&l), as_dec(&r)),
+    }
+}
+
+fn int_binary(op: BinOp, a: i128, b: i128) -> Result<Val, SynErr> {
     let overflow = || rt_err("Integer overflow in storm expression.");
     Ok(match op {
-        BinOp::Add | BinOp::Sub | BinOp::Mul if both_int => {
-            let (Val::Int(a), Val::Int(b)) = (&l, &r) else {
-                unreachable!("checked above")
-            };
-            Val::Int(
-                match op {
-                    BinOp::Add => a.checked_add(*b),
-                    BinOp::Sub => a.checked_sub(*b),
-                    _ => a.checked_mul(*b),
-                }
-                .ok_or_else(overflow)?,
-            )
-        }
-        BinOp::Add => Val::Float(as_f64(&l) + as_f64(&r)),
-        BinOp::Sub => Val::Float(as_f64(&l) - as_f64(&r)),
-        BinOp::Mul => Val::Float(as_f64(&l) * as_f64(&r)),
+        BinOp::Add => Val::Int(a.checked_add(b).ok_or_else(overflow)?),
+        BinOp::Sub => Val::Int(a.checked_sub(b).ok_or_else(overflow)?),
+        BinOp::Mul => Val::Int(a.checked_mul(b).ok_or_else(overflow)?),
         BinOp::Div | BinOp::Mod => {
-            if as_f64(&r) == 0.0 {
+            if b == 0 {
                 return Err(rt_err("Cannot divide by zero"));
             }
-            if let (Val::Int(a), Val::Int(b)) = (&l, &r) {
-                let q = a.div_euclid(*b);
-                // Python floors: adjust Euclid's quotient for a negative divisor.
-                let (q, m) = if *b < 0 && a.rem_euclid(*b) != 0 {
-                    (q + 1, a - (q + 1) * b)
-                } else {
-                    (q, a - q * b)
-                };
-                if op == BinOp::Div {
-                    Val::Int(q)
-                } else {
-                    Val::Int(m)
-                }
-            } else if op == BinOp::Div {
-                Val::Float(as_f64(&l) / as_f64(&r))
+            // Python floors the quotient; the remainder takes the divisor's sign.
+            let trunc = a.checked_div(b).ok_or_else(overflow)?;
+            let inexact = a.checked_rem(b).ok_or_else(overflow)? != 0;
+            let q = if inexact && ((a < 0) != (b < 0)) {
+                trunc - 1
             } else {
-                let (a, b) = (as_f64(&l), as_f64(&r));
-                Val::Float(a - b * (a / b).floor())
+                trunc
+            };
+            if op == BinOp::Div {
+                Val::Int(q)
+            } else {
+                Val::Int(
+                    q.checked_mul(b)
+                        .and_then(|qb| a.checked_sub(qb))
+                        .ok_or_else(overflow)?,
+                )
             }
         }
-        BinOp::Pow => match (&l, &r) {
-            (Val::Int(a), Val::Int(b)) if *b >= 0 => Val::Int(
-                u32::try_from(*b)
-                    .ok()
-                    .and_then(|b| a.checked_pow(b))
-                    .ok_or_else(overflow)?,
-            ),
-            _ => Val::Float(as_f64(&l).powf(as_f64(&r))),
-        },
-        BinOp::Lt => Val::Bool(as_f64(&l) < as_f64(&r) || int_lt(&l, &r)),
-        BinOp::Le => Val::Bool(!num_gt(&l, &r)),
-        BinOp::Gt => Val::Bool(num_gt(&l, &r)),
-        BinOp::Ge => Val::Bool(!num_lt(&l, &r)),
-        _ => unreachable!("handled above"),
+        BinOp::Pow if b >= 0 => Val::Int(
+            u32::try_from(b)
+                .ok()
+                .and_then(|b| a.checked_pow(b))
+                .ok_or_else(overflow)?,
+        ),
+        BinOp::Pow => Val::Float((a as f64).powf(b as f64)),
+        BinOp::Lt => Val::Bool(a < b),
+        BinOp::Le => Val::Bool(a <= b),
+        BinOp::Gt => Val::Bool(a > b),
+        BinOp::Ge => Val::Bool(a >= b),
+        BinOp::And | BinOp::Or | BinOp::Eq | BinOp::Ne | BinOp::Prefix | BinOp::Regex => {
+            return Err(rt_err("Unsupported operator in this position."));
+        }
     })
 }
 
-fn int_lt(l: &Val, r: &Val) -> bool {
-    matches!((l, r), (Val::Int(a), Val::Int(b)) if a < b)
-}
-
-fn num_lt(l: &Val, r: &Val) -> bool {
-    match (l, r) {
-        (Val::Int(a), Val::Int(b)) => a < b,
-        _ => as_f64(l) < as_f64(r),
-    }
-}
-
-fn num_gt(l: &Val, r: &Val) -> bool {
-    match (l, r) {
-        (Val::Int(a), Val::Int(b)) => a > b,
-        _ => as_f64(l) > as_f64(r),
-    }
+/// Number arithmetic (Python's `Decimal`; `%` truncates as Decimal's does).
+fn dec_binary(op: BinOp, a: Dec, b: Dec) -> Result<Val, SynErr> {
+    Ok(match op {
+        BinOp::Add => Val::Num(a.add(b)?),
+        BinOp::Sub => Val::Num(a.sub(b)?),
+        BinOp::Mul => Val::Num(a.mul(b)?),
+        BinOp::Div => Val::Num(a.div(b)?),
+        BinOp::Mod => {
+            if b.is_zero() {
+                return Err(rt_err("Cannot divide by zero"));
+            }
+            let quot = a
+                .div(b)?
+                .trunc()
+                .ok_or_else(|| rt_err("Invalid operation on a Number"))?;
+            Val::Num(a.sub(b.mul(Dec::from_int(quot))?)?)
+        }
+        BinOp::Pow => match b.trunc() {
+            Some(n) if Dec::from_int(n) == b && (0..=64).contains(&n) => {
+                let mut out = Dec::from_int(1);
+                for _ in 0..n {
+                    out = out.mul(a)?;
+                }
+                Val::Num(out)
+            }
+            _ => Val::Float(a.to_f64().powf(b.to_f64())),
+        },
+        BinOp::Lt => Val::Bool(a < b),
+        BinOp::Le => Val::Bool(a <= b),
+        BinOp::Gt => Val::Bool(a > b),
+        BinOp::Ge => Val::Bool(a >= b),
+        BinOp::And | BinOp::Or | BinOp::Eq | BinOp::Ne | BinOp::Prefix | BinOp::Regex => {
+            return Err(rt_err("Unsupported operator in this position."));
+        }
+    })
 }
 
 /// Synapse's `tocmprvalu`: what `=` compares (a node as its value).
@@ -1384,6 +1411,112 @@ fn str_method(s: &str, name: &str, a: &mut Args) -> Res<Val> {
     })
 }
 
+/// The list methods that change the list.
+const LIST_MUTATORS: &[&str] = &["append", "extend", "pop", "reverse", "sort", "rem"];
+
+/// `$var.append(x)` and the other list mutators on a variable: the variable gets the changed
+/// list (Synapse's lists are shared objects; here the variable is updated, and
+/// [`Runt::take_mutated`] tells the operation to update the node's path too). None when the
+/// call is not such a mutation.
+fn mutate_list_var(
+    rt: &Runt<'_>,
+    func: &ast::Value,
+    args: &[ast::Value],
+    item: Ctx<'_>,
+) -> Option<Res<Val>> {
+    let ValueKind::Deref { base, key } = &func.kind else {
+        return None;
+    };
+    let (ValueKind::Var(name), ValueKind::Str(method)) = (&base.kind, &key.kind) else {
+        return None;
+    };
+    if !LIST_MUTATORS.contains(&method.as_str()) {
+        return None;
+    }
+    let current = var(rt, name, base.span, item).ok()?;
+    let mut items = current.as_seq()?.to_vec();
+    let mut run = || -> Res<Val> {
+        let args: Vec<Val> = args
+            .iter()
+            .map(|a| compute(rt, a, item))
+            .collect::<Res<_>>()?;
+        let arg = |i: usize| args.get(i).cloned();
+        let retn = match method.as_str() {
+            "append" => {
+                items.push(arg(0).ok_or_else(|| missing(method, "valu"))?);
+                Val::Null
+            }
+            "extend" => {
+                items.extend(arg(0).ok_or_else(|| missing(method, "valu"))?.items()?);
+                Val::Null
+            }
+            "pop" => {
+                let len = items.len() as i128;
+                let at = arg(0).map(|v| v.to_int()).transpose()?.unwrap_or(-1);
+                let at = if at < 0 { len + at } else { at };
+                if items.is_empty() || at < 0 || at >= len {
+                    return Err(Flow::Err(SynErr::new(
+                        "StormRuntimeError",
+                        "pop index out of range",
+                    )));
+                }
+                items.remove(at as usize)
+            }
+            "reverse" => {
+                items.reverse();
+                Val::Null
+            }
+            "sort" => {
+                let reverse = arg(0).is_some_and(|v| v.truthy());
+                let mut keyed: Vec<(Value, Val)> =
+                    items.drain(..).map(|v| (v.to_prim(), v)).collect();
+                let mut failed = false;
+                keyed.sort_by(|a, b| {
+                    super::cmpr::py_cmp(&a.0, &b.0).unwrap_or_else(|| {
+                        failed = true;
+                        std::cmp::Ordering::Equal
+                    })
+                });
+                if failed {
+                    return Err(Flow::Err(SynErr::new(
+                        "StormRuntimeError",
+                        "Unable to sort the list: its values cannot be compared.",
+                    )));
+                }
+                if reverse {
+                    keyed.reverse();
+                }
+                items = keyed.into_iter().map(|(_, v)| v).collect();
+                Val::Null
+            }
+            _ => {
+                let target = arg(0).ok_or_else(|| missing(method, "item"))?;
+                let all = arg(1).is_some_and(|v| v.truthy());
+                let before = items.len();
+                if all {
+                    items.retain(|v| *v != target);
+                } else if let Some(at) = items.iter().position(|v| *v == target) {
+                    items.remove(at);
+                }
+                Val::Bool(items.len() != before)
+            }
+        };
+        rt.set_var(name, Val::List(items.clone()));
+        rt.note_mutated(name);
+        Ok(retn)
+    };
+    Some(run().map_err(|e| match e {
+        Flow::Err(e) => Flow::Err(rt.at(func.span, e)),
+        other => other,
+    }))
+}
+
+fn missing(method: &str, arg: &str) -> Flow {
+    Flow::Err(rt_err(format!(
+        "{method}() missing 1 required positional argument: '{arg}'"
+    )))
+}
+
 fn list_method(items: &[Val], name: &str, a: &mut Args) -> Res<Val> {
     Ok(match name {
         "size" | "length" => Val::Int(items.len() as i128),
@@ -1403,7 +1536,6 @@ fn list_method(items: &[Val], name: &str, a: &mut Args) -> Res<Val> {
             }
             items[at as usize].clone()
         }
-        "reverse" => Val::List(items.iter().rev().cloned().collect()),
         "unique" => {
             let mut out: Vec<Val> = Vec::new();
             for v in items {
@@ -1413,9 +1545,22 @@ fn list_method(items: &[Val], name: &str, a: &mut Args) -> Res<Val> {
             }
             Val::List(out)
         }
-        "append" | "extend" | "pop" | "sort" | "rem" | "slice" => {
+        "slice" => {
+            let len = items.len() as i128;
+            let clamp = |i: i128| -> usize {
+                let i = if i < 0 { len + i } else { i };
+                i.clamp(0, len) as usize
+            };
+            let start = clamp(a.req(0, "start")?.to_int()?);
+            let end = match a.get(1, "end") {
+                None | Some(Val::Null) => len as usize,
+                Some(v) => clamp(v.to_int()?),
+            };
+            Val::List(items.get(start..end.max(start)).unwrap_or(&[]).to_vec())
+        }
+        "append" | "extend" | "pop" | "sort" | "rem" | "reverse" => {
             return Err(Flow::Err(rt_err(format!(
-                "list.{name}() is not supported by this runtime (lists are values here)"
+                "list.{name}() changes its list: call it on a variable ($x.{name}(...))"
             ))));
         }
         other => return Err(Flow::Err(no_such_name(other))),
@@ -1480,6 +1625,15 @@ fn call_func(
         rt.runtvars
             .borrow_mut()
             .insert(param.name.name.clone(), true);
+    }
+    if rt.stack_base.saturating_sub(super::stack_position()) > super::STACK_BUDGET {
+        return Err(Flow::Err(
+            SynErr::new(
+                "RecursionLimitHit",
+                "Maximum Storm pipeline depth exceeded.",
+            )
+            .with("query", rt.text),
+        ));
     }
     super::exec::load_runtvars(rt, &func.body.query.opers);
     rt.frames.borrow_mut().push(frame);

@@ -21,14 +21,15 @@
 //! with an `err` instead.
 //!
 //! Not done yet (they raise `NoSuchName`/`StormRuntimeError` or are ignored): most of `$lib`,
-//! `opts.mode` other than `storm`, `opts.links`/`embeds`/`show:storage`/`scrub`, `try`/`catch`,
-//! `emit` generators, `tee`/`tree`/`graph` and most other commands, storm `Number` (decimals are
-//! floats here), permissions.
+//! `opts.mode` other than `storm`, `opts.embeds`/`show:storage`/`scrub`/`path`, `$path`,
+//! `emit` generators, `tee`/`tree`/`graph` and most other commands, command usage text,
+//! permissions. Storm `Number`s are exact to 38 digits (Synapse: 49).
 
 mod cmds;
 mod cmpr;
 mod exec;
 mod expr;
+mod number;
 mod value;
 
 use std::cell::{Cell, RefCell};
@@ -153,6 +154,8 @@ pub(crate) struct Path {
     pub vars: HashMap<String, Val>,
     /// `$path.meta` values.
     pub meta: Vec<(String, Val)>,
+    /// How the node was reached: `(source iden, link info)` per pivot.
+    pub links: Vec<(String, Value)>,
 }
 
 /// One node in the pipeline with its path.
@@ -177,6 +180,22 @@ pub(crate) struct Runt<'a> {
     pub loaded: RefCell<HashMap<Buid, Vec<(String, Value)>>>,
     /// `opts.readonly`.
     pub readonly: bool,
+    /// Where the stack was when the query started (an address), to bound recursion.
+    pub stack_base: usize,
+    /// Variables changed in place (`$list.append(x)`) since the last
+    /// [`Runt::take_mutated`].
+    pub mutated: RefCell<Vec<String>>,
+}
+
+/// How much of the calling thread's stack storm function recursion may use. The service runs
+/// queries on tokio's blocking threads (2 MiB stacks); the parser bounds syntactic nesting, so
+/// only function calls recurse without a syntactic bound.
+pub(crate) const STACK_BUDGET: usize = 1 << 20;
+
+/// The current stack position (an address; the stack grows down on every supported target).
+pub(crate) fn stack_position() -> usize {
+    let marker = 0u8;
+    std::hint::black_box(&marker) as *const u8 as usize
 }
 
 fn monotonic_ms() -> i64 {
@@ -407,6 +426,8 @@ impl<'a> Runt<'a> {
             funcs,
             loaded: RefCell::default(),
             readonly: opts.get("readonly").is_some_and(|v| Val::from(v).truthy()),
+            stack_base: stack_position(),
+            mutated: RefCell::default(),
         };
         exec::load_runtvars(&rt, &query.opers);
         rt
@@ -527,6 +548,16 @@ impl<'a> Runt<'a> {
                 .map(|(k, v)| (Value::from(k.as_str()), v.to_prim()))
                 .collect();
             info.push((Value::from("path"), Value::Map(meta)));
+            if opts.get("links").is_some_and(|v| Val::from(v).truthy()) {
+                let links = path
+                    .links
+                    .iter()
+                    .map(|(iden, link)| {
+                        Value::Array(vec![Value::from(iden.as_str()), link.clone()])
+                    })
+                    .collect();
+                info.push((Value::from("links"), Value::Array(links)));
+            }
         }
         packed
     }
@@ -573,6 +604,23 @@ impl<'a> Runt<'a> {
     pub(crate) fn set_var(&self, name: &str, valu: Val) {
         if let Some(frame) = self.frames.borrow_mut().last_mut() {
             frame.insert(name.to_string(), valu);
+        }
+    }
+
+    /// Note that a variable was changed in place.
+    pub(crate) fn note_mutated(&self, name: &str) {
+        self.mutated.borrow_mut().push(name.to_string());
+    }
+
+    /// Copy variables changed in place into a node's path (Synapse's path and runtime share
+    /// the object).
+    pub(crate) fn take_mutated(&self, path: &mut Path) {
+        for name in self.mutated.borrow_mut().drain(..) {
+            if path.vars.contains_key(&name)
+                && let Some(v) = self.get_var(&name)
+            {
+                path.vars.insert(name, v);
+            }
         }
     }
 

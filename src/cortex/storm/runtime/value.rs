@@ -3,6 +3,7 @@
 
 use std::rc::Rc;
 
+use super::number::Dec;
 use crate::cortex::model::py;
 use crate::cortex::view::Node;
 use crate::error::{SynErr, SynResult};
@@ -17,8 +18,10 @@ pub enum Val {
     Bool(bool),
     /// An integer.
     Int(i128),
-    /// A float, or a storm `Number` (kept as a float here).
+    /// A Python float (from stored data).
     Float(f64),
+    /// A storm `Number`: an exact decimal (`(1.5)`).
+    Num(Dec),
     /// A string.
     Str(String),
     /// Bytes.
@@ -52,6 +55,11 @@ impl PartialEq for Val {
             (Val::Int(a), Val::Int(b)) => a == b,
             (Val::Bool(a), Val::Int(b)) | (Val::Int(b), Val::Bool(a)) => i128::from(*a) == *b,
             (Val::Float(a), Val::Float(b)) => a == b,
+            (Val::Num(a), Val::Num(b)) => a == b,
+            (Val::Num(a), Val::Int(b)) | (Val::Int(b), Val::Num(a)) => *a == Dec::from_int(*b),
+            (Val::Num(a), Val::Float(b)) | (Val::Float(b), Val::Num(a)) => {
+                Dec::from_f64(*b).is_some_and(|b| *a == b)
+            }
             (Val::Float(a), Val::Int(b)) | (Val::Int(b), Val::Float(a)) => *a == *b as f64,
             (Val::Str(a), Val::Str(b)) => a == b,
             (Val::Bytes(a), Val::Bytes(b)) => a == b,
@@ -110,7 +118,8 @@ impl Val {
             Val::Null => "null",
             Val::Bool(_) => "boolean",
             Val::Int(_) => "int",
-            Val::Float(_) => "number",
+            Val::Float(_) => "float",
+            Val::Num(_) => "number",
             Val::Str(_) => "str",
             Val::Bytes(_) => "bytes",
             Val::List(_) | Val::Tuple(_) => "list",
@@ -130,6 +139,7 @@ impl Val {
             Val::Bool(b) => Value::Bool(*b),
             Val::Int(i) => Value::Int(*i),
             Val::Float(f) => Value::Float(*f),
+            Val::Num(d) => Value::Float(d.to_f64()),
             Val::Str(s) => Value::Str(s.clone()),
             Val::Bytes(b) => Value::Bin(b.clone()),
             Val::List(items) | Val::Tuple(items) => {
@@ -152,6 +162,7 @@ impl Val {
     pub fn to_stor(&self, ndef: bool) -> Value {
         match self {
             Val::Float(f) => Value::Str(py::float_repr(*f)),
+            Val::Num(d) => Value::Str(d.to_str()),
             Val::List(items) | Val::Tuple(items) => {
                 Value::Array(items.iter().map(|v| v.to_stor(ndef)).collect())
             }
@@ -175,6 +186,7 @@ impl Val {
             Val::Bool(b) => if *b { "True" } else { "False" }.into(),
             Val::Int(i) => i.to_string(),
             Val::Float(f) => py::float_repr(*f),
+            Val::Num(d) => d.to_str(),
             Val::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
             Val::Query(text) => text.clone(),
             Val::Node(n) => match &n.valu {
@@ -232,6 +244,7 @@ impl Val {
             Val::Str(s) => py::repr_str(s),
             Val::Int(i) => i.to_string(),
             Val::Float(f) => py::float_repr(*f),
+            Val::Num(d) => d.to_str(),
             Val::Bytes(b) => py_repr(&Value::Bin(b.clone())),
             Val::Node(n) => {
                 let pack = n.pack_plain();
@@ -250,6 +263,7 @@ impl Val {
             Val::Str(s) => s.clone(),
             Val::Int(i) => i.to_string(),
             Val::Float(f) => py::float_repr(*f),
+            Val::Num(d) => d.to_str(),
             other => other.repr(),
         }
     }
@@ -261,6 +275,7 @@ impl Val {
             Val::Bool(b) => *b,
             Val::Int(i) => *i != 0,
             Val::Float(f) => *f != 0.0,
+            Val::Num(d) => !d.is_zero(),
             Val::Str(s) => !s.is_empty(),
             Val::Bytes(b) => !b.is_empty(),
             Val::List(items) | Val::Tuple(items) => !items.is_empty(),
@@ -281,6 +296,7 @@ impl Val {
             Val::Int(i) => Ok(*i),
             Val::Bool(b) => Ok(i128::from(*b)),
             Val::Float(f) => py::float_to_int(*f).map_err(|_| fail()),
+            Val::Num(d) => d.trunc().ok_or_else(fail),
             Val::Str(s) => match py::parse_int(s, 0) {
                 Ok(py::PyInt::Small(i)) => Ok(i),
                 _ => Err(fail()),
