@@ -1348,6 +1348,27 @@ fn storm_cases() -> Vec<(&'static str, J)> {
             json!({"links": true}),
         ),
         ("inet:ipv4=1.2.3.4", json!({"links": true})),
+        // $path.
+        (
+            "inet:ipv4=1.2.3.4 $path.meta.foo = bar $path.meta.n = (1)",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4=1.2.3.4 -> inet:dns:a $lib.print($path.idens())",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4=1.2.3.4 -> inet:dns:a $lib.print($path.links())",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4=1.2.3.4 $x = (1) $lib.print($path.listvars()) $path.vars.y = (2) $lib.print($y)",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4=1.2.3.4 $path.meta.foo = bar $lib.print($path.meta.foo)",
+            none.clone(),
+        ),
         // Deprecation warnings (once per query).
         (
             "[ou:org=(o2,) :alias=vtx :sic=1234 :alias=vtx2]",
@@ -1560,7 +1581,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     ),
     (
         "inet:ipv4 $lib.print($path)",
-        "Python prints the Path object's address; $path is not supported yet",
+        "Python prints the Path object's address",
     ),
     (
         "$lib.print($lib.print)",

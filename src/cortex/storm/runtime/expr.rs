@@ -346,6 +346,9 @@ pub(super) fn var(rt: &Runt<'_>, name: &str, span: ast::Span, item: Ctx<'_>) -> 
         if name == "node" {
             return Ok(Val::Node(node.clone()));
         }
+        if name == "path" {
+            return Ok(Val::Path(Rc::new(path.clone()), node.iden()));
+        }
         if let Some(v) = path.vars.get(name) {
             return Ok(v.clone());
         }
@@ -724,6 +727,21 @@ fn deref(rt: &Runt<'_>, base: Val, key: &str) -> Res<Val> {
             .iter()
             .find(|(k, _)| k.to_str() == key)
             .map_or(Val::Null, |(_, v)| v.clone())),
+        Val::Path(path, _) if key == "meta" => Ok(Val::Dict(
+            path.meta
+                .iter()
+                .map(|(k, v)| (Val::from(k.as_str()), v.clone()))
+                .collect(),
+        )),
+        Val::Path(path, _) if key == "vars" => Ok(Val::Dict(
+            path.vars
+                .iter()
+                .map(|(k, v)| (Val::from(k.as_str()), v.clone()))
+                .collect(),
+        )),
+        base @ Val::Path(..) if ["idens", "links", "listvars"].contains(&key) => {
+            Ok(Val::Method(Box::new(base), key.to_string()))
+        }
         Val::Node(n) if key == "data" => Ok(Val::NodeData(n)),
         Val::Node(n) if key == "props" => Ok(Val::Dict(
             n.props
@@ -1222,6 +1240,32 @@ fn call_method(
         Val::NodeData(node) => nodedata_method(rt, node, name, &mut a),
         Val::Str(s) => str_method(s, name, &mut a),
         Val::List(items) => list_method(items, name, &mut a),
+        Val::Path(path, iden) => Ok(match name {
+            "idens" => {
+                let mut idens: Vec<Val> = path
+                    .links
+                    .iter()
+                    .map(|(src, _)| Val::Str(src.clone()))
+                    .collect();
+                idens.push(Val::Str(iden.clone()));
+                Val::List(idens)
+            }
+            "links" => Val::List(
+                path.links
+                    .iter()
+                    .map(|(src, info)| Val::Tuple(vec![Val::Str(src.clone()), Val::from(info)]))
+                    .collect(),
+            ),
+            _ => {
+                let mut vars: Vec<(&String, &Val)> = path.vars.iter().collect();
+                vars.sort_by(|a, b| a.0.cmp(b.0));
+                Val::List(
+                    vars.into_iter()
+                        .map(|(k, v)| Val::Tuple(vec![Val::Str(k.clone()), v.clone()]))
+                        .collect(),
+                )
+            }
+        }),
         Val::Query(text) => match name {
             "size" => Ok(Val::Int(text.chars().count() as i128)),
             _ => Err(Flow::Err(rt_err(format!(
@@ -1716,6 +1760,36 @@ pub(super) fn set_item(
     let ctx = item.as_deref().cloned();
     let key_text = compute(rt, key, ctx.as_ref())?.to_str();
     let valu = compute(rt, value, ctx.as_ref())?;
+    // `$path.meta.x = v` and `$path.vars.x = v` change the node's path.
+    if let ValueKind::Deref { base, key: part } = &target.kind
+        && let (ValueKind::Var(var), ValueKind::Str(part)) = (&base.kind, &part.kind)
+        && var == "path"
+        && matches!(part.as_str(), "meta" | "vars")
+    {
+        let Some(item) = item else {
+            return Err(Flow::Err(
+                rt.at(
+                    target.span,
+                    SynErr::new(
+                        "NoSuchVar",
+                        "Non-runtsafe variable used before assignment: path",
+                    )
+                    .with("name", "path")
+                    .with("runtsafe", false),
+                ),
+            ));
+        };
+        if part == "vars" {
+            rt.set_var(&key_text, valu.clone());
+            item.1.vars.insert(key_text, valu);
+        } else {
+            match item.1.meta.iter_mut().find(|(k, _)| *k == key_text) {
+                Some(slot) => slot.1 = valu,
+                None => item.1.meta.push((key_text, valu)),
+            }
+        }
+        return Ok(());
+    }
     let ValueKind::Var(name) = &target.kind else {
         return Err(Flow::Err(rt.at(
             target.span,

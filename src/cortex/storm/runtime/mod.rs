@@ -21,7 +21,7 @@
 //! with an `err` instead.
 //!
 //! Not done yet (they raise `NoSuchName`/`StormRuntimeError` or are ignored): most of `$lib`,
-//! `opts.mode` other than `storm`, `opts.embeds`/`show:storage`/`scrub`/`path`, `$path`,
+//! `opts.mode` other than `storm`, `opts.embeds`/`show:storage`/`scrub`/`path`,
 //! `emit` generators, `tee`/`tree`/`graph` and most other commands, command usage text,
 //! permissions. Storm `Number`s are exact to 38 digits (Synapse: 49).
 
@@ -48,7 +48,7 @@ use crate::cortex::view::{Node, View};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 
-pub use value::Val;
+use value::Val;
 
 /// What a storm run hands back besides its messages.
 struct Outcome {
