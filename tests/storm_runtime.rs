@@ -1348,6 +1348,18 @@ fn storm_cases() -> Vec<(&'static str, J)> {
             json!({"links": true}),
         ),
         ("inet:ipv4=1.2.3.4", json!({"links": true})),
+        // Storage and embeds.
+        ("[inet:ipv4=11.11.11.11 :asn=7 +#st:score=2]", none.clone()),
+        ("inet:ipv4=11.11.11.11", json!({"show:storage": true})),
+        ("inet:fqdn=www.vertex.link", json!({"show:storage": true})),
+        (
+            "inet:dns:a",
+            json!({"embeds": {"inet:dns:a": {"fqdn": ["zone", "iszone"], "ipv4": ["asn"], "fqdn::domain": ["host"]}}}),
+        ),
+        (
+            "inet:ipv4",
+            json!({"embeds": {"inet:ipv4": {"asn": ["name"]}}}),
+        ),
         // $path.
         (
             "inet:ipv4=1.2.3.4 $path.meta.foo = bar $path.meta.n = (1)",
@@ -1499,7 +1511,24 @@ fn normalize(msg: &J) -> J {
                 }
             }
         }
-        "node" => mask_created(&mut info),
+        "node" => {
+            mask_created(&mut info);
+            if let Some(storage) = info
+                .get_mut(1)
+                .and_then(|i| i.get_mut("storage"))
+                .and_then(J::as_array_mut)
+            {
+                for sode in storage {
+                    if let Some(created) = sode
+                        .get_mut("props")
+                        .and_then(|p| p.get_mut(".created"))
+                        .and_then(|c| c.get_mut(0))
+                    {
+                        *created = json!("<created>");
+                    }
+                }
+            }
+        }
         "node:edits" => {
             if let Some(edits) = info.get_mut("edits").and_then(J::as_array_mut) {
                 for ne in edits {

@@ -21,7 +21,7 @@
 //! with an `err` instead.
 //!
 //! Not done yet (they raise `NoSuchName`/`StormRuntimeError` or are ignored): most of `$lib`,
-//! `opts.mode` other than `storm`, `opts.embeds`/`show:storage`/`scrub`/`path`,
+//! `opts.mode` other than `storm`, `opts.scrub`/`path`,
 //! `emit` generators, `tee`/`tree`/`graph` and most other commands, command usage text,
 //! permissions. Storm `Number`s are exact to 38 digits (Synapse: 49).
 
@@ -558,8 +558,94 @@ impl<'a> Runt<'a> {
                     .collect();
                 info.push((Value::from("links"), Value::Array(links)));
             }
+            if opts
+                .get("show:storage")
+                .is_some_and(|v| Val::from(v).truthy())
+            {
+                info.push((Value::from("storage"), self.storage(node)));
+            }
+            if let Some(embeds) = opts
+                .get("embeds")
+                .and_then(|e| e.get(&node.form))
+                .and_then(Value::as_map)
+            {
+                info.push((Value::from("embeds"), self.embeds(node, embeds)));
+            }
         }
         packed
+    }
+
+    /// `show:storage`: each layer's storage node, `{valu, form, props, tags, tagprops}` with
+    /// the parts it holds (Synapse also keeps a part emptied by deletes as `{}`).
+    fn storage(&self, node: &Node) -> Value {
+        let mut out = Vec::new();
+        for layer in self.view.layers() {
+            let Ok(Some(sode)) = layer.sode(&node.buid) else {
+                out.push(Value::Map(Vec::new()));
+                continue;
+            };
+            let full = sode.to_value();
+            let mut info = Vec::new();
+            for key in ["valu", "form", "props", "tags", "tagprops"] {
+                match full.get(key) {
+                    Some(Value::Map(m)) if m.is_empty() => {}
+                    Some(v) => info.push((Value::from(key), v.clone())),
+                    None => {}
+                }
+            }
+            out.push(Value::Map(info));
+        }
+        Value::Array(out)
+    }
+
+    /// `embeds`: for each `prop::prop` path, the node it leads to (`*`, `$iden`, `$form`) and
+    /// the asked-for props of that node.
+    fn embeds(&self, node: &Node, embeds: &[(Value, Value)]) -> Value {
+        let mut out: Vec<(Value, Value)> = Vec::new();
+        for (nodepath, relprops) in embeds {
+            let Some(nodepath) = nodepath.as_str() else {
+                continue;
+            };
+            let mut step = Some(node.clone());
+            for name in nodepath.split("::") {
+                step = step.and_then(|n| self.embed_step(&n, name));
+            }
+            let Some(target) = step else {
+                continue;
+            };
+            let iden = Value::from(target.iden());
+            let mut embed = vec![
+                (Value::from("*"), iden.clone()),
+                (Value::from("$iden"), iden),
+                (Value::from("$form"), Value::from(target.form.as_str())),
+            ];
+            for relp in relprops.as_array().unwrap_or(&[]) {
+                let Some(relp) = relp.as_str() else {
+                    continue;
+                };
+                embed.push((
+                    Value::from(relp),
+                    target.get(relp).cloned().unwrap_or(Value::Nil),
+                ));
+            }
+            out.push((Value::from(nodepath), Value::Map(embed)));
+        }
+        Value::Map(out)
+    }
+
+    /// The node a prop of `node` points to (its type is a form, or it is an ndef).
+    fn embed_step(&self, node: &Node, prop: &str) -> Option<Node> {
+        let valu = node.get(prop)?;
+        let form = self.model.form(&node.form)?;
+        let propobj = form.prop(prop)?;
+        let buid = if self.model.form(&propobj.typ.name).is_some() {
+            crate::cortex::model::buid(&propobj.typ.name, valu)
+        } else if let Some([Value::Str(f), v]) = valu.as_array() {
+            crate::cortex::model::buid(f, v)
+        } else {
+            return None;
+        };
+        self.view.node(&buid).ok().flatten()
     }
 
     /// Synapse's `highlight` for a span of the query text.
