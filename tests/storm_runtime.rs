@@ -1348,6 +1348,16 @@ fn storm_cases() -> Vec<(&'static str, J)> {
             json!({"links": true}),
         ),
         ("inet:ipv4=1.2.3.4", json!({"links": true})),
+        // Emitter functions.
+        (
+            "function f(n) { for $i in $lib.range($n) { emit $($i * 2) } } for $x in $f((3)) { $lib.print($x) }",
+            none.clone(),
+        ),
+        (
+            "function f() { inet:ipv4 | limit 2 | emit $node.value() } for $x in $f() { $lib.print($x) }",
+            none.clone(),
+        ),
+        ("emit foo", none.clone()),
         // Storage and embeds.
         ("[inet:ipv4=11.11.11.11 :asn=7 +#st:score=2]", none.clone()),
         ("inet:ipv4=11.11.11.11", json!({"show:storage": true})),

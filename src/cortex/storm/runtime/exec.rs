@@ -121,6 +121,15 @@ pub(super) fn collect_functions<'a>(opers: &'a [ast::Oper], out: &mut Vec<&'a as
     }
 }
 
+/// Whether a function body emits values (an `emit` outside nested function definitions).
+pub(super) fn has_emit(opers: &[ast::Oper]) -> bool {
+    opers.iter().any(|oper| match &oper.kind {
+        OperKind::Emit(_) => true,
+        OperKind::Function(_) => false,
+        _ => sub_queries(oper).iter().any(|q| has_emit(&q.opers)),
+    })
+}
+
 /// The queries nested in an operation (bodies of loops, branches, subqueries).
 fn sub_queries(oper: &ast::Oper) -> Vec<&ast::Query> {
     match &oper.kind {
@@ -336,13 +345,41 @@ fn run_oper<'g>(
                 }
             })),
         ),
-        OperKind::Emit(_) => fail(rt.at(
-            oper.span,
-            SynErr::new(
-                "StormRuntimeError",
-                "Cannot emit from outside of an emitter function",
-            ),
-        )),
+        OperKind::Emit(value) => {
+            let span = oper.span;
+            let emit = move |item: Option<&Item>| -> Res<()> {
+                let valu = expr::compute(rt, value, item)?;
+                match rt.emits.borrow_mut().last_mut() {
+                    Some(out) => {
+                        out.push(valu);
+                        Ok(())
+                    }
+                    None => Err(Flow::Err(rt.at(
+                        span,
+                        SynErr::new(
+                            "StormRuntimeError",
+                            "Cannot emit from outside of an emitter function",
+                        ),
+                    ))),
+                }
+            };
+            per_node(
+                input,
+                move |item| match emit(Some(&item)) {
+                    Ok(()) => one(item),
+                    Err(e) => fail(e),
+                },
+                Some(Box::new(move |seen| {
+                    if seen || !expr::is_safe(rt, value) {
+                        return none();
+                    }
+                    match emit(None) {
+                        Ok(()) => none(),
+                        Err(e) => fail(e),
+                    }
+                })),
+            )
+        }
         OperKind::Yield(value) => yield_oper(rt, value, input),
         OperKind::Stop => {
             let span = oper.span;

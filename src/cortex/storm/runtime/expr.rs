@@ -1680,6 +1680,11 @@ fn call_func(
         ));
     }
     super::exec::load_runtvars(rt, &func.body.query.opers);
+    // An emitter's values are collected (Synapse streams them lazily).
+    let emitter = exec::has_emit(&func.body.query.opers);
+    if emitter {
+        rt.emits.borrow_mut().push(Vec::new());
+    }
     rt.frames.borrow_mut().push(frame);
     let mut nodes = Vec::new();
     let mut result = Ok(Val::Null);
@@ -1710,7 +1715,15 @@ fn call_func(
         }
     }
     rt.frames.borrow_mut().pop();
+    let emitted = if emitter {
+        rt.emits.borrow_mut().pop()
+    } else {
+        None
+    };
     let retn = result?;
+    if let Some(emitted) = emitted {
+        return Ok(Val::List(emitted));
+    }
     if !nodes.is_empty() && matches!(retn, Val::Null) {
         return Ok(Val::List(nodes));
     }

@@ -22,8 +22,9 @@
 //!
 //! Not done yet (they raise `NoSuchName`/`StormRuntimeError` or are ignored): most of `$lib`,
 //! `opts.mode` other than `storm`, `opts.scrub`/`path`,
-//! `emit` generators, `tee`/`tree`/`graph` and most other commands, command usage text,
-//! permissions. Storm `Number`s are exact to 38 digits (Synapse: 49).
+//! `tee`/`tree`/`graph` and most other commands, command usage text,
+//! permissions. Storm `Number`s are exact to 38 digits (Synapse: 49). Emitter functions run to
+//! the end before their values are used (Synapse interleaves them with the consumer).
 
 mod cmds;
 mod cmpr;
@@ -182,6 +183,8 @@ pub(crate) struct Runt<'a> {
     pub readonly: bool,
     /// Where the stack was when the query started (an address), to bound recursion.
     pub stack_base: usize,
+    /// Values emitted by the emitter functions being called, innermost last.
+    pub emits: RefCell<Vec<Vec<Val>>>,
     /// Variables changed in place (`$list.append(x)`) since the last
     /// [`Runt::take_mutated`].
     pub mutated: RefCell<Vec<String>>,
@@ -428,6 +431,7 @@ impl<'a> Runt<'a> {
             readonly: opts.get("readonly").is_some_and(|v| Val::from(v).truthy()),
             stack_base: stack_position(),
             mutated: RefCell::default(),
+            emits: RefCell::default(),
         };
         exec::load_runtvars(&rt, &query.opers);
         rt
