@@ -633,6 +633,32 @@ fn runaway_recursion_and_overflow_are_errors_not_crashes() {
 }
 
 #[test]
+fn a_query_stops_when_its_client_goes_away() {
+    let (_dir, view) = fresh();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let runner = std::thread::spawn(move || {
+        // Sends nothing while it loops: only the closed channel can stop it.
+        let res = run_storm(
+            &view,
+            "for $i in $lib.range(1000000000) { }",
+            &Value::Nil,
+            "root",
+            &tx,
+        );
+        let _ = done_tx.send(());
+        res
+    });
+    let init = rx.blocking_recv().expect("init");
+    assert_eq!(kind(&init), "init");
+    drop(rx);
+    done_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the query stopped after its receiver was dropped");
+    runner.join().expect("runner").expect("run_storm");
+}
+
+#[test]
 fn a_bulk_load_flushes_the_log_once() {
     let (_dir, view) = fresh();
     let rows = Value::Array(

@@ -98,6 +98,8 @@ fn nodes_of<'g>(rt: &'g Runt<'g>, buids: Vec<Buid>, path: Option<Path>) -> Genr<
     Box::new(
         buids
             .into_iter()
+            // A client that went away stops long lifts even when nothing is sent.
+            .take_while(move |_| !rt.cancelled())
             .filter_map(move |b| match rt.view.node(&b) {
                 Ok(Some(node)) => Some(Ok((
                     Rc::new(node),

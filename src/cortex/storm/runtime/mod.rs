@@ -74,6 +74,8 @@ pub(crate) struct Sink<'o> {
     editformat: EditFormat,
     /// The receiver is gone: stop the query.
     closed: Cell<bool>,
+    /// Whether the query changed anything yet.
+    edited: Cell<bool>,
 }
 
 impl Sink<'_> {
@@ -102,6 +104,7 @@ impl Sink<'_> {
 
 impl EditSink for Sink<'_> {
     fn node_edits(&self, edits: &[NodeEdit]) {
+        self.edited.set(true);
         match self.editformat {
             EditFormat::NodeEdits => {
                 let edits = edits.iter().map(NodeEdit::to_value_hex).collect();
@@ -287,6 +290,7 @@ pub fn run_storm(
         show: show.filter(|s| !s.is_empty()),
         editformat,
         closed: Cell::new(false),
+        edited: Cell::new(false),
     };
     sink.send(
         "init",
@@ -342,6 +346,7 @@ pub fn call_storm(view: &View, text: &str, opts: &Value, user: &str) -> SynResul
         show: None,
         editformat,
         closed: Cell::new(false),
+        edited: Cell::new(false),
     };
     let outcome = execute(view, text, opts, user, &sink, false);
     Ok(outcome.end?.map_or(Value::Nil, |v| v.to_prim()))
@@ -355,6 +360,7 @@ pub fn count_storm(view: &View, text: &str, opts: &Value, user: &str) -> SynResu
         show: None,
         editformat,
         closed: Cell::new(false),
+        edited: Cell::new(false),
     };
     let outcome = execute(view, text, opts, user, &sink, false);
     outcome.end?;
@@ -537,7 +543,11 @@ impl<'a> Runt<'a> {
     fn pack(&self, item: &Item, opts: &Value) -> Value {
         let (node, path) = item;
         // Synapse packs its live node object: what later edits in the query changed shows.
-        let fresh = self.view.node(&node.buid).ok().flatten();
+        let fresh = if self.sink.edited.get() {
+            self.view.node(&node.buid).ok().flatten()
+        } else {
+            None
+        };
         let node = fresh.as_ref().unwrap_or(node);
         let repr = opts.get("repr").is_some_and(|v| Val::from(v).truthy());
         let loaded = self.loaded.borrow();
@@ -678,7 +688,7 @@ impl<'a> Runt<'a> {
 
     /// Whether the client went away.
     pub(crate) fn cancelled(&self) -> bool {
-        self.sink.closed.get()
+        self.sink.closed.get() || self.sink.out.is_some_and(Sender::is_closed)
     }
 
     /// A variable from the current frame (or the query's frame).
