@@ -1374,6 +1374,22 @@ fn storm_cases() -> Vec<(&'static str, J)> {
             json!({"links": true}),
         ),
         ("inet:ipv4=1.2.3.4", json!({"links": true})),
+        // tee and tree.
+        (
+            "inet:ipv4=1.2.3.4 | tee { -> inet:dns:a } { -> # }",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4=1.2.3.4 | tee --join { -> inet:dns:a }",
+            none.clone(),
+        ),
+        ("tee { inet:user } { inet:asn=10 }", none.clone()),
+        ("inet:ipv4 | tee", none.clone()),
+        (
+            "inet:fqdn=a.b.c.vertex.link | tree { :domain -> inet:fqdn }",
+            none.clone(),
+        ),
+        ("inet:fqdn=link | tree { <- inet:fqdn }", none.clone()),
         // Emitter functions.
         (
             "function f(n) { for $i in $lib.range($n) { emit $($i * 2) } } for $x in $f((3)) { $lib.print($x) }",

@@ -2193,9 +2193,9 @@ fn pivot_buids(
                 }
             }
         }
-        PivotKind::InFrom(id) => Err(Flow::Err(
+        PivotKind::InFrom(_) => Err(Flow::Err(
             rt.at(
-                id.span,
+                oper.span,
                 SynErr::new(
                     "StormRuntimeError",
                     format!(

@@ -22,7 +22,7 @@
 //!
 //! Not done yet (they raise `NoSuchName`/`StormRuntimeError` or are ignored): most of `$lib`,
 //! `opts.mode` other than `storm`, `opts.scrub`/`path`,
-//! `tee`/`tree`/`graph` and most other commands, command usage text,
+//! `graph` and most other commands, command usage text,
 //! permissions. Storm `Number`s are exact to 38 digits (Synapse: 49). Emitter functions run to
 //! the end before their values are used (Synapse interleaves them with the consumer).
 
