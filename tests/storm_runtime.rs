@@ -1374,6 +1374,48 @@ fn storm_cases() -> Vec<(&'static str, J)> {
             json!({"links": true}),
         ),
         ("inet:ipv4=1.2.3.4", json!({"links": true})),
+        // $lib.regex, $lib.dict, $lib.json.
+        (
+            "$lib.print($lib.regex.search(\"([a-z]+)-([0-9]+)\", \"abc-123\"))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.regex.search(\"x(y)?\", \"x\")) $lib.print($lib.regex.search(zzz, abc))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.regex.matches(\"^ab\", abc)) $lib.print($lib.regex.matches(bc, abc))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.regex.matches(AB, abc, flags=$lib.regex.flags.i))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.regex.findall(\"[0-9]+\", \"a1b22c333\")) $lib.print($lib.regex.findall(\"(a)(b)\", abab))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.regex.replace(\"([0-9]+)\", \"<\\\\1>\", \"a1b22\"))",
+            none.clone(),
+        ),
+        ("$lib.print($lib.regex.escape(\"a.b*c\"))", none.clone()),
+        (
+            "$d = ({\"a\": 1, \"b\": 2}) $lib.print($lib.dict.keys($d)) $lib.print($lib.dict.values($d)) $lib.print($lib.dict.has($d, a))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.dict.fromlist(((a, 1), (b, 2))))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.json.save(({\"a\": 1, \"b\": [1, 2], \"c\": $lib.null})))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.json.load(\"{\\\"a\\\": [1, 2.5, null, true]}\"))",
+            none.clone(),
+        ),
         // tee and tree.
         (
             "inet:ipv4=1.2.3.4 | tee { -> inet:dns:a } { -> # }",
@@ -1671,6 +1713,10 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     (
         "$lib.print($(2.0 / 3))",
         "Numbers are exact to 38 digits here, Synapse rounds quotients to 49",
+    ),
+    (
+        "$lib.print($lib.json.load(\"{\\\"a\\\": [1, 2.5, null, true]}\"))",
+        "loaded JSON prints storm-style here; Synapse keeps plain Python objects",
     ),
     (
         "inet:ipv4 | limit",

@@ -1,4 +1,5 @@
-//! Storm commands: `count`, `limit`, `uniq`, `delnode`, `spin`, `min`, `max`, `sleep`, `iden`.
+//! Storm commands: `count`, `limit`, `uniq`, `delnode`, `spin`, `min`, `max`, `sleep`, `iden`,
+//! `tee`, `tree`.
 //!
 //! Arguments are computed per node when they depend on it (`max :asn` gets each node's
 //! `:asn`), as Synapse's `CmdOper` does, then parsed the way each command's argument parser
