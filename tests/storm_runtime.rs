@@ -1374,6 +1374,81 @@ fn storm_cases() -> Vec<(&'static str, J)> {
             json!({"links": true}),
         ),
         ("inet:ipv4=1.2.3.4", json!({"links": true})),
+        // A mixed bag.
+        ("[inet:ipv4=1.2.3.4 :asn=(1, 2)]", none.clone()),
+        ("[inet:ipv4=(1, 2)]", none.clone()),
+        (
+            "[it:dev:str=\"Ünïcödé ☃\"] $lib.print($node.value())",
+            none.clone(),
+        ),
+        ("it:dev:str^=Ün", none.clone()),
+        ("it:dev:str~=\"☃$\"", none.clone()),
+        (
+            "$x = $d.a $lib.print($x)",
+            json!({"vars": {"d": {"a": [1, 2]}}}),
+        ),
+        (
+            "for $k in $d { $lib.print($k) }",
+            json!({"vars": {"d": {"a": 1, "b": 2}}}),
+        ),
+        (
+            "$lib.print($l)",
+            json!({"vars": {"l": [1, "a", null, true]}}),
+        ),
+        ("inet:fqdn +:domain^=vert", none.clone()),
+        ("inet:fqdn +:zone=*.link", none.clone()),
+        ("inet:dns:a +:fqdn=*.com", none.clone()),
+        ("inet:ipv4 +:type=private", none.clone()),
+        ("inet:ipv4 +:type*in=(private, loopback)", none.clone()),
+        ("inet:ipv4 -:type=unicast +:type", none.clone()),
+        ("syn:tag +:depth=1", none.clone()),
+        ("syn:tag:up=foo", none.clone()),
+        ("syn:tag -> syn:tag", none.clone()),
+        ("inet:ipv4#foo.*", none.clone()),
+        ("inet:ipv4 +#foo.bar +#foo", none.clone()),
+        ("inet:ipv4 -#foo -#t", none.clone()),
+        ("#t +:asn>=2 | count", none.clone()),
+        ("inet:asn=10 -> inet:ipv4", none.clone()),
+        ("inet:asn=10 -> inet:ipv4:asn", none.clone()),
+        ("inet:ipv4:asn -> inet:asn", none.clone()),
+        ("inet:asn +{ <- inet:ipv4 } | count", none.clone()),
+        ("inet:asn -{ <- inet:ipv4 } | count", none.clone()),
+        (
+            "[inet:asn=99 :name=\"Big Net\"] $lib.print(:name)",
+            none.clone(),
+        ),
+        ("inet:asn:name=\"big net\"", none.clone()),
+        ("inet:asn:name^=big", none.clone()),
+        (
+            "[inet:ipv4=2.3.4.5 .seen=(2020, 2021) +#x=(2021, 2022)] | max .seen",
+            none.clone(),
+        ),
+        ("inet:ipv4 +.seen | min #x", none.clone()),
+        ("inet:ipv4 $x = $node.repr() +$($x ^= 1.)", none.clone()),
+        (
+            "inet:ipv4 +:asn $s = $lib.str.concat(:asn, -, $node.repr()) $lib.print($s)",
+            none.clone(),
+        ),
+        (
+            "$x = (5) $y = $x $y = $($y + 1) $lib.print($x) $lib.print($y)",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4 | limit 1 | [ +#hello.world ] | -> # | $lib.print($node.value())",
+            none.clone(),
+        ),
+        (
+            "[ inet:ipv4=1.2.3.4 +#newtag.sub=(2020-01-01, \"+1 day\") ] $lib.print(#newtag.sub)",
+            none.clone(),
+        ),
+        (
+            "[ inet:ipv4=1.2.3.4 +#lasttag=(2020, ?) ] $lib.print(#lasttag)",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4=1.2.3.4 $lib.print($lib.repr(ival, #lasttag))",
+            none.clone(),
+        ),
         // $lib.regex, $lib.dict, $lib.json.
         (
             "$lib.print($lib.regex.search(\"([a-z]+)-([0-9]+)\", \"abc-123\"))",
