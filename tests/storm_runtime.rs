@@ -633,6 +633,32 @@ fn runaway_recursion_and_overflow_are_errors_not_crashes() {
 }
 
 #[test]
+fn a_query_stops_when_its_client_goes_away() {
+    let (_dir, view) = fresh();
+    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let runner = std::thread::spawn(move || {
+        // Sends nothing while it loops: only the closed channel can stop it.
+        let res = run_storm(
+            &view,
+            "for $i in $lib.range(1000000000) { }",
+            &Value::Nil,
+            "root",
+            &tx,
+        );
+        let _ = done_tx.send(());
+        res
+    });
+    let init = rx.blocking_recv().expect("init");
+    assert_eq!(kind(&init), "init");
+    drop(rx);
+    done_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the query stopped after its receiver was dropped");
+    runner.join().expect("runner").expect("run_storm");
+}
+
+#[test]
 fn a_bulk_load_flushes_the_log_once() {
     let (_dir, view) = fresh();
     let rows = Value::Array(
@@ -1348,6 +1374,182 @@ fn storm_cases() -> Vec<(&'static str, J)> {
             json!({"links": true}),
         ),
         ("inet:ipv4=1.2.3.4", json!({"links": true})),
+        // A mixed bag.
+        ("[inet:ipv4=1.2.3.4 :asn=(1, 2)]", none.clone()),
+        ("[inet:ipv4=(1, 2)]", none.clone()),
+        (
+            "[it:dev:str=\"Ünïcödé ☃\"] $lib.print($node.value())",
+            none.clone(),
+        ),
+        ("it:dev:str^=Ün", none.clone()),
+        ("it:dev:str~=\"☃$\"", none.clone()),
+        (
+            "$x = $d.a $lib.print($x)",
+            json!({"vars": {"d": {"a": [1, 2]}}}),
+        ),
+        (
+            "for $k in $d { $lib.print($k) }",
+            json!({"vars": {"d": {"a": 1, "b": 2}}}),
+        ),
+        (
+            "$lib.print($l)",
+            json!({"vars": {"l": [1, "a", null, true]}}),
+        ),
+        ("inet:fqdn +:domain^=vert", none.clone()),
+        ("inet:fqdn +:zone=*.link", none.clone()),
+        ("inet:dns:a +:fqdn=*.com", none.clone()),
+        ("inet:ipv4 +:type=private", none.clone()),
+        ("inet:ipv4 +:type*in=(private, loopback)", none.clone()),
+        ("inet:ipv4 -:type=unicast +:type", none.clone()),
+        ("syn:tag +:depth=1", none.clone()),
+        ("syn:tag:up=foo", none.clone()),
+        ("syn:tag -> syn:tag", none.clone()),
+        ("inet:ipv4#foo.*", none.clone()),
+        ("inet:ipv4 +#foo.bar +#foo", none.clone()),
+        ("inet:ipv4 -#foo -#t", none.clone()),
+        ("#t +:asn>=2 | count", none.clone()),
+        ("inet:asn=10 -> inet:ipv4", none.clone()),
+        ("inet:asn=10 -> inet:ipv4:asn", none.clone()),
+        ("inet:ipv4:asn -> inet:asn", none.clone()),
+        ("inet:asn +{ <- inet:ipv4 } | count", none.clone()),
+        ("inet:asn -{ <- inet:ipv4 } | count", none.clone()),
+        (
+            "[inet:asn=99 :name=\"Big Net\"] $lib.print(:name)",
+            none.clone(),
+        ),
+        ("inet:asn:name=\"big net\"", none.clone()),
+        ("inet:asn:name^=big", none.clone()),
+        (
+            "[inet:ipv4=2.3.4.5 .seen=(2020, 2021) +#x=(2021, 2022)] | max .seen",
+            none.clone(),
+        ),
+        ("inet:ipv4 +.seen | min #x", none.clone()),
+        ("inet:ipv4 $x = $node.repr() +$($x ^= 1.)", none.clone()),
+        (
+            "inet:ipv4 +:asn $s = $lib.str.concat(:asn, -, $node.repr()) $lib.print($s)",
+            none.clone(),
+        ),
+        (
+            "$x = (5) $y = $x $y = $($y + 1) $lib.print($x) $lib.print($y)",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4 | limit 1 | [ +#hello.world ] | -> # | $lib.print($node.value())",
+            none.clone(),
+        ),
+        (
+            "[ inet:ipv4=1.2.3.4 +#newtag.sub=(2020-01-01, \"+1 day\") ] $lib.print(#newtag.sub)",
+            none.clone(),
+        ),
+        (
+            "[ inet:ipv4=1.2.3.4 +#lasttag=(2020, ?) ] $lib.print(#lasttag)",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4=1.2.3.4 $lib.print($lib.repr(ival, #lasttag))",
+            none.clone(),
+        ),
+        // $lib.regex, $lib.dict, $lib.json.
+        (
+            "$lib.print($lib.regex.search(\"([a-z]+)-([0-9]+)\", \"abc-123\"))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.regex.search(\"x(y)?\", \"x\")) $lib.print($lib.regex.search(zzz, abc))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.regex.matches(\"^ab\", abc)) $lib.print($lib.regex.matches(bc, abc))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.regex.matches(AB, abc, flags=$lib.regex.flags.i))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.regex.findall(\"[0-9]+\", \"a1b22c333\")) $lib.print($lib.regex.findall(\"(a)(b)\", abab))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.regex.replace(\"([0-9]+)\", \"<\\\\1>\", \"a1b22\"))",
+            none.clone(),
+        ),
+        ("$lib.print($lib.regex.escape(\"a.b*c\"))", none.clone()),
+        (
+            "$d = ({\"a\": 1, \"b\": 2}) $lib.print($lib.dict.keys($d)) $lib.print($lib.dict.values($d)) $lib.print($lib.dict.has($d, a))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.dict.fromlist(((a, 1), (b, 2))))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.json.save(({\"a\": 1, \"b\": [1, 2], \"c\": $lib.null})))",
+            none.clone(),
+        ),
+        (
+            "$lib.print($lib.json.load(\"{\\\"a\\\": [1, 2.5, null, true]}\"))",
+            none.clone(),
+        ),
+        // tee and tree.
+        (
+            "inet:ipv4=1.2.3.4 | tee { -> inet:dns:a } { -> # }",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4=1.2.3.4 | tee --join { -> inet:dns:a }",
+            none.clone(),
+        ),
+        ("tee { inet:user } { inet:asn=10 }", none.clone()),
+        ("inet:ipv4 | tee", none.clone()),
+        (
+            "inet:fqdn=a.b.c.vertex.link | tree { :domain -> inet:fqdn }",
+            none.clone(),
+        ),
+        ("inet:fqdn=link | tree { <- inet:fqdn }", none.clone()),
+        // Emitter functions.
+        (
+            "function f(n) { for $i in $lib.range($n) { emit $($i * 2) } } for $x in $f((3)) { $lib.print($x) }",
+            none.clone(),
+        ),
+        (
+            "function f() { inet:ipv4 | limit 2 | emit $node.value() } for $x in $f() { $lib.print($x) }",
+            none.clone(),
+        ),
+        ("emit foo", none.clone()),
+        // Storage and embeds.
+        ("[inet:ipv4=11.11.11.11 :asn=7 +#st:score=2]", none.clone()),
+        ("inet:ipv4=11.11.11.11", json!({"show:storage": true})),
+        ("inet:fqdn=www.vertex.link", json!({"show:storage": true})),
+        (
+            "inet:dns:a",
+            json!({"embeds": {"inet:dns:a": {"fqdn": ["zone", "iszone"], "ipv4": ["asn"], "fqdn::domain": ["host"]}}}),
+        ),
+        (
+            "inet:ipv4",
+            json!({"embeds": {"inet:ipv4": {"asn": ["name"]}}}),
+        ),
+        // $path.
+        (
+            "inet:ipv4=1.2.3.4 $path.meta.foo = bar $path.meta.n = (1)",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4=1.2.3.4 -> inet:dns:a $lib.print($path.idens())",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4=1.2.3.4 -> inet:dns:a $lib.print($path.links())",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4=1.2.3.4 $x = (1) $lib.print($path.listvars()) $path.vars.y = (2) $lib.print($y)",
+            none.clone(),
+        ),
+        (
+            "inet:ipv4=1.2.3.4 $path.meta.foo = bar $lib.print($path.meta.foo)",
+            none.clone(),
+        ),
         // Deprecation warnings (once per query).
         (
             "[ou:org=(o2,) :alias=vtx :sic=1234 :alias=vtx2]",
@@ -1478,7 +1680,24 @@ fn normalize(msg: &J) -> J {
                 }
             }
         }
-        "node" => mask_created(&mut info),
+        "node" => {
+            mask_created(&mut info);
+            if let Some(storage) = info
+                .get_mut(1)
+                .and_then(|i| i.get_mut("storage"))
+                .and_then(J::as_array_mut)
+            {
+                for sode in storage {
+                    if let Some(created) = sode
+                        .get_mut("props")
+                        .and_then(|p| p.get_mut(".created"))
+                        .and_then(|c| c.get_mut(0))
+                    {
+                        *created = json!("<created>");
+                    }
+                }
+            }
+        }
         "node:edits" => {
             if let Some(edits) = info.get_mut("edits").and_then(J::as_array_mut) {
                 for ne in edits {
@@ -1560,7 +1779,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     ),
     (
         "inet:ipv4 $lib.print($path)",
-        "Python prints the Path object's address; $path is not supported yet",
+        "Python prints the Path object's address",
     ),
     (
         "$lib.print($lib.print)",
@@ -1569,6 +1788,10 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
     (
         "$lib.print($(2.0 / 3))",
         "Numbers are exact to 38 digits here, Synapse rounds quotients to 49",
+    ),
+    (
+        "$lib.print($lib.json.load(\"{\\\"a\\\": [1, 2.5, null, true]}\"))",
+        "loaded JSON prints storm-style here; Synapse keeps plain Python objects",
     ),
     (
         "inet:ipv4 | limit",

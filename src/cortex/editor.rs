@@ -719,6 +719,18 @@ fn deprecated_itself(prop: &Prop) -> bool {
         .unwrap_or(false)
 }
 
+/// Python's `repr()` of a value that came from storm or msgpack (arrays are tuples).
+fn tuple_repr(v: &Value) -> String {
+    match v {
+        Value::Array(items) if items.len() == 1 => format!("({},)", tuple_repr(&items[0])),
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(tuple_repr).collect();
+            format!("({})", inner.join(", "))
+        }
+        other => py_value_repr(other),
+    }
+}
+
 /// Synapse's warning for a deprecated prop.
 fn prop_deprecated(full: &str) -> String {
     format!(
@@ -764,7 +776,17 @@ fn parse_iden(iden: &str) -> Option<Buid> {
 
 /// Synapse's normalizers name the bad value in their `BadTypeValu`; add it where the model's
 /// error left it out (not to "no norm for type" errors, which Synapse raises without it).
+///
+/// Values that reach the editor come from storm or msgpack, where Synapse sees arrays as
+/// tuples: its messages say `tuple` where the model's say `list`.
 pub fn with_valu(err: SynErr, valu: &Value) -> SynErr {
+    let mut err = err;
+    if matches!(valu, Value::Array(_))
+        && let Some(slot) = err.info.iter_mut().find(|(k, _)| k == "mesg")
+        && let Some(text) = slot.1.as_str()
+    {
+        slot.1 = Value::from(text.replace("<class 'list'>", "<class 'tuple'>"));
+    }
     if err.name != "BadTypeValu"
         || err.field("valu").is_some()
         || err.mesg().starts_with("no norm for type")
@@ -1144,10 +1166,11 @@ impl EditBatch<'_, '_> {
                 if e.name != "BadTypeValu" || e.field("prop").is_some() {
                     return e;
                 }
+                let e = with_valu(e, valu);
                 let mesg = format!(
                     "Bad prop value {}={} : {}",
                     prop.full,
-                    py_value_repr(valu),
+                    tuple_repr(valu),
                     e.mesg()
                 );
                 let form = prop.form.clone().unwrap_or_default();

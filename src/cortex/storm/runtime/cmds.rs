@@ -1,4 +1,5 @@
-//! Storm commands: `count`, `limit`, `uniq`, `delnode`, `spin`, `min`, `max`, `sleep`, `iden`.
+//! Storm commands: `count`, `limit`, `uniq`, `delnode`, `spin`, `min`, `max`, `sleep`, `iden`,
+//! `tee`, `tree`.
 //!
 //! Arguments are computed per node when they depend on it (`max :asn` gets each node's
 //! `:asn`), as Synapse's `CmdOper` does, then parsed the way each command's argument parser
@@ -7,7 +8,7 @@
 use std::collections::HashSet;
 use std::rc::Rc;
 
-use super::exec::{Genr, fail, none};
+use super::exec::{Genr, fail, none, one, per_node, run_query};
 use super::expr;
 use super::value::Val;
 use super::{Flow, Item, Res, Runt};
@@ -50,6 +51,7 @@ fn flag_opts(cmd: &str) -> &'static [&'static str] {
     match cmd {
         "count" => &["--yield"],
         "delnode" => &["--force", "--delbytes", "--deledges"],
+        "tee" => &["--join", "-j", "--parallel", "-p"],
         _ => &[],
     }
 }
@@ -108,7 +110,7 @@ fn args_safe(rt: &Runt<'_>, cmd: &ast::Command) -> bool {
 pub(super) fn run<'g>(rt: &'g Runt<'g>, cmd: &'g ast::Command, input: Genr<'g>) -> Genr<'g> {
     let name = cmd.name.name.as_str();
     let known = [
-        "count", "limit", "uniq", "delnode", "spin", "min", "max", "sleep", "iden",
+        "count", "limit", "uniq", "delnode", "spin", "min", "max", "sleep", "iden", "tee", "tree",
     ];
     if !known.contains(&name) {
         return fail(
@@ -128,6 +130,7 @@ pub(super) fn run<'g>(rt: &'g Runt<'g>, cmd: &'g ast::Command, input: Genr<'g>) 
     } else {
         None
     };
+    let tee_argv = fixed.clone();
     let argv_for = move |item: &Item| -> Res<Rc<Argv>> {
         match &fixed {
             Some(argv) => Ok(argv.clone()),
@@ -275,6 +278,28 @@ pub(super) fn run<'g>(rt: &'g Runt<'g>, cmd: &'g ast::Command, input: Genr<'g>) 
             std::thread::sleep(std::time::Duration::from_secs_f64(secs.clamp(0.0, 60.0)));
             Ok(item)
         })),
+        "tee" => tee(rt, cmd, tee_argv, input),
+        "tree" => {
+            if !safe {
+                return fail(SynErr::new(
+                    "StormRuntimeError",
+                    "tree query must be runtsafe.",
+                ));
+            }
+            let query = cmd.args.iter().find_map(|a| match a {
+                ast::CmdArg::Query(q) => Some(&q.query),
+                _ => None,
+            });
+            let Some(query) = query else {
+                return fail(bad_arg("The argument <query> is required."));
+            };
+            Box::new(TreeIter {
+                rt,
+                query,
+                input,
+                stack: Vec::new(),
+            })
+        }
         "iden" => {
             let lifted = std::iter::once_with(move || -> Genr<'g> {
                 let argv = match parse_argv(rt, cmd, None) {
@@ -303,6 +328,158 @@ pub(super) fn run<'g>(rt: &'g Runt<'g>, cmd: &'g ast::Command, input: Genr<'g>) 
             Box::new(input.chain(lifted))
         }
         _ => none(),
+    }
+}
+
+/// `tee`: each query runs on each inbound node (or once without any), their outputs
+/// concatenated; `--join` yields the inbound node after them. Queries run in order
+/// (`--parallel` too).
+fn tee<'g>(
+    rt: &'g Runt<'g>,
+    cmd: &'g ast::Command,
+    fixed: Option<Rc<Argv>>,
+    input: Genr<'g>,
+) -> Genr<'g> {
+    let Some(argv) = fixed else {
+        return fail(SynErr::new(
+            "StormRuntimeError",
+            "tee arguments must be runtsafe.",
+        ));
+    };
+    let queries: Vec<&'g ast::Query> = cmd
+        .args
+        .iter()
+        .filter_map(|a| match a {
+            ast::CmdArg::Query(q) => Some(&q.query),
+            _ => None,
+        })
+        .collect();
+    if queries.is_empty() {
+        return fail(
+            SynErr::new(
+                "StormRuntimeError",
+                "Tee command must take at least one query as input.",
+            )
+            .with("name", "tee"),
+        );
+    }
+    let join = argv.flag("--join") || argv.flag("-j");
+    let per_queries = queries.clone();
+    per_node(
+        input,
+        move |item| {
+            let mut out: Genr<'g> = none();
+            for query in &per_queries {
+                out = Box::new(out.chain(run_arg_query(rt, query, one(item.clone()))));
+            }
+            if join {
+                out = Box::new(out.chain(std::iter::once(Ok(item))));
+            }
+            out
+        },
+        Some(Box::new(move |seen| {
+            if seen {
+                return none();
+            }
+            let mut out: Genr<'g> = none();
+            for query in queries {
+                out = Box::new(out.chain(run_arg_query(rt, query, none())));
+            }
+            out
+        })),
+    )
+}
+
+/// Run a command's query argument. Synapse runs it from its own text, so error highlights
+/// refer to that text: rebase them.
+fn run_arg_query<'g>(rt: &'g Runt<'g>, query: &'g ast::Query, input: Genr<'g>) -> Genr<'g> {
+    Box::new(run_query(rt, query, input).map(move |x| x.map_err(|f| rebase(rt, query, f))))
+}
+
+/// Move an error's highlight from the whole query's text to a subquery's own text.
+fn rebase(rt: &Runt<'_>, query: &ast::Query, flow: Flow) -> Flow {
+    let Flow::Err(mut err) = flow else {
+        return flow;
+    };
+    let Some(offsets) = err
+        .field("highlight")
+        .and_then(|h| h.get("offsets"))
+        .and_then(Value::as_array)
+        .map(|o| o.iter().filter_map(Value::as_i64).collect::<Vec<_>>())
+    else {
+        return Flow::Err(err);
+    };
+    let byte_at = |chars: i64| -> Option<usize> {
+        let chars = usize::try_from(chars).ok()?;
+        rt.text
+            .char_indices()
+            .map(|(i, _)| i)
+            .chain(std::iter::once(rt.text.len()))
+            .nth(chars)
+    };
+    let (Some(&a), Some(&b)) = (offsets.first(), offsets.get(1)) else {
+        return Flow::Err(err);
+    };
+    let (Some(a), Some(b)) = (byte_at(a), byte_at(b)) else {
+        return Flow::Err(err);
+    };
+    let span = query.span;
+    if a < span.start || b > span.end {
+        return Flow::Err(err);
+    }
+    let sub = span.text(rt.text);
+    let rebased =
+        crate::cortex::storm::highlight(sub, ast::Span::new(a - span.start, b - span.start));
+    if let Some(slot) = err.info.iter_mut().find(|(k, _)| k == "highlight") {
+        slot.1 = rebased;
+    }
+    Flow::Err(err)
+}
+
+/// The deepest `tree` recursion.
+const TREE_MAX_DEPTH: usize = 512;
+
+/// `tree { query }`: each node, then depth first what the query finds from it, and so on.
+/// The recursion is a stack of iterators, not of calls.
+struct TreeIter<'g> {
+    rt: &'g Runt<'g>,
+    query: &'g ast::Query,
+    input: Genr<'g>,
+    stack: Vec<Genr<'g>>,
+}
+
+impl Iterator for TreeIter<'_> {
+    type Item = Res<Item>;
+
+    fn next(&mut self) -> Option<Res<Item>> {
+        let next = loop {
+            match self.stack.last_mut() {
+                Some(top) => match top.next() {
+                    Some(x) => break x,
+                    None => {
+                        self.stack.pop();
+                    }
+                },
+                None => break self.input.next()?,
+            }
+        };
+        let item = match next {
+            Ok(item) => item,
+            Err(e) => {
+                self.stack.clear();
+                return Some(Err(e));
+            }
+        };
+        if self.stack.len() >= TREE_MAX_DEPTH {
+            self.stack.clear();
+            return Some(Err(Flow::Err(SynErr::new(
+                "StormRuntimeError",
+                "tree command exceeded maximum depth",
+            ))));
+        }
+        self.stack
+            .push(run_arg_query(self.rt, self.query, one(item.clone())));
+        Some(Ok(item))
     }
 }
 

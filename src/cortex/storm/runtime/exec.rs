@@ -98,6 +98,8 @@ fn nodes_of<'g>(rt: &'g Runt<'g>, buids: Vec<Buid>, path: Option<Path>) -> Genr<
     Box::new(
         buids
             .into_iter()
+            // A client that went away stops long lifts even when nothing is sent.
+            .take_while(move |_| !rt.cancelled())
             .filter_map(move |b| match rt.view.node(&b) {
                 Ok(Some(node)) => Some(Ok((
                     Rc::new(node),
@@ -119,6 +121,15 @@ pub(super) fn collect_functions<'a>(opers: &'a [ast::Oper], out: &mut Vec<&'a as
             collect_functions(&sub.opers, out);
         }
     }
+}
+
+/// Whether a function body emits values (an `emit` outside nested function definitions).
+pub(super) fn has_emit(opers: &[ast::Oper]) -> bool {
+    opers.iter().any(|oper| match &oper.kind {
+        OperKind::Emit(_) => true,
+        OperKind::Function(_) => false,
+        _ => sub_queries(oper).iter().any(|q| has_emit(&q.opers)),
+    })
 }
 
 /// The queries nested in an operation (bodies of loops, branches, subqueries).
@@ -336,13 +347,41 @@ fn run_oper<'g>(
                 }
             })),
         ),
-        OperKind::Emit(_) => fail(rt.at(
-            oper.span,
-            SynErr::new(
-                "StormRuntimeError",
-                "Cannot emit from outside of an emitter function",
-            ),
-        )),
+        OperKind::Emit(value) => {
+            let span = oper.span;
+            let emit = move |item: Option<&Item>| -> Res<()> {
+                let valu = expr::compute(rt, value, item)?;
+                match rt.emits.borrow_mut().last_mut() {
+                    Some(out) => {
+                        out.push(valu);
+                        Ok(())
+                    }
+                    None => Err(Flow::Err(rt.at(
+                        span,
+                        SynErr::new(
+                            "StormRuntimeError",
+                            "Cannot emit from outside of an emitter function",
+                        ),
+                    ))),
+                }
+            };
+            per_node(
+                input,
+                move |item| match emit(Some(&item)) {
+                    Ok(()) => one(item),
+                    Err(e) => fail(e),
+                },
+                Some(Box::new(move |seen| {
+                    if seen || !expr::is_safe(rt, value) {
+                        return none();
+                    }
+                    match emit(None) {
+                        Ok(()) => none(),
+                        Err(e) => fail(e),
+                    }
+                })),
+            )
+        }
         OperKind::Yield(value) => yield_oper(rt, value, input),
         OperKind::Stop => {
             let span = oper.span;
@@ -2154,9 +2193,9 @@ fn pivot_buids(
                 }
             }
         }
-        PivotKind::InFrom(id) => Err(Flow::Err(
+        PivotKind::InFrom(_) => Err(Flow::Err(
             rt.at(
-                id.span,
+                oper.span,
                 SynErr::new(
                     "StormRuntimeError",
                     format!(

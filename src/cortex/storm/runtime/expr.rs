@@ -346,6 +346,9 @@ pub(super) fn var(rt: &Runt<'_>, name: &str, span: ast::Span, item: Ctx<'_>) -> 
         if name == "node" {
             return Ok(Val::Node(node.clone()));
         }
+        if name == "path" {
+            return Ok(Val::Path(Rc::new(path.clone()), node.iden()));
+        }
         if let Some(v) = path.vars.get(name) {
             return Ok(v.clone());
         }
@@ -714,6 +717,11 @@ fn deref(rt: &Runt<'_>, base: Val, key: &str) -> Res<Val> {
             let dotted = full.join(".");
             match dotted.as_str() {
                 "null" => Ok(Val::Null),
+                // Python's `regex.IGNORECASE` and `regex.MULTILINE`.
+                "regex.flags" => Ok(Val::Dict(vec![
+                    (Val::from("i"), Val::Int(2)),
+                    (Val::from("m"), Val::Int(8)),
+                ])),
                 "true" => Ok(Val::Bool(true)),
                 "false" => Ok(Val::Bool(false)),
                 _ if LIB_NAMES.contains(&dotted.as_str()) => Ok(Val::Lib(full)),
@@ -724,6 +732,21 @@ fn deref(rt: &Runt<'_>, base: Val, key: &str) -> Res<Val> {
             .iter()
             .find(|(k, _)| k.to_str() == key)
             .map_or(Val::Null, |(_, v)| v.clone())),
+        Val::Path(path, _) if key == "meta" => Ok(Val::Dict(
+            path.meta
+                .iter()
+                .map(|(k, v)| (Val::from(k.as_str()), v.clone()))
+                .collect(),
+        )),
+        Val::Path(path, _) if key == "vars" => Ok(Val::Dict(
+            path.vars
+                .iter()
+                .map(|(k, v)| (Val::from(k.as_str()), v.clone()))
+                .collect(),
+        )),
+        base @ Val::Path(..) if ["idens", "links", "listvars"].contains(&key) => {
+            Ok(Val::Method(Box::new(base), key.to_string()))
+        }
         Val::Node(n) if key == "data" => Ok(Val::NodeData(n)),
         Val::Node(n) if key == "props" => Ok(Val::Dict(
             n.props
@@ -768,6 +791,19 @@ fn deref(rt: &Runt<'_>, base: Val, key: &str) -> Res<Val> {
 }
 
 const LIB_NAMES: &[&str] = &[
+    "regex",
+    "regex.search",
+    "regex.matches",
+    "regex.replace",
+    "regex.findall",
+    "regex.escape",
+    "dict.keys",
+    "dict.values",
+    "dict.has",
+    "dict.fromlist",
+    "json",
+    "json.save",
+    "json.load",
     "print",
     "warn",
     "len",
@@ -1092,6 +1128,106 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
             }
         }
         "vars.type" => Ok(Val::Str(a.req(0, "valu")?.type_name().to_string())),
+        "regex.search" | "regex.matches" | "regex.findall" => {
+            let pattern = a.req(0, "pattern")?.to_str();
+            let text = a.req(1, "text")?.to_str();
+            let flags = a
+                .get(2, "flags")
+                .map(|v| v.to_int())
+                .transpose()?
+                .unwrap_or(0);
+            let re = storm_regex(&pattern, flags)?;
+            Ok(match name {
+                "regex.matches" => Val::Bool(re.find(&text).is_some_and(|m| m.start() == 0)),
+                "regex.search" => match re.captures(&text) {
+                    None => Val::Null,
+                    Some(caps) => Val::Tuple(
+                        caps.iter()
+                            .skip(1)
+                            .map(|g| g.map_or(Val::Null, |g| Val::from(g.as_str())))
+                            .collect(),
+                    ),
+                },
+                _ => {
+                    let groups = re.captures_len() - 1;
+                    Val::List(
+                        re.captures_iter(&text)
+                            .map(|caps| match groups {
+                                0 => Val::from(caps.get(0).map_or("", |m| m.as_str())),
+                                1 => Val::from(caps.get(1).map_or("", |m| m.as_str())),
+                                _ => Val::Tuple(
+                                    (1..=groups)
+                                        .map(|i| Val::from(caps.get(i).map_or("", |m| m.as_str())))
+                                        .collect(),
+                                ),
+                            })
+                            .collect(),
+                    )
+                }
+            })
+        }
+        "regex.replace" => {
+            let pattern = a.req(0, "pattern")?.to_str();
+            let replace = a.req(1, "replace")?.to_str();
+            let text = a.req(2, "text")?.to_str();
+            let flags = a
+                .get(3, "flags")
+                .map(|v| v.to_int())
+                .transpose()?
+                .unwrap_or(0);
+            let re = storm_regex(&pattern, flags)?;
+            Ok(Val::Str(
+                re.replace_all(&text, python_replacement(&replace))
+                    .into_owned(),
+            ))
+        }
+        "regex.escape" => {
+            let text = a.req(0, "text")?.to_str();
+            Ok(Val::Str(regex::escape(&text)))
+        }
+        "dict.keys" | "dict.values" | "dict.has" => {
+            let valu = a.req(0, "valu")?;
+            let Val::Dict(pairs) = &valu else {
+                return Err(Flow::Err(bad_arg_type(name, &valu)));
+            };
+            Ok(match name {
+                "dict.keys" => Val::List(pairs.iter().map(|(k, _)| k.clone()).collect()),
+                "dict.values" => Val::List(pairs.iter().map(|(_, v)| v.clone()).collect()),
+                _ => {
+                    let key = a.req(1, "key")?;
+                    Val::Bool(pairs.iter().any(|(k, _)| *k == key))
+                }
+            })
+        }
+        "dict.fromlist" => {
+            let items = a.req(0, "valu")?.items()?;
+            let mut out: Vec<(Val, Val)> = Vec::new();
+            for item in items {
+                match item.as_seq() {
+                    Some([k, v]) => match out.iter_mut().find(|(ok, _)| ok == k) {
+                        Some(slot) => slot.1 = v.clone(),
+                        None => out.push((k.clone(), v.clone())),
+                    },
+                    _ => {
+                        return Err(Flow::Err(SynErr::bad_arg(
+                            "dict.fromlist() needs (key, value) pairs",
+                        )));
+                    }
+                }
+            }
+            Ok(Val::Dict(out))
+        }
+        "json.save" => {
+            let valu = a.req(0, "valu")?.to_prim();
+            Ok(Val::Str(python_json(&valu)))
+        }
+        "json.load" => {
+            let text = a.req(0, "text")?.to_str();
+            let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                SynErr::bad_arg(format!("Text is not valid JSON: {e}")).with("text", text.as_str())
+            })?;
+            Ok(json_val(&json))
+        }
         "exit" => Err(Flow::Err(SynErr::new(
             "StormRuntimeError",
             "$lib.exit() is not supported by this runtime",
@@ -1105,6 +1241,121 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
             }
         )))),
     }
+}
+
+/// A regex with Synapse's flag bits (2 ignore case, 8 multi-line).
+fn storm_regex(pattern: &str, flags: i128) -> Res<regex::Regex> {
+    regex::RegexBuilder::new(pattern)
+        .case_insensitive(flags & 2 != 0)
+        .multi_line(flags & 8 != 0)
+        .build()
+        .map_err(|e| Flow::Err(SynErr::bad_arg(format!("Invalid regex pattern: {e}"))))
+}
+
+/// A Python replacement string (`\1`, `\g<name>`) in the regex crate's syntax (`${1}`).
+fn python_replacement(repl: &str) -> String {
+    let mut out = String::new();
+    let mut chars = repl.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '$' => out.push_str("$$"),
+            '\\' => match chars.peek() {
+                Some(d) if d.is_ascii_digit() => {
+                    let mut num = String::new();
+                    while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                        num.push(*d);
+                        chars.next();
+                    }
+                    out.push_str(&format!("${{{num}}}"));
+                }
+                Some('g') => {
+                    chars.next();
+                    if chars.peek() == Some(&'<') {
+                        chars.next();
+                        let name: String = chars.by_ref().take_while(|c| *c != '>').collect();
+                        out.push_str(&format!("${{{name}}}"));
+                    } else {
+                        out.push_str("\\g");
+                    }
+                }
+                Some('n') => {
+                    chars.next();
+                    out.push('\n');
+                }
+                Some('t') => {
+                    chars.next();
+                    out.push('\t');
+                }
+                Some('\\') => {
+                    chars.next();
+                    out.push('\\');
+                }
+                _ => out.push('\\'),
+            },
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Synapse's JSON text of a plain value: compact (`{"a":1,"b":[1,2]}`).
+fn python_json(v: &Value) -> String {
+    match v {
+        Value::Nil => "null".into(),
+        Value::Bool(b) => if *b { "true" } else { "false" }.into(),
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => py::float_repr(*f),
+        Value::Str(s) => serde_json::to_string(s).unwrap_or_default(),
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(python_json).collect();
+            format!("[{}]", inner.join(","))
+        }
+        Value::Map(pairs) => {
+            let inner: Vec<String> = pairs
+                .iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Value::Str(s) => s.clone(),
+                        other => python_json(other),
+                    };
+                    format!(
+                        "{}:{}",
+                        serde_json::to_string(&key).unwrap_or_default(),
+                        python_json(v)
+                    )
+                })
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        other => serde_json::to_string(&other.to_json()).unwrap_or_default(),
+    }
+}
+
+/// A JSON value as storm sees `$lib.json.load()`'s result.
+fn json_val(j: &serde_json::Value) -> Val {
+    use serde_json::Value as J;
+    match j {
+        J::Null => Val::Null,
+        J::Bool(b) => Val::Bool(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => Val::Int(i.into()),
+            None => Val::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => Val::Str(s.clone()),
+        J::Array(items) => Val::List(items.iter().map(json_val).collect()),
+        J::Object(map) => Val::Dict(
+            map.iter()
+                .map(|(k, v)| (Val::Str(k.clone()), json_val(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn bad_arg_type(func: &str, valu: &Val) -> SynErr {
+    SynErr::bad_arg(format!(
+        "$lib.{func}() expects a dict, got {}",
+        valu.type_name()
+    ))
 }
 
 /// `fromprim(norm, basetypes=False)`: a normalized tuple becomes a storm list.
@@ -1222,6 +1473,32 @@ fn call_method(
         Val::NodeData(node) => nodedata_method(rt, node, name, &mut a),
         Val::Str(s) => str_method(s, name, &mut a),
         Val::List(items) => list_method(items, name, &mut a),
+        Val::Path(path, iden) => Ok(match name {
+            "idens" => {
+                let mut idens: Vec<Val> = path
+                    .links
+                    .iter()
+                    .map(|(src, _)| Val::Str(src.clone()))
+                    .collect();
+                idens.push(Val::Str(iden.clone()));
+                Val::List(idens)
+            }
+            "links" => Val::List(
+                path.links
+                    .iter()
+                    .map(|(src, info)| Val::Tuple(vec![Val::Str(src.clone()), Val::from(info)]))
+                    .collect(),
+            ),
+            _ => {
+                let mut vars: Vec<(&String, &Val)> = path.vars.iter().collect();
+                vars.sort_by(|a, b| a.0.cmp(b.0));
+                Val::List(
+                    vars.into_iter()
+                        .map(|(k, v)| Val::Tuple(vec![Val::Str(k.clone()), v.clone()]))
+                        .collect(),
+                )
+            }
+        }),
         Val::Query(text) => match name {
             "size" => Ok(Val::Int(text.chars().count() as i128)),
             _ => Err(Flow::Err(rt_err(format!(
@@ -1636,6 +1913,11 @@ fn call_func(
         ));
     }
     super::exec::load_runtvars(rt, &func.body.query.opers);
+    // An emitter's values are collected (Synapse streams them lazily).
+    let emitter = exec::has_emit(&func.body.query.opers);
+    if emitter {
+        rt.emits.borrow_mut().push(Vec::new());
+    }
     rt.frames.borrow_mut().push(frame);
     let mut nodes = Vec::new();
     let mut result = Ok(Val::Null);
@@ -1666,7 +1948,15 @@ fn call_func(
         }
     }
     rt.frames.borrow_mut().pop();
+    let emitted = if emitter {
+        rt.emits.borrow_mut().pop()
+    } else {
+        None
+    };
     let retn = result?;
+    if let Some(emitted) = emitted {
+        return Ok(Val::List(emitted));
+    }
     if !nodes.is_empty() && matches!(retn, Val::Null) {
         return Ok(Val::List(nodes));
     }
@@ -1716,6 +2006,36 @@ pub(super) fn set_item(
     let ctx = item.as_deref().cloned();
     let key_text = compute(rt, key, ctx.as_ref())?.to_str();
     let valu = compute(rt, value, ctx.as_ref())?;
+    // `$path.meta.x = v` and `$path.vars.x = v` change the node's path.
+    if let ValueKind::Deref { base, key: part } = &target.kind
+        && let (ValueKind::Var(var), ValueKind::Str(part)) = (&base.kind, &part.kind)
+        && var == "path"
+        && matches!(part.as_str(), "meta" | "vars")
+    {
+        let Some(item) = item else {
+            return Err(Flow::Err(
+                rt.at(
+                    target.span,
+                    SynErr::new(
+                        "NoSuchVar",
+                        "Non-runtsafe variable used before assignment: path",
+                    )
+                    .with("name", "path")
+                    .with("runtsafe", false),
+                ),
+            ));
+        };
+        if part == "vars" {
+            rt.set_var(&key_text, valu.clone());
+            item.1.vars.insert(key_text, valu);
+        } else {
+            match item.1.meta.iter_mut().find(|(k, _)| *k == key_text) {
+                Some(slot) => slot.1 = valu,
+                None => item.1.meta.push((key_text, valu)),
+            }
+        }
+        return Ok(());
+    }
     let ValueKind::Var(name) = &target.kind else {
         return Err(Flow::Err(rt.at(
             target.span,

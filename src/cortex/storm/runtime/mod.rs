@@ -20,10 +20,23 @@
 //! `fini`, so `fini` acknowledges every edit of the query. If that flush fails, the query ends
 //! with an `err` instead.
 //!
-//! Not done yet (they raise `NoSuchName`/`StormRuntimeError` or are ignored): most of `$lib`,
-//! `opts.mode` other than `storm`, `opts.embeds`/`show:storage`/`scrub`/`path`, `$path`,
-//! `emit` generators, `tee`/`tree`/`graph` and most other commands, command usage text,
-//! permissions. Storm `Number`s are exact to 38 digits (Synapse: 49).
+//! # Agreement with Synapse
+//!
+//! `tests/storm_runtime.rs` sends about 500 queries (storm, callStorm and count; lifts,
+//! filters, pivots, edits, model hooks, variables, control flow, commands, `$lib`, opts) to a
+//! real Python Synapse 2.256 cortex and to this runtime, and compares the messages after
+//! dropping times and masking `.created` (storm.md §8). Known differences are listed there with
+//! their reasons.
+//!
+//! Not done yet (they raise `NoSuchName`/`StormRuntimeError` or are ignored): much of `$lib`
+//! (present: print, warn, len, cast, trycast, repr, guid, list, dict, range, min, max, raise,
+//! fire, str, time, vars.type, regex, dict, json), `opts.mode` other than `storm`,
+//! `opts.scrub`/`path`, `graph` and most other commands, command usage text, permissions,
+//! guid-by-dict values (`ps:contact={...}`), tag `:isnow` redirects and tag pruning. Storm
+//! lists are values here: methods that change a list work on variables (`$x.append(y)`).
+//! Storm `Number`s are exact to 38 digits (Synapse: 49). Emitter functions run to the end
+//! before their values are used (Synapse interleaves them with the consumer). A lift reads
+//! its buids before its nodes, so a huge lift holds 32 bytes per node.
 
 mod cmds;
 mod cmpr;
@@ -48,7 +61,7 @@ use crate::cortex::view::{Node, View};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 
-pub use value::Val;
+use value::Val;
 
 /// What a storm run hands back besides its messages.
 struct Outcome {
@@ -73,6 +86,8 @@ pub(crate) struct Sink<'o> {
     editformat: EditFormat,
     /// The receiver is gone: stop the query.
     closed: Cell<bool>,
+    /// Whether the query changed anything yet.
+    edited: Cell<bool>,
 }
 
 impl Sink<'_> {
@@ -101,6 +116,7 @@ impl Sink<'_> {
 
 impl EditSink for Sink<'_> {
     fn node_edits(&self, edits: &[NodeEdit]) {
+        self.edited.set(true);
         match self.editformat {
             EditFormat::NodeEdits => {
                 let edits = edits.iter().map(NodeEdit::to_value_hex).collect();
@@ -182,6 +198,8 @@ pub(crate) struct Runt<'a> {
     pub readonly: bool,
     /// Where the stack was when the query started (an address), to bound recursion.
     pub stack_base: usize,
+    /// Values emitted by the emitter functions being called, innermost last.
+    pub emits: RefCell<Vec<Vec<Val>>>,
     /// Variables changed in place (`$list.append(x)`) since the last
     /// [`Runt::take_mutated`].
     pub mutated: RefCell<Vec<String>>,
@@ -284,6 +302,7 @@ pub fn run_storm(
         show: show.filter(|s| !s.is_empty()),
         editformat,
         closed: Cell::new(false),
+        edited: Cell::new(false),
     };
     sink.send(
         "init",
@@ -339,6 +358,7 @@ pub fn call_storm(view: &View, text: &str, opts: &Value, user: &str) -> SynResul
         show: None,
         editformat,
         closed: Cell::new(false),
+        edited: Cell::new(false),
     };
     let outcome = execute(view, text, opts, user, &sink, false);
     Ok(outcome.end?.map_or(Value::Nil, |v| v.to_prim()))
@@ -352,6 +372,7 @@ pub fn count_storm(view: &View, text: &str, opts: &Value, user: &str) -> SynResu
         show: None,
         editformat,
         closed: Cell::new(false),
+        edited: Cell::new(false),
     };
     let outcome = execute(view, text, opts, user, &sink, false);
     outcome.end?;
@@ -428,6 +449,7 @@ impl<'a> Runt<'a> {
             readonly: opts.get("readonly").is_some_and(|v| Val::from(v).truthy()),
             stack_base: stack_position(),
             mutated: RefCell::default(),
+            emits: RefCell::default(),
         };
         exec::load_runtvars(&rt, &query.opers);
         rt
@@ -533,7 +555,11 @@ impl<'a> Runt<'a> {
     fn pack(&self, item: &Item, opts: &Value) -> Value {
         let (node, path) = item;
         // Synapse packs its live node object: what later edits in the query changed shows.
-        let fresh = self.view.node(&node.buid).ok().flatten();
+        let fresh = if self.sink.edited.get() {
+            self.view.node(&node.buid).ok().flatten()
+        } else {
+            None
+        };
         let node = fresh.as_ref().unwrap_or(node);
         let repr = opts.get("repr").is_some_and(|v| Val::from(v).truthy());
         let loaded = self.loaded.borrow();
@@ -558,8 +584,94 @@ impl<'a> Runt<'a> {
                     .collect();
                 info.push((Value::from("links"), Value::Array(links)));
             }
+            if opts
+                .get("show:storage")
+                .is_some_and(|v| Val::from(v).truthy())
+            {
+                info.push((Value::from("storage"), self.storage(node)));
+            }
+            if let Some(embeds) = opts
+                .get("embeds")
+                .and_then(|e| e.get(&node.form))
+                .and_then(Value::as_map)
+            {
+                info.push((Value::from("embeds"), self.embeds(node, embeds)));
+            }
         }
         packed
+    }
+
+    /// `show:storage`: each layer's storage node, `{valu, form, props, tags, tagprops}` with
+    /// the parts it holds (Synapse also keeps a part emptied by deletes as `{}`).
+    fn storage(&self, node: &Node) -> Value {
+        let mut out = Vec::new();
+        for layer in self.view.layers() {
+            let Ok(Some(sode)) = layer.sode(&node.buid) else {
+                out.push(Value::Map(Vec::new()));
+                continue;
+            };
+            let full = sode.to_value();
+            let mut info = Vec::new();
+            for key in ["valu", "form", "props", "tags", "tagprops"] {
+                match full.get(key) {
+                    Some(Value::Map(m)) if m.is_empty() => {}
+                    Some(v) => info.push((Value::from(key), v.clone())),
+                    None => {}
+                }
+            }
+            out.push(Value::Map(info));
+        }
+        Value::Array(out)
+    }
+
+    /// `embeds`: for each `prop::prop` path, the node it leads to (`*`, `$iden`, `$form`) and
+    /// the asked-for props of that node.
+    fn embeds(&self, node: &Node, embeds: &[(Value, Value)]) -> Value {
+        let mut out: Vec<(Value, Value)> = Vec::new();
+        for (nodepath, relprops) in embeds {
+            let Some(nodepath) = nodepath.as_str() else {
+                continue;
+            };
+            let mut step = Some(node.clone());
+            for name in nodepath.split("::") {
+                step = step.and_then(|n| self.embed_step(&n, name));
+            }
+            let Some(target) = step else {
+                continue;
+            };
+            let iden = Value::from(target.iden());
+            let mut embed = vec![
+                (Value::from("*"), iden.clone()),
+                (Value::from("$iden"), iden),
+                (Value::from("$form"), Value::from(target.form.as_str())),
+            ];
+            for relp in relprops.as_array().unwrap_or(&[]) {
+                let Some(relp) = relp.as_str() else {
+                    continue;
+                };
+                embed.push((
+                    Value::from(relp),
+                    target.get(relp).cloned().unwrap_or(Value::Nil),
+                ));
+            }
+            out.push((Value::from(nodepath), Value::Map(embed)));
+        }
+        Value::Map(out)
+    }
+
+    /// The node a prop of `node` points to (its type is a form, or it is an ndef).
+    fn embed_step(&self, node: &Node, prop: &str) -> Option<Node> {
+        let valu = node.get(prop)?;
+        let form = self.model.form(&node.form)?;
+        let propobj = form.prop(prop)?;
+        let buid = if self.model.form(&propobj.typ.name).is_some() {
+            crate::cortex::model::buid(&propobj.typ.name, valu)
+        } else if let Some([Value::Str(f), v]) = valu.as_array() {
+            crate::cortex::model::buid(f, v)
+        } else {
+            return None;
+        };
+        self.view.node(&buid).ok().flatten()
     }
 
     /// Synapse's `highlight` for a span of the query text.
@@ -588,7 +700,7 @@ impl<'a> Runt<'a> {
 
     /// Whether the client went away.
     pub(crate) fn cancelled(&self) -> bool {
-        self.sink.closed.get()
+        self.sink.closed.get() || self.sink.out.is_some_and(Sender::is_closed)
     }
 
     /// A variable from the current frame (or the query's frame).

@@ -45,6 +45,8 @@ pub enum Val {
     Func(usize),
     /// The node data of a node (`$node.data`).
     NodeData(Rc<Node>),
+    /// A node's path (`$path`) and the node's iden.
+    Path(Rc<super::Path>, String),
 }
 
 impl PartialEq for Val {
@@ -129,6 +131,7 @@ impl Val {
             Val::Lib(_) => "lib",
             Val::Method(..) | Val::Func(_) => "function",
             Val::NodeData(_) => "node:data",
+            Val::Path(..) => "node:path",
         }
     }
 
@@ -153,7 +156,9 @@ impl Val {
             ),
             Val::Node(n) => n.valu.clone(),
             Val::Query(text) => Value::Str(text.clone()),
-            Val::Lib(_) | Val::Method(..) | Val::Func(_) | Val::NodeData(_) => Value::Nil,
+            Val::Lib(_) | Val::Method(..) | Val::Func(_) | Val::NodeData(_) | Val::Path(..) => {
+                Value::Nil
+            }
         }
     }
 
@@ -219,6 +224,7 @@ impl Val {
             Val::Method(_, name) => format!("function {name}"),
             Val::Func(_) => "function".into(),
             Val::NodeData(_) => "node:data".into(),
+            Val::Path(..) => "node:path".into(),
             other => other.to_str(),
         }
     }
