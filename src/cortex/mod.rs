@@ -6,6 +6,7 @@
 //!   durable edit log.
 //! - [`storm`]: the Storm query language: lexer, grammar, LALR tables and parser, and the
 //!   runtime that runs queries against a view.
+//! - [`topology`]: which views and layers the cortex has, and which view is the default.
 //! - [`view`]: the layers read as one graph: nodes, packed nodes, lifts.
 //! - [`editor`]: node edits with Synapse's consequences (subs, auto-added nodes, tag
 //!   parents, model hooks), applied to the write layer.
@@ -17,4 +18,5 @@ pub mod layer;
 pub mod model;
 pub mod service;
 pub mod storm;
+pub mod topology;
 pub mod view;

@@ -2,12 +2,14 @@
 //! answers Synapse's CoreApi (`cortex` share) and LayerApi (`cortex/layer/<iden>`).
 //!
 //! Directory layout (beside the cell's): `layers/<iden>/` for each layer (see
-//! [`crate::cortex::layer`]). The default view's and layer's idens are kept in the cell slab
-//! (database `cortex:meta`), made on first start.
+//! [`crate::cortex::layer`]). Which views and layers exist is the cell slab's topology record
+//! ([`crate::cortex::topology`]), made on first start. Every layer is opened; storm runs in
+//! the default view, which reads its write layer.
 
 use super::layer::Layer;
 use super::model::Model;
 use super::storm::runtime::{call_storm, count_storm, run_storm};
+use super::topology::Topology;
 use super::view::View;
 use crate::cell::api::{CellApi, cell_methods};
 use crate::cell::config::Opt;
@@ -15,6 +17,7 @@ use crate::cell::{Cell, Service, ServiceKind};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 use crate::telepath::{Api, Args, Genr, HasMethods, Methods};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use tokio::sync::mpsc;
@@ -26,7 +29,10 @@ pub const LAYERS_DIR: &str = "layers";
 pub struct Cortex {
     model: Arc<Model>,
     view_iden: String,
+    /// The default view's write layer.
     layer: Layer,
+    /// Every layer of the topology, by iden.
+    layers: HashMap<String, Layer>,
     view: Arc<View>,
     migration_mode: AtomicBool,
 }
@@ -46,27 +52,28 @@ fn cortex_options() -> Vec<Opt> {
 impl Cortex {
     fn open(cell: Arc<Cell>) -> anyhow::Result<Arc<Cortex>> {
         let model = Model::shared().map_err(|e| anyhow::anyhow!("loading the data model: {e}"))?;
-        let meta = cell.slab.db("cortex:meta", false)?;
-        let ids = cell.slab.write(|txn| {
-            let mut get_or_make = |key: &[u8]| -> crate::storage::Result<String> {
-                if let Some(v) = meta.get(txn, key)? {
-                    return Ok(String::from_utf8_lossy(v).into_owned());
-                }
-                let iden = crate::guid::guid();
-                meta.put(txn, key, iden.as_bytes())?;
-                Ok(iden)
-            };
-            Ok((get_or_make(b"defaultview")?, get_or_make(b"defaultlayer")?))
-        })?;
-        let (view_iden, layer_iden) = ids;
-        let layer_dir = cell.path().join(LAYERS_DIR).join(&layer_iden);
-        let layer = Layer::open(&layer_dir, &layer_iden)
-            .map_err(|e| anyhow::anyhow!("opening layer {}: {e}", layer_dir.display()))?;
+        let root = cell
+            .auth
+            .user_by_name(crate::cell::auth::ROOT_USER)
+            .map(|u| u.iden.clone())
+            .unwrap_or_default();
+        let topology = Topology::load_or_create(&cell.slab, &root)
+            .map_err(|e| anyhow::anyhow!("reading the cortex's views and layers: {e}"))?;
+        let mut layers = HashMap::new();
+        for def in &topology.layers {
+            let dir = cell.path().join(LAYERS_DIR).join(&def.iden);
+            let layer = Layer::open(&dir, &def.iden)
+                .map_err(|e| anyhow::anyhow!("opening layer {}: {e}", dir.display()))?;
+            layers.insert(def.iden.clone(), layer);
+        }
+        let default = topology.default_view();
+        let layer = layers[&default.layers[0]].clone();
         let view = Arc::new(View::new(layer.clone(), model.clone()));
         Ok(Arc::new(Cortex {
             model,
-            view_iden,
+            view_iden: default.iden.clone(),
             layer,
+            layers,
             view,
             migration_mode: AtomicBool::new(false),
         }))
@@ -79,11 +86,9 @@ impl Cortex {
 
     /// The layer with iden `iden`.
     fn layer(&self, iden: &str) -> SynResult<&Layer> {
-        if iden == self.layer.iden() {
-            Ok(&self.layer)
-        } else {
-            Err(SynErr::new("NoSuchLayer", format!("No layer with iden {iden}")).with("iden", iden))
-        }
+        self.layers.get(iden).ok_or_else(|| {
+            SynErr::new("NoSuchLayer", format!("No layer with iden {iden}")).with("iden", iden)
+        })
     }
 }
 
@@ -122,8 +127,10 @@ impl Service for Cortex {
     }
 
     fn close(&self) {
-        if let Err(e) = self.layer.sync() {
-            tracing::warn!(error = %e, "flushing the layer at shutdown failed");
+        for layer in self.layers.values() {
+            if let Err(e) = layer.sync() {
+                tracing::warn!(error = %e, layer = layer.iden(), "flushing a layer at shutdown failed");
+            }
         }
     }
 }
