@@ -153,10 +153,10 @@ impl Topology {
             {
                 return bad(format!("view {} names unknown layer {layer}", view.iden));
             }
-            if let Some(parent) = &view.parent {
-                if self.view(parent).is_none() {
-                    return bad(format!("view {} names unknown parent {parent}", view.iden));
-                }
+            if let Some(parent) = &view.parent
+                && self.view(parent).is_none()
+            {
+                return bad(format!("view {} names unknown parent {parent}", view.iden));
             }
         }
         if self.view(&self.default_view).is_none() {
