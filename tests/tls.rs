@@ -200,6 +200,14 @@ async fn certcn(
         .await
 }
 
+/// The one-line error of a connection that must be refused.
+async fn refusal(port: u16, userinfo: &str, query: &str, certdir: Option<&Path>) -> String {
+    let err = certcn(port, userinfo, query, certdir)
+        .await
+        .expect_err("the connection must be refused");
+    one_line(&err)
+}
+
 fn one_line(e: &SynErr) -> String {
     let text = e.to_string();
     assert!(!text.contains('\n'), "one line: {text}");
@@ -235,8 +243,7 @@ async fn client_certificates_reach_the_service_as_the_peer_cn() {
         certcn(port, "visi@", &q, certdir).await.unwrap(),
         Value::from("visi@example.test")
     );
-    let err = certcn(port, "nobody@", &q, certdir).await.unwrap_err();
-    let text = one_line(&err);
+    let text = refusal(port, "nobody@", &q, certdir).await;
     assert!(
         text.contains("user certificate not found") && text.contains("nobody@cortex.example.test"),
         "{text}"
@@ -266,10 +273,8 @@ async fn sni_picks_the_host_certificate_and_clients_without_sni_get_the_first() 
     certcn(port, "", &format!("certhash={fp1}"), None)
         .await
         .unwrap();
-    let err = certcn(port, "", &format!("certhash={fp2}"), None)
-        .await
-        .unwrap_err();
-    assert!(one_line(&err).contains("not the pinned certhash"), "{err}");
+    let text = refusal(port, "", &format!("certhash={fp2}"), None).await;
+    assert!(text.contains("not the pinned certhash"), "{text}");
     // A name the listener does not serve also gets the first.
     certcn(
         port,
@@ -288,10 +293,7 @@ async fn the_server_certificate_is_checked_with_one_line_errors() {
 
     // A certdir whose CA has another name.
     let acme = Pki::new("acme");
-    let err = certcn(port, "", &format!("hostname={HOST}"), Some(acme.path()))
-        .await
-        .unwrap_err();
-    let text = one_line(&err);
+    let text = refusal(port, "", &format!("hostname={HOST}"), Some(acme.path())).await;
     assert!(
         text.contains("the server's certificate is not signed by any CA in")
             && text.contains(&acme.path().join("cas").display().to_string()),
@@ -299,20 +301,14 @@ async fn the_server_certificate_is_checked_with_one_line_errors() {
     );
     // A certdir whose CA has the same name but another key.
     let evil = Pki::new("vertex");
-    let err = certcn(port, "", &format!("hostname={HOST}"), Some(evil.path()))
-        .await
-        .unwrap_err();
-    let text = one_line(&err);
+    let text = refusal(port, "", &format!("hostname={HOST}"), Some(evil.path())).await;
     assert!(
         text.contains("is not signed by") && text.contains("same name"),
         "{text}"
     );
 
     // A certificate for another host.
-    let err = certcn(port, "", &format!("hostname={HOST2}"), Some(pki.path()))
-        .await
-        .unwrap_err();
-    let text = one_line(&err);
+    let text = refusal(port, "", &format!("hostname={HOST2}"), Some(pki.path())).await;
     assert!(
         text.contains(&format!(
             "is not valid for {HOST2} (it names DNS:{HOST}, IP:127.0.0.1)"
@@ -326,10 +322,7 @@ async fn the_server_certificate_is_checked_with_one_line_errors() {
         .await
         .unwrap();
     let wrong = "ab".repeat(32);
-    let err = certcn(port, "", &format!("certhash={wrong}"), None)
-        .await
-        .unwrap_err();
-    let text = one_line(&err);
+    let text = refusal(port, "", &format!("certhash={wrong}"), None).await;
     assert!(
         text.contains(&format!(
             "has SHA-256 {good}, not the pinned certhash {wrong}"
@@ -351,10 +344,8 @@ async fn the_server_certificate_is_checked_with_one_line_errors() {
         .unwrap()
         .parse()
         .unwrap();
-    let err = certcn(plain_port, "", "", Some(pki.path()))
-        .await
-        .unwrap_err();
-    assert!(one_line(&err).contains("does it speak TLS"), "{err}");
+    let text = refusal(plain_port, "", "", Some(pki.path())).await;
+    assert!(text.contains("does it speak TLS"), "{text}");
 }
 
 #[tokio::test]
@@ -389,10 +380,7 @@ async fn a_server_certificate_without_subject_alt_names_passes_on_an_exact_commo
     certcn(port, "", "hostname=legacy.example.test", Some(pki.path()))
         .await
         .unwrap();
-    let err = certcn(port, "", "hostname=other.example.test", Some(pki.path()))
-        .await
-        .unwrap_err();
-    let text = one_line(&err);
+    let text = refusal(port, "", "hostname=other.example.test", Some(pki.path())).await;
     assert!(
         text.contains("is not valid for other.example.test (it names nothing)"),
         "{text}"
@@ -419,10 +407,7 @@ async fn an_expired_server_certificate_is_refused() {
             let _ = acceptor.accept(sock).await;
         }
     });
-    let err = certcn(port, "", "hostname=old.example.test", Some(pki.path()))
-        .await
-        .unwrap_err();
-    let text = one_line(&err);
+    let text = refusal(port, "", "hostname=old.example.test", Some(pki.path())).await;
     assert!(
         text.contains("the server's certificate expired on 2020-01-31T00:00:00Z"),
         "{text}"
@@ -453,15 +438,13 @@ async fn client_certificates_are_verified_and_ca_makes_them_required() {
         evil.file(CertKind::Ca, "real", "crt"),
     )
     .unwrap();
-    let err = certcn(
+    let text = refusal(
         open_port,
         "",
         &format!("{q}&certname=root"),
         Some(evil.path()),
     )
-    .await
-    .unwrap_err();
-    let text = one_line(&err);
+    .await;
     assert!(
         text.contains("the server refused our certificate"),
         "{text}"
@@ -471,16 +454,13 @@ async fn client_certificates_are_verified_and_ca_makes_them_required() {
 
     // With ca=vertex: required, and only from that CA.
     let (_d2, strict_port, _) = serve(&pki, &format!("hostname={HOST}&ca=vertex")).await;
-    let err = certcn(strict_port, "", &q, certdir).await.unwrap_err();
-    let text = one_line(&err);
+    let text = refusal(strict_port, "", &q, certdir).await;
     assert!(
         text.contains("the server requires a client certificate"),
         "{text}"
     );
-    let err = certcn(strict_port, "", &format!("{q}&certname=acmeuser"), certdir)
-        .await
-        .unwrap_err();
-    assert!(one_line(&err).contains("refused our certificate"), "{err}");
+    let text = refusal(strict_port, "", &format!("{q}&certname=acmeuser"), certdir).await;
+    assert!(text.contains("refused our certificate"), "{text}");
     assert_eq!(
         certcn(
             strict_port,
@@ -502,8 +482,7 @@ async fn an_expired_client_certificate_is_refused_by_both_sides() {
 
     // Our client will not present it.
     let q = format!("hostname={HOST}&certname=old@example.test");
-    let err = certcn(port, "", &q, Some(pki.path())).await.unwrap_err();
-    let text = one_line(&err);
+    let text = refusal(port, "", &q, Some(pki.path())).await;
     let crt = pki.file(CertKind::User, "old@example.test", "crt");
     assert!(
         text.contains(&format!(
@@ -564,10 +543,8 @@ async fn reload_swaps_certificates_for_new_connections_only() {
     certcn(port, "", &format!("certhash={new}"), None)
         .await
         .unwrap();
-    let err = certcn(port, "", &format!("certhash={old}"), None)
-        .await
-        .unwrap_err();
-    assert!(one_line(&err).contains("not the pinned certhash"), "{err}");
+    let text = refusal(port, "", &format!("certhash={old}"), None).await;
+    assert!(text.contains("not the pinned certhash"), "{text}");
     // The connection made before the reload carries on.
     before.call("certcn", vec![]).await.unwrap();
 
