@@ -371,3 +371,62 @@ pub fn run(opts: &RunOptions, interrupted: Arc<AtomicBool>) -> Result<(), RunErr
         said: true,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn parameters_parse() {
+        assert_eq!(
+            parse_param("keep_daily=7"),
+            Ok(("keep_daily".into(), "7".into()))
+        );
+        assert_eq!(parse_param("probe=a=b"), Ok(("probe".into(), "a=b".into())));
+        assert!(parse_param("novalue").is_err());
+        assert!(parse_param("=x").is_err());
+        assert!(parse_param("a b=x").is_err());
+    }
+
+    #[test]
+    fn the_target_and_its_paths_follow_the_systemd_layout() {
+        let svc = target_service(&params(&[("instance", "main")]), Backend::Systemd)
+            .unwrap()
+            .unwrap();
+        assert_eq!(svc.kind(), "cortex");
+        assert_eq!(svc.dir(), Path::new("/var/lib/syn/cortex/main"));
+        assert_eq!(svc.backups(), Path::new("/var/backups/syn/cortex/main"));
+        assert_eq!(
+            default_audit_path(&svc, Path::new("/usr/share/syn/runbooks/x.rhai")),
+            Path::new("/var/lib/syn/cortex/main.x.audit.jsonl")
+        );
+        let svc = target_service(
+            &params(&[("service", "cell"), ("dir", "/srv/cells/blue")]),
+            Backend::Direct,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(svc.instance(), "blue");
+        assert_eq!(svc.backups(), Path::new("/var/backups/syn/cell/blue"));
+        assert!(
+            target_service(&params(&[]), Backend::Direct)
+                .unwrap()
+                .is_none()
+        );
+        assert!(target_service(&params(&[("instance", "../x")]), Backend::Direct).is_err());
+        assert!(
+            target_service(
+                &params(&[("service", "Cortex"), ("instance", "a")]),
+                Backend::Direct
+            )
+            .is_err()
+        );
+    }
+}
