@@ -445,6 +445,21 @@ fn the_sandbox_stops_endless_loops_and_forbidden_operations_with_clear_messages(
     assert!(out.stderr.contains("forbidden"), "{}", out.describe());
     assert!(!elsewhere.exists());
 
+    // The wall-clock limit: a loop of API calls runs out of time long before operations.
+    let file = site.script(
+        "poll.rhai",
+        "let svc = service();\nwhile true { svc.status(); }\n",
+    );
+    let out = site.runbook(&file, &["--audit", s(&audit), "--time-limit", "2s"]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains(
+            "poll.rhai:2: stopped by the sandbox: the run took longer than its limit of 2s"
+        ),
+        "{}",
+        out.describe()
+    );
+
     // Every run that started is in the audit trail with its outcome.
     let records: Vec<Json> = fs::read_to_string(&audit)
         .unwrap()
@@ -452,7 +467,7 @@ fn the_sandbox_stops_endless_loops_and_forbidden_operations_with_clear_messages(
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let ends: Vec<&Json> = records.iter().filter(|r| r["event"] == "end").collect();
-    assert_eq!(ends.len(), 4, "{records:?}");
+    assert_eq!(ends.len(), 5, "{records:?}");
     assert!(ends.iter().all(|r| r["outcome"] == "failed"));
 }
 
