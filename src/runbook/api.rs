@@ -90,8 +90,9 @@ impl Runner {
         self.made().scratch.iter().any(|s| path.starts_with(s))
     }
 
+    /// A reporter for the backup steps: a progress bar on a terminal, else summary lines.
     fn reporter(&self) -> Reporter {
-        Reporter::new(Output::Plain, "runbook")
+        Reporter::new(Output::detect(false), "runbook")
     }
 }
 
