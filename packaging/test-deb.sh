@@ -24,6 +24,8 @@ echo "package: $deb"
 [ "$(dpkg-deb --field "$deb" Package)" = syn-appliance ]
 
 before_etc=$(ls -A /etc | sort | md5sum)
+before_var_lib=$(test -e /var/lib/syn && echo present || echo absent)
+before_backups=$(test -e /var/backups/syn && echo present || echo absent)
 dpkg -i "$deb" >/dev/null
 
 check "binary installed" test -x /usr/bin/syn
@@ -35,18 +37,43 @@ check "man page installed" test -f /usr/share/man/man1/syn.1.gz
 check "man page renders" sh -c 'man -P cat syn | grep -q easycert'
 check "bash completion installed" test -f /usr/share/bash-completion/completions/syn
 check "example configurations installed" test -f /etc/syn/cell.env.example -a -f /etc/syn/cortex.env.example
+for timer in backup verify coldbackup; do
+    check "syn-$timer@.timer installed" test -f "/usr/lib/systemd/system/syn-$timer@.timer"
+    check "syn-$timer@.service installed" test -f "/usr/lib/systemd/system/syn-$timer@.service"
+done
+for runbook in nightly-live-backup restore-from-cold-backup verify-latest-backup renew-certs; do
+    check "runbook $runbook installed" test -f "/usr/share/syn/runbooks/$runbook.rhai"
+done
+check "syn runbook runs" sh -c 'syn runbook --help | grep -q dry-run'
+check "runbook man page installed" test -f /usr/share/man/man1/syn-runbook.1.gz
+check "state directories made" test -d /var/lib/syn/cortex -a -d /var/backups/syn
 for unit in /usr/lib/systemd/system/syn-*.service; do
     name=$(basename "$unit")
-    instance=${name/@./@ci.}
+    # The failure reporter's instance is the name of the unit that failed.
+    case "$name" in
+        syn-runbook-failed@*) instance=${name/@./@syn-backup@ci.service.} ;;
+        *) instance=${name/@./@ci.} ;;
+    esac
     check "systemd-analyze verify $name" systemd-analyze verify "$instance"
     score=$(systemd-analyze security --offline=yes "$unit" 2>/dev/null | awk '/Overall exposure level/ {print $(NF-2)}')
     echo "  $name exposure: $score"
     check "$name exposure <= 2.0" awk -v s="$score" 'BEGIN { exit !(s != "" && s <= 2.0) }'
 done
+for timer in /usr/lib/systemd/system/syn-*.timer; do
+    name=$(basename "$timer")
+    check "systemd-analyze verify $name" systemd-analyze verify "${name/@./@ci.}"
+done
 
 dpkg --purge syn-appliance >/dev/null
 check "binary removed" test ! -e /usr/bin/syn
-check "units removed" sh -c '! ls /usr/lib/systemd/system/syn-* 2>/dev/null'
+check "units and timers removed" sh -c '! ls /usr/lib/systemd/system/syn-* 2>/dev/null'
+check "runbooks removed" test ! -e /usr/share/syn
+if [ "$before_var_lib" = absent ]; then
+    check "/var/lib/syn removed" test ! -e /var/lib/syn
+fi
+if [ "$before_backups" = absent ]; then
+    check "/var/backups/syn removed" test ! -e /var/backups/syn
+fi
 check "/etc/syn removed" test ! -e /etc/syn
 check "/etc otherwise as before" test "$(ls -A /etc | sort | md5sum)" = "$before_etc"
 

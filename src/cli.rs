@@ -22,6 +22,7 @@ pub fn command() -> clap::Command {
         .subcommand(crate::cortex::service::CORTEX.command())
         .subcommand(backup::cli::backup_command())
         .subcommand(backup::cli::restore_command())
+        .subcommand(runbook_command())
         .subcommand(
             certs::EasycertArgs::augment_args(clap::Command::new("easycert"))
                 .about("Make and manage TLS certificates in a certdir (Synapse's easycert)"),
@@ -110,6 +111,107 @@ pub fn command() -> clap::Command {
                         .help("limit on connecting and logging in"),
                 ),
         )
+}
+
+/// `syn runbook FILE.rhai [--dry-run] [--set KEY=VALUE ...]`.
+fn runbook_command() -> clap::Command {
+    use clap::{Arg, ArgAction, value_parser};
+    clap::Command::new("runbook")
+        .about("Run an operations runbook (a sandboxed rhai script): backups, restores, checks")
+        .long_about(
+            "Run FILE.rhai in a sandbox (limits on operations and time; no eval, no import, no \
+             file or process access) whose only way out is the runbook API: service status, \
+             start, stop, restart and wait_ready; backup, verify, restore, list and prune \
+             backups; certificate expiry and renewal; log and fail. Services are driven through \
+             systemctl (syn-<service>@<instance>.service) or, with --backend direct, spawned \
+             as `syn <service> DIR` by the runbook itself. Every run appends an audit trail \
+             (start, each step, the outcome) to DIR.<runbook>.audit.jsonl beside the service \
+             directory and says the same on stderr.\n\n\
+             Exit codes: 0 done; 1 the runbook failed (the last line says why); 2 bad \
+             arguments, or the runbook does not compile.\n\n\
+             Examples:\n  syn runbook /usr/share/syn/runbooks/nightly-live-backup.rhai --set instance=main\n  \
+             syn runbook restore-from-cold-backup.rhai --dry-run --set instance=main",
+        )
+        .arg(
+            Arg::new("file")
+                .value_name("FILE.rhai")
+                .required(true)
+                .value_parser(value_parser!(std::path::PathBuf))
+                .help("the runbook"),
+        )
+        .arg(
+            Arg::new("dry-run")
+                .long("dry-run")
+                .action(ArgAction::SetTrue)
+                .help("print each step that would change something instead of taking it"),
+        )
+        .arg(
+            Arg::new("set")
+                .long("set")
+                .value_name("KEY=VALUE")
+                .action(ArgAction::Append)
+                .value_parser(crate::runbook::parse_param)
+                .help("a parameter (service, instance, dir, backups, ... as the runbook reads them)"),
+        )
+        .arg(
+            Arg::new("backend")
+                .long("backend")
+                .value_name("BACKEND")
+                .default_value("auto")
+                .value_parser(crate::runbook::service::Backend::parse)
+                .help("how services are run: systemd, direct (spawned by the runbook), or auto (systemd when booted with it)"),
+        )
+        .arg(
+            Arg::new("audit")
+                .long("audit")
+                .value_name("FILE")
+                .value_parser(value_parser!(std::path::PathBuf))
+                .help("append the audit trail here [default: DIR.<runbook>.audit.jsonl]"),
+        )
+        .arg(
+            Arg::new("time-limit")
+                .long("time-limit")
+                .value_name("TIME")
+                .value_parser(backup::cli::parse_duration)
+                .help("stop the run when it takes longer: 90s, 30m, 2h [default: 6h]"),
+        )
+}
+
+/// `syn runbook`: returns the exit code.
+pub fn runbook(m: &clap::ArgMatches) -> i32 {
+    use crate::runbook::{DEFAULT_TIME_LIMIT, RunOptions, service::Backend};
+    let interrupted = backup::cli::watch_signals();
+    let opts = RunOptions {
+        file: m
+            .get_one::<std::path::PathBuf>("file")
+            .cloned()
+            .unwrap_or_default(),
+        dry_run: m.get_flag("dry-run"),
+        params: m
+            .get_many::<(String, String)>("set")
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect(),
+        backend: m
+            .get_one::<Backend>("backend")
+            .copied()
+            .unwrap_or(Backend::Direct),
+        audit: m.get_one::<std::path::PathBuf>("audit").cloned(),
+        time_limit: m
+            .get_one::<std::time::Duration>("time-limit")
+            .copied()
+            .unwrap_or(DEFAULT_TIME_LIMIT),
+    };
+    match crate::runbook::run(&opts, interrupted) {
+        Ok(()) => 0,
+        Err(e) => {
+            if !e.said {
+                eprintln!("syn runbook: {}", e.message);
+            }
+            e.exit
+        }
+    }
 }
 
 /// Parse a command-line argument as JSON, or take it as a plain string.

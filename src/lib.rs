@@ -10,5 +10,6 @@ pub mod cortex;
 pub mod error;
 pub mod guid;
 pub mod msgpack;
+pub mod runbook;
 pub mod storage;
 pub mod telepath;

@@ -945,7 +945,7 @@ fn deep_nesting_is_refused_not_fatal() {
     let deep = [
         format!("$x = {}1{}", "(".repeat(5000), ")".repeat(5000)),
         format!("$x = $({}1{})", "(".repeat(3000), ")".repeat(3000)),
-        "{ ".repeat(3000) + &"} ".repeat(3000),
+        "{ ".repeat(3000) + "} ".repeat(3000).as_str(),
         format!("$x = $y{}", ".a".repeat(5000)),
         format!("$x = $(1{})", " + 1".repeat(5000)),
         "[".repeat(10000),

@@ -189,7 +189,7 @@ pub fn restore_command() -> Command {
 }
 
 /// Seconds, or a number with `s`, `m` or `h`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = match text.trim().char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&text.trim()[..i], c),
         _ => (text.trim(), 's'),
@@ -220,7 +220,7 @@ fn parse_hold_timeout(text: &str) -> Result<Duration, String> {
 /// Block SIGINT, SIGTERM and SIGHUP in every thread (call before any thread starts) and let
 /// one thread turn them into a flag. A second signal ends the process at once (exit 130); a
 /// `.partial` left then is removed by the next run.
-fn watch_signals() -> Arc<AtomicBool> {
+pub fn watch_signals() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);

@@ -1612,7 +1612,8 @@ fn str_method(s: &str, name: &str, a: &mut Args) -> Res<Val> {
                     let mut c = w.chars();
                     match c.next() {
                         Some(f) => {
-                            f.to_uppercase().collect::<String>() + &c.as_str().to_lowercase()
+                            f.to_uppercase().collect::<String>()
+                                + c.as_str().to_lowercase().as_str()
                         }
                         None => String::new(),
                     }
