@@ -641,25 +641,22 @@ impl View {
         let mut merge = LayerMerge::new(&mut lifts)?;
         let mut out = Vec::new();
         // The buid being gathered and which layers (top first) gave it.
-        let mut group: Option<(Buid, Vec<bool>)> = None;
+        let mut group: Option<Buid> = None;
+        let mut from = vec![false; readers.len()];
         while let Some((layer, buid)) = merge.next_entry()? {
-            if let Some((gbuid, from)) = &mut group
-                && *gbuid == buid
-                && !from[layer]
-            {
+            if group == Some(buid) && !from[layer] {
                 from[layer] = true;
                 continue;
             }
-            if let Some((gbuid, from)) = group.take()
-                && !shadowed(&readers, shadow, &gbuid, &from)?
-            {
-                out.push(gbuid);
+            if let Some(gbuid) = group.replace(buid) {
+                if !shadowed(&readers, shadow, &gbuid, &from)? {
+                    out.push(gbuid);
+                }
+                from.fill(false);
             }
-            let mut from = vec![false; readers.len()];
             from[layer] = true;
-            group = Some((buid, from));
         }
-        if let Some((gbuid, from)) = group
+        if let Some(gbuid) = group
             && !shadowed(&readers, shadow, &gbuid, &from)?
         {
             out.push(gbuid);
@@ -866,6 +863,104 @@ mod tests {
         assert_eq!(node.tagprop("t", "score"), Some(&Value::from(1i64)));
         // Props or tags alone are no node.
         assert_eq!(join_sodes(&buid, &[top]), None);
+    }
+
+    use crate::cortex::edits::{Edit, NodeEdit, stortype};
+
+    fn ipv4(n: i64) -> (Buid, Value) {
+        let valu = Value::from(n);
+        (crate::cortex::model::buid("inet:ipv4", &valu), valu)
+    }
+
+    /// Store an ipv4 node in `layer`: its value (unless `partial`), `:asn` and tags.
+    fn put(layer: &Layer, n: i64, partial: bool, asn: Option<i64>, tags: &[&str]) {
+        let (buid, valu) = ipv4(n);
+        let mut edits = Vec::new();
+        if !partial {
+            edits.push(Edit::NodeAdd {
+                valu,
+                stortype: stortype::U32,
+            });
+        }
+        if let Some(asn) = asn {
+            edits.push(Edit::PropSet {
+                prop: "asn".into(),
+                valu: Value::from(asn),
+                oldv: Value::Nil,
+                stortype: stortype::U32,
+            });
+        }
+        for tag in tags {
+            edits.push(Edit::TagSet {
+                tag: tag.to_string(),
+                valu: (None, None),
+                oldv: None,
+            });
+        }
+        let ne = NodeEdit {
+            buid,
+            form: "inet:ipv4".into(),
+            edits,
+        };
+        layer.store(&[ne], &Value::Map(Vec::new())).unwrap();
+    }
+
+    fn sorted(mut buids: Vec<Buid>) -> Vec<Buid> {
+        buids.sort();
+        buids
+    }
+
+    #[test]
+    fn merged_lifts_order_by_key_then_buid_and_give_each_node_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let open = |name: &str| Layer::open(&tmp.path().join(name), name).unwrap();
+        let (bottom, top, third) = (open("bottom"), open("top"), open("third"));
+        put(&bottom, 1, false, Some(5), &["t"]);
+        put(&bottom, 2, false, Some(5), &["t"]);
+        put(&bottom, 3, false, Some(7), &[]);
+        put(&top, 4, false, Some(5), &["t"]);
+        // Only props and tags in the top layer; the same value, a new value.
+        put(&top, 2, true, Some(5), &["t"]);
+        put(&top, 3, true, Some(6), &["t"]);
+        let model = Model::shared().unwrap();
+        let fork = View::stack(vec![top.clone(), bottom.clone()], model.clone()).unwrap();
+        let b = |n| ipv4(n).0;
+        let asn = fork.prop_ref("inet:ipv4:asn").unwrap();
+
+        assert_eq!(
+            fork.lift_form("inet:ipv4").unwrap(),
+            [b(1), b(2), b(3), b(4)]
+        );
+        // asn 5: nodes 1, 2 (in both layers, once) and 4 by buid; then 6; node 3's 7 is
+        // hidden by the top layer's 6.
+        let mut want = sorted(vec![b(1), b(2), b(4)]);
+        want.push(b(3));
+        assert_eq!(fork.lift_prop(&asn).unwrap(), want);
+        // One form's tag: by buid, each once.
+        assert_eq!(
+            fork.lift_tag("t", Some("inet:ipv4")).unwrap(),
+            sorted(vec![b(1), b(2), b(3), b(4)])
+        );
+        assert_eq!(
+            sorted(fork.lift_tag("t", None).unwrap()),
+            sorted(vec![b(1), b(2), b(3), b(4)])
+        );
+        // The partial node joins with its value from below.
+        let node = fork.node(&b(3)).unwrap().unwrap();
+        assert_eq!(node.get("asn"), Some(&Value::from(6i64)));
+        assert_eq!(node.tag_names(false), ["t"]);
+        // The bottom alone is unchanged.
+        let base = View::new(bottom.clone(), model.clone());
+        assert_eq!(base.lift_prop(&asn).unwrap().len(), 3);
+        assert!(base.node(&b(4)).unwrap().is_none());
+
+        // A third layer wins over both.
+        put(&third, 2, true, Some(9), &[]);
+        let fork2 = View::stack(vec![third, top, bottom], model).unwrap();
+        let mut want = sorted(vec![b(1), b(4)]);
+        want.extend([b(3), b(2)]);
+        assert_eq!(fork2.lift_prop(&asn).unwrap(), want);
+        assert_eq!(fork2.lift_form("inet:ipv4").unwrap().len(), 4);
     }
 
     #[test]
