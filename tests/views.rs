@@ -565,6 +565,81 @@ async fn forks_over_telepath_survive_a_restart() {
         callstorm("return($lib.len($lib.layer.list()))", Value::Nil).await,
         Ok(Value::from(2i64))
     );
+
+    // Permissions: a user without rules may neither fork nor use someone else's fork.
+    let visi = call(&core, "addUser", vec!["visi".into(), "secret".into()])
+        .await
+        .unwrap();
+    let visi_iden = visi.get("iden").unwrap().as_str().unwrap().to_string();
+    let as_visi = Proxy::open(&format!("tcp://visi:secret@127.0.0.1:{}/cortex", svc.port))
+        .await
+        .unwrap();
+    let fork_as_visi = "return($lib.view.get().fork().iden)";
+    let err = call(&as_visi, "callStorm", vec![fork_as_visi.into()])
+        .await
+        .unwrap_err();
+    assert!(err.contains("AuthDeny"), "{err}");
+    assert!(err.contains("must have permission view.add"), "{err}");
+    let err = call(
+        &as_visi,
+        "count",
+        vec!["inet:ipv4".into(), opts_view(&fork_iden)],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains(&format!(
+            "must have permission view.read on object {fork_iden} (view)"
+        )),
+        "{err}"
+    );
+    // With view.add, and view.read and view.fork on the default view, visi forks it and owns
+    // the fork; root's fork stays closed to visi.
+    let rule = |allow: bool, perm: &[&str]| {
+        Value::Array(vec![
+            Value::Bool(allow),
+            Value::Array(perm.iter().map(|p| Value::from(*p)).collect()),
+        ])
+    };
+    let grants = [
+        (rule(true, &["view", "add"]), Value::Nil),
+        (rule(true, &["view", "read"]), Value::from(default.as_str())),
+        (rule(true, &["view", "fork"]), Value::from(default.as_str())),
+    ];
+    for (grant, gate) in grants {
+        let args = vec![visi_iden.as_str().into(), grant, Value::Nil, gate];
+        call(&core, "addUserRule", args).await.unwrap();
+    }
+    let visi_fork = call(&as_visi, "callStorm", vec![fork_as_visi.into()])
+        .await
+        .unwrap();
+    let visi_fork = visi_fork.as_str().unwrap().to_string();
+    call(
+        &as_visi,
+        "callStorm",
+        vec!["[inet:ipv4=9.9.9.9]".into(), opts_view(&visi_fork)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        call(
+            &as_visi,
+            "count",
+            vec!["inet:ipv4".into(), opts_view(&visi_fork)]
+        )
+        .await,
+        Ok(Value::from(2i64))
+    );
+    assert!(
+        call(
+            &as_visi,
+            "count",
+            vec!["inet:ipv4".into(), opts_view(&fork_iden)]
+        )
+        .await
+        .is_err()
+    );
+    drop(as_visi);
     drop(layer);
     drop(core);
 

@@ -7,6 +7,12 @@
 //! opens it, and stores the new topology with [`Topology::save`] before the view is used, so
 //! a fork that was acknowledged is found again after a restart. A crash between making the
 //! directory and saving leaves an empty directory that no view names, and nothing else.
+//!
+//! Permissions follow Synapse 2.256 as far as views go: forking view `V` needs `view.add`,
+//! and `view.read` and `view.fork` on `V`'s gate; the fork's creator becomes admin of the new
+//! view's and layer's gates; running storm in a view other than the default needs `view.read`
+//! on its gate ([`Catalog::view_for`]). Synapse lets every user read the default view through
+//! a rule of its `all` role; here the default view is open to every user who may call storm.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,8 +20,10 @@ use std::sync::{Arc, PoisonError, RwLock, Weak};
 
 use super::layer::Layer;
 use super::model::Model;
+use super::model::py;
 use super::topology::{LayerDef, Topology, ViewDef};
 use super::view::{View, ViewCatalog};
+use crate::cell::auth::Auth;
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 use crate::storage::Slab;
@@ -33,6 +41,8 @@ pub struct Catalog {
     /// Where layer directories are made (`<cell>/layers`).
     layers_dir: PathBuf,
     model: Arc<Model>,
+    /// The cell's users, roles and rules.
+    auth: Arc<Auth>,
     state: RwLock<State>,
     /// This catalog, for the views to reach it without keeping it alive.
     me: Weak<Catalog>,
@@ -47,11 +57,13 @@ struct State {
 
 impl Catalog {
     /// Open the topology stored in `slab` (made on first start, owned by `creator`), every
-    /// layer it names under `layers_dir`, and a view for each of its views.
+    /// layer it names under `layers_dir`, and a view for each of its views; `auth` decides
+    /// who may use and fork them.
     pub fn open(
         slab: Slab,
         layers_dir: PathBuf,
         model: Arc<Model>,
+        auth: Arc<Auth>,
         creator: &str,
     ) -> SynResult<Arc<Catalog>> {
         let topology = Topology::load_or_create(&slab, creator)?;
@@ -81,6 +93,7 @@ impl Catalog {
                 slab,
                 layers_dir,
                 model,
+                auth,
                 state: RwLock::new(state),
                 me: me.clone(),
             }
@@ -100,6 +113,42 @@ impl Catalog {
             .get(iden)
             .cloned()
             .ok_or_else(|| no_such_view(iden))
+    }
+
+    /// The view storm runs in for `user`: `iden`, or the default view for `None`. A view other
+    /// than the default needs `view.read` on its gate.
+    pub fn view_for(&self, iden: Option<&str>, user: &str) -> SynResult<Arc<View>> {
+        let view = self.view(iden)?;
+        if let Some(iden) = iden
+            && iden != self.read().topology.default_view
+        {
+            self.confirm(user, &["view", "read"], Some(iden))?;
+        }
+        Ok(view)
+    }
+
+    /// Fail with Synapse's `AuthDeny` unless `user` has `perm` (on the gate of view `gate`).
+    fn confirm(&self, user: &str, perm: &[&str], gate: Option<&str>) -> SynResult<()> {
+        let path: Vec<String> = perm.iter().map(|p| (*p).to_string()).collect();
+        if self.auth.allowed(user, &path, None, gate) == Some(true) {
+            return Ok(());
+        }
+        let name = self.auth.user(user).map(|u| u.name).unwrap_or_default();
+        let perm = path.join(".");
+        let mesg = match gate {
+            None => format!(
+                "User {} ({user}) must have permission {perm}",
+                py::repr_str(&name)
+            ),
+            Some(gate) => format!(
+                "User {} ({user}) must have permission {perm} on object {gate} (view).",
+                py::repr_str(&name)
+            ),
+        };
+        Err(SynErr::auth_deny(mesg)
+            .with("perm", perm.as_str())
+            .with("user", user)
+            .with("username", name.as_str()))
     }
 
     /// The default view's iden.
@@ -123,9 +172,13 @@ impl Catalog {
     }
 
     /// Fork view `iden`: a new layer `layers/<new iden>/` on top of the view's layers, in a new
-    /// view whose parent is `iden`, both made by `user`. The topology is saved before this
-    /// returns.
+    /// view whose parent is `iden`, both made by `user`, who must have `view.add`, and
+    /// `view.read` and `view.fork` on `iden`, and becomes admin of both. The topology is saved
+    /// before this returns.
     pub fn fork(&self, iden: &str, user: &str, name: Option<String>) -> SynResult<ViewDef> {
+        self.confirm(user, &["view", "add"], None)?;
+        self.confirm(user, &["view", "read"], Some(iden))?;
+        self.confirm(user, &["view", "fork"], Some(iden))?;
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         let parent = state
             .topology
@@ -153,6 +206,14 @@ impl Catalog {
         topology.views.push(def.clone());
         topology.save(&self.slab)?;
         state.topology = topology;
+        // Synapse makes the creator admin of the new view's and layer's auth gates.
+        let gates = [def.iden.clone(), layer_iden.clone()];
+        self.auth.update_user(user, |u| {
+            for gate in gates {
+                u.gates.entry(gate).or_default().admin = true;
+            }
+            Ok(())
+        })?;
         state.layers.insert(layer_iden, layer);
         let view = build_view(&state.layers, &def, &self.model, self.me.clone());
         state.views.insert(def.iden.clone(), Arc::new(view));

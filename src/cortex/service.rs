@@ -56,6 +56,7 @@ impl Cortex {
             cell.slab.clone(),
             cell.path().join(LAYERS_DIR),
             model.clone(),
+            cell.auth.clone(),
             &root,
         )
         .map_err(|e| anyhow::anyhow!("opening the cortex's views and layers: {e}"))?;
@@ -71,11 +72,12 @@ impl Cortex {
         self.catalog.default_view_iden()
     }
 
-    /// The view storm opts name (`opts={'view': iden}`), or the default view.
-    fn opts_view(&self, opts: &Value) -> SynResult<Arc<View>> {
+    /// The view storm opts name (`opts={'view': iden}`), or the default view, if `user` may
+    /// read it.
+    fn opts_view(&self, opts: &Value, user: &str) -> SynResult<Arc<View>> {
         match opts.get("view") {
-            None | Some(Value::Nil) => self.catalog.view(None),
-            Some(Value::Str(iden)) => self.catalog.view(Some(iden)),
+            None | Some(Value::Nil) => self.catalog.view_for(None, user),
+            Some(Value::Str(iden)) => self.catalog.view_for(Some(iden), user),
             Some(other) => Err(no_such_view(&other.to_string())),
         }
     }
@@ -168,7 +170,7 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
     Methods::<CoreApi>::new("synapse.cortex.CoreApi")
         .genr("storm", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
-            let view = api.core.opts_view(&opts)?;
+            let view = api.core.opts_view(&opts, &user)?;
             let (msgs_tx, mut msgs) = mpsc::channel::<Value>(256);
             let (tx, rx): (mpsc::Sender<SynResult<Value>>, Genr) = mpsc::channel(256);
             let refused = tx.clone();
@@ -189,12 +191,12 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
         })
         .call("callStorm", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
-            let view = api.core.opts_view(&opts)?;
+            let view = api.core.opts_view(&opts, &user)?;
             blocking(move || call_storm(&view, &text, &opts, &user)).await
         })
         .call("count", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
-            let view = api.core.opts_view(&opts)?;
+            let view = api.core.opts_view(&opts, &user)?;
             blocking(move || count_storm(&view, &text, &opts, &user).map(Value::from)).await
         })
         .call("getModelDict", |api, args| async move {
