@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use common::SynService;
 use serde_json::{Value as J, json};
-use syn::cortex::layer::Layer;
+use syn::cell::auth::Auth;
+use syn::cortex::catalog::Catalog;
 use syn::cortex::model::Model;
 use syn::cortex::storm::runtime::{call_storm, run_storm};
 use syn::cortex::view::View;
 use syn::msgpack::Value;
+use syn::storage::{Slab, SlabOptions};
 use syn::telepath::Proxy;
 
 /// A model with the tag prop `score` (int), as the Python side defines it.
@@ -28,25 +30,46 @@ fn model() -> Arc<Model> {
     Arc::new(model)
 }
 
-/// A bottom layer, a fork's layer and a fork of the fork's layer, and the views over them:
-/// `[base, fork, fork2]`.
+/// The iden of the admin user the queries run as.
+const USER: &str = "0123456789abcdef0123456789abcdef";
+
+/// A cortex's views without the service around them: the default view, a fork of it and a
+/// fork of the fork, made through the catalog as `$view.fork()` makes them.
 struct Stack {
     _dir: tempfile::TempDir,
-    views: [View; 3],
+    /// Kept for the views' `$lib.view` calls, which reach it through a weak reference.
+    _catalog: Arc<Catalog>,
+    views: [Arc<View>; 3],
 }
 
 impl Stack {
     fn new() -> Stack {
         let dir = tempfile::tempdir().expect("tempdir");
-        let open = |name: &str| Layer::open(&dir.path().join(name), name).expect("layer");
-        let (base, top, top2) = (open("base"), open("top"), open("top2"));
-        let model = model();
-        let views = [
-            View::new(base.clone(), model.clone()),
-            View::stack(vec![top.clone(), base.clone()], model.clone()).expect("fork"),
-            View::stack(vec![top2, top, base], model).expect("fork2"),
-        ];
-        Stack { _dir: dir, views }
+        let slab = Slab::open(dir.path().join("cell.lmdb"), SlabOptions::default()).expect("slab");
+        let auth = Auth::open(&slab).expect("auth");
+        auth.add_user("tester", None, None, Some(USER))
+            .expect("user");
+        auth.update_user(USER, |u| {
+            u.admin = true;
+            Ok(())
+        })
+        .expect("admin");
+        let catalog =
+            Catalog::open(slab, dir.path().join("layers"), model(), auth, USER).expect("catalog");
+        let base = catalog.view(None).expect("default view");
+        let fork = catalog
+            .fork(base.iden().expect("iden"), USER, None)
+            .expect("fork");
+        let fork2 = catalog
+            .fork(&fork.iden, USER, None)
+            .expect("fork of the fork");
+        let view = |iden: &str| catalog.view(Some(iden)).expect("view");
+        let views = [base, view(&fork.iden), view(&fork2.iden)];
+        Stack {
+            _dir: dir,
+            _catalog: catalog,
+            views,
+        }
     }
 
     /// The view an opts `view` names (`$fork`, `$fork2`), or the base view.
@@ -63,7 +86,7 @@ impl Stack {
 fn storm(view: &View, text: &str) -> Vec<J> {
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let (v, t) = (view.clone(), text.to_string());
-    let runner = std::thread::spawn(move || run_storm(&v, &t, &Value::Nil, "root", &tx));
+    let runner = std::thread::spawn(move || run_storm(&v, &t, &Value::Nil, USER, &tx));
     let mut out = Vec::new();
     while let Some(m) = rx.blocking_recv() {
         out.push(m.to_json());
@@ -192,8 +215,23 @@ fn cases() -> Vec<(String, J)> {
             out.push((q.to_string(), opts(view)));
         }
     }
+    // Merges: the fork has a fork of its own and is refused; the fork of the fork goes into
+    // the fork, which then holds what the third layer held.
+    for (q, view) in MERGES {
+        out.push((q.to_string(), opts(view)));
+    }
+    for q in LIFTS {
+        out.push((q.to_string(), opts("$fork")));
+    }
     out
 }
+
+/// Merge queries, in the view they run in.
+const MERGES: &[(&str, &str)] = &[
+    ("$lib.view.get().merge()", "$fork"),
+    ("$lib.view.get().merge()", ""),
+    ("$lib.view.get().merge()", "$fork2"),
+];
 
 fn write_all(stack: &Stack) {
     for (text, opts) in cases().iter().take(WRITES.len()) {
@@ -206,7 +244,7 @@ fn write_all(stack: &Stack) {
 fn lifts_merge_layers_with_the_top_layer_deciding() {
     let stack = Stack::new();
     write_all(&stack);
-    let [base, fork, fork2] = &stack.views;
+    let [base, fork, fork2] = stack.views.each_ref().map(|v| v.as_ref());
 
     // Forms: every node once, in index order, whichever layer holds it.
     assert_eq!(
@@ -639,6 +677,28 @@ async fn forks_over_telepath_survive_a_restart() {
         .await
         .is_err()
     );
+    // Merging: visi owns nothing of the default view's layer; root merges its fork.
+    let merge = "$lib.view.get().merge()";
+    let err = call(
+        &as_visi,
+        "callStorm",
+        vec![merge.into(), opts_view(&visi_fork)],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("AuthDeny"), "{err}");
+    let err = callstorm(merge, Value::Nil).await.unwrap_err();
+    assert!(err.contains("CantMergeView"), "{err}");
+    callstorm(merge, opts_view(&fork_iden)).await.unwrap();
+    assert_eq!(count("inet:ipv4", Value::Nil).await, Ok(Value::from(2i64)));
+    assert_eq!(
+        count("inet:ipv4:asn=20 +#forked", Value::Nil).await,
+        Ok(Value::from(1i64))
+    );
+    assert_eq!(
+        count("inet:ipv4", opts_view(&visi_fork)).await,
+        Ok(Value::from(3i64))
+    );
     drop(as_visi);
     drop(layer);
     drop(core);
@@ -658,7 +718,7 @@ async fn forks_over_telepath_survive_a_restart() {
     );
     assert_eq!(
         call(&core, "count", vec!["inet:ipv4".into(), Value::Nil]).await,
-        Ok(Value::from(1i64))
+        Ok(Value::from(2i64))
     );
     let def = call(&core, "getViewDef", vec![fork_iden.as_str().into()])
         .await

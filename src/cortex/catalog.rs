@@ -18,7 +18,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 
-use super::layer::Layer;
+use super::editor::{Durability, Editor};
+use super::edits::{Buid, Edit, NodeEdit};
+use super::layer::{Layer, LayerReader, Sode};
 use super::model::Model;
 use super::model::py;
 use super::topology::{LayerDef, Topology, ViewDef};
@@ -220,6 +222,68 @@ impl Catalog {
         Ok(def)
     }
 
+    /// Merge view `iden` into its parent as Synapse's `view.merge()` does: every storage node
+    /// of the view's write layer, with its node data and edges, becomes one nodeedit of the
+    /// current values (a node add if the layer holds the value, prop, tag and tag prop sets,
+    /// data sets, edge adds) applied to the parent view's write layer through the editor, in
+    /// batches. The fork stays as it is. Refused for a view without a parent or with forks of
+    /// its own (`CantMergeView`), and for a user who is neither an admin nor admin of the
+    /// parent's write layer (Synapse would check each edit's permission instead).
+    pub fn merge(&self, iden: &str, user: &str) -> SynResult<()> {
+        let (fork, parent) = {
+            let state = self.read();
+            let def = state
+                .topology
+                .view(iden)
+                .ok_or_else(|| no_such_view(iden))?;
+            let Some(parent) = &def.parent else {
+                return Err(SynErr::new(
+                    "CantMergeView",
+                    format!("Cannot merge view ({iden}) that has not been forked."),
+                ));
+            };
+            if state
+                .topology
+                .views
+                .iter()
+                .any(|v| v.parent.as_deref() == Some(iden))
+            {
+                return Err(SynErr::new(
+                    "CantMergeView",
+                    "Cannot merge a view that has children itself",
+                ));
+            }
+            (state.views[iden].clone(), state.views[parent].clone())
+        };
+        let target = parent.write_layer().iden().to_string();
+        let admin = self
+            .auth
+            .user(user)
+            .is_some_and(|u| u.admin && !u.locked || u.gates.get(&target).is_some_and(|g| g.admin));
+        if !admin {
+            let name = self.auth.user(user).map(|u| u.name).unwrap_or_default();
+            return Err(SynErr::auth_deny(format!(
+                "User ({name}) must be an admin of layer {target} to merge view {iden} into it"
+            ))
+            .with("user", user)
+            .with("username", name.as_str()));
+        }
+        let reader = fork.write_layer().reader()?;
+        let editor = Editor::new(&parent, user, Durability::Sync, &());
+        let mut batch = Vec::new();
+        for entry in reader.sodes()? {
+            let (buid, sode) = entry?;
+            batch.push(current_edits(&reader, buid, sode)?);
+            if batch.len() == MERGE_BATCH {
+                editor.apply(&std::mem::take(&mut batch))?;
+            }
+        }
+        if !batch.is_empty() {
+            editor.apply(&batch)?;
+        }
+        Ok(())
+    }
+
     /// Synapse's `layer.pack()` for a layer of the topology.
     fn pack_layer(state: &State, def: &LayerDef) -> Value {
         let mut info = vec![("iden", Value::from(def.iden.as_str()))];
@@ -257,6 +321,56 @@ impl Catalog {
         info.push(("triggers", Value::Array(Vec::new())));
         Value::map(info)
     }
+}
+
+/// How many nodeedits a merge applies at once.
+const MERGE_BATCH: usize = 1000;
+
+/// One storage node as the nodeedit that sets what it holds (Synapse's `iterLayerNodeEdits`).
+fn current_edits(reader: &LayerReader, buid: Buid, sode: Sode) -> SynResult<NodeEdit> {
+    let mut edits = Vec::new();
+    if let Some((valu, stortype)) = sode.valu {
+        edits.push(Edit::NodeAdd { valu, stortype });
+    }
+    for (prop, valu, stortype) in sode.props {
+        edits.push(Edit::PropSet {
+            prop,
+            valu,
+            oldv: Value::Nil,
+            stortype,
+        });
+    }
+    for (tag, valu) in sode.tags {
+        edits.push(Edit::TagSet {
+            tag,
+            valu,
+            oldv: None,
+        });
+    }
+    for (tag, prop, valu, stortype) in sode.tagprops {
+        edits.push(Edit::TagPropSet {
+            tag,
+            prop,
+            valu,
+            oldv: Value::Nil,
+            stortype,
+        });
+    }
+    for (name, valu) in reader.nodedata_all(&buid)? {
+        edits.push(Edit::NodeDataSet {
+            name,
+            valu,
+            oldv: Value::Nil,
+        });
+    }
+    for (verb, n2) in reader.edges_n1(&buid, None)? {
+        edits.push(Edit::EdgeAdd { verb, n2 });
+    }
+    Ok(NodeEdit {
+        buid,
+        form: sode.form,
+        edits,
+    })
 }
 
 /// A view over the layers a definition names (a checked topology names only open layers).
@@ -316,5 +430,9 @@ impl ViewCatalog for Catalog {
         let def = Catalog::fork(self, iden, user, name)?;
         let state = self.read();
         Ok(Catalog::pack_view(&state, &def))
+    }
+
+    fn merge(&self, iden: &str, user: &str) -> SynResult<()> {
+        Catalog::merge(self, iden, user)
     }
 }

@@ -352,6 +352,9 @@ pub trait ViewCatalog: Send + Sync {
     /// Fork view `iden` for user `user`: a new view over a new, empty write layer on top of
     /// the view's layers; returns the new view's definition.
     fn fork(&self, iden: &str, user: &str, name: Option<String>) -> SynResult<Value>;
+    /// Merge view `iden` into its parent for user `user`: everything its write layer holds is
+    /// applied to the parent's write layer.
+    fn merge(&self, iden: &str, user: &str) -> SynResult<()>;
 }
 
 /// The layers a cortex reads as one graph, and its data model.

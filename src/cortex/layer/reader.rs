@@ -105,6 +105,15 @@ impl LayerReader {
         }
     }
 
+    /// Every storage node of the layer, by buid.
+    pub fn sodes(&self) -> SynResult<impl Iterator<Item = SynResult<(Buid, Sode)>> + '_> {
+        let entries = self.dbs().bybuid.iter(&self.txn)?;
+        Ok(entries.map(|e| {
+            let (key, val) = e?;
+            Ok((stored_buid(key)?, Sode::decode(val)?))
+        }))
+    }
+
     /// The number of nodes of each form.
     pub fn form_counts(&self) -> SynResult<BTreeMap<String, u64>> {
         let mut out = BTreeMap::new();

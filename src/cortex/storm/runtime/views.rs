@@ -2,9 +2,10 @@
 //! Synapse 2.256 has them: an object holds its packed definition (`view.pack()`,
 //! `layer.pack()`), so `$view.iden`, `$view.parent`, `$view.get(name)` and `$view.pack()` read
 //! it, `$view.layers` gives the layer objects (write layer first) and `$view.fork(name=None)`
-//! makes a fork through the cortex's [`crate::cortex::view::ViewCatalog`].
+//! makes a fork through the cortex's [`crate::cortex::view::ViewCatalog`]; `$view.merge()`
+//! applies a fork to its parent.
 //!
-//! Not here: changing views or layers (`set`, `merge`, `wipe`, `delete`, `addNode` and the
+//! Not here: changing views or layers (`set`, `wipe`, `delete`, `addNode` and the
 //! rest of Synapse's view and layer methods), triggers (always an empty list).
 
 use std::rc::Rc;
@@ -142,7 +143,7 @@ pub(super) fn deref_view(def: &Rc<Value>, key: &str) -> Res<Val> {
                 .collect(),
         )),
         "triggers" => Ok(Val::List(Vec::new())),
-        "get" | "pack" | "fork" => Ok(Val::Method(
+        "get" | "pack" | "fork" | "merge" => Ok(Val::Method(
             Box::new(Val::View(def.clone())),
             key.to_string(),
         )),
@@ -191,6 +192,13 @@ pub(super) fn view_method(rt: &Runt<'_>, def: &Rc<Value>, name: &str, a: &mut Ar
             let iden = def.get("iden").and_then(Value::as_str).unwrap_or_default();
             let made = catalog(rt)?.fork(iden, rt.editor.user(), forkname)?;
             Ok(Val::View(Rc::new(made)))
+        }
+        "merge" => {
+            // `force` only skips waiting triggers in Synapse; views here have none.
+            let _force = a.get(0, "force");
+            let iden = def.get("iden").and_then(Value::as_str).unwrap_or_default();
+            catalog(rt)?.merge(iden, rt.editor.user())?;
+            Ok(Val::Null)
         }
         _ => Err(Flow::Err(no_such_name(name, "view"))),
     }
