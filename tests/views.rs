@@ -231,6 +231,12 @@ const MERGES: &[(&str, &str)] = &[
     ("$lib.view.get().merge()", "$fork"),
     ("$lib.view.get().merge()", ""),
     ("$lib.view.get().merge()", "$fork2"),
+    // Deleting views: not the main one, not one with forks; the fork of the fork goes.
+    ("$lib.view.del($lib.view.get().iden)", ""),
+    ("$lib.view.del($lib.view.list().1.iden)", ""),
+    ("$lib.view.del($lib.view.list().2.iden)", ""),
+    ("$lib.print($lib.len($lib.view.list()))", ""),
+    ("$lib.view.del(newp)", ""),
 ];
 
 fn write_all(stack: &Stack) {
@@ -699,6 +705,17 @@ async fn forks_over_telepath_survive_a_restart() {
         count("inet:ipv4", opts_view(&visi_fork)).await,
         Ok(Value::from(3i64))
     );
+    // Deleting: visi may delete its own fork but not root's.
+    let del = |iden: &str| format!("$lib.view.del({iden})");
+    let err = call(&as_visi, "callStorm", vec![del(&fork_iden).into()])
+        .await
+        .unwrap_err();
+    assert!(err.contains("must have permission view.del"), "{err}");
+    call(&as_visi, "callStorm", vec![del(&visi_fork).into()])
+        .await
+        .unwrap();
+    let err = count("inet:ipv4", opts_view(&visi_fork)).await.unwrap_err();
+    assert!(err.contains("NoSuchView"), "{err}");
     drop(as_visi);
     drop(layer);
     drop(core);
@@ -725,4 +742,8 @@ async fn forks_over_telepath_survive_a_restart() {
         .unwrap();
     assert_eq!(def.get("parent"), Some(&Value::from(default.as_str())));
     assert_eq!(def.get("name"), Some(&Value::from("mine")));
+    assert_eq!(
+        call(&core, "getViewDef", vec![visi_fork.as_str().into()]).await,
+        Ok(Value::Nil)
+    );
 }

@@ -284,6 +284,40 @@ impl Catalog {
         Ok(())
     }
 
+    /// Delete view `iden` as Synapse's `delView` does: its layers stay. `user` needs
+    /// `view.del` on the view; the default view and a view with forks cannot be deleted.
+    pub fn del_view(&self, iden: &str, user: &str) -> SynResult<()> {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        if state.topology.view(iden).is_none() {
+            return Err(SynErr::new(
+                "NoSuchView",
+                format!("No such view iden={}", py::repr_str(iden)),
+            )
+            .with("iden", iden));
+        }
+        self.confirm(user, &["view", "del"], Some(iden))?;
+        if iden == state.topology.default_view {
+            return Err(SynErr::new("SynErr", "Cannot delete the main view"));
+        }
+        if state
+            .topology
+            .views
+            .iter()
+            .any(|v| v.parent.as_deref() == Some(iden))
+        {
+            return Err(SynErr::new(
+                "SynErr",
+                "Cannot delete a view that has children",
+            ));
+        }
+        let mut topology = state.topology.clone();
+        topology.views.retain(|v| v.iden != iden);
+        topology.save(&self.slab)?;
+        state.topology = topology;
+        state.views.remove(iden);
+        Ok(())
+    }
+
     /// Synapse's `layer.pack()` for a layer of the topology.
     fn pack_layer(state: &State, def: &LayerDef) -> Value {
         let mut info = vec![("iden", Value::from(def.iden.as_str()))];
@@ -434,5 +468,9 @@ impl ViewCatalog for Catalog {
 
     fn merge(&self, iden: &str, user: &str) -> SynResult<()> {
         Catalog::merge(self, iden, user)
+    }
+
+    fn del_view(&self, iden: &str, user: &str) -> SynResult<()> {
+        Catalog::del_view(self, iden, user)
     }
 }

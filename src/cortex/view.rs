@@ -355,6 +355,8 @@ pub trait ViewCatalog: Send + Sync {
     /// Merge view `iden` into its parent for user `user`: everything its write layer holds is
     /// applied to the parent's write layer.
     fn merge(&self, iden: &str, user: &str) -> SynResult<()>;
+    /// Delete view `iden` (not its layers) for user `user`.
+    fn del_view(&self, iden: &str, user: &str) -> SynResult<()>;
 }
 
 /// The layers a cortex reads as one graph, and its data model.

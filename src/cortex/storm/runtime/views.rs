@@ -1,4 +1,4 @@
-//! Storm's `$lib.view` and `$lib.layer`, and the `view` and `layer` objects they give, as
+//! Storm's `$lib.view` (`get`, `list`, `del`) and `$lib.layer` (`get`, `list`), and the `view` and `layer` objects they give, as
 //! Synapse 2.256 has them: an object holds its packed definition (`view.pack()`,
 //! `layer.pack()`), so `$view.iden`, `$view.parent`, `$view.get(name)` and `$view.pack()` read
 //! it, `$view.layers` gives the layer objects (write layer first) and `$view.fork(name=None)`
@@ -24,6 +24,7 @@ pub(super) const LIB_NAMES: &[&str] = &[
     "view",
     "view.get",
     "view.list",
+    "view.del",
     "layer",
     "layer.get",
     "layer.list",
@@ -44,6 +45,11 @@ pub(super) fn call_lib(rt: &Runt<'_>, name: &str, a: &mut Args) -> Option<Res<Va
     let result = match name {
         "view.get" => view_get(rt, a),
         "view.list" => view_list(rt, a),
+        "view.del" => catalog(rt).and_then(|c| {
+            let iden = a.req(0, "iden")?.to_str();
+            c.del_view(&iden, rt.editor.user())?;
+            Ok(Val::Null)
+        }),
         "layer.get" => layer_get(rt, a),
         "layer.list" => catalog(rt).and_then(|c| {
             Ok(Val::List(
