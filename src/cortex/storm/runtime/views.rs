@@ -1,12 +1,12 @@
-//! Storm's `$lib.view` (`get`, `list`, `del`) and `$lib.layer` (`get`, `list`), and the `view` and `layer` objects they give, as
-//! Synapse 2.256 has them: an object holds its packed definition (`view.pack()`,
-//! `layer.pack()`), so `$view.iden`, `$view.parent`, `$view.get(name)` and `$view.pack()` read
-//! it, `$view.layers` gives the layer objects (write layer first) and `$view.fork(name=None)`
-//! makes a fork through the cortex's [`crate::cortex::view::ViewCatalog`]; `$view.merge()`
-//! applies a fork to its parent.
+//! Storm's `$lib.view` (`get`, `list`, `del`) and `$lib.layer` (`get`, `list`), and the `view`
+//! and `layer` objects they give, as Synapse 2.256 has them: an object holds its packed
+//! definition (`view.pack()`, `layer.pack()`), so `$view.iden`, `$view.parent`,
+//! `$view.get(name)` and `$view.pack()` read it, `$view.layers` gives the layer objects (write
+//! layer first), `$view.fork(name=None)` makes a fork through the cortex's
+//! [`crate::cortex::view::ViewCatalog`] and `$view.merge()` applies a fork to its parent.
 //!
-//! Not here: changing views or layers (`set`, `wipe`, `delete`, `addNode` and the
-//! rest of Synapse's view and layer methods), triggers (always an empty list).
+//! Not here: the rest of Synapse's view and layer methods (`set`, `wipeLayer`, `addNode`,
+//! merge requests, ...); triggers are always an empty list.
 
 use std::rc::Rc;
 use std::sync::Arc;
