@@ -72,12 +72,19 @@ impl Cortex {
         self.catalog.default_view_iden()
     }
 
+    /// View `iden` (the default view for `None`) as user `user` may use it: `NoSuchView`
+    /// (`No such view iden=...`) if there is none, `AuthDeny` without `view.read` on a view
+    /// other than the default.
+    pub fn view(&self, iden: Option<&str>, user: &str) -> SynResult<Arc<View>> {
+        self.catalog.view_for(iden, user)
+    }
+
     /// The view storm opts name (`opts={'view': iden}`), or the default view, if `user` may
     /// read it.
     fn opts_view(&self, opts: &Value, user: &str) -> SynResult<Arc<View>> {
         match opts.get("view") {
-            None | Some(Value::Nil) => self.catalog.view_for(None, user),
-            Some(Value::Str(iden)) => self.catalog.view_for(Some(iden), user),
+            None | Some(Value::Nil) => self.view(None, user),
+            Some(Value::Str(iden)) => self.view(Some(iden), user),
             Some(other) => Err(no_such_view(&other.to_string())),
         }
     }
