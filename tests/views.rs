@@ -747,3 +747,47 @@ async fn forks_over_telepath_survive_a_restart() {
         Ok(Value::Nil)
     );
 }
+
+#[test]
+fn python_client_forks_and_reads_views() {
+    let Some(py) = common::syn2_python() else {
+        return;
+    };
+    let svc = SynService::start("cortex", &[]);
+    let url = svc.url("cortex");
+    let tele = |args: &[&str]| common::run_py(&py, "tele.py", args);
+    let out = tele(&[
+        &url,
+        "call",
+        "callStorm",
+        "[inet:fqdn=vertex.link] return($lib.view.get().fork(name=py).iden)",
+    ]);
+    assert!(out.ok(), "{}", out.describe());
+    let fork = out.json().as_str().expect("iden").to_string();
+    let opts = json!({"view": fork}).to_string();
+    let out = tele(&[&url, "storm", "[inet:fqdn=woot.com]", "--opts", &opts]);
+    assert!(out.ok(), "{}", out.describe());
+    let kwargs = json!({"opts": {"view": fork}}).to_string();
+    let count = |view: Option<&str>| {
+        let mut args = vec![url.as_str(), "call", "count", "inet:fqdn"];
+        if view.is_some() {
+            args.extend(["--kwargs", kwargs.as_str()]);
+        }
+        tele(&args).json()
+    };
+    // vertex.link and link in the default view; woot.com and com too in the fork.
+    assert_eq!(count(None), json!(2));
+    assert_eq!(count(Some(&fork)), json!(4));
+    let def = tele(&[&url, "call", "getViewDef", &fork]).json();
+    assert_eq!(def["name"], json!("py"));
+    assert_eq!(def["layers"].as_array().map(Vec::len), Some(2));
+    let newp = "b".repeat(32);
+    let bad = json!({"opts": {"view": newp}}).to_string();
+    let out = tele(&[&url, "call", "count", "inet:fqdn", "--kwargs", &bad]);
+    let err = out.json();
+    assert_eq!(err["err"], json!("NoSuchView"), "{}", out.describe());
+    assert_eq!(
+        err["info"]["mesg"],
+        json!(format!("No such view iden={newp}"))
+    );
+}
