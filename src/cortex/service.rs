@@ -1,23 +1,22 @@
-//! The cortex service: a cell that holds the data model, a default view and its layer, and
+//! The cortex service: a cell that holds the data model, its views and their layers, and
 //! answers Synapse's CoreApi (`cortex` share) and LayerApi (`cortex/layer/<iden>`).
 //!
 //! Directory layout (beside the cell's): `layers/<iden>/` for each layer (see
 //! [`crate::cortex::layer`]). Which views and layers exist is the cell slab's topology record
-//! ([`crate::cortex::topology`]), made on first start. Every layer is opened; storm runs in
-//! the default view, which reads its write layer.
+//! ([`crate::cortex::topology`]), made on first start; the [`Catalog`] opens every layer and
+//! builds every view. Storm runs in the view `opts={'view': iden}` names, or the default view.
 
+use super::catalog::{Catalog, no_such_view};
 use super::layer::Layer;
 use super::model::Model;
 use super::storm::runtime::{call_storm, count_storm, run_storm};
-use super::topology::Topology;
-use super::view::View;
+use super::view::{View, ViewCatalog};
 use crate::cell::api::{CellApi, cell_methods};
 use crate::cell::config::Opt;
 use crate::cell::{Cell, Service, ServiceKind};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 use crate::telepath::{Api, Args, Genr, HasMethods, Methods};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use tokio::sync::mpsc;
@@ -28,12 +27,8 @@ pub const LAYERS_DIR: &str = "layers";
 /// A running cortex.
 pub struct Cortex {
     model: Arc<Model>,
-    view_iden: String,
-    /// The default view's write layer.
-    layer: Layer,
-    /// Every layer of the topology, by iden.
-    layers: HashMap<String, Layer>,
-    view: Arc<View>,
+    /// Every view and layer.
+    catalog: Arc<Catalog>,
     migration_mode: AtomicBool,
 }
 
@@ -57,36 +52,46 @@ impl Cortex {
             .user_by_name(crate::cell::auth::ROOT_USER)
             .map(|u| u.iden.clone())
             .unwrap_or_default();
-        let topology = Topology::load_or_create(&cell.slab, &root)
-            .map_err(|e| anyhow::anyhow!("reading the cortex's views and layers: {e}"))?;
-        let mut layers = HashMap::new();
-        for def in &topology.layers {
-            let dir = cell.path().join(LAYERS_DIR).join(&def.iden);
-            let layer = Layer::open(&dir, &def.iden)
-                .map_err(|e| anyhow::anyhow!("opening layer {}: {e}", dir.display()))?;
-            layers.insert(def.iden.clone(), layer);
-        }
-        let default = topology.default_view();
-        let layer = layers[&default.layers[0]].clone();
-        let view = Arc::new(View::new(layer.clone(), model.clone()));
+        let catalog = Catalog::open(
+            cell.slab.clone(),
+            cell.path().join(LAYERS_DIR),
+            model.clone(),
+            cell.auth.clone(),
+            &root,
+        )
+        .map_err(|e| anyhow::anyhow!("opening the cortex's views and layers: {e}"))?;
         Ok(Arc::new(Cortex {
             model,
-            view_iden: default.iden.clone(),
-            layer,
-            layers,
-            view,
+            catalog,
             migration_mode: AtomicBool::new(false),
         }))
     }
 
     /// The default view's iden.
-    pub fn view_iden(&self) -> &str {
-        &self.view_iden
+    pub fn view_iden(&self) -> String {
+        self.catalog.default_view_iden()
+    }
+
+    /// View `iden` (the default view for `None`) as user `user` may use it: `NoSuchView`
+    /// (`No such view iden=...`) if there is none, `AuthDeny` without `view.read` on a view
+    /// other than the default.
+    pub fn view(&self, iden: Option<&str>, user: &str) -> SynResult<Arc<View>> {
+        self.catalog.view_for(iden, user)
+    }
+
+    /// The view storm opts name (`opts={'view': iden}`), or the default view, if `user` may
+    /// read it.
+    fn opts_view(&self, opts: &Value, user: &str) -> SynResult<Arc<View>> {
+        match opts.get("view") {
+            None | Some(Value::Nil) => self.view(None, user),
+            Some(Value::Str(iden)) => self.view(Some(iden), user),
+            Some(other) => Err(no_such_view(&other.to_string())),
+        }
     }
 
     /// The layer with iden `iden`.
-    fn layer(&self, iden: &str) -> SynResult<&Layer> {
-        self.layers.get(iden).ok_or_else(|| {
+    fn layer(&self, iden: &str) -> SynResult<Layer> {
+        self.catalog.layer(iden).ok_or_else(|| {
             SynErr::new("NoSuchLayer", format!("No layer with iden {iden}")).with("iden", iden)
         })
     }
@@ -100,14 +105,14 @@ impl Service for Cortex {
                 core: self,
             })),
             [l] if l == "layer" => {
-                let layer = self.layer.clone();
+                let layer = self.catalog.view(None)?.write_layer().clone();
                 Ok(Arc::new(LayerApi {
                     cell: session,
                     layer,
                 }))
             }
             [l, iden] if l == "layer" => {
-                let layer = self.layer(iden)?.clone();
+                let layer = self.layer(iden)?;
                 Ok(Arc::new(LayerApi {
                     cell: session,
                     layer,
@@ -127,7 +132,7 @@ impl Service for Cortex {
     }
 
     fn close(&self) {
-        for layer in self.layers.values() {
+        for layer in self.catalog.layers() {
             if let Err(e) = layer.sync() {
                 tracing::warn!(error = %e, layer = layer.iden(), "flushing a layer at shutdown failed");
             }
@@ -172,7 +177,7 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
     Methods::<CoreApi>::new("synapse.cortex.CoreApi")
         .genr("storm", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
-            let view = api.core.view.clone();
+            let view = api.core.opts_view(&opts, &user)?;
             let (msgs_tx, mut msgs) = mpsc::channel::<Value>(256);
             let (tx, rx): (mpsc::Sender<SynResult<Value>>, Genr) = mpsc::channel(256);
             let refused = tx.clone();
@@ -193,12 +198,12 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
         })
         .call("callStorm", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
-            let view = api.core.view.clone();
+            let view = api.core.opts_view(&opts, &user)?;
             blocking(move || call_storm(&view, &text, &opts, &user)).await
         })
         .call("count", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
-            let view = api.core.view.clone();
+            let view = api.core.opts_view(&opts, &user)?;
             blocking(move || count_storm(&view, &text, &opts, &user).map(Value::from)).await
         })
         .call("getModelDict", |api, args| async move {
@@ -237,7 +242,13 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
         })
         .call("getViewIden", |api, args| async move {
             args.done()?;
-            Ok(Value::from(api.core.view_iden.as_str()))
+            Ok(Value::from(api.core.view_iden()))
+        })
+        .call("getViewDef", |api, mut args| async move {
+            let iden: Option<String> = args.opt(0, "iden")?;
+            args.done()?;
+            let iden = iden.unwrap_or_else(|| api.core.view_iden());
+            Ok(api.core.catalog.view_def(&iden)?.unwrap_or(Value::Nil))
         })
         .inherit(cell_methods(), |c: &CoreApi| c.cell.clone())
         .build()
