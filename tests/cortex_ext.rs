@@ -251,3 +251,58 @@ async fn ext_model_survives_restart_and_comes_from_config() {
         .expect("bad JSON refuses to start");
     assert!(err.contains("ext-model"), "{err}");
 }
+
+fn feed(items: J) -> J {
+    json!(["call", "addFeedData", ["syn.nodes", items]])
+}
+
+fn feed_steps() -> J {
+    let fqdn_iden = "2f3a8d9e3c1c0e5b8f7e0e7b1a2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4";
+    json!([
+        call("addTagProp", json!(["score", ["int", {}], {}])),
+        feed(json!([
+            [["inet:ipv4", "1.2.3.4"], {
+                "props": {"asn": 10, "loc": "US.VA", ".created": 5, "newp": 1, "latlong": "newp"},
+                "tags": {"foo.bar": [null, null], "baz": ["2020", "2021"], "bad..tag": [null, null]},
+                "tagprops": {"foo": {"score": "20", "newp": 1}, "baz": {"score": "nope"}},
+                "nodedata": {"hehe": {"haha": [1, 2]}, "5": "x"},
+                "edges": [["refs", ["inet:fqdn", "WWW.Vertex.LINK"]], ["refs", ["inet:fqdn", "..."]],
+                          ["seen", fqdn_iden], ["seen", "newp"]],
+            }],
+            [["inet:ipv4", "300.1.1.1"], {"props": {"asn": 5}}],
+            [["newp:form", "x"], {}],
+            "not a node",
+            [["inet:ipv4"], {}],
+            [["inet:fqdn", "vertex.link"], {"tags": {"foo": [1577836800000i64, 1609459200000i64]}}],
+            [["inet:ipv4", 0x05060708], {"props": {"asn": "20"}, "tags": {"foo.bar": [null, null]}}],
+            [["inet:ipv4", "1.2.3.4"], {"props": {"asn": 11}, "tags": {"foo.bar": ["2019", "2019"]}}],
+        ])),
+        nodes("inet:ipv4"),
+        nodes("inet:fqdn"),
+        nodes("syn:tag"),
+        nodes("inet:asn"),
+        nodes("inet:ipv4=1.2.3.4 -(*)> *"),
+        call(
+            "callStorm",
+            json!(["inet:ipv4=1.2.3.4 return(($node.data.get(hehe), $node.data.get(\"5\")))"])
+        ),
+        call("addFeedData", json!(["newp.feed", []])),
+        json!(["call", "addFeedData", ["syn.nodes", []], {"viewiden": "ff".repeat(16)}]),
+        call("getFeedFuncs", json!([])),
+    ])
+}
+
+#[test]
+fn feed_data_agrees_with_python() {
+    let Some(got) = agree(&feed_steps()) else {
+        return;
+    };
+    // The feed really stored the nodes: two good ipv4s, the second merge of 1.2.3.4 won.
+    let ipv4s = got[2]["ok"]["nodes"].as_array().unwrap();
+    assert_eq!(ipv4s.len(), 2, "{ipv4s:?}");
+    let node = ipv4s.iter().find(|n| n[0][1] == 0x01020304).unwrap();
+    assert_eq!(node[1]["asn"], 11);
+    assert_eq!(node[3]["foo"]["score"], 20);
+    assert!(node[2]["foo.bar"].is_array());
+    assert_eq!(got[7]["ok"][0]["haha"], json!([1, 2]), "{}", got[7]);
+}

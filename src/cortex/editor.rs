@@ -397,26 +397,25 @@ impl<'a> Editor<'a> {
     /// edges})` as `addFeedData('syn.nodes', ...)` does: `.created` is ignored, and a bad
     /// prop, tag or tag prop is skipped with a warning rather than failing the node.
     pub fn add_packed_node(&self, pode: &Value) -> SynResult<Option<Node>> {
-        let bad = || SynErr::bad_arg(format!("not a packed node: {pode}"));
-        let (ndef, info) = match pode.as_array() {
-            Some([ndef, info]) => (ndef, info),
-            _ => return Err(bad()),
+        let failed = |err: &dyn std::fmt::Display| {
+            self.sink.warn(&format!(
+                "addNodes failed on {}: {}",
+                py_value_repr(pode),
+                err
+            ));
+            Ok(None)
         };
-        let (form, valu) = match ndef.as_array() {
-            Some([Value::Str(form), valu]) => (form, valu),
-            _ => return Err(bad()),
+        let (form, valu, info) = match pode.as_array() {
+            Some([ndef, info]) => match ndef.as_array() {
+                Some([Value::Str(form), valu]) => (form, valu, info),
+                _ => return failed(&"not a (form, valu) pair"),
+            },
+            _ => return failed(&"not a packed node"),
         };
         let mut batch = self.batch();
         let at = match batch.add_node(form, valu) {
             Ok(at) => at,
-            Err(err) => {
-                self.sink.warn(&format!(
-                    "addNodes failed on {}: {}",
-                    py_value_repr(pode),
-                    err
-                ));
-                return Ok(None);
-            }
+            Err(err) => return failed(&err),
         };
         let pairs = |key: &str| -> Vec<(Value, Value)> {
             info.get(key)
@@ -483,6 +482,20 @@ impl<'a> Editor<'a> {
         let buid = batch.protos[at].buid;
         batch.flush()?;
         self.view.node(&buid)
+    }
+
+    /// Synapse's `syn.nodes` feed: add each packed node of `items` (see
+    /// [`Editor::add_packed_node`]), then make the edits durable. Returns how many nodes were
+    /// added or merged.
+    pub fn add_feed_nodes(&self, items: &[Value]) -> SynResult<usize> {
+        let mut added = 0;
+        for item in items {
+            if self.add_packed_node(item)?.is_some() {
+                added += 1;
+            }
+        }
+        self.make_durable()?;
+        Ok(added)
     }
 
     fn require(&self, buid: &Buid) -> SynResult<Node> {

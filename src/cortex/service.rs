@@ -12,6 +12,7 @@
 //! `ext-model` option names a JSON file of items added at start. A change builds a new model
 //! and view; storm runs already under way keep the model they started with.
 
+use super::editor::{Durability, EditSink, Editor};
 use super::layer::Layer;
 use super::model::Model;
 use super::model::ext::{ExtForm, ExtFormProp, ExtModel, ExtPropDef};
@@ -139,6 +140,15 @@ impl Cortex {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// The view `iden` (the default view for `None`), or `NoSuchView`.
+    pub fn view_for(&self, iden: Option<&str>) -> SynResult<Arc<View>> {
+        match iden {
+            None => Ok(self.view()),
+            Some(iden) if iden == self.view_iden => Ok(self.view()),
+            Some(iden) => Err(no_such_view(iden)),
+        }
     }
 
     /// The extended model now.
@@ -470,6 +480,25 @@ fn storm_args(api: &CoreApi, mut args: Args) -> SynResult<(String, Value, String
     Ok((text, opts, user))
 }
 
+/// The one feed function: packed nodes.
+const FEED_SYN_NODES: &str = "syn.nodes";
+
+/// Where a feed's warnings go: Synapse fires them at a snap nobody listens to; syn logs them
+/// at debug level.
+struct FeedWarnings;
+
+impl EditSink for FeedWarnings {
+    fn node_edits(&self, _edits: &[super::edits::NodeEdit]) {}
+    fn warn(&self, mesg: &str) {
+        tracing::debug!("addFeedData: {mesg}");
+    }
+}
+
+/// `NoSuchView` as Synapse's addFeedData raises it.
+fn no_such_view(iden: &str) -> SynErr {
+    SynErr::new("NoSuchView", format!("No such view iden={iden}")).with("iden", iden)
+}
+
 /// Synapse's check of a new prop name (`isBasePropNoPivprop`): `BadPropDef` `Invalid prop
 /// name x` unless it is `[a-z_][a-z0-9_]*` parts joined by `:` or `.`.
 fn req_prop_name(name: &str, key: &str) -> SynResult<()> {
@@ -549,7 +578,7 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
         .call("getFeedFuncs", |_api, args| async move {
             args.done()?;
             Ok(Value::Array(vec![Value::map([
-                ("name", "syn.nodes".into()),
+                ("name", FEED_SYN_NODES.into()),
                 (
                     "desc",
                     "Add nodes to the Cortex via the packed node format.".into(),
@@ -644,6 +673,37 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
             api.cell.req_allowed(&["model", "tagprop", "del"], None)?;
             let core = api.core.clone();
             blocking(move || core.del_tag_prop(&name)).await?;
+            Ok(Value::Nil)
+        })
+        .call("addFeedData", |api, mut args| async move {
+            let name: String = args.req(0, "name")?;
+            let items: Vec<Value> = args.req(1, "items")?;
+            // Keyword-only in Synapse.
+            let viewiden = match args.take(usize::MAX, "viewiden") {
+                None | Some(Value::Nil) => None,
+                Some(Value::Str(iden)) => Some(iden),
+                Some(other) => return Err(no_such_view(&other.to_string())),
+            };
+            args.done()?;
+            let view = api.core.view_for(viewiden.as_deref())?;
+            let mut perm = vec!["feed:data"];
+            perm.extend(name.split('.'));
+            api.cell
+                .req_allowed(&perm, Some(view.write_layer().iden()))?;
+            if name != FEED_SYN_NODES {
+                // Synapse raises this one without a message.
+                return Err(SynErr {
+                    name: "NoSuchName".into(),
+                    info: vec![("name".into(), Value::from(name))],
+                });
+            }
+            let user = api.cell.user_iden();
+            blocking(move || {
+                let sink = FeedWarnings;
+                let editor = Editor::new(&view, &user, Durability::Deferred, &sink);
+                editor.add_feed_nodes(&items)
+            })
+            .await?;
             Ok(Value::Nil)
         })
         .call("enableMigrationMode", |api, args| async move {
