@@ -9,8 +9,10 @@
 //!   query passed as the var `$rows`; syn client → syn, Python client → syn, Python client →
 //!   Python;
 //! * lift: the same nodes back by tag (`#tag`), every node message read by the client;
-//! * the curve: one syn cortex grown to 10^4, 10^5 and 10^6 nodes; at each size the lift time
-//!   per node of a fixed 10^4-node tag and of everything else by its tag.
+//! * the curve: one syn cortex grown to 10^4, 10^5 and 10^6 nodes; at each size the lift cost
+//!   per node of a fixed 10^4-node tag (median wall time of 5 lifts, and the CPU time of the
+//!   server and of the client, which the machine's load moves much less) and of everything
+//!   else by its tag.
 //!
 //! `SYN_BENCH_NODES` (default 50,000) sets the side-by-side size, `SYN_BENCH_CURVE_MAX`
 //! (default 1,000,000) the largest cortex of the curve, and `SYN_BENCH_SYN_ONLY=1` skips the
@@ -35,6 +37,25 @@ fn env_u32(name: &str, default: u32) -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// CPU time (user + system) of process `pid` so far, threads that have ended included (they
+/// run storm queries and come and go), from `/proc/<pid>/stat` in clock ticks of 10 ms.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').expect("stat") + 2..];
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Duration::from_millis((fields[11] + fields[12]) * 10)
+}
+
+/// Microseconds of CPU per node since `before`.
+fn cpu_us(pid: u32, before: Duration, nodes: usize) -> f64 {
+    (cpu_time(pid) - before).as_secs_f64() * 1e6 / nodes as f64
 }
 
 fn loadavg() -> String {
@@ -137,12 +158,17 @@ fn main() {
 
     // syn client → syn cortex.
     let svc = SynService::start("cortex", &[]);
-    let (ingest, lift) = rt.block_on(async {
+    let server = svc.daemon.pid().expect("server pid");
+    let (ingest, lift, ingest_cpu, lift_cpu) = rt.block_on(async {
         let core = Proxy::open(&svc.url("cortex")).await.expect("connect");
+        let n = nodes as usize;
+        let before = cpu_time(server);
         let ingest = syn_ingest(&core, FIRST_IP, nodes, "bench").await;
+        let ingest_cpu = cpu_us(server, before, n);
+        let before = cpu_time(server);
         let (lifted, lift) = syn_lift(&core, "#bench").await;
-        assert_eq!(lifted, nodes as usize);
-        (ingest, lift)
+        assert_eq!(lifted, n);
+        (ingest, lift, ingest_cpu, cpu_us(server, before, n))
     });
     drop(svc);
     let syn_rates = (
@@ -154,6 +180,10 @@ fn main() {
         "| syn client → syn | {} | {} |",
         per_sec(nodes as usize, ingest.as_secs_f64()),
         per_sec(nodes as usize, lift.as_secs_f64())
+    );
+    let _ = writeln!(
+        out,
+        "| … `syn cortex` CPU per node | {ingest_cpu:.1} µs | {lift_cpu:.1} µs |"
     );
     eprint!("{out}");
 
@@ -198,10 +228,20 @@ fn main() {
     let _ = writeln!(out, "\nLoad average before the curve: {}\n", loadavg());
     let _ = writeln!(
         out,
-        "| nodes in the cortex | ingest of this step | lift `#probe` (10,000 nodes) | lift `#grow` (the rest) |"
+        "| nodes in the cortex | ingest of this step | lift `#probe` (10,000 nodes): wall, median of 5 | … CPU server / client | lift `#grow` (the rest): wall | … CPU server / client |"
     );
-    let _ = writeln!(out, "|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
     let svc = SynService::start("cortex", &[]);
+    let server = svc.daemon.pid().expect("server pid");
+    let client = std::process::id();
+    let cpu_now = || (cpu_time(server), cpu_time(client));
+    let cpu_per_node = |before: &(Duration, Duration), n: usize| {
+        format!(
+            "{:.2} / {:.2} µs/node",
+            cpu_us(server, before.0, n),
+            cpu_us(client, before.1, n)
+        )
+    };
     rt.block_on(async {
         let core = Proxy::open(&svc.url("cortex")).await.expect("connect");
         let probe = 10_000u32;
@@ -216,10 +256,23 @@ fn main() {
                 "–".into()
             };
             have = size;
-            let (n, probe_t) = syn_lift(&core, "#probe").await;
-            assert_eq!(n, probe as usize);
+            let before = cpu_now();
+            let mut walls = Vec::new();
+            for _ in 0..5 {
+                let (n, t) = syn_lift(&core, "#probe").await;
+                assert_eq!(n, probe as usize);
+                walls.push(t);
+            }
+            let probe_cpu = cpu_per_node(&before, 5 * probe as usize);
+            walls.sort();
+            let before = cpu_now();
             let (rest, rest_t) = syn_lift(&core, "#grow").await;
             assert_eq!(rest, (size - probe) as usize);
+            let rest_cpu = if rest > 0 {
+                cpu_per_node(&before, rest)
+            } else {
+                "–".into()
+            };
             let per_node = |d: Duration, n: usize| {
                 if n == 0 {
                     "–".to_string()
@@ -228,8 +281,8 @@ fn main() {
                 }
             };
             let row = format!(
-                "| {size} | {ingest} | {} | {} |",
-                per_node(probe_t, n),
+                "| {size} | {ingest} | {} | {probe_cpu} | {} | {rest_cpu} |",
+                per_node(walls[2], probe as usize),
                 per_node(rest_t, rest)
             );
             eprintln!("{row}");
