@@ -32,6 +32,18 @@ fn ipv4_add(ip: u32, asn: i64) -> Value {
     .to_value()
 }
 
+/// The layer's edit log from `offs`, as it is now (`syncNodeEdits(offs, wait=False)`).
+async fn log_from(layer: &Proxy, offs: i64) -> Value {
+    layer
+        .call_kw(
+            "syncNodeEdits",
+            vec![offs.into()],
+            vec![("wait", false.into())],
+        )
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn model_calls_and_the_layer_api() {
     let svc = SynService::start("cortex", &[]);
@@ -85,14 +97,7 @@ async fn model_calls_and_the_layer_api() {
         Value::from(1i64)
     );
 
-    let log = layer
-        .call_kw(
-            "syncNodeEdits",
-            vec![0i64.into()],
-            vec![("wait", false.into())],
-        )
-        .await
-        .unwrap();
+    let log = log_from(&layer, 0).await;
     let log = log.as_array().unwrap();
     assert_eq!(log.len(), 1);
     let entry = log[0].as_array().unwrap();
@@ -166,14 +171,7 @@ async fn acknowledged_nodeedits_survive_kill_9() {
         layer.call("getEditIndx", vec![]).await.unwrap(),
         Value::from(50i64)
     );
-    let log = layer
-        .call_kw(
-            "syncNodeEdits",
-            vec![49i64.into()],
-            vec![("wait", false.into())],
-        )
-        .await
-        .unwrap();
+    let log = log_from(&layer, 49).await;
     assert_eq!(log.as_array().unwrap().len(), 1);
 }
 
@@ -211,14 +209,7 @@ async fn storm_writes_acknowledged_survive_kill_9() {
     // The edit log: offsets 0..next, each record present once, and every node's add in it.
     let layer = Proxy::open(&again.url("cortex/layer")).await.unwrap();
     let next = layer.call("getEditIndx", vec![]).await.unwrap();
-    let log = layer
-        .call_kw(
-            "syncNodeEdits",
-            vec![0i64.into()],
-            vec![("wait", false.into())],
-        )
-        .await
-        .unwrap();
+    let log = log_from(&layer, 0).await;
     let log = log.as_array().unwrap();
     assert_eq!(Value::Int(log.len() as i128), next);
     let mut added = std::collections::HashSet::new();

@@ -1004,18 +1004,12 @@ impl EditBatch<'_, '_> {
             return Ok(at);
         }
         let form = self.model().req_form(&node.form)?.clone();
-        Ok(self.push(Proto {
-            buid: node.buid,
+        Ok(self.push(Proto::new(
+            node.buid,
             form,
-            valu: node.valu.clone(),
-            node: Some(node.clone()),
-            props: Vec::new(),
-            tags: Vec::new(),
-            tagprops: Vec::new(),
-            nodedata: Vec::new(),
-            edges: Vec::new(),
-            edgedels: Vec::new(),
-        }))
+            node.valu.clone(),
+            Some(node.clone()),
+        )))
     }
 
     fn push(&mut self, proto: Proto) -> usize {

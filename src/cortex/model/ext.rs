@@ -106,14 +106,6 @@ impl ExtModel {
             .map_err(|e| SynErr::new("BadConfValu", format!("bad extended model: {e}")))
     }
 
-    /// Whether nothing is declared.
-    pub fn is_empty(&self) -> bool {
-        self.forms.is_empty()
-            && self.formprops.is_empty()
-            && self.univprops.is_empty()
-            && self.tagprops.is_empty()
-    }
-
     /// Add every item to `model`: forms, then form props, universal props and tag props, as
     /// Synapse loads them. An item that no longer fits the model is skipped and returned with
     /// its error (Synapse logs a warning and goes on).
