@@ -1,5 +1,5 @@
 //! `syn cortex` as a real process: layout, the model calls, the LayerApi (nodeedits in, the
-//! edit log and splices out), durability across kill -9, and the Python client's view of it.
+//! edit log and splices out), durability across kill -9 (nodeedits and storm), and the Python client's view of it.
 
 mod common;
 
@@ -30,6 +30,18 @@ fn ipv4_add(ip: u32, asn: i64) -> Value {
         ],
     }
     .to_value()
+}
+
+/// The layer's edit log from `offs`, as it is now (`syncNodeEdits(offs, wait=False)`).
+async fn log_from(layer: &Proxy, offs: i64) -> Value {
+    layer
+        .call_kw(
+            "syncNodeEdits",
+            vec![offs.into()],
+            vec![("wait", false.into())],
+        )
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -85,14 +97,7 @@ async fn model_calls_and_the_layer_api() {
         Value::from(1i64)
     );
 
-    let log = layer
-        .call_kw(
-            "syncNodeEdits",
-            vec![0i64.into()],
-            vec![("wait", false.into())],
-        )
-        .await
-        .unwrap();
+    let log = log_from(&layer, 0).await;
     let log = log.as_array().unwrap();
     assert_eq!(log.len(), 1);
     let entry = log[0].as_array().unwrap();
@@ -166,15 +171,66 @@ async fn acknowledged_nodeedits_survive_kill_9() {
         layer.call("getEditIndx", vec![]).await.unwrap(),
         Value::from(50i64)
     );
-    let log = layer
-        .call_kw(
-            "syncNodeEdits",
-            vec![49i64.into()],
-            vec![("wait", false.into())],
-        )
+    let log = log_from(&layer, 49).await;
+    assert_eq!(log.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn storm_writes_acknowledged_survive_kill_9() {
+    let mut svc = SynService::start("cortex", &[]);
+    let core = Proxy::open(&svc.url("cortex")).await.unwrap();
+    // 40 storm queries of 5 nodes each; each reply (through fini) is the acknowledgement.
+    for q in 0..40u32 {
+        let adds: Vec<String> = (0..5u32)
+            .map(|i| format!("[inet:ipv4=10.1.{q}.{i} :asn={q} +#acked]"))
+            .collect();
+        let msgs = core
+            .call("storm", vec![adds.join(" ").into()])
+            .await
+            .unwrap();
+        let msgs = msgs.as_array().unwrap();
+        let last = msgs.last().unwrap().as_array().unwrap();
+        assert_eq!(last[0], Value::from("fini"));
+        assert!(
+            msgs.iter()
+                .all(|m| m.as_array().unwrap()[0] != Value::from("err"))
+        );
+    }
+    svc.signal(Signal::SIGKILL);
+    svc.wait_exit(Duration::from_secs(10)).unwrap();
+
+    let again = SynService::start_in("cortex", &svc.dir, &[], &[]).unwrap();
+    let core = Proxy::open(&again.url("cortex")).await.unwrap();
+    let count = |q: &'static str| core.call("count", vec![q.into()]);
+    assert_eq!(count("inet:ipv4").await.unwrap(), Value::Int(200));
+    assert_eq!(count("inet:ipv4#acked").await.unwrap(), Value::Int(200));
+    assert_eq!(count("inet:asn").await.unwrap(), Value::Int(40));
+
+    // The edit log: offsets 0..next, each record present once, and every node's add in it.
+    let layer = Proxy::open(&again.url("cortex/layer")).await.unwrap();
+    let next = layer.call("getEditIndx", vec![]).await.unwrap();
+    let log = log_from(&layer, 0).await;
+    let log = log.as_array().unwrap();
+    assert_eq!(Value::Int(log.len() as i128), next);
+    let mut added = std::collections::HashSet::new();
+    for (i, entry) in log.iter().enumerate() {
+        let entry = entry.as_array().unwrap();
+        assert_eq!(entry[0], Value::Int(i as i128));
+        for ne in entry[1].as_array().unwrap() {
+            let ne = NodeEdit::from_value(ne).unwrap();
+            if ne.form == "inet:ipv4" && ne.edits.iter().any(|e| matches!(e, Edit::NodeAdd { .. }))
+            {
+                added.insert(ne.buid);
+            }
+        }
+    }
+    assert_eq!(added.len(), 200);
+    // New writes continue the log where it ended.
+    core.call("callStorm", vec!["[inet:ipv4=10.2.0.1]".into()])
         .await
         .unwrap();
-    assert_eq!(log.as_array().unwrap().len(), 1);
+    let after = layer.call("getEditIndx", vec![]).await.unwrap();
+    assert!(after.as_i64().unwrap() > next.as_i64().unwrap());
 }
 
 #[test]

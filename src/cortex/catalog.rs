@@ -42,7 +42,8 @@ pub struct Catalog {
     slab: Slab,
     /// Where layer directories are made (`<cell>/layers`).
     layers_dir: PathBuf,
-    model: Arc<Model>,
+    /// The model every view is built over (replaced by [`Catalog::set_model`]).
+    model: RwLock<Arc<Model>>,
     /// The cell's users, roles and rules.
     auth: Arc<Auth>,
     state: RwLock<State>,
@@ -94,7 +95,7 @@ impl Catalog {
             Catalog {
                 slab,
                 layers_dir,
-                model,
+                model: RwLock::new(model),
                 auth,
                 state: RwLock::new(state),
                 me: me.clone(),
@@ -151,6 +152,18 @@ impl Catalog {
             .with("perm", perm.as_str())
             .with("user", user)
             .with("username", name.as_str()))
+    }
+
+    /// Rebuild every view over `model` (after the extended model changed); storm runs already
+    /// under way keep the views they started with.
+    pub fn set_model(&self, model: Arc<Model>) {
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        *self.model.write().unwrap_or_else(PoisonError::into_inner) = model.clone();
+        let defs = state.topology.views.clone();
+        for def in &defs {
+            let view = build_view(&state.layers, def, &model, self.me.clone());
+            state.views.insert(def.iden.clone(), Arc::new(view));
+        }
     }
 
     /// The default view's iden.
@@ -217,7 +230,12 @@ impl Catalog {
             Ok(())
         })?;
         state.layers.insert(layer_iden, layer);
-        let view = build_view(&state.layers, &def, &self.model, self.me.clone());
+        let model = self
+            .model
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let view = build_view(&state.layers, &def, &model, self.me.clone());
         state.views.insert(def.iden.clone(), Arc::new(view));
         Ok(def)
     }

@@ -402,26 +402,25 @@ impl<'a> Editor<'a> {
     /// edges})` as `addFeedData('syn.nodes', ...)` does: `.created` is ignored, and a bad
     /// prop, tag or tag prop is skipped with a warning rather than failing the node.
     pub fn add_packed_node(&self, pode: &Value) -> SynResult<Option<Node>> {
-        let bad = || SynErr::bad_arg(format!("not a packed node: {pode}"));
-        let (ndef, info) = match pode.as_array() {
-            Some([ndef, info]) => (ndef, info),
-            _ => return Err(bad()),
+        let failed = |err: &dyn std::fmt::Display| {
+            self.sink.warn(&format!(
+                "addNodes failed on {}: {}",
+                py_value_repr(pode),
+                err
+            ));
+            Ok(None)
         };
-        let (form, valu) = match ndef.as_array() {
-            Some([Value::Str(form), valu]) => (form, valu),
-            _ => return Err(bad()),
+        let (form, valu, info) = match pode.as_array() {
+            Some([ndef, info]) => match ndef.as_array() {
+                Some([Value::Str(form), valu]) => (form, valu, info),
+                _ => return failed(&"not a (form, valu) pair"),
+            },
+            _ => return failed(&"not a packed node"),
         };
         let mut batch = self.batch();
         let at = match batch.add_node(form, valu) {
             Ok(at) => at,
-            Err(err) => {
-                self.sink.warn(&format!(
-                    "addNodes failed on {}: {}",
-                    py_value_repr(pode),
-                    err
-                ));
-                return Ok(None);
-            }
+            Err(err) => return failed(&err),
         };
         let pairs = |key: &str| -> Vec<(Value, Value)> {
             info.get(key)
@@ -488,6 +487,20 @@ impl<'a> Editor<'a> {
         let buid = batch.protos[at].buid;
         batch.flush()?;
         self.view.node(&buid)
+    }
+
+    /// Synapse's `syn.nodes` feed: add each packed node of `items` (see
+    /// [`Editor::add_packed_node`]), then make the edits durable. Returns how many nodes were
+    /// added or merged.
+    pub fn add_feed_nodes(&self, items: &[Value]) -> SynResult<usize> {
+        let mut added = 0;
+        for item in items {
+            if self.add_packed_node(item)?.is_some() {
+                added += 1;
+            }
+        }
+        self.make_durable()?;
+        Ok(added)
     }
 
     fn require(&self, buid: &Buid) -> SynResult<Node> {
@@ -824,6 +837,22 @@ struct Proto {
 }
 
 impl Proto {
+    /// A node to stage: `node` is the stored one, if any.
+    fn new(buid: Buid, form: Arc<Form>, valu: Value, node: Option<Node>) -> Proto {
+        Proto {
+            buid,
+            form,
+            valu,
+            node,
+            props: Vec::new(),
+            tags: Vec::new(),
+            tagprops: Vec::new(),
+            nodedata: Vec::new(),
+            edges: Vec::new(),
+            edgedels: Vec::new(),
+        }
+    }
+
     fn get(&self, name: &str) -> Option<&Value> {
         self.props
             .iter()
@@ -929,6 +958,27 @@ enum Op {
     },
 }
 
+impl Op {
+    /// Set each norm sub of the node staged at `proto`.
+    fn set_subs(proto: usize, subs: Vec<(String, Value)>) -> impl Iterator<Item = Op> {
+        subs.into_iter().map(move |(name, valu)| Op::SetSub {
+            proto,
+            name,
+            valu,
+            norm: None,
+        })
+    }
+
+    /// Add each node a norm points to, already normalized.
+    fn add_nodes(adds: Vec<(String, Norm)>) -> impl Iterator<Item = Op> {
+        adds.into_iter().map(|(form, n)| Op::AddNode {
+            form,
+            valu: n.valu.clone(),
+            norm: Some(n),
+        })
+    }
+}
+
 /// Staged edits of several nodes, applied together by [`EditBatch::flush`] (Synapse's
 /// `SnapEditor`). Nodes are addressed by the index [`EditBatch::add_node`] or
 /// [`EditBatch::load`] returned.
@@ -959,18 +1009,12 @@ impl EditBatch<'_, '_> {
             return Ok(at);
         }
         let form = self.model().req_form(&node.form)?.clone();
-        Ok(self.push(Proto {
-            buid: node.buid,
+        Ok(self.push(Proto::new(
+            node.buid,
             form,
-            valu: node.valu.clone(),
-            node: Some(node.clone()),
-            props: Vec::new(),
-            tags: Vec::new(),
-            tagprops: Vec::new(),
-            nodedata: Vec::new(),
-            edges: Vec::new(),
-            edgedels: Vec::new(),
-        }))
+            node.valu.clone(),
+            Some(node.clone()),
+        )))
     }
 
     fn push(&mut self, proto: Proto) -> usize {
@@ -1009,34 +1053,10 @@ impl EditBatch<'_, '_> {
             return Ok(at);
         }
         let node = self.editor.view.node(&buid)?;
-        let at = self.push(Proto {
-            buid,
-            form,
-            valu: norm.valu.clone(),
-            node,
-            props: Vec::new(),
-            tags: Vec::new(),
-            tagprops: Vec::new(),
-            nodedata: Vec::new(),
-            edges: Vec::new(),
-            edgedels: Vec::new(),
-        });
-        let mut ops: VecDeque<Op> = norm
-            .subs
-            .into_iter()
-            .map(|(name, valu)| Op::SetSub {
-                proto: at,
-                name,
-                valu,
-                norm: None,
-            })
-            .collect();
+        let at = self.push(Proto::new(buid, form, norm.valu.clone(), node));
+        let mut ops: VecDeque<Op> = Op::set_subs(at, norm.subs).collect();
         self.drain(&mut ops)?;
-        ops.extend(norm.adds.into_iter().map(|(form, n)| Op::AddNode {
-            form,
-            valu: n.valu.clone(),
-            norm: Some(n),
-        }));
+        ops.extend(Op::add_nodes(norm.adds));
         self.drain(&mut ops)?;
         Ok(at)
     }
@@ -1125,34 +1145,10 @@ impl EditBatch<'_, '_> {
         if self.index.contains_key(&buid) || self.editor.view.node(&buid)?.is_some() {
             return Ok(Vec::new());
         }
-        let at = self.push(Proto {
-            buid,
-            form: formobj.clone(),
-            valu: norm.valu.clone(),
-            node: None,
-            props: Vec::new(),
-            tags: Vec::new(),
-            tagprops: Vec::new(),
-            nodedata: Vec::new(),
-            edges: Vec::new(),
-            edgedels: Vec::new(),
-        });
-        let mut ops: Vec<Op> = norm
-            .subs
-            .into_iter()
-            .map(|(name, valu)| Op::SetSub {
-                proto: at,
-                name,
-                valu,
-                norm: None,
-            })
-            .collect();
-        ops.extend(norm.adds.into_iter().map(|(form, n)| Op::AddNode {
-            form,
-            valu: n.valu.clone(),
-            norm: Some(n),
-        }));
-        Ok(ops)
+        let at = self.push(Proto::new(buid, formobj.clone(), norm.valu.clone(), None));
+        Ok(Op::set_subs(at, norm.subs)
+            .chain(Op::add_nodes(norm.adds))
+            .collect())
     }
 
     /// Synapse's `ProtoNode._set`: normalize, skip an unchanged value, refuse to change a
@@ -1338,36 +1334,40 @@ impl EditBatch<'_, '_> {
 
     /// Add the light edge `node -(verb)> n2` unless it exists.
     pub fn add_edge(&mut self, at: usize, verb: &str, n2: &Buid) -> SynResult<()> {
-        let key = (verb.to_string(), *n2);
-        let proto = &mut self.protos[at];
-        if proto.edges.contains(&key) {
-            return Ok(());
-        }
-        if let Some(i) = proto.edgedels.iter().position(|e| *e == key) {
-            proto.edgedels.remove(i);
-            return Ok(());
-        }
-        let buid = proto.buid;
-        if !self.editor.view.has_edge(&buid, verb, n2)? {
-            self.protos[at].edges.push(key);
-        }
-        Ok(())
+        self.stage_edge(at, verb, n2, true)
     }
 
     /// Remove the light edge `node -(verb)> n2` if it exists.
     pub fn del_edge(&mut self, at: usize, verb: &str, n2: &Buid) -> SynResult<()> {
+        self.stage_edge(at, verb, n2, false)
+    }
+
+    /// Stage adding (`add`) or removing a light edge: nothing if already staged, undo the
+    /// opposite staged change, else stage it when the stored graph differs.
+    fn stage_edge(&mut self, at: usize, verb: &str, n2: &Buid, add: bool) -> SynResult<()> {
         let key = (verb.to_string(), *n2);
         let proto = &mut self.protos[at];
-        if proto.edgedels.contains(&key) {
+        let (wanted, opposite) = if add {
+            (&proto.edges, &mut proto.edgedels)
+        } else {
+            (&proto.edgedels, &mut proto.edges)
+        };
+        if wanted.contains(&key) {
             return Ok(());
         }
-        if let Some(i) = proto.edges.iter().position(|e| *e == key) {
-            proto.edges.remove(i);
+        if let Some(i) = opposite.iter().position(|e| *e == key) {
+            opposite.remove(i);
             return Ok(());
         }
         let buid = proto.buid;
-        if self.editor.view.has_edge(&buid, verb, n2)? {
-            self.protos[at].edgedels.push(key);
+        if self.editor.view.has_edge(&buid, verb, n2)? != add {
+            let proto = &mut self.protos[at];
+            let staged = if add {
+                &mut proto.edges
+            } else {
+                &mut proto.edgedels
+            };
+            staged.push(key);
         }
         Ok(())
     }

@@ -319,10 +319,10 @@ impl<'a, 'w> Apply<'a, 'w> {
                 }
                 let abrv = self.abrv(AbrvName::Form(form))?;
                 match sode.valu.take() {
-                    Some((old, oldt)) => self.del_valu(&[abrv], &old, oldt, buid)?,
+                    Some((old, oldt)) => self.valu_ops(&[abrv], &old, oldt, buid, false)?,
                     None => *self.counts.entry(form.to_owned()).or_default() += 1,
                 }
-                self.put_valu(&[abrv], valu, *stortype, buid)?;
+                self.valu_ops(&[abrv], valu, *stortype, buid, true)?;
                 sode.valu = Some((valu.clone(), *stortype));
                 out.push(edit.clone());
                 if !replay {
@@ -343,7 +343,7 @@ impl<'a, 'w> Apply<'a, 'w> {
                     return Ok(false);
                 };
                 let abrv = self.abrv(AbrvName::Form(form))?;
-                self.del_valu(&[abrv], &valu, stortype, buid)?;
+                self.valu_ops(&[abrv], &valu, stortype, buid, false)?;
                 *self.counts.entry(form.to_owned()).or_default() -= 1;
                 self.wipe_data_and_edges(buid)?;
                 out.push(Edit::NodeDel { valu, stortype });
@@ -367,7 +367,7 @@ impl<'a, 'w> Apply<'a, 'w> {
                 };
                 let (_, oldv, oldt) = sode.props.remove(at);
                 let abrvs = self.prop_abrvs(form, prop)?;
-                self.del_valu(&abrvs, &oldv, oldt, buid)?;
+                self.valu_ops(&abrvs, &oldv, oldt, buid, false)?;
                 out.push(Edit::PropDel {
                     prop: prop.clone(),
                     oldv,
@@ -562,10 +562,10 @@ impl<'a, 'w> Apply<'a, 'w> {
             if valu == *old && stortype == *oldt {
                 return Ok(false);
             }
-            self.del_valu(&abrvs, old, *oldt, buid)?;
+            self.valu_ops(&abrvs, old, *oldt, buid, false)?;
             oldv = old.clone();
         }
-        self.put_valu(&abrvs, &valu, stortype, buid)?;
+        self.valu_ops(&abrvs, &valu, stortype, buid, true)?;
         let entry = (prop.to_owned(), valu.clone(), stortype);
         match at {
             Some(at) => sode.props[at] = entry,
@@ -613,27 +613,8 @@ impl<'a, 'w> Apply<'a, 'w> {
         Ok(key)
     }
 
-    /// Index a form or prop value: arrays by item (`byarray`) and as a whole (`byprop`, MSGP).
-    fn put_valu(
-        &mut self,
-        abrvs: &[Abrv],
-        valu: &Value,
-        stortype: u16,
-        buid: &Buid,
-    ) -> SynResult<()> {
-        self.valu_ops(abrvs, valu, stortype, buid, true)
-    }
-
-    fn del_valu(
-        &mut self,
-        abrvs: &[Abrv],
-        valu: &Value,
-        stortype: u16,
-        buid: &Buid,
-    ) -> SynResult<()> {
-        self.valu_ops(abrvs, valu, stortype, buid, false)
-    }
-
+    /// Index (`put`) or unindex a form or prop value: arrays by item (`byarray`) and as a
+    /// whole (`byprop`, MSGP).
     fn valu_ops(
         &mut self,
         abrvs: &[Abrv],

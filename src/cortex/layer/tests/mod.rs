@@ -39,6 +39,13 @@ fn on(form: &str, valu: &Value, edits: Vec<Edit>) -> NodeEdit {
     }
 }
 
+/// Store edits of the node `(form, valu)` at time `time` (ms).
+fn store_on(layer: &Layer, form: &str, valu: &Value, edits: Vec<Edit>, time: i64) -> Stored {
+    layer
+        .store(&[on(form, valu, edits)], &meta(time))
+        .expect("store")
+}
+
 fn prop(name: &str, valu: Value, stortype: u16) -> Edit {
     Edit::PropSet {
         prop: name.into(),
@@ -158,23 +165,20 @@ fn every_edit_type_applies_and_reads_back() {
     drop(reader);
 
     // Changing values reports the old ones.
-    let stored = layer
-        .store(
-            &[on(
-                "inet:ipv4",
-                &ip,
-                vec![
-                    prop("asn", Value::from(20i64), st::I64),
-                    Edit::NodeDataSet {
-                        name: "notes".into(),
-                        valu: Value::from("bye"),
-                        oldv: Value::Nil,
-                    },
-                ],
-            )],
-            &meta(2000),
-        )
-        .expect("store");
+    let stored = store_on(
+        &layer,
+        "inet:ipv4",
+        &ip,
+        vec![
+            prop("asn", Value::from(20i64), st::I64),
+            Edit::NodeDataSet {
+                name: "notes".into(),
+                valu: Value::from("bye"),
+                oldv: Value::Nil,
+            },
+        ],
+        2000,
+    );
     assert_eq!(
         stored.applied[0].edits,
         vec![
@@ -193,40 +197,37 @@ fn every_edit_type_applies_and_reads_back() {
     );
 
     // Every delete edit, each reporting what it removed.
-    let stored = layer
-        .store(
-            &[on(
-                "inet:ipv4",
-                &ip,
-                vec![
-                    Edit::PropDel {
-                        prop: "asn".into(),
-                        oldv: Value::Nil,
-                        stortype: st::I64,
-                    },
-                    Edit::TagPropDel {
-                        tag: "foo".into(),
-                        prop: "score".into(),
-                        oldv: Value::Nil,
-                        stortype: st::I64,
-                    },
-                    Edit::TagDel {
-                        tag: "foo.bar".into(),
-                        oldv: (None, None),
-                    },
-                    Edit::NodeDataDel {
-                        name: "notes".into(),
-                        oldv: Value::Nil,
-                    },
-                    Edit::EdgeDel {
-                        verb: "refs".into(),
-                        n2,
-                    },
-                ],
-            )],
-            &meta(3000),
-        )
-        .expect("store");
+    let stored = store_on(
+        &layer,
+        "inet:ipv4",
+        &ip,
+        vec![
+            Edit::PropDel {
+                prop: "asn".into(),
+                oldv: Value::Nil,
+                stortype: st::I64,
+            },
+            Edit::TagPropDel {
+                tag: "foo".into(),
+                prop: "score".into(),
+                oldv: Value::Nil,
+                stortype: st::I64,
+            },
+            Edit::TagDel {
+                tag: "foo.bar".into(),
+                oldv: (None, None),
+            },
+            Edit::NodeDataDel {
+                name: "notes".into(),
+                oldv: Value::Nil,
+            },
+            Edit::EdgeDel {
+                verb: "refs".into(),
+                n2,
+            },
+        ],
+        3000,
+    );
     assert_eq!(
         stored.applied[0].edits,
         vec![
@@ -267,30 +268,27 @@ fn every_edit_type_applies_and_reads_back() {
     drop(reader);
 
     // Deleting the node, then its last tag and prop, removes the storage node entirely.
-    let stored = layer
-        .store(
-            &[on(
-                "inet:ipv4",
-                &ip,
-                vec![
-                    Edit::TagDel {
-                        tag: "foo".into(),
-                        oldv: (None, None),
-                    },
-                    Edit::PropDel {
-                        prop: ".created".into(),
-                        oldv: Value::Nil,
-                        stortype: st::MINTIME,
-                    },
-                    Edit::NodeDel {
-                        valu: ip.clone(),
-                        stortype: st::U32,
-                    },
-                ],
-            )],
-            &meta(4000),
-        )
-        .expect("store");
+    let stored = store_on(
+        &layer,
+        "inet:ipv4",
+        &ip,
+        vec![
+            Edit::TagDel {
+                tag: "foo".into(),
+                oldv: (None, None),
+            },
+            Edit::PropDel {
+                prop: ".created".into(),
+                oldv: Value::Nil,
+                stortype: st::MINTIME,
+            },
+            Edit::NodeDel {
+                valu: ip.clone(),
+                stortype: st::U32,
+            },
+        ],
+        4000,
+    );
     assert_eq!(stored.applied[0].edits.len(), 3);
     assert_eq!(
         stored.applied[0].edits[2],

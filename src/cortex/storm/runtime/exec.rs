@@ -667,6 +667,22 @@ fn subquery_oper<'g>(
     )
 }
 
+/// The next result of a loop's running body, if one runs: `(out, stop)`, where `out` is what
+/// the loop yields now (nothing when the round ended without an item) and `stop` says that
+/// `break` or an error ends the loop. The end of a round, `continue` and `break` (each of
+/// which may carry the inbound item) clear `current`.
+fn loop_body_next(current: &mut Option<Genr<'_>>) -> Option<(Option<Res<Item>>, bool)> {
+    let (out, stop) = match current.as_mut()?.next() {
+        Some(Ok(x)) => return Some((Some(Ok(x)), false)),
+        Some(Err(Flow::Break(item, _))) => (item.map(Ok), true),
+        Some(Err(Flow::Continue(item, _))) => (item.map(Ok), false),
+        Some(Err(e)) => (Some(Err(e)), true),
+        None => (None, false),
+    };
+    *current = None;
+    Some((out, stop))
+}
+
 /// A `for` loop over the items of one value, for one inbound node (or none).
 struct ForIter<'g> {
     rt: &'g Runt<'g>,
@@ -684,31 +700,14 @@ impl Iterator for ForIter<'_> {
 
     fn next(&mut self) -> Option<Res<Item>> {
         loop {
-            if let Some(cur) = &mut self.current {
-                match cur.next() {
-                    Some(Ok(x)) => return Some(Ok(x)),
-                    Some(Err(Flow::Break(item, _))) => {
-                        self.current = None;
-                        self.items.clear();
-                        if let Some(item) = item {
-                            return Some(Ok(item));
-                        }
-                        continue;
-                    }
-                    Some(Err(Flow::Continue(item, _))) => {
-                        self.current = None;
-                        if let Some(item) = item {
-                            return Some(Ok(item));
-                        }
-                        continue;
-                    }
-                    Some(Err(e)) => {
-                        self.current = None;
-                        self.items.clear();
-                        return Some(Err(e));
-                    }
-                    None => self.current = None,
+            if let Some((out, stop)) = loop_body_next(&mut self.current) {
+                if stop {
+                    self.items.clear();
                 }
+                if out.is_some() {
+                    return out;
+                }
+                continue;
             }
             if self.rt.cancelled() {
                 return None;
@@ -812,11 +811,22 @@ fn for_oper<'g>(
             current: None,
         })
     };
+    loop_per_node(rt, iter, input, looper)
+}
+
+/// Run a loop (`looper`) for each inbound node, or once without one when nothing came in
+/// and the loop's `guard` expression needs no node (a loop at the start of a query).
+fn loop_per_node<'g>(
+    rt: &'g Runt<'g>,
+    guard: &'g ast::Value,
+    input: Genr<'g>,
+    looper: impl Fn(Option<Item>) -> Genr<'g> + Copy + 'g,
+) -> Genr<'g> {
     per_node(
         input,
         move |item| looper(Some(item)),
         Some(Box::new(move |seen| {
-            if seen || !expr::is_safe(rt, iter) {
+            if seen || !expr::is_safe(rt, guard) {
                 return none();
             }
             looper(None)
@@ -842,29 +852,12 @@ impl Iterator for WhileIter<'_> {
             if self.done {
                 return None;
             }
-            if let Some(cur) = &mut self.current {
-                match cur.next() {
-                    Some(Ok(x)) => return Some(Ok(x)),
-                    Some(Err(Flow::Break(item, _))) => {
-                        self.done = true;
-                        if let Some(item) = item {
-                            return Some(Ok(item));
-                        }
-                        return None;
-                    }
-                    Some(Err(Flow::Continue(item, _))) => {
-                        self.current = None;
-                        if let Some(item) = item {
-                            return Some(Ok(item));
-                        }
-                        continue;
-                    }
-                    Some(Err(e)) => {
-                        self.done = true;
-                        return Some(Err(e));
-                    }
-                    None => self.current = None,
+            if let Some((out, stop)) = loop_body_next(&mut self.current) {
+                self.done |= stop;
+                if out.is_some() {
+                    return out;
                 }
+                continue;
             }
             if self.rt.cancelled() {
                 return None;
@@ -902,16 +895,7 @@ fn while_oper<'g>(
             done: false,
         })
     };
-    per_node(
-        input,
-        move |item| looper(Some(item)),
-        Some(Box::new(move |seen| {
-            if seen || !expr::is_safe(rt, cond) {
-                return none();
-            }
-            looper(None)
-        })),
-    )
+    loop_per_node(rt, cond, input, looper)
 }
 
 /// `try { } catch Name as err { }` for one inbound node (or none): the body's items stream

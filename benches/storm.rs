@@ -1,0 +1,298 @@
+//! Storm ingest and lift, `syn cortex` beside the real Python Synapse 2.256 cortex.
+//!
+//! Run: `cargo bench --bench storm` (needs the Python peer; it installs into target/peers on
+//! first use). Prints Markdown for docs/benchmarks.md and writes it to
+//! `target/storm-bench.md`. Measures, in one run:
+//!
+//! * ingest: `inet:ipv4` nodes each with `:asn` and a tag, added by the storm query
+//!   `for ($ip, $asn) in $rows { [ inet:ipv4=$ip :asn=$asn +#$tag ] }` with 1,000 rows per
+//!   query passed as the var `$rows`; syn client → syn, Python client → syn, Python client →
+//!   Python;
+//! * lift: the same nodes back by tag (`#tag`), every node message read by the client;
+//! * the curve: one syn cortex grown to 10^4, 10^5 and 10^6 nodes; at each size the lift cost
+//!   per node of a fixed 10^4-node tag (median wall time of 5 lifts, and the CPU time of the
+//!   server and of the client, which the machine's load moves much less) and of everything
+//!   else by its tag.
+//!
+//! `SYN_BENCH_NODES` (default 50,000) sets the side-by-side size, `SYN_BENCH_CURVE_MAX`
+//! (default 1,000,000) the largest cortex of the curve, and `SYN_BENCH_SYN_ONLY=1` skips the
+//! Python rows. The load average is printed before and after.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{PyCortex, SynService, run_py_timeout, syn2_python};
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+use syn::msgpack::Value;
+use syn::telepath::Proxy;
+
+const BATCH: u32 = 1_000;
+const INGEST: &str = "for ($ip, $asn) in $rows { [ inet:ipv4=$ip :asn=$asn +#$tag ] }";
+/// The first address used; the bench counts up from here.
+const FIRST_IP: u32 = 0x0a00_0000;
+
+fn env_u32(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// CPU time (user + system) of process `pid` so far, threads that have ended included (they
+/// run storm queries and come and go), from `/proc/<pid>/stat` in clock ticks of 10 ms.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc stat");
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').expect("stat") + 2..];
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Duration::from_millis((fields[11] + fields[12]) * 10)
+}
+
+/// Microseconds of CPU per node since `before`.
+fn cpu_us(pid: u32, before: Duration, nodes: usize) -> f64 {
+    (cpu_time(pid) - before).as_secs_f64() * 1e6 / nodes as f64
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Run a storm query on the syn client; the number of node messages. Panics on `err`.
+async fn storm(core: &Proxy, text: &str, opts: Value) -> usize {
+    let mut genr = core
+        .genr("storm", vec![text.into(), opts], vec![])
+        .await
+        .expect("storm starts");
+    let mut nodes = 0;
+    while let Some(mesg) = genr.next().await {
+        let mesg = mesg.expect("storm message");
+        let kind = mesg
+            .as_array()
+            .and_then(|m| m.first())
+            .and_then(Value::as_str);
+        match kind {
+            Some("node") => nodes += 1,
+            Some("err") => panic!("storm error: {mesg}"),
+            _ => {}
+        }
+    }
+    nodes
+}
+
+/// Add `count` nodes from address `first` with tag `tag`, 1,000 per query; the time taken.
+async fn syn_ingest(core: &Proxy, first: u32, count: u32, tag: &str) -> Duration {
+    let start = Instant::now();
+    let mut at = first;
+    while at < first + count {
+        let end = (at + BATCH).min(first + count);
+        let rows = (at..end)
+            .map(|ip| {
+                Value::Array(vec![
+                    Value::from(ip as i64),
+                    Value::from((ip % 65536) as i64),
+                ])
+            })
+            .collect();
+        let opts = Value::map([(
+            "vars",
+            Value::map([("rows", Value::Array(rows)), ("tag", Value::from(tag))]),
+        )]);
+        let added = storm(core, INGEST, opts).await;
+        assert_eq!(added, (end - at) as usize, "every row gives a node");
+        at = end;
+    }
+    start.elapsed()
+}
+
+/// Lift `query` on the syn client: (nodes, time).
+async fn syn_lift(core: &Proxy, query: &str) -> (usize, Duration) {
+    let start = Instant::now();
+    let nodes = storm(core, query, Value::Nil).await;
+    (nodes, start.elapsed())
+}
+
+/// The same with the Python client (tests/py/bench_storm.py): (nodes, seconds).
+fn py_run(python: &std::path::Path, args: &[&str]) -> (usize, f64) {
+    let out = run_py_timeout(python, "bench_storm.py", args, Duration::from_secs(3600));
+    assert!(out.ok(), "{}", out.describe());
+    let j = out.json();
+    (
+        j["nodes"].as_u64().expect("nodes") as usize,
+        j["secs"].as_f64().expect("secs"),
+    )
+}
+
+fn py_ingest(python: &std::path::Path, url: &str, count: u32, tag: &str) -> f64 {
+    let (first, count, batch) = (FIRST_IP.to_string(), count.to_string(), BATCH.to_string());
+    let (nodes, secs) = py_run(python, &[url, "ingest", &first, &count, &batch, tag]);
+    assert_eq!(nodes, count.parse::<usize>().unwrap());
+    secs
+}
+
+fn per_sec(nodes: usize, secs: f64) -> String {
+    format!("{:.0} nodes/s", nodes as f64 / secs)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let nodes = env_u32("SYN_BENCH_NODES", 50_000);
+    let curve_max = env_u32("SYN_BENCH_CURVE_MAX", 1_000_000);
+    let syn_only = std::env::var_os("SYN_BENCH_SYN_ONLY").is_some();
+    let mut out = String::new();
+    let _ = writeln!(out, "Load average at start: {}\n", loadavg());
+    let _ = writeln!(
+        out,
+        "| {nodes} `inet:ipv4` nodes | ingest (storm `for`, 1,000 rows a query) | lift by tag |"
+    );
+    let _ = writeln!(out, "|---|---|---|");
+
+    // syn client → syn cortex.
+    let svc = SynService::start("cortex", &[]);
+    let server = svc.daemon.pid().expect("server pid");
+    let (ingest, lift, ingest_cpu, lift_cpu) = rt.block_on(async {
+        let core = Proxy::open(&svc.url("cortex")).await.expect("connect");
+        let n = nodes as usize;
+        let before = cpu_time(server);
+        let ingest = syn_ingest(&core, FIRST_IP, nodes, "bench").await;
+        let ingest_cpu = cpu_us(server, before, n);
+        let before = cpu_time(server);
+        let (lifted, lift) = syn_lift(&core, "#bench").await;
+        assert_eq!(lifted, n);
+        (ingest, lift, ingest_cpu, cpu_us(server, before, n))
+    });
+    drop(svc);
+    let syn_rates = (
+        nodes as f64 / ingest.as_secs_f64(),
+        nodes as f64 / lift.as_secs_f64(),
+    );
+    let _ = writeln!(
+        out,
+        "| syn client → syn | {} | {} |",
+        per_sec(nodes as usize, ingest.as_secs_f64()),
+        per_sec(nodes as usize, lift.as_secs_f64())
+    );
+    let _ = writeln!(
+        out,
+        "| … `syn cortex` CPU per node | {ingest_cpu:.1} µs | {lift_cpu:.1} µs |"
+    );
+    eprint!("{out}");
+
+    if !syn_only && let Some(python) = syn2_python() {
+        let svc = SynService::start("cortex", &[]);
+        let url = svc.url("cortex");
+        let ingest = py_ingest(&python, &url, nodes, "bench");
+        let (lifted, lift) = py_run(&python, &[&url, "lift", "#bench"]);
+        assert_eq!(lifted, nodes as usize);
+        drop(svc);
+        let row = format!(
+            "| Python client → syn | {} | {} |",
+            per_sec(nodes as usize, ingest),
+            per_sec(nodes as usize, lift)
+        );
+        eprintln!("{row}");
+        let _ = writeln!(out, "{row}");
+
+        let pycore = PyCortex::start().expect("the Python cortex starts");
+        let url = pycore.url();
+        let ingest = py_ingest(&python, &url, nodes, "bench");
+        let (lifted, lift) = py_run(&python, &[&url, "lift", "#bench"]);
+        assert_eq!(lifted, nodes as usize);
+        drop(pycore);
+        let py_rates = (nodes as f64 / ingest, nodes as f64 / lift);
+        let row = format!(
+            "| Python client → Python Synapse 2.256 | {} | {} |",
+            per_sec(nodes as usize, ingest),
+            per_sec(nodes as usize, lift)
+        );
+        eprintln!("{row}");
+        let _ = writeln!(out, "{row}");
+        let _ = writeln!(
+            out,
+            "| syn (syn client) ÷ Python (Python client) | {:.1}× | {:.1}× |",
+            syn_rates.0 / py_rates.0,
+            syn_rates.1 / py_rates.1
+        );
+    }
+
+    // The curve: a fixed 10^4-node tag and the rest, lifted as the cortex grows.
+    let _ = writeln!(out, "\nLoad average before the curve: {}\n", loadavg());
+    let _ = writeln!(
+        out,
+        "| nodes in the cortex | ingest of this step | lift `#probe` (10,000 nodes): wall, median of 5 | … CPU server / client | lift `#grow` (the rest): wall | … CPU server / client |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let svc = SynService::start("cortex", &[]);
+    let server = svc.daemon.pid().expect("server pid");
+    let client = std::process::id();
+    let cpu_now = || (cpu_time(server), cpu_time(client));
+    let cpu_per_node = |before: &(Duration, Duration), n: usize| {
+        format!(
+            "{:.2} / {:.2} µs/node",
+            cpu_us(server, before.0, n),
+            cpu_us(client, before.1, n)
+        )
+    };
+    rt.block_on(async {
+        let core = Proxy::open(&svc.url("cortex")).await.expect("connect");
+        let probe = 10_000u32;
+        syn_ingest(&core, FIRST_IP, probe, "probe").await;
+        let mut have = probe;
+        let mut size = probe;
+        while size <= curve_max {
+            let took = syn_ingest(&core, FIRST_IP + have, size - have, "grow").await;
+            let ingest = if size > have {
+                per_sec((size - have) as usize, took.as_secs_f64())
+            } else {
+                "–".into()
+            };
+            have = size;
+            let before = cpu_now();
+            let mut walls = Vec::new();
+            for _ in 0..5 {
+                let (n, t) = syn_lift(&core, "#probe").await;
+                assert_eq!(n, probe as usize);
+                walls.push(t);
+            }
+            let probe_cpu = cpu_per_node(&before, 5 * probe as usize);
+            walls.sort();
+            let before = cpu_now();
+            let (rest, rest_t) = syn_lift(&core, "#grow").await;
+            assert_eq!(rest, (size - probe) as usize);
+            let rest_cpu = if rest > 0 {
+                cpu_per_node(&before, rest)
+            } else {
+                "–".into()
+            };
+            let per_node = |d: Duration, n: usize| {
+                if n == 0 {
+                    "–".to_string()
+                } else {
+                    format!("{:.2} µs/node", d.as_secs_f64() * 1e6 / n as f64)
+                }
+            };
+            let row = format!(
+                "| {size} | {ingest} | {} | {probe_cpu} | {} | {rest_cpu} |",
+                per_node(walls[2], probe as usize),
+                per_node(rest_t, rest)
+            );
+            eprintln!("{row}");
+            let _ = writeln!(out, "{row}");
+            size *= 10;
+        }
+    });
+    drop(svc);
+    let _ = writeln!(out, "\nLoad average at the end: {}", loadavg());
+    println!("{out}");
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let _ = std::fs::write(target.join("storm-bench.md"), &out);
+}
