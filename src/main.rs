@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Some(("gen-docs", m)) => cli::gen_docs(m),
         Some(("backup", m)) => syn::backup::cli::run_backup(m),
         Some(("restore", m)) => syn::backup::cli::run_restore(m),
+        Some(("migrate-200", m)) => cli::migrate(m),
         _ => {
             // clap requires a subcommand, so this is unreachable in practice.
             eprintln!("syn: no command given (see syn --help)");

@@ -276,6 +276,17 @@ impl Slab {
         }
     }
 
+    /// The value of a plain key in the unnamed (main) database, which some writers (Synapse
+    /// 0.1.x's `layer:model:version`) keep beside the named databases' records.
+    pub fn main_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let main = self.main_db()?;
+        self.read(|rtxn| {
+            main.get(&rtxn.txn, key)
+                .map(|v| v.map(<[u8]>::to_vec))
+                .map_err(|e| self.lmdb(None, "get", e))
+        })
+    }
+
     /// The names of all named databases, sorted.
     pub fn db_names(&self) -> Result<Vec<String>> {
         Ok(self.db_list()?.into_iter().map(|(name, _)| name).collect())
