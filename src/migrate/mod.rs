@@ -268,27 +268,22 @@ fn root_iden(src: &SrcCortex) -> String {
 
 /// Check every layer's model version; decide what a layer without one needs.
 fn check_layers(src: &SrcCortex, model: &Model) -> SynResult<BTreeMap<String, legacy::Fixups>> {
-    let mut fixups = BTreeMap::new();
     for layer in &src.layers {
-        match layer.version_tuple() {
-            Some(v) if v == source::LAYER_MODEL_VERSION => {}
-            Some(_) | None if layer.model_version.is_some() => {
-                let shown = layer
-                    .model_version
-                    .as_ref()
-                    .map(legacy::py_tuple)
-                    .unwrap_or_default();
-                return Err(source::bad_source(format!(
-                    "Layer {} model version must be at latest 01x vers: {shown} != (0, 1, 3)",
-                    layer.iden
-                )));
-            }
-            _ => {
-                let found = legacy::Fixups::scan(layer, model)?;
-                notice(&found.describe(&layer.iden));
-                fixups.insert(layer.iden.clone(), found);
-            }
+        if let Some(vers) = &layer.model_version
+            && layer.version_tuple().as_deref() != Some(&source::LAYER_MODEL_VERSION[..])
+        {
+            return Err(source::bad_source(format!(
+                "Layer {} model version must be at latest 01x vers: {} != (0, 1, 3)",
+                layer.iden,
+                legacy::py_tuple(vers)
+            )));
         }
+    }
+    let mut fixups = BTreeMap::new();
+    for layer in src.layers.iter().filter(|l| l.model_version.is_none()) {
+        let found = legacy::Fixups::scan(layer, model)?;
+        notice(&found.describe(&layer.iden));
+        fixups.insert(layer.iden.clone(), found);
     }
     Ok(fixups)
 }
@@ -312,22 +307,25 @@ fn prepare_dest(src: &SrcCortex, opts: &Options) -> SynResult<PathBuf> {
             dest.display()
         )));
     }
-    if !empty {
-        let guid = std::fs::read_to_string(dest.join("cell.guid")).unwrap_or_default();
-        if guid.trim() != src.iden {
+    let guid_path = dest.join("cell.guid");
+    match std::fs::read_to_string(&guid_path) {
+        Ok(guid) if guid.trim() != src.iden => {
             return Err(bad_dest(format!(
                 "{} is not a migration of {} (its cell.guid differs); cannot resume there",
                 dest.display(),
                 src.dir.display()
             )));
         }
+        Ok(_) => {}
+        // A new DEST, or a run killed before it wrote the iden.
+        Err(_) => {
+            std::fs::create_dir_all(dest).map_err(|e| io("create", dest, e))?;
+            write_durably(&guid_path, src.iden.as_bytes())
+                .map_err(|e| io("write", &guid_path, e))?;
+        }
     }
     for dir in [dest.join("slabs"), dest.join("layers"), migr.clone()] {
         std::fs::create_dir_all(&dir).map_err(|e| io("create", &dir, e))?;
-    }
-    if empty {
-        write_durably(&dest.join("cell.guid"), src.iden.as_bytes())
-            .map_err(|e| io("write", &dest.join("cell.guid"), e))?;
     }
     let readme = migr.join("README.txt");
     std::fs::write(&readme, MIGRATION_README).map_err(|e| io("write", &readme, e))?;

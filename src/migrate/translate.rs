@@ -33,6 +33,14 @@ pub const REASON_STORE: &str = "Unable to store nodeedits";
 /// A tag interval that is not `(min, max)`.
 pub const REASON_BAD_TAG: &str = "Unable to read tag interval";
 
+/// A value as Python's f-strings print it: strings bare, everything else as its repr.
+fn py_str(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => s.to_owned(),
+        None => v.to_string(),
+    }
+}
+
 fn err(reason: &'static str, mesg: String) -> NodeError {
     NodeError { reason, mesg }
 }
@@ -182,10 +190,11 @@ impl Translator {
             err(
                 REASON_NORM_EXC,
                 format!(
-                    "Buid/norming exception {}: {}: {}, {fname}, {fval}",
+                    "Buid/norming exception {}: {}: {}, {fname}, {}",
                     e.name,
                     e.mesg(),
-                    hex::encode(buid)
+                    hex::encode(buid),
+                    py_str(fval)
                 ),
             )
         })?;
@@ -195,8 +204,9 @@ impl Translator {
             return Err(err(
                 REASON_NORM_MISMATCH,
                 format!(
-                    "Normed form val does not match inbound {fname}, {fval}, {}",
-                    norm.valu
+                    "Normed form val does not match inbound {fname}, {}, {}",
+                    py_str(fval),
+                    py_str(&norm.valu)
                 ),
             ));
         }
@@ -204,8 +214,9 @@ impl Translator {
             return Err(err(
                 REASON_BUID_MISMATCH,
                 format!(
-                    "Calculated buid does not match inbound {}, {fname}, {fval}",
-                    hex::encode(buid)
+                    "Calculated buid does not match inbound {}, {fname}, {}",
+                    hex::encode(buid),
+                    py_str(fval)
                 ),
             ));
         }
