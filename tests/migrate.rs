@@ -759,3 +759,41 @@ fn views_layers_automation_and_the_extended_model_are_carried_over() {
     );
     assert!(sode.tags.iter().any(|(t, _)| t == "fork.touched"));
 }
+
+#[test]
+fn progress_lines_without_a_terminal_and_status_under_systemd() {
+    let Some(fx) = Fixture::new() else { return };
+    let out = fx.migrate("lines", &["--progress-every", "1000"]);
+    assert!(out.ok(), "{}", out.describe());
+    for n in ["1000", "2000"] {
+        assert!(
+            out.stderr
+                .contains(&format!("layer {MAIN_LAYER}: {n} nodes, ")),
+            "{}",
+            out.stderr
+        );
+    }
+    let notify = common::NotifySocket::new();
+    let mut cmd = Command::new(syn_bin());
+    cmd.args([
+        "migrate-200",
+        "--src",
+        fx.src().to_str().unwrap(),
+        "--dest",
+        fx.dest("systemd").to_str().unwrap(),
+    ])
+    .env("NOTIFY_SOCKET", notify.path());
+    let out = common::run_bounded(cmd, Duration::from_secs(60)).unwrap();
+    assert!(out.ok(), "{}", out.describe());
+    let status = notify
+        .wait_for(
+            &format!("STATUS=migrating layer {MAIN_LAYER}"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert!(status.contains("nodes/s"), "{status}");
+    assert!(
+        !out.stderr.contains(" nodes, "),
+        "no progress lines under systemd"
+    );
+}

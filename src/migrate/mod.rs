@@ -434,19 +434,20 @@ fn migrate_layer(
             Some(_) => None,
             None => partial_form(&others, &node.buid)?,
         };
-        match translator.node(&node, hint.as_deref()) {
+        let (buid, rows) = (node.buid, node.rows);
+        match translator.node(node, hint.as_deref()) {
             Ok(ne) => batch.push(ne),
-            Err(e) => record(&mut stats, &mut errors, iden, &node.buid, e),
+            Err(e) => record(&mut stats, &mut errors, iden, &buid, e),
         }
-        progress.advance(1, node.rows);
-        last = Some(node.buid);
+        progress.advance(1, rows);
+        last = Some(buid);
         if batch.len() >= BATCH {
             store_batch(&dest, &mut batch, meta, &mut stats, &mut errors, iden)?;
         }
         since_chk += 1;
         if since_chk >= CHECKPOINT_EVERY {
             store_batch(&dest, &mut batch, meta, &mut stats, &mut errors, iden)?;
-            checkpoint(&node.buid, &mut stats, &mut errors, false)?;
+            checkpoint(&buid, &mut stats, &mut errors, false)?;
             since_chk = 0;
         }
         Ok(true)

@@ -69,19 +69,19 @@ impl Translator {
     }
 
     /// Translate `node`; `form` names the form of a partial node (no `*form` row here).
-    pub fn node(&mut self, node: &SrcNode, form: Option<&str>) -> Result<NodeEdit, NodeError> {
+    pub fn node(&mut self, node: SrcNode, form: Option<&str>) -> Result<NodeEdit, NodeError> {
         let buid_hex = hex::encode(node.buid);
         let mut edits = Vec::with_capacity(
             1 + node.props.len() + node.tags.len() + node.tagprops.len() + node.data.len(),
         );
-        let fname = match &node.ndef {
+        let fname = match node.ndef {
             Some((fname, fval)) => {
-                let stortype = self.form_stortype(fname, fval, &node.buid)?;
+                let stortype = self.form_stortype(&fname, &fval, &node.buid)?;
                 edits.push(Edit::NodeAdd {
-                    valu: fval.clone(),
+                    valu: fval,
                     stortype,
                 });
-                fname.clone()
+                fname
             }
             None => match form {
                 Some(f) => f.to_owned(),
@@ -94,11 +94,11 @@ impl Translator {
             },
         };
         let mform = self.model.form(&fname);
-        for (prop, valu) in &node.props {
+        for (prop, valu) in node.props {
             let stortype = if prop.starts_with('.') {
-                self.model.univ(prop).map(|p| p.stortype)
+                self.model.univ(&prop).map(|p| p.stortype)
             } else {
-                mform.and_then(|f| f.prop(prop)).map(|p| p.stortype)
+                mform.and_then(|f| f.prop(&prop)).map(|p| p.stortype)
             };
             let Some(stortype) = stortype else {
                 return Err(err(
@@ -107,14 +107,14 @@ impl Translator {
                 ));
             };
             edits.push(Edit::PropSet {
-                prop: prop.clone(),
-                valu: valu.clone(),
+                prop,
+                valu,
                 oldv: Value::Nil,
                 stortype,
             });
         }
-        for (tag, valu) in &node.tags {
-            let ival = ival_from_value(valu).map_err(|e| {
+        for (tag, valu) in node.tags {
+            let ival = ival_from_value(&valu).map_err(|e| {
                 err(
                     REASON_BAD_TAG,
                     format!(
@@ -124,30 +124,30 @@ impl Translator {
                 )
             })?;
             edits.push(Edit::TagSet {
-                tag: tag.clone(),
+                tag,
                 valu: ival,
                 oldv: None,
             });
         }
-        for (tag, prop, valu) in &node.tagprops {
-            let Some(tp) = self.model.tagprop(prop) else {
+        for (tag, prop, valu) in node.tagprops {
+            let Some(tp) = self.model.tagprop(&prop) else {
                 return Err(err(
                     REASON_STORTYPE,
                     format!("Unable to determine stortype for tagprop {prop}: NoSuchTagProp"),
                 ));
             };
             edits.push(Edit::TagPropSet {
-                tag: tag.clone(),
-                prop: prop.clone(),
-                valu: valu.clone(),
+                tag,
+                prop,
+                valu,
                 oldv: Value::Nil,
                 stortype: tp.stortype,
             });
         }
-        for (name, item) in &node.data {
+        for (name, item) in node.data {
             edits.push(Edit::NodeDataSet {
-                name: name.clone(),
-                valu: item.clone(),
+                name,
+                valu: item,
                 oldv: Value::Nil,
             });
         }
