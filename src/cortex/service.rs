@@ -5,21 +5,28 @@
 //! [`crate::cortex::layer`]). Which views and layers exist is the cell slab's topology record
 //! ([`crate::cortex::topology`]), made on first start. Every layer is opened; storm runs in
 //! the default view, which reads its write layer.
+//!
+//! The data model is the built-in one plus the cortex's extended model
+//! ([`crate::cortex::model::ext`]), stored in the cell slab and changed by the CoreApi's
+//! `addForm`/`addFormProp`/`addUnivProp`/`addTagProp` (and their `del` twins); the
+//! `ext-model` option names a JSON file of items added at start. A change builds a new model
+//! and view; storm runs already under way keep the model they started with.
 
 use super::layer::Layer;
 use super::model::Model;
+use super::model::ext::{ExtForm, ExtFormProp, ExtModel, ExtPropDef};
 use super::storm::runtime::{call_storm, count_storm, run_storm};
 use super::topology::Topology;
 use super::view::View;
 use crate::cell::api::{CellApi, cell_methods};
-use crate::cell::config::Opt;
+use crate::cell::config::{Kind, Opt};
 use crate::cell::{Cell, Service, ServiceKind};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 use crate::telepath::{Api, Args, Genr, HasMethods, Methods};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
 use tokio::sync::mpsc;
 
 /// The directory of the cortex's layers, inside the service directory.
@@ -27,13 +34,18 @@ pub const LAYERS_DIR: &str = "layers";
 
 /// A running cortex.
 pub struct Cortex {
-    model: Arc<Model>,
+    /// The cell slab, which holds the extended model.
+    slab: crate::storage::Slab,
+    /// The built-in model with the extended model applied.
+    model: RwLock<Arc<Model>>,
+    /// The extended model as stored; its lock also orders model changes.
+    ext: Mutex<ExtModel>,
     view_iden: String,
     /// The default view's write layer.
     layer: Layer,
     /// Every layer of the topology, by iden.
     layers: HashMap<String, Layer>,
-    view: Arc<View>,
+    view: RwLock<Arc<View>>,
     migration_mode: AtomicBool,
 }
 
@@ -45,13 +57,39 @@ pub const CORTEX: ServiceKind<Cortex> = ServiceKind {
     open: Cortex::open,
 };
 
+/// The option naming a JSON file of extended model items to add at start.
+const EXT_MODEL_OPT: &str = "ext-model";
+
 fn cortex_options() -> Vec<Opt> {
-    Vec::new()
+    vec![Opt {
+        key: EXT_MODEL_OPT,
+        kind: Kind::Str,
+        default: None,
+        help: "JSON file of extended model items added at start if missing: {\"forms\": [{formname, basetype, typeopts, typeinfo}], \"formprops\": [{form, prop, tdef, info}], \"univprops\": [{name, tdef, info}], \"tagprops\": [{name, tdef, info}]}",
+    }]
+}
+
+/// Read the `ext-model` file named by the configuration, if any.
+fn configured_ext_model(cell: &Cell) -> anyhow::Result<Option<ExtModel>> {
+    let Some(path) = cell.conf().str(EXT_MODEL_OPT).map(str::to_owned) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("reading {EXT_MODEL_OPT} file {path}: {e}"))?;
+    let ext = ExtModel::from_json(&text)
+        .map_err(|e| anyhow::anyhow!("{EXT_MODEL_OPT} file {path}: {}", e.mesg()))?;
+    Ok(Some(ext))
 }
 
 impl Cortex {
     fn open(cell: Arc<Cell>) -> anyhow::Result<Arc<Cortex>> {
-        let model = Model::shared().map_err(|e| anyhow::anyhow!("loading the data model: {e}"))?;
+        let base = Model::shared().map_err(|e| anyhow::anyhow!("loading the data model: {e}"))?;
+        let ext = ExtModel::load(&cell.slab)
+            .map_err(|e| anyhow::anyhow!("reading the extended model: {e}"))?;
+        let mut model = Model::clone(&base);
+        for (item, err) in ext.apply(&mut model) {
+            tracing::warn!(error = %err, "extended model: {item} is skipped");
+        }
         let root = cell
             .auth
             .user_by_name(crate::cell::auth::ROOT_USER)
@@ -68,15 +106,288 @@ impl Cortex {
         }
         let default = topology.default_view();
         let layer = layers[&default.layers[0]].clone();
+        let model = Arc::new(model);
         let view = Arc::new(View::new(layer.clone(), model.clone()));
-        Ok(Arc::new(Cortex {
-            model,
+        let core = Arc::new(Cortex {
+            slab: cell.slab.clone(),
+            model: RwLock::new(model),
+            ext: Mutex::new(ext),
             view_iden: default.iden.clone(),
             layer,
             layers,
-            view,
+            view: RwLock::new(view),
             migration_mode: AtomicBool::new(false),
-        }))
+        });
+        if let Some(wanted) = configured_ext_model(&cell)? {
+            core.add_configured(&wanted)
+                .map_err(|e| anyhow::anyhow!("{EXT_MODEL_OPT}: {e}"))?;
+        }
+        Ok(core)
+    }
+
+    /// The data model now (built-in plus extended).
+    pub fn model(&self) -> Arc<Model> {
+        self.model
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The default view now.
+    pub fn view(&self) -> Arc<View> {
+        self.view
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The extended model now.
+    pub fn ext_model(&self) -> ExtModel {
+        self.ext
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Change the extended model: `change` edits a copy of the model and of the record; if it
+    /// succeeds the record is stored and the new model (and views over it) take over.
+    fn change_model(
+        &self,
+        change: impl FnOnce(&mut Model, &mut ExtModel) -> SynResult<()>,
+    ) -> SynResult<()> {
+        let mut ext = self.ext.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut model = Model::clone(&self.model());
+        let mut next = ext.clone();
+        change(&mut model, &mut next)?;
+        next.save(&self.slab)?;
+        *ext = next;
+        let model = Arc::new(model);
+        let view = Arc::new(View::new(self.layer.clone(), model.clone()));
+        *self.model.write().unwrap_or_else(PoisonError::into_inner) = model;
+        *self.view.write().unwrap_or_else(PoisonError::into_inner) = view;
+        Ok(())
+    }
+
+    /// Add the items of `wanted` that are not in the extended model yet; an item that is
+    /// there already must be declared the same way.
+    fn add_configured(&self, wanted: &ExtModel) -> SynResult<()> {
+        let have = self.ext_model();
+        let differs = |what: String| {
+            Err(SynErr::new(
+                "BadConfValu",
+                format!("{what} is already in the extended model with another definition"),
+            ))
+        };
+        for f in &wanted.forms {
+            match have.form(&f.formname) {
+                Some(h) if h == f => {}
+                Some(_) => return differs(format!("form {}", f.formname)),
+                None => self.add_form(f.clone())?,
+            }
+        }
+        for p in &wanted.formprops {
+            match have.formprop(&p.form, &p.prop) {
+                Some(h) if h == p => {}
+                Some(_) => return differs(format!("form prop {}:{}", p.form, p.prop)),
+                None => self.add_form_prop(p.clone())?,
+            }
+        }
+        for u in &wanted.univprops {
+            match have.univprop(&u.name) {
+                Some(h) if h == u => {}
+                Some(_) => return differs(format!("universal prop {}", u.name)),
+                None => self.add_univ_prop(u.clone())?,
+            }
+        }
+        for t in &wanted.tagprops {
+            match have.tagprop(&t.name) {
+                Some(h) if h == t => {}
+                Some(_) => return differs(format!("tag prop {}", t.name)),
+                None => self.add_tag_prop(t.clone())?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Synapse's `addForm`.
+    pub fn add_form(&self, def: ExtForm) -> SynResult<()> {
+        self.change_model(|model, ext| {
+            model.add_form(&def.formname, &def.basetype, &def.typeopts, &def.typeinfo)?;
+            ext.forms.push(def);
+            Ok(())
+        })
+    }
+
+    /// Synapse's `delForm`: refused while any layer has nodes of the form.
+    pub fn del_form(&self, formname: &str) -> SynResult<()> {
+        if !formname.starts_with('_') {
+            return Err(
+                SynErr::new("BadFormDef", "Extended form must begin with \"_\"")
+                    .with("form", formname),
+            );
+        }
+        self.model().req_form(formname)?;
+        self.change_model(|model, ext| {
+            self.refuse_in_use(
+                |r| Ok(r.lift_form(formname)?.next().is_some()),
+                |iden| {
+                    SynErr::new(
+                        "CantDelForm",
+                        format!("Nodes still exist with form: {formname} in layer {iden}"),
+                    )
+                },
+            )?;
+            model.del_form(formname)?;
+            ext.forms.retain(|f| f.formname != formname);
+            Ok(())
+        })
+    }
+
+    /// Synapse's `addFormProp`.
+    pub fn add_form_prop(&self, def: ExtFormProp) -> SynResult<()> {
+        self.change_model(|model, ext| {
+            model.add_form_prop(&def.form, &def.prop, &def.tdef, &def.info)?;
+            ext.formprops.push(def);
+            Ok(())
+        })
+    }
+
+    /// Synapse's `delFormProp`: only an extended prop, refused while any node has it.
+    pub fn del_form_prop(&self, form: &str, prop: &str) -> SynResult<()> {
+        self.change_model(|model, ext| {
+            let full = format!("{form}:{prop}");
+            if ext.formprop(form, prop).is_none() {
+                return Err(
+                    SynErr::new("NoSuchProp", format!("No ext prop named {full}"))
+                        .with("form", form)
+                        .with("prop", prop),
+                );
+            }
+            if let Some(p) = model.prop(&full) {
+                let stortype = p.stortype;
+                self.refuse_in_use(
+                    |r| {
+                        Ok(
+                            r.lift_prop(form, Some(prop), stortype, &super::layer::Cmp::Any)?
+                                .next()
+                                .is_some(),
+                        )
+                    },
+                    |iden| {
+                        SynErr::new(
+                            "CantDelProp",
+                            format!("Nodes still exist with prop: {full} in layer {iden}"),
+                        )
+                    },
+                )?;
+                model.del_form_prop(form, prop)?;
+            }
+            ext.formprops
+                .retain(|p| !(p.form == form && p.prop == prop));
+            Ok(())
+        })
+    }
+
+    /// Synapse's `addUnivProp`.
+    pub fn add_univ_prop(&self, def: ExtPropDef) -> SynResult<()> {
+        self.change_model(|model, ext| {
+            model.add_univ_prop(&def.name, &def.tdef, &def.info)?;
+            ext.univprops.push(def);
+            Ok(())
+        })
+    }
+
+    /// Synapse's `delUnivProp`: only an extended one, refused while any node has it.
+    pub fn del_univ_prop(&self, name: &str) -> SynResult<()> {
+        self.change_model(|model, ext| {
+            if ext.univprop(name).is_none() {
+                return Err(
+                    SynErr::new("NoSuchUniv", format!("No ext univ named {name}"))
+                        .with("name", name),
+                );
+            }
+            let univ = format!(".{name}");
+            if let Some(p) = model.univ(&univ) {
+                let stortype = p.stortype;
+                self.refuse_in_use(
+                    |r| {
+                        Ok(r.lift_univ(&univ, None, stortype, &super::layer::Cmp::Any)?
+                            .next()
+                            .is_some())
+                    },
+                    |iden| {
+                        SynErr::new(
+                            "CantDelUniv",
+                            format!(
+                                "Nodes still exist with universal prop: {name} in layer {iden}"
+                            ),
+                        )
+                    },
+                )?;
+                model.del_univ_prop(name)?;
+            }
+            ext.univprops.retain(|u| u.name != name);
+            Ok(())
+        })
+    }
+
+    /// Synapse's `addTagProp`.
+    pub fn add_tag_prop(&self, def: ExtPropDef) -> SynResult<()> {
+        self.change_model(|model, ext| {
+            if ext.tagprop(&def.name).is_some() {
+                // Synapse raises this one without a message.
+                return Err(SynErr {
+                    name: "DupPropName".into(),
+                    info: vec![("name".into(), Value::from(def.name.as_str()))],
+                });
+            }
+            model.add_tag_prop(&def.name, &def.tdef, &def.info)?;
+            ext.tagprops.push(def);
+            Ok(())
+        })
+    }
+
+    /// Synapse's `delTagProp`: refused while any node has it.
+    pub fn del_tag_prop(&self, name: &str) -> SynResult<()> {
+        self.change_model(|model, ext| {
+            if ext.tagprop(name).is_none() {
+                return Err(
+                    SynErr::new("NoSuchTagProp", format!("No tag prop named {name}"))
+                        .with("name", name),
+                );
+            }
+            if let Some(tp) = model.tagprop(name) {
+                let stortype = tp.stortype;
+                self.refuse_in_use(
+                    |r| r.has_tagprop(name, stortype),
+                    |iden| {
+                        SynErr::new(
+                            "CantDelProp",
+                            format!("Nodes still exist with tagprop: {name} in layer {iden}"),
+                        )
+                    },
+                )?;
+                model.del_tag_prop(name)?;
+            }
+            ext.tagprops.retain(|t| t.name != name);
+            Ok(())
+        })
+    }
+
+    /// Fail with `err(layer iden)` if `in_use` holds for any layer.
+    fn refuse_in_use(
+        &self,
+        in_use: impl Fn(&super::layer::LayerReader) -> SynResult<bool>,
+        err: impl Fn(&str) -> SynErr,
+    ) -> SynResult<()> {
+        let mut idens: Vec<&String> = self.layers.keys().collect();
+        idens.sort();
+        for iden in idens {
+            if in_use(&self.layers[iden].reader()?)? {
+                return Err(err(iden));
+            }
+        }
+        Ok(())
     }
 
     /// The default view's iden.
@@ -159,6 +470,32 @@ fn storm_args(api: &CoreApi, mut args: Args) -> SynResult<(String, Value, String
     Ok((text, opts, user))
 }
 
+/// Synapse's check of a new prop name (`isBasePropNoPivprop`): `BadPropDef` `Invalid prop
+/// name x` unless it is `[a-z_][a-z0-9_]*` parts joined by `:` or `.`.
+fn req_prop_name(name: &str, key: &str) -> SynResult<()> {
+    let part_ok = |p: &str| {
+        let b = p.as_bytes();
+        !b.is_empty()
+            && (b[0].is_ascii_lowercase() || b[0] == b'_')
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+    };
+    if name.split([':', '.']).all(part_ok) {
+        return Ok(());
+    }
+    Err(SynErr::new("BadPropDef", format!("Invalid prop name {name}")).with(key, name))
+}
+
+/// The `(name, tdef, info)` arguments of addUnivProp and addTagProp, the name checked.
+fn propdef_args(mut args: Args) -> SynResult<ExtPropDef> {
+    let name: String = args.req(0, "name")?;
+    let tdef: Value = args.req(1, "tdef")?;
+    let info: Value = args.req(2, "info")?;
+    args.done()?;
+    req_prop_name(&name, "name")?;
+    Ok(ExtPropDef { name, tdef, info })
+}
+
 /// Run blocking Storm work off the reactor.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> SynResult<T> + Send + 'static,
@@ -172,7 +509,7 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
     Methods::<CoreApi>::new("synapse.cortex.CoreApi")
         .genr("storm", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
-            let view = api.core.view.clone();
+            let view = api.core.view();
             let (msgs_tx, mut msgs) = mpsc::channel::<Value>(256);
             let (tx, rx): (mpsc::Sender<SynResult<Value>>, Genr) = mpsc::channel(256);
             let refused = tx.clone();
@@ -193,21 +530,21 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
         })
         .call("callStorm", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
-            let view = api.core.view.clone();
+            let view = api.core.view();
             blocking(move || call_storm(&view, &text, &opts, &user)).await
         })
         .call("count", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
-            let view = api.core.view.clone();
+            let view = api.core.view();
             blocking(move || count_storm(&view, &text, &opts, &user).map(Value::from)).await
         })
         .call("getModelDict", |api, args| async move {
             args.done()?;
-            Ok(api.core.model.model_dict())
+            Ok(api.core.model().model_dict())
         })
         .call("getModelDefs", |api, args| async move {
             args.done()?;
-            Ok(api.core.model.model_defs())
+            Ok(api.core.model().model_defs())
         })
         .call("getFeedFuncs", |_api, args| async move {
             args.done()?;
@@ -222,6 +559,92 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
                     "Add nodes to the Cortex via the packed node format.".into(),
                 ),
             ])]))
+        })
+        .call("addForm", |api, mut args| async move {
+            let formname: String = args.req(0, "formname")?;
+            let basetype: String = args.req(1, "basetype")?;
+            let typeopts: Value = args.req(2, "typeopts")?;
+            let typeinfo: Value = args.req(3, "typeinfo")?;
+            args.done()?;
+            api.cell
+                .req_allowed(&["model", "form", "add", &formname], None)?;
+            let def = ExtForm {
+                formname,
+                basetype,
+                typeopts,
+                typeinfo,
+            };
+            let core = api.core.clone();
+            blocking(move || core.add_form(def)).await?;
+            Ok(Value::Nil)
+        })
+        .call("delForm", |api, mut args| async move {
+            let formname: String = args.req(0, "formname")?;
+            args.done()?;
+            api.cell
+                .req_allowed(&["model", "form", "del", &formname], None)?;
+            let core = api.core.clone();
+            blocking(move || core.del_form(&formname)).await?;
+            Ok(Value::Nil)
+        })
+        .call("addFormProp", |api, mut args| async move {
+            let form: String = args.req(0, "form")?;
+            let prop: String = args.req(1, "prop")?;
+            let tdef: Value = args.req(2, "tdef")?;
+            let info: Value = args.req(3, "info")?;
+            args.done()?;
+            api.cell
+                .req_allowed(&["model", "prop", "add", &form], None)?;
+            req_prop_name(&prop, "prop")?;
+            let def = ExtFormProp {
+                form,
+                prop,
+                tdef,
+                info,
+            };
+            let core = api.core.clone();
+            blocking(move || core.add_form_prop(def)).await?;
+            Ok(Value::Nil)
+        })
+        .call("delFormProp", |api, mut args| async move {
+            let form: String = args.req(0, "form")?;
+            let prop: String = args.req(1, "name")?;
+            args.done()?;
+            api.cell
+                .req_allowed(&["model", "prop", "del", &form], None)?;
+            let core = api.core.clone();
+            blocking(move || core.del_form_prop(&form, &prop)).await?;
+            Ok(Value::Nil)
+        })
+        .call("addUnivProp", |api, args| async move {
+            api.cell.req_allowed(&["model", "univ", "add"], None)?;
+            let def = propdef_args(args)?;
+            let core = api.core.clone();
+            blocking(move || core.add_univ_prop(def)).await?;
+            Ok(Value::Nil)
+        })
+        .call("delUnivProp", |api, mut args| async move {
+            let name: String = args.req(0, "name")?;
+            args.done()?;
+            api.cell.req_allowed(&["model", "univ", "del"], None)?;
+            let core = api.core.clone();
+            blocking(move || core.del_univ_prop(&name)).await?;
+            Ok(Value::Nil)
+        })
+        .call("addTagProp", |api, args| async move {
+            api.cell.req_allowed(&["model", "tagprop", "add"], None)?;
+            let def = propdef_args(args)?;
+            let core = api.core.clone();
+            blocking(move || core.add_tag_prop(def)).await?;
+            Ok(Value::Nil)
+        })
+        .call("delTagProp", |api, mut args| async move {
+            let name: String = args.req(0, "name")?;
+            args.done()?;
+            api.cell.req_allowed(&["model", "tagprop", "del"], None)?;
+            let core = api.core.clone();
+            blocking(move || core.del_tag_prop(&name)).await?;
+            Ok(Value::Nil)
         })
         .call("enableMigrationMode", |api, args| async move {
             args.done()?;

@@ -244,6 +244,32 @@ impl LayerReader {
         self.lift_by(name, &self.dbs().bytagprop, base, cmp, source, array)
     }
 
+    /// Whether any node holds tag prop `prop` (under any tag), its values stored as
+    /// `stortype`.
+    pub fn has_tagprop(&self, prop: &str, stortype: u16) -> SynResult<bool> {
+        let mut tags = Vec::new();
+        for entry in self.dbs().abrv.prefix(&self.txn, b"h")? {
+            let (key, _) = entry?;
+            let mut parts = key[1..].split(|b| *b == 0);
+            if let (Some(tag), Some(name)) = (parts.next(), parts.next())
+                && name == prop.as_bytes()
+            {
+                tags.push(String::from_utf8_lossy(tag).into_owned());
+            }
+        }
+        for tag in tags {
+            if self
+                .lift_tagprop(&tag, prop, None, stortype, &Cmp::Any)?
+                .next()
+                .transpose()?
+                .is_some()
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn tag_prefix(&self, tag: &str, form: Option<&str>) -> SynResult<Option<Vec<u8>>> {
         let Some(tagabrv) = self.abrv(AbrvName::Tag(tag))? else {
             return Ok(None);

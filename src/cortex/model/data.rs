@@ -18,8 +18,9 @@ pub(crate) const MODEL_JSON: &str = include_str!("model.json");
 /// Lookup tables that norms read.
 const LOOKUPS_JSON: &str = include_str!("lookups.json");
 
-/// A JSON document as a [`Value`], maps in document order.
-struct Ordered(Value);
+/// A serde document (JSON, or msgpack through rmp-serde) as a [`Value`], maps in document
+/// order.
+pub(crate) struct Ordered(pub(crate) Value);
 
 impl<'de> Deserialize<'de> for Ordered {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -56,6 +57,15 @@ impl<'de> Visitor<'de> for OrderedVisitor {
     fn visit_string<E>(self, s: String) -> Result<Value, E> {
         Ok(Value::Str(s))
     }
+    fn visit_bytes<E>(self, b: &[u8]) -> Result<Value, E> {
+        Ok(Value::Bin(b.to_vec()))
+    }
+    fn visit_byte_buf<E>(self, b: Vec<u8>) -> Result<Value, E> {
+        Ok(Value::Bin(b))
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Nil)
+    }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         while let Some(Ordered(v)) = seq.next_element()? {
@@ -65,8 +75,8 @@ impl<'de> Visitor<'de> for OrderedVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some((k, Ordered(v))) = map.next_entry::<String, Ordered>()? {
-            pairs.push((Value::Str(k), v));
+        while let Some((Ordered(k), Ordered(v))) = map.next_entry::<Ordered, Ordered>()? {
+            pairs.push((k, v));
         }
         Ok(Value::Map(pairs))
     }

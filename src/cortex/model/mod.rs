@@ -37,6 +37,7 @@
 //! A node's buid is `sha256(msgpack((form, norm)))`: [`buid`].
 
 pub mod data;
+pub mod ext;
 pub mod norm;
 pub mod py;
 pub mod types;
