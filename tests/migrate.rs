@@ -246,10 +246,16 @@ fn migrated_fixture_has_every_sample_count_and_tag_of_the_manifest() {
     }
     assert_eq!(with_ival, m["tags_with_interval"].as_u64().unwrap());
 
-    // A tag prop and an extended prop, as the fixture's layout shows them.
-    let tp = &nodes["60351202c58381690e1dfea48877b2f9cfddeac3421b140644532f98e531a15e"];
+    // A tag prop and an extended prop, as the fixture's layout shows them, and lifts by them
+    // (the cortex loads the migrated extended model).
+    let tp_iden = "60351202c58381690e1dfea48877b2f9cfddeac3421b140644532f98e531a15e";
+    let tp = &nodes[tp_iden];
     assert_eq!(tp[1]["tagprops"]["rep.vt"]["score"], 17);
     assert_eq!(tp[1]["props"]["_note"], "note 190");
+    let by_note = storm_nodes(&url, "inet:ipv4:_note=\"note 190\"", None);
+    assert!(by_note.contains_key(tp_iden), "{by_note:?}");
+    let by_score = storm_nodes(&url, "#rep.vt:score=17", None);
+    assert!(by_score.contains_key(tp_iden), "{by_score:?}");
 
     // Node data, read through storm.
     for sample in m["nodedata_samples"].as_array().unwrap() {
@@ -730,17 +736,17 @@ fn views_layers_automation_and_the_extended_model_are_carried_over() {
     assert_eq!(q.get("name").unwrap().as_str(), Some("fixq"));
     assert_eq!(q.get("items").unwrap().as_array().unwrap().len(), 3);
 
-    let ext = slab
-        .read(|txn| {
-            slab.db("cortex:meta", false)
-                .unwrap()
-                .get_value(txn, b"model:ext")
-        })
-        .unwrap()
-        .unwrap();
-    assert_eq!(ext.get("formprops").unwrap().as_array().unwrap().len(), 1);
-    assert_eq!(ext.get("univprops").unwrap().as_array().unwrap().len(), 1);
-    assert_eq!(ext.get("tagprops").unwrap().as_array().unwrap().len(), 1);
+    let ext = syn::cortex::model::ext::ExtModel::load(&slab).unwrap();
+    assert_eq!(ext.formprops.len(), 1);
+    assert_eq!(
+        (
+            ext.formprops[0].form.as_str(),
+            ext.formprops[0].prop.as_str()
+        ),
+        ("inet:ipv4", "_note")
+    );
+    assert_eq!(ext.univprops[0].name, "_risk");
+    assert_eq!(ext.tagprops[0].name, "score");
     drop(slab);
 
     // The partial node in the fork layer: its props and tags, with its form from the parent.

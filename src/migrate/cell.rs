@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use super::source::{Hive, SrcCortex};
 use crate::cell::auth::{ALL_ROLE, Auth, GateEntry, ROOT_USER, Role, Rule, Shadow, User};
 use crate::cortex::model::Model;
+use crate::cortex::model::ext::{ExtFormProp, ExtModel, ExtPropDef};
 use crate::cortex::topology::{LayerDef, Topology, ViewDef};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
@@ -202,69 +203,55 @@ pub fn topology(src: &SrcCortex, auth: &Auth, root: &str) -> SynResult<Topology>
     })
 }
 
-/// Synapse's extended model in the 0.1.x hive: form props `(form, prop, tdef, info)`, univs
-/// `(name, tdef, info)`, tag props `(name, tdef, info)`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct LegacyExtModel {
-    /// `cortex/model/props/*`.
-    pub formprops: Vec<(String, String, Value, Value)>,
-    /// `cortex/model/univs/*`.
-    pub univs: Vec<(String, Value, Value)>,
-    /// `cortex/model/tagprops/*`.
-    pub tagprops: Vec<(String, Value, Value)>,
+/// Synapse's extended model in the 0.1.x hive (`cortex/model/props/*` as `(form, prop, tdef,
+/// info)`, `univs/*` and `tagprops/*` as `(name, tdef, info)`) as syn's [`ExtModel`].
+pub fn read_ext_model(hive: &Hive) -> ExtModel {
+    let items = |kind: &str| -> Vec<Vec<Value>> {
+        hive.children(&["cortex", "model", kind])
+            .iter()
+            .filter_map(|k| hive.get(&["cortex", "model", kind, k]))
+            .filter_map(|v| v.as_array().map(<[Value]>::to_vec))
+            .collect()
+    };
+    let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let propdef = |v: Vec<Value>| ExtPropDef {
+        name: s(&v[0]),
+        tdef: v[1].clone(),
+        info: v[2].clone(),
+    };
+    ExtModel {
+        forms: Vec::new(),
+        formprops: items("props")
+            .into_iter()
+            .filter(|v| v.len() == 4)
+            .map(|v| ExtFormProp {
+                form: s(&v[0]),
+                prop: s(&v[1]),
+                tdef: v[2].clone(),
+                info: v[3].clone(),
+            })
+            .collect(),
+        univprops: items("univs")
+            .into_iter()
+            .filter(|v| v.len() == 3)
+            .map(propdef)
+            .collect(),
+        tagprops: items("tagprops")
+            .into_iter()
+            .filter(|v| v.len() == 3)
+            .map(propdef)
+            .collect(),
+    }
 }
 
-impl LegacyExtModel {
-    /// Read the extended model from the hive.
-    pub fn read(hive: &Hive) -> LegacyExtModel {
-        let items = |kind: &str| -> Vec<Vec<Value>> {
-            hive.children(&["cortex", "model", kind])
-                .iter()
-                .filter_map(|k| hive.get(&["cortex", "model", kind, k]))
-                .filter_map(|v| v.as_array().map(<[Value]>::to_vec))
-                .collect()
-        };
-        let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
-        LegacyExtModel {
-            formprops: items("props")
-                .into_iter()
-                .filter(|v| v.len() == 4)
-                .map(|v| (s(&v[0]), s(&v[1]), v[2].clone(), v[3].clone()))
-                .collect(),
-            univs: items("univs")
-                .into_iter()
-                .filter(|v| v.len() == 3)
-                .map(|v| (s(&v[0]), v[1].clone(), v[2].clone()))
-                .collect(),
-            tagprops: items("tagprops")
-                .into_iter()
-                .filter(|v| v.len() == 3)
-                .map(|v| (s(&v[0]), v[1].clone(), v[2].clone()))
-                .collect(),
-        }
+/// `base` extended with `ext`; a definition the model refuses is reported through `warn` and
+/// left out (its rows then fail as props the model lacks).
+pub fn extended_model(base: &Model, ext: &ExtModel, warn: &mut dyn FnMut(String)) -> Model {
+    let mut model = base.clone();
+    for (what, e) in ext.apply(&mut model) {
+        warn(format!("extended model: {what} left out: {}", e.mesg()));
     }
-
-    /// `base` extended with these definitions; a definition the model refuses is reported
-    /// through `warn` and left out (its rows then fail as props the model lacks).
-    pub fn apply(&self, base: &Model, warn: &mut dyn FnMut(String)) -> Model {
-        let mut model = base.clone();
-        for (form, prop, tdef, info) in &self.formprops {
-            if let Err(e) = model.add_form_prop(form, prop, tdef, info) {
-                warn(format!("extended prop {form}:{prop} left out: {e}"));
-            }
-        }
-        for (name, tdef, info) in &self.univs {
-            if let Err(e) = model.add_univ_prop(name, tdef, info) {
-                warn(format!("extended universal prop .{name} left out: {e}"));
-            }
-        }
-        for (name, tdef, info) in &self.tagprops {
-            if let Err(e) = model.add_tag_prop(name, tdef, info) {
-                warn(format!("tag prop {name} left out: {e}"));
-            }
-        }
-        model
-    }
+    model
 }
 
 /// The 0.1.x automation in 2.x shape, as stored in [`AUTOMATION_DB`].

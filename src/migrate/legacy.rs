@@ -17,13 +17,10 @@
 //! [`Fixups::apply`] does those changes to each node as it is migrated, so the layer is
 //! migrated as 0.1.58 would have left it at (0, 1, 3).
 
+use super::source::{SrcLayer, SrcNode};
 use crate::cortex::model::Model;
 use crate::error::SynResult;
 use crate::msgpack::Value;
-use crate::storage::Slab;
-
-use super::cell::LegacyExtModel;
-use super::source::{SrcLayer, SrcNode};
 
 /// The 0.1.0 form renames.
 pub const FORM_RENAMES: &[(&str, &str)] = &[
@@ -165,43 +162,4 @@ pub fn yaml_list(v: &Value) -> String {
         }
         None => "null".into(),
     }
-}
-
-/// The key of the extended model in the cell slab's `cortex:meta` database.
-pub const EXT_MODEL_KEY: &[u8] = b"model:ext";
-
-/// Store the extended model in the destination's cell slab (`cortex:meta`, key `model:ext`)
-/// as a msgpack map `{forms, formprops, univprops, tagprops}` of Synapse's definition tuples.
-pub fn save_ext_model(slab: &Slab, ext: &LegacyExtModel) -> SynResult<()> {
-    let formprops = ext
-        .formprops
-        .iter()
-        .map(|(f, p, t, i)| {
-            Value::Array(vec![
-                f.as_str().into(),
-                p.as_str().into(),
-                t.clone(),
-                i.clone(),
-            ])
-        })
-        .collect();
-    let univs = ext
-        .univs
-        .iter()
-        .map(|(n, t, i)| Value::Array(vec![n.as_str().into(), t.clone(), i.clone()]))
-        .collect();
-    let tagprops = ext
-        .tagprops
-        .iter()
-        .map(|(n, t, i)| Value::Array(vec![n.as_str().into(), t.clone(), i.clone()]))
-        .collect();
-    let record = Value::map([
-        ("forms", Value::Array(Vec::new())),
-        ("formprops", Value::Array(formprops)),
-        ("univprops", Value::Array(univs)),
-        ("tagprops", Value::Array(tagprops)),
-    ]);
-    let db = slab.db(crate::cortex::topology::META_DB, false)?;
-    slab.write(|txn| db.put_value(txn, EXT_MODEL_KEY, &record))?;
-    Ok(())
 }

@@ -174,8 +174,8 @@ pub fn run(opts: &Options) -> SynResult<Summary> {
         None
     };
     let base = Model::shared()?;
-    let ext = cell::LegacyExtModel::read(&src.hive);
-    let model = Arc::new(ext.apply(&base, &mut |w| notice(&w)));
+    let ext = cell::read_ext_model(&src.hive);
+    let model = Arc::new(cell::extended_model(&base, &ext, &mut |w| notice(&w)));
     let fixups = check_layers(&src, &model)?;
     if opts.form_counts {
         print_form_counts(&src, &opts.dest)?;
@@ -210,7 +210,7 @@ pub fn run(opts: &Options) -> SynResult<Summary> {
         state.step_done("hivelyr")?;
     }
     if opts.runs("dmodel") {
-        legacy::save_ext_model(&cell_slab, &ext)?;
+        ext.save(&cell_slab)?;
         state.step_done("dmodel")?;
     }
     if opts.runs("triggers") || opts.runs("cron") || opts.runs("queues") {
