@@ -22,7 +22,7 @@ fn s(p: &Path) -> &str {
 }
 
 /// Wall seconds and max RSS (KiB) of a command run under `/usr/bin/time`.
-fn timed(name: &str, mut cmd: Command) -> Option<(f64, u64, common::RunOut)> {
+fn timed(name: &str, cmd: Command) -> Option<(f64, u64, common::RunOut)> {
     let prog = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
     let mut wrapped = Command::new("/usr/bin/time");
