@@ -803,3 +803,43 @@ fn progress_lines_without_a_terminal_and_status_under_systemd() {
         "no progress lines under systemd"
     );
 }
+
+#[test]
+fn migr_ops_split_into_steps_give_the_same_cortex() {
+    let Some(fx) = Fixture::new() else { return };
+    assert!(fx.migrate("whole", &[]).ok());
+    let whole = layer_contents(&fx.dest("whole"), &fx.src());
+
+    let bad = fx.migrate("bad", &["--migr-ops", "nodes", "bogus"]);
+    assert_eq!(bad.code(), Some(1), "{}", bad.describe());
+    assert!(
+        bad.stderr.contains("unknown migration step \"bogus\""),
+        "{}",
+        bad.stderr
+    );
+    assert!(!fx.dest("bad").exists());
+
+    let nodes = fx.migrate(
+        "steps",
+        &[
+            "--migr-ops",
+            "dirn",
+            "hiveauth",
+            "hivelyr",
+            "dmodel",
+            "nodes",
+        ],
+    );
+    assert!(nodes.ok(), "{}", nodes.describe());
+    let without_data = layer_contents(&fx.dest("steps"), &fx.src());
+    assert_ne!(without_data, whole, "no node data yet");
+    let data = fx.migrate("steps", &["--from-last", "--migr-ops", "nodedata"]);
+    assert!(data.ok(), "{}", data.describe());
+    assert!(
+        data.stdout
+            .contains(&format!("layer {MAIN_LAYER}: 2961 nodes read, 39 migrated")),
+        "{}",
+        data.stdout
+    );
+    assert_eq!(layer_contents(&fx.dest("steps"), &fx.src()), whole);
+}

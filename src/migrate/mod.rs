@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cortex::edits::{Buid, NodeEdit};
+use crate::cortex::edits::{Buid, Edit, NodeEdit};
 use crate::cortex::layer::Layer;
 use crate::cortex::model::Model;
 use crate::error::{SynErr, SynResult};
@@ -225,7 +225,7 @@ pub fn run(opts: &Options) -> SynResult<Summary> {
     }
     cell_slab.sync()?;
     let mut summary = Summary::default();
-    if opts.runs("nodes") {
+    if opts.runs("nodes") || opts.runs("nodedata") {
         let meta = Value::map([
             ("time", Value::from(edit_time)),
             ("user", Value::from(root.as_str())),
@@ -359,11 +359,14 @@ fn migrate_layer(
 ) -> SynResult<LayerStats> {
     let iden = &layer.iden;
     state.next_offset(iden, layer.splice_next_offset()?)?;
-    let (mut chk, mut stats) = match state.checkpoint(iden)? {
+    // `--migr-ops nodedata` without `nodes`: only the node data of nodes already migrated.
+    let only_data = !opts.runs("nodes");
+    let op = if only_data { "nodedata" } else { "nodes" };
+    let (mut chk, mut stats) = match state.checkpoint(op, iden)? {
         Some((chk, stats)) if opts.from_last => (Some(chk), stats),
         _ => (None, LayerStats::default()),
     };
-    if opts.from_last && state.layer_done(iden)? {
+    if opts.from_last && state.layer_done(op, iden)? {
         notice(&format!("layer {iden}: already migrated"));
         return Ok(stats);
     }
@@ -408,7 +411,7 @@ fn migrate_layer(
             count: stats.read,
             time: now_ms(),
         };
-        state.save_checkpoint(iden, &c, stats, errors, done)?;
+        state.save_checkpoint(op, iden, &c, stats, errors, done)?;
         errors.clear();
         chk = Some(c);
         Ok(())
@@ -436,7 +439,14 @@ fn migrate_layer(
         };
         let (buid, rows) = (node.buid, node.rows);
         match translator.node(node, hint.as_deref()) {
-            Ok(ne) => batch.push(ne),
+            Ok(mut ne) => {
+                if only_data {
+                    ne.edits.retain(|e| matches!(e, Edit::NodeDataSet { .. }));
+                }
+                if !ne.edits.is_empty() {
+                    batch.push(ne);
+                }
+            }
             Err(e) => record(&mut stats, &mut errors, iden, &buid, e),
         }
         progress.advance(1, rows);

@@ -133,22 +133,23 @@ impl MigrState {
         }
     }
 
-    /// The checkpoint and statistics of `layer`, if its pass started.
-    pub fn checkpoint(&self, layer: &str) -> SynResult<Option<(Checkpoint, LayerStats)>> {
-        let chk = self.get::<Checkpoint>(&key("nodes", "chkpnt", layer))?;
-        let stats = self.get::<LayerStats>(&key("nodes", "stat", layer))?;
+    /// The checkpoint and statistics of `layer` in step `op`, if its pass started.
+    pub fn checkpoint(&self, op: &str, layer: &str) -> SynResult<Option<(Checkpoint, LayerStats)>> {
+        let chk = self.get::<Checkpoint>(&key(op, "chkpnt", layer))?;
+        let stats = self.get::<LayerStats>(&key(op, "stat", layer))?;
         Ok(chk.zip(stats))
     }
 
-    /// Whether `layer`'s node pass finished.
-    pub fn layer_done(&self, layer: &str) -> SynResult<bool> {
-        Ok(self.get::<i64>(&key("nodes", "prog", layer))?.is_some())
+    /// Whether `layer`'s pass of step `op` finished.
+    pub fn layer_done(&self, op: &str, layer: &str) -> SynResult<bool> {
+        Ok(self.get::<i64>(&key(op, "prog", layer))?.is_some())
     }
 
-    /// Save a checkpoint, its statistics and the errors since the last one in one commit;
-    /// `done` marks the layer's pass finished.
+    /// Save a checkpoint of step `op` (`nodes`, or `nodedata` alone), its statistics and the
+    /// errors since the last one in one commit; `done` marks the layer's pass finished.
     pub fn save_checkpoint(
         &self,
+        op: &str,
         layer: &str,
         chk: &Checkpoint,
         stats: &LayerStats,
@@ -169,8 +170,7 @@ impl MigrState {
                 self.db.put_value(txn, &k, &e.to_value())?;
             }
             if done {
-                self.db
-                    .put_serde(txn, &key("nodes", "prog", layer), &now_ms())?;
+                self.db.put_serde(txn, &key(op, "prog", layer), &now_ms())?;
             }
             Ok(())
         })?;
