@@ -1,5 +1,7 @@
 //! Layer benchmark: durable ingest of `inet:ipv4` nodes with `:asn` and a tag, lifts by tag, and
-//! how lift cost per node changes with the layer's size.
+//! how lift cost per node changes with the layer's size; then the same lifts through a view of
+//! the layer alone and through a fork (a second layer on top, empty, then holding new `:asn`
+//! values for a tenth of the nodes), to measure the cost of merging layers.
 //!
 //! `cargo bench --bench layer` runs the ingest and lift measurements on 50,000 nodes;
 //! `cargo bench --bench layer -- --scale 10000,100000,1000000` adds the size sweep. Other
@@ -11,6 +13,8 @@
 use std::time::{Duration, Instant};
 use syn::cortex::edits::{Buid, Edit, NodeEdit, stortype};
 use syn::cortex::layer::{Cmp, Layer, LayerOptions};
+use syn::cortex::model::Model;
+use syn::cortex::view::View;
 use syn::guid::buid_of;
 use syn::msgpack::Value;
 
@@ -164,6 +168,58 @@ fn lifts(layer: &Layer, nodes: u32) {
     );
 }
 
+/// `:asn` set again in a fork's layer for every tenth node (storage nodes without a value).
+fn overrides(top: &Layer, nodes: u32) {
+    let edits: Vec<NodeEdit> = (0..nodes)
+        .step_by(10)
+        .map(|n| {
+            let valu = Value::from(u64::from(n));
+            NodeEdit {
+                buid: buid("inet:ipv4", &valu),
+                form: "inet:ipv4".into(),
+                edits: vec![Edit::PropSet {
+                    prop: "asn".into(),
+                    valu: Value::from(i64::from(n / 10) + 1_000_000),
+                    oldv: Value::Nil,
+                    stortype: stortype::I64,
+                }],
+            }
+        })
+        .collect();
+    top.store(&edits, &meta()).expect("store overrides");
+}
+
+/// One timed lift: how many buids it gave.
+type LiftRun<'v> = Box<dyn Fn() -> usize + 'v>;
+
+/// The same lifts through a view: buids of `#tag` on one form, of the form, and of `:asn`
+/// (whose entries a fork's layer can hide).
+fn view_lifts(label: &str, view: &View, nodes: u32) {
+    let asn = view.prop_ref("inet:ipv4:asn").expect("prop");
+    let runs: [(&str, LiftRun<'_>); 3] = [
+        (
+            "inet:ipv4#bench.tag",
+            Box::new(|| view.lift_tag(TAG, Some("inet:ipv4")).expect("lift").len()),
+        ),
+        (
+            "inet:ipv4",
+            Box::new(|| view.lift_form("inet:ipv4").expect("lift").len()),
+        ),
+        (
+            "inet:ipv4:asn",
+            Box::new(|| view.lift_prop(&asn).expect("lift").len()),
+        ),
+    ];
+    for (what, run) in runs {
+        let (count, took) = time(run);
+        assert_eq!(count, nodes as usize, "{label} {what}");
+        println!(
+            "  {label}: lift {what}: {count} buids in {took:.2?} = {} nodes",
+            rate(count, took)
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
@@ -197,6 +253,17 @@ fn main() {
     let (_, took) = time(|| layer.store(&batch(0, size), &meta()).expect("store"));
     println!("  re-storing {size} unchanged nodes: {took:.2?} (nothing logged)");
     lifts(&layer, nodes);
+
+    let model = Model::shared().expect("model");
+    let topdir = tempfile::tempdir().expect("tempdir");
+    let top = Layer::open(topdir.path(), "top").expect("open top");
+    view_lifts("one layer", &View::new(layer.clone(), model.clone()), nodes);
+    let fork = View::stack(vec![top.clone(), layer.clone()], model).expect("fork");
+    view_lifts("fork, empty top", &fork, nodes);
+    overrides(&top, nodes);
+    view_lifts("fork, top sets 10% :asn", &fork, nodes);
+    drop((fork, top));
+
     let (_, took) = time(|| layer.close().expect("close"));
     println!("  close (LMDB flush): {took:.2?}");
     let (layer, took) = time(|| Layer::open(dir.path(), "bench").expect("reopen"));

@@ -843,3 +843,46 @@ fn migr_ops_split_into_steps_give_the_same_cortex() {
     );
     assert_eq!(layer_contents(&fx.dest("steps"), &fx.src()), whole);
 }
+
+#[test]
+fn the_forked_view_shows_the_forks_own_edits() {
+    let Some(fx) = Fixture::new() else { return };
+    assert!(fx.migrate("dest", &[]).ok());
+    let svc = start_cortex(&fx.dest("dest"));
+    let url = svc.url("cortex");
+    let fork_opts = format!(r#"{{"view": "{FORK_VIEW}"}}"#);
+    let asn20 = "102d9c87d8ca5157e310229e1bd69a2187b7e4892b017704efd7936558df11dc";
+
+    // The partial node: its form row is in the parent layer, its fork edits in the fork's.
+    let main = storm_nodes(&url, "inet:asn=20", None);
+    assert_eq!(main[asn20][1]["props"]["name"], "vertex asn");
+    assert!(main[asn20][1]["tags"].get("fork.touched").is_none());
+    let fork = storm_nodes(&url, "inet:asn=20", Some(&fork_opts));
+    let node = &fork[asn20][1];
+    assert_eq!(node["props"]["name"], "renamed in fork");
+    assert!(node["tags"].get("fork.touched").is_some(), "{node}");
+    assert!(
+        node["tags"].get("rep.storm").is_some(),
+        "the parent's tags show too: {node}"
+    );
+
+    // Nodes made in the fork exist only there; the fork sees the parent's nodes too.
+    let q = "inet:fqdn=forked.example.org";
+    assert!(storm_nodes(&url, q, None).is_empty());
+    let forked = storm_nodes(&url, q, Some(&fork_opts));
+    assert_eq!(forked.len(), 1);
+    assert!(
+        forked.values().next().unwrap()[1]["tags"]
+            .get("fork.only")
+            .is_some()
+    );
+    let m = manifest();
+    let in_fork = storm_nodes(&url, "#fork", Some(&fork_opts));
+    assert_eq!(in_fork.len(), 3, "{:?}", in_fork.keys());
+    let all_fqdn = storm_nodes(&url, "inet:fqdn", Some(&fork_opts));
+    assert_eq!(
+        all_fqdn.len() as u64,
+        m["form_counts"]["inet:fqdn"].as_u64().unwrap() + 2,
+        "the parent's fqdns and the fork's two"
+    );
+}

@@ -86,6 +86,11 @@ impl<'a> Editor<'a> {
         self.warned.borrow_mut().insert(prop_deprecated(full));
     }
 
+    /// The iden of the user the editor acts as.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
     /// The view edited.
     pub fn view(&self) -> &'a View {
         self.view

@@ -7,11 +7,13 @@
 //! - [`storm`]: the Storm query language: lexer, grammar, LALR tables and parser, and the
 //!   runtime that runs queries against a view.
 //! - [`topology`]: which views and layers the cortex has, and which view is the default.
-//! - [`view`]: the layers read as one graph: nodes, packed nodes, lifts.
+//! - [`view`]: the layers read as one graph: nodes, packed nodes, lifts merged across layers.
+//! - [`catalog`]: the running cortex's views over their layers, and forks.
 //! - [`editor`]: node edits with Synapse's consequences (subs, auto-added nodes, tag
 //!   parents, model hooks), applied to the write layer.
 //! - [`service`]: the `syn cortex` service, its CoreApi and LayerApi.
 
+pub mod catalog;
 pub mod editor;
 pub mod edits;
 pub mod layer;

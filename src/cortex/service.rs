@@ -1,30 +1,30 @@
-//! The cortex service: a cell that holds the data model, a default view and its layer, and
+//! The cortex service: a cell that holds the data model, its views and their layers, and
 //! answers Synapse's CoreApi (`cortex` share) and LayerApi (`cortex/layer/<iden>`).
 //!
 //! Directory layout (beside the cell's): `layers/<iden>/` for each layer (see
 //! [`crate::cortex::layer`]). Which views and layers exist is the cell slab's topology record
-//! ([`crate::cortex::topology`]), made on first start. Every layer is opened; storm runs in
-//! the default view, which reads its write layer.
+//! ([`crate::cortex::topology`]), made on first start; the [`Catalog`] opens every layer and
+//! builds every view. Storm runs in the view `opts={'view': iden}` names, or the default view.
 //!
 //! The data model is the built-in one plus the cortex's extended model
 //! ([`crate::cortex::model::ext`]), stored in the cell slab and changed by the CoreApi's
 //! `addForm`/`addFormProp`/`addUnivProp`/`addTagProp` (and their `del` twins); the
 //! `ext-model` option names a JSON file of items added at start. A change builds a new model
-//! and view; storm runs already under way keep the model they started with.
+//! and rebuilds the views over it; storm runs already under way keep the model they started
+//! with.
 
+use super::catalog::{Catalog, no_such_view};
 use super::layer::Layer;
 use super::model::Model;
 use super::model::ext::{ExtForm, ExtFormProp, ExtModel, ExtPropDef};
 use super::storm::runtime::{call_storm, count_storm, run_storm};
-use super::topology::Topology;
-use super::view::View;
+use super::view::{View, ViewCatalog};
 use crate::cell::api::{CellApi, cell_methods};
 use crate::cell::config::{Kind, Opt};
 use crate::cell::{Cell, Service, ServiceKind};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 use crate::telepath::{Api, Args, Genr, HasMethods, Methods};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
 use tokio::sync::mpsc;
@@ -40,12 +40,8 @@ pub struct Cortex {
     model: RwLock<Arc<Model>>,
     /// The extended model as stored; its lock also orders model changes.
     ext: Mutex<ExtModel>,
-    view_iden: String,
-    /// The default view's write layer.
-    layer: Layer,
-    /// Every layer of the topology, by iden.
-    layers: HashMap<String, Layer>,
-    view: RwLock<Arc<View>>,
+    /// Every view and layer.
+    catalog: Arc<Catalog>,
     migration_mode: AtomicBool,
 }
 
@@ -95,27 +91,19 @@ impl Cortex {
             .user_by_name(crate::cell::auth::ROOT_USER)
             .map(|u| u.iden.clone())
             .unwrap_or_default();
-        let topology = Topology::load_or_create(&cell.slab, &root)
-            .map_err(|e| anyhow::anyhow!("reading the cortex's views and layers: {e}"))?;
-        let mut layers = HashMap::new();
-        for def in &topology.layers {
-            let dir = cell.path().join(LAYERS_DIR).join(&def.iden);
-            let layer = Layer::open(&dir, &def.iden)
-                .map_err(|e| anyhow::anyhow!("opening layer {}: {e}", dir.display()))?;
-            layers.insert(def.iden.clone(), layer);
-        }
-        let default = topology.default_view();
-        let layer = layers[&default.layers[0]].clone();
         let model = Arc::new(model);
-        let view = Arc::new(View::new(layer.clone(), model.clone()));
+        let catalog = Catalog::open(
+            cell.slab.clone(),
+            cell.path().join(LAYERS_DIR),
+            model.clone(),
+            &root,
+        )
+        .map_err(|e| anyhow::anyhow!("opening the cortex's views and layers: {e}"))?;
         let core = Arc::new(Cortex {
             slab: cell.slab.clone(),
             model: RwLock::new(model),
             ext: Mutex::new(ext),
-            view_iden: default.iden.clone(),
-            layer,
-            layers,
-            view: RwLock::new(view),
+            catalog,
             migration_mode: AtomicBool::new(false),
         });
         if let Some(wanted) = configured_ext_model(&cell)? {
@@ -128,14 +116,6 @@ impl Cortex {
     /// The data model now (built-in plus extended).
     pub fn model(&self) -> Arc<Model> {
         self.model
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// The default view now.
-    pub fn view(&self) -> Arc<View> {
-        self.view
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -162,9 +142,8 @@ impl Cortex {
         next.save(&self.slab)?;
         *ext = next;
         let model = Arc::new(model);
-        let view = Arc::new(View::new(self.layer.clone(), model.clone()));
+        self.catalog.set_model(model.clone());
         *self.model.write().unwrap_or_else(PoisonError::into_inner) = model;
-        *self.view.write().unwrap_or_else(PoisonError::into_inner) = view;
         Ok(())
     }
 
@@ -380,24 +359,33 @@ impl Cortex {
         in_use: impl Fn(&super::layer::LayerReader) -> SynResult<bool>,
         err: impl Fn(&str) -> SynErr,
     ) -> SynResult<()> {
-        let mut idens: Vec<&String> = self.layers.keys().collect();
-        idens.sort();
-        for iden in idens {
-            if in_use(&self.layers[iden].reader()?)? {
-                return Err(err(iden));
+        let mut layers = self.catalog.layers();
+        layers.sort_by(|a, b| a.iden().cmp(b.iden()));
+        for layer in layers {
+            if in_use(&layer.reader()?)? {
+                return Err(err(layer.iden()));
             }
         }
         Ok(())
     }
 
     /// The default view's iden.
-    pub fn view_iden(&self) -> &str {
-        &self.view_iden
+    pub fn view_iden(&self) -> String {
+        self.catalog.default_view_iden()
+    }
+
+    /// The view storm opts name (`opts={'view': iden}`), or the default view.
+    fn opts_view(&self, opts: &Value) -> SynResult<Arc<View>> {
+        match opts.get("view") {
+            None | Some(Value::Nil) => self.catalog.view(None),
+            Some(Value::Str(iden)) => self.catalog.view(Some(iden)),
+            Some(other) => Err(no_such_view(&other.to_string())),
+        }
     }
 
     /// The layer with iden `iden`.
-    fn layer(&self, iden: &str) -> SynResult<&Layer> {
-        self.layers.get(iden).ok_or_else(|| {
+    fn layer(&self, iden: &str) -> SynResult<Layer> {
+        self.catalog.layer(iden).ok_or_else(|| {
             SynErr::new("NoSuchLayer", format!("No layer with iden {iden}")).with("iden", iden)
         })
     }
@@ -411,14 +399,14 @@ impl Service for Cortex {
                 core: self,
             })),
             [l] if l == "layer" => {
-                let layer = self.layer.clone();
+                let layer = self.catalog.view(None)?.write_layer().clone();
                 Ok(Arc::new(LayerApi {
                     cell: session,
                     layer,
                 }))
             }
             [l, iden] if l == "layer" => {
-                let layer = self.layer(iden)?.clone();
+                let layer = self.layer(iden)?;
                 Ok(Arc::new(LayerApi {
                     cell: session,
                     layer,
@@ -438,7 +426,7 @@ impl Service for Cortex {
     }
 
     fn close(&self) {
-        for layer in self.layers.values() {
+        for layer in self.catalog.layers() {
             if let Err(e) = layer.sync() {
                 tracing::warn!(error = %e, layer = layer.iden(), "flushing a layer at shutdown failed");
             }
@@ -509,7 +497,7 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
     Methods::<CoreApi>::new("synapse.cortex.CoreApi")
         .genr("storm", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
-            let view = api.core.view();
+            let view = api.core.opts_view(&opts)?;
             let (msgs_tx, mut msgs) = mpsc::channel::<Value>(256);
             let (tx, rx): (mpsc::Sender<SynResult<Value>>, Genr) = mpsc::channel(256);
             let refused = tx.clone();
@@ -530,12 +518,12 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
         })
         .call("callStorm", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
-            let view = api.core.view();
+            let view = api.core.opts_view(&opts)?;
             blocking(move || call_storm(&view, &text, &opts, &user)).await
         })
         .call("count", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
-            let view = api.core.view();
+            let view = api.core.opts_view(&opts)?;
             blocking(move || count_storm(&view, &text, &opts, &user).map(Value::from)).await
         })
         .call("getModelDict", |api, args| async move {
@@ -660,7 +648,13 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
         })
         .call("getViewIden", |api, args| async move {
             args.done()?;
-            Ok(Value::from(api.core.view_iden.as_str()))
+            Ok(Value::from(api.core.view_iden()))
+        })
+        .call("getViewDef", |api, mut args| async move {
+            let iden: Option<String> = args.opt(0, "iden")?;
+            args.done()?;
+            let iden = iden.unwrap_or_else(|| api.core.view_iden());
+            Ok(api.core.catalog.view_def(&iden)?.unwrap_or(Value::Nil))
         })
         .inherit(cell_methods(), |c: &CoreApi| c.cell.clone())
         .build()

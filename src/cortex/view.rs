@@ -7,18 +7,23 @@
 //! ([`View::lift_prop_valu`] and friends). Edits go through an [`crate::cortex::editor::Editor`]
 //! to the top layer, the only one written.
 //!
-//! For now a view has one layer ([`View::new`]); the join of storage nodes already merges a
-//! stack (the top layer wins for a value, prop, tag or tag prop), but lifts read the write
-//! layer only, since merging several layers' index orders is not written yet.
+//! A view reads a stack of layers ([`View::stack`], the write layer first; [`View::new`] for
+//! one). The join of storage nodes lets the highest layer win for a value, prop, tag or tag
+//! prop. Lifts merge the layers' index orders as Synapse 2.x does (see `View::merged_lift`):
+//! one ordered stream by `(index key, buid)`, a node given by several layers once, and an entry
+//! of a lower layer dropped when a higher layer stores the same prop, tag or tag prop (the
+//! higher value is the node's). Synapse 2.x has no tombstones: deleting in the write layer a
+//! prop that a lower layer holds changes nothing, here as there. Edges are merged by
+//! `(verb, node)` without repeats; node data comes from the highest layer that holds a name.
 //!
 //! Everything here reads LMDB synchronously: async callers use `spawn_blocking` (see the
 //! layer's documentation). Each call opens its own read snapshot.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use crate::cortex::edits::{Buid, Ival, ival_to_value};
-use crate::cortex::layer::{Cmp, Layer, Sode};
+use crate::cortex::layer::{Cmp, Layer, LayerReader, Lift, LiftEntry, Sode};
 use crate::cortex::model::{Form, Model, Prop, StorCmpr, Type};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
@@ -332,13 +337,41 @@ impl TypeIndex {
     }
 }
 
+/// The cortex's views and layers as a running query reaches them (storm's `$lib.view` and
+/// `$lib.layer`). Views, layers and forks are given as Synapse packs them (`view.pack()`,
+/// `layer.pack()`).
+pub trait ViewCatalog: Send + Sync {
+    /// The definition of view `iden`, if it exists.
+    fn view_def(&self, iden: &str) -> SynResult<Option<Value>>;
+    /// Every view's definition, in the order the views were made.
+    fn view_defs(&self) -> SynResult<Vec<Value>>;
+    /// The definition of layer `iden`, if it exists.
+    fn layer_def(&self, iden: &str) -> SynResult<Option<Value>>;
+    /// Every layer's definition, in the order the layers were made.
+    fn layer_defs(&self) -> SynResult<Vec<Value>>;
+    /// Fork view `iden` for user `user`: a new view over a new, empty write layer on top of
+    /// the view's layers; returns the new view's definition.
+    fn fork(&self, iden: &str, user: &str, name: Option<String>) -> SynResult<Value>;
+}
+
 /// The layers a cortex reads as one graph, and its data model.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct View {
     /// Top (write) layer first.
     layers: Vec<Layer>,
     model: Arc<Model>,
     bytype: Arc<OnceLock<TypeIndex>>,
+    /// The view's iden and its cortex's catalog, for a view that belongs to a cortex.
+    place: Option<(String, Weak<dyn ViewCatalog>)>,
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View")
+            .field("iden", &self.iden())
+            .field("layers", &self.layers)
+            .finish()
+    }
 }
 
 impl View {
@@ -348,7 +381,37 @@ impl View {
             layers: vec![layer],
             model,
             bytype: Arc::default(),
+            place: None,
         }
+    }
+
+    /// A view of a stack of layers, the write layer first (as Synapse lists a view's layers).
+    pub fn stack(layers: Vec<Layer>, model: Arc<Model>) -> SynResult<View> {
+        if layers.is_empty() {
+            return Err(SynErr::bad_arg("a view needs at least one layer"));
+        }
+        Ok(View {
+            layers,
+            model,
+            bytype: Arc::default(),
+            place: None,
+        })
+    }
+
+    /// This view as view `iden` of the cortex whose views `catalog` lists.
+    pub fn in_catalog(mut self, iden: String, catalog: Weak<dyn ViewCatalog>) -> View {
+        self.place = Some((iden, catalog));
+        self
+    }
+
+    /// The view's iden, if it belongs to a cortex.
+    pub fn iden(&self) -> Option<&str> {
+        self.place.as_ref().map(|(iden, _)| iden.as_str())
+    }
+
+    /// The catalog of the cortex this view belongs to, while that cortex runs.
+    pub fn catalog(&self) -> Option<Arc<dyn ViewCatalog>> {
+        self.place.as_ref().and_then(|(_, c)| c.upgrade())
     }
 
     fn bytype(&self) -> &TypeIndex {
@@ -427,38 +490,49 @@ impl View {
 
     /// Every node of a form, in index order.
     pub fn lift_form(&self, form: &str) -> SynResult<Vec<Buid>> {
-        self.write_layer().lift(|r| r.lift_form(form))
+        // A form's value never changes, so no layer hides another's entry.
+        self.merged_lift(Shadow::Nothing, &|r| r.lift_form(form))
     }
 
     /// Nodes that have a prop (or, for a form, every node of it), in index order.
     pub fn lift_prop(&self, prop: &PropRef) -> SynResult<Vec<Buid>> {
-        let layer = self.write_layer();
         match prop {
             PropRef::Form(f) => self.lift_form(&f.name),
-            PropRef::Prop(p) => match &p.form {
-                None => layer.lift(|r| r.lift_univ(&p.name, None, p.stortype, &Cmp::Any)),
-                Some(form) => {
-                    layer.lift(|r| r.lift_prop(form, Some(&p.name), p.stortype, &Cmp::Any))
+            PropRef::Prop(p) => {
+                let shadow = Shadow::Prop(&p.name);
+                match &p.form {
+                    None => self.merged_lift(shadow, &|r| {
+                        r.lift_univ(&p.name, None, p.stortype, &Cmp::Any)
+                    }),
+                    Some(form) => self.merged_lift(shadow, &|r| {
+                        r.lift_prop(form, Some(&p.name), p.stortype, &Cmp::Any)
+                    }),
                 }
-            },
+            }
         }
     }
 
     /// Nodes whose prop (or primary value) matches any of the lift operations, in order of
     /// the operations, then index order (Synapse's `nodesByPropValu` after `getStorCmprs`).
     pub fn lift_prop_valu(&self, prop: &PropRef, cmprs: &[StorCmpr]) -> SynResult<Vec<Buid>> {
-        let layer = self.write_layer();
         let mut out = Vec::new();
         for sc in cmprs {
             let cmp = stor_cmp(sc)?;
             let found = match prop {
-                PropRef::Form(f) => layer.lift(|r| r.lift_prop(&f.name, None, sc.stortype, &cmp)),
-                PropRef::Prop(p) => match &p.form {
-                    None => layer.lift(|r| r.lift_univ(&p.name, None, sc.stortype, &cmp)),
-                    Some(form) => {
-                        layer.lift(|r| r.lift_prop(form, Some(&p.name), sc.stortype, &cmp))
+                PropRef::Form(f) => self.merged_lift(Shadow::Nothing, &|r| {
+                    r.lift_prop(&f.name, None, sc.stortype, &cmp)
+                }),
+                PropRef::Prop(p) => {
+                    let shadow = Shadow::Prop(&p.name);
+                    match &p.form {
+                        None => self.merged_lift(shadow, &|r| {
+                            r.lift_univ(&p.name, None, sc.stortype, &cmp)
+                        }),
+                        Some(form) => self.merged_lift(shadow, &|r| {
+                            r.lift_prop(form, Some(&p.name), sc.stortype, &cmp)
+                        }),
                     }
-                },
+                }
             }?;
             out.extend(found);
         }
@@ -471,18 +545,25 @@ impl View {
         let Some(form) = &prop.form else {
             return Ok(Vec::new());
         };
-        let layer = self.write_layer();
         let mut out = Vec::new();
         for sc in cmprs {
             let cmp = stor_cmp(sc)?;
-            out.extend(layer.lift(|r| r.lift_prop_array(form, &prop.name, prop.stortype, &cmp))?);
+            out.extend(self.merged_lift(Shadow::Prop(&prop.name), &|r| {
+                r.lift_prop_array(form, &prop.name, prop.stortype, &cmp)
+            })?);
         }
         Ok(out)
     }
 
     /// Nodes with a tag (of one form or all).
     pub fn lift_tag(&self, tag: &str, form: Option<&str>) -> SynResult<Vec<Buid>> {
-        self.write_layer().lift(|r| r.lift_tag(tag, form))
+        // With a form, every layer's entries are in buid order and a node's entries meet in
+        // the merge; across forms they need not, so a higher layer's tag hides a lower one's.
+        let shadow = match form {
+            Some(_) => Shadow::Nothing,
+            None => Shadow::Tag(tag),
+        };
+        self.merged_lift(shadow, &|r| r.lift_tag(tag, form))
     }
 
     /// Nodes whose tag interval equals (`=`) or overlaps (`@=`) a normalized interval.
@@ -505,8 +586,7 @@ impl View {
                 .with("name", "ival"));
             }
         };
-        self.write_layer()
-            .lift(|r| r.lift_tag_valu(tag, form, &cmp))
+        self.merged_lift(Shadow::Tag(tag), &|r| r.lift_tag_valu(tag, form, &cmp))
     }
 
     /// Nodes (of one form or all) with a tag prop, optionally matching lift operations.
@@ -518,41 +598,220 @@ impl View {
         stortype: u16,
         cmprs: Option<&[StorCmpr]>,
     ) -> SynResult<Vec<Buid>> {
-        let layer = self.write_layer();
+        let shadow = Shadow::TagProp(tag, prop);
         let Some(cmprs) = cmprs else {
-            return layer.lift(|r| r.lift_tagprop(tag, prop, form, stortype, &Cmp::Any));
+            return self.merged_lift(shadow, &|r| {
+                r.lift_tagprop(tag, prop, form, stortype, &Cmp::Any)
+            });
         };
         let mut out = Vec::new();
         for sc in cmprs {
             let cmp = stor_cmp(sc)?;
-            out.extend(layer.lift(|r| r.lift_tagprop(tag, prop, form, sc.stortype, &cmp))?);
+            out.extend(self.merged_lift(shadow, &|r| {
+                r.lift_tagprop(tag, prop, form, sc.stortype, &cmp)
+            })?);
         }
         Ok(out)
     }
 
-    /// Light edges from a node: `(verb, n2)`, only `verb` if given.
+    /// One lift run in every layer, merged as Synapse's `_mergeSodes` does: the layers' index
+    /// entries are merged by `(key, buid)` (the lower layer first when both are equal), one
+    /// after another entries of the same buid from different layers count once, and an entry
+    /// is dropped when a layer above every layer that gave it stores what `shadow` names (that
+    /// layer's value is the node's; its own entry, if it matches, gives the node).
+    ///
+    /// A k-way merge of the layers' lazy index scans: nothing is collected per layer, and only
+    /// shadow checks read storage nodes. A buid may belong to a node whose primary value no
+    /// layer holds (props only); [`View::node`] gives `None` for it.
+    fn merged_lift(
+        &self,
+        shadow: Shadow<'_>,
+        lift: &dyn Fn(&LayerReader) -> SynResult<Lift<'_>>,
+    ) -> SynResult<Vec<Buid>> {
+        if let [layer] = self.layers.as_slice() {
+            let reader = layer.reader()?;
+            return lift(&reader)?.collect();
+        }
+        let readers = self
+            .layers
+            .iter()
+            .map(Layer::reader)
+            .collect::<SynResult<Vec<_>>>()?;
+        let mut lifts = readers.iter().map(lift).collect::<SynResult<Vec<_>>>()?;
+        let mut merge = LayerMerge::new(&mut lifts)?;
+        let mut out = Vec::new();
+        // The buid being gathered and which layers (top first) gave it.
+        let mut group: Option<Buid> = None;
+        let mut from = vec![false; readers.len()];
+        while let Some((layer, buid)) = merge.next_entry()? {
+            if group == Some(buid) && !from[layer] {
+                from[layer] = true;
+                continue;
+            }
+            if let Some(gbuid) = group.replace(buid) {
+                if !shadowed(&readers, shadow, &gbuid, &from)? {
+                    out.push(gbuid);
+                }
+                from.fill(false);
+            }
+            from[layer] = true;
+        }
+        if let Some(gbuid) = group
+            && !shadowed(&readers, shadow, &gbuid, &from)?
+        {
+            out.push(gbuid);
+        }
+        Ok(out)
+    }
+
+    /// Light edges from a node: `(verb, n2)`, only `verb` if given, by verb then n2 across
+    /// the layers, each edge once.
     pub fn edges_n1(&self, buid: &Buid, verb: Option<&str>) -> SynResult<Vec<(String, Buid)>> {
-        self.write_layer().reader()?.edges_n1(buid, verb)
+        self.merged_edges(|r| r.edges_n1(buid, verb))
     }
 
-    /// Light edges to a node: `(verb, n1)`, only `verb` if given.
+    /// Light edges to a node: `(verb, n1)`, only `verb` if given, by verb then n1 across the
+    /// layers, each edge once.
     pub fn edges_n2(&self, buid: &Buid, verb: Option<&str>) -> SynResult<Vec<(String, Buid)>> {
-        self.write_layer().reader()?.edges_n2(buid, verb)
+        self.merged_edges(|r| r.edges_n2(buid, verb))
     }
 
-    /// Whether the light edge `n1 -(verb)> n2` exists.
+    /// Every layer's sorted edges as one sorted list without repeats (Synapse merges the
+    /// layers' edge scans and skips an edge equal to the one before).
+    fn merged_edges(
+        &self,
+        edges: impl Fn(&LayerReader) -> SynResult<Vec<(String, Buid)>>,
+    ) -> SynResult<Vec<(String, Buid)>> {
+        let mut out = Vec::new();
+        for layer in &self.layers {
+            out.extend(edges(&layer.reader()?)?);
+        }
+        if self.layers.len() > 1 {
+            out.sort();
+            out.dedup();
+        }
+        Ok(out)
+    }
+
+    /// Whether the light edge `n1 -(verb)> n2` exists in some layer.
     pub fn has_edge(&self, n1: &Buid, verb: &str, n2: &Buid) -> SynResult<bool> {
-        self.write_layer().reader()?.has_edge(n1, verb, n2)
+        for layer in &self.layers {
+            if layer.reader()?.has_edge(n1, verb, n2)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
-    /// A node data value.
+    /// A node data value, from the highest layer that holds it.
     pub fn nodedata(&self, buid: &Buid, name: &str) -> SynResult<Option<Value>> {
-        self.write_layer().reader()?.nodedata(buid, name)
+        for layer in &self.layers {
+            if let Some(valu) = layer.reader()?.nodedata(buid, name)? {
+                return Ok(Some(valu));
+            }
+        }
+        Ok(None)
     }
 
-    /// All node data of a node.
+    /// All node data of a node: the highest layer's value of each name, names in the order
+    /// the layers give them from the top.
     pub fn nodedata_all(&self, buid: &Buid) -> SynResult<Vec<(String, Value)>> {
-        self.write_layer().reader()?.nodedata_all(buid)
+        let mut out: Vec<(String, Value)> = Vec::new();
+        for layer in &self.layers {
+            for (name, valu) in layer.reader()?.nodedata_all(buid)? {
+                if !out.iter().any(|(n, _)| *n == name) {
+                    out.push((name, valu));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What a higher layer may store that makes a lower layer's lift entry stale (Synapse's
+/// `filtercmpr`).
+#[derive(Clone, Copy, Debug)]
+enum Shadow<'a> {
+    /// Nothing: every entry stands (form values, tag lifts of one form).
+    Nothing,
+    /// A secondary or universal prop.
+    Prop(&'a str),
+    /// A tag.
+    Tag(&'a str),
+    /// A tag prop: `(tag, prop)`.
+    TagProp(&'a str, &'a str),
+}
+
+impl Shadow<'_> {
+    fn hides(self, sode: &Sode) -> bool {
+        match self {
+            Shadow::Nothing => false,
+            Shadow::Prop(prop) => sode.prop(prop).is_some(),
+            Shadow::Tag(tag) => sode.tag(tag).is_some(),
+            Shadow::TagProp(tag, prop) => sode.tagprop(tag, prop).is_some(),
+        }
+    }
+}
+
+/// Whether a layer above the highest one in `from` (readers and flags top first) stores what
+/// `shadow` names for `buid`.
+fn shadowed(
+    readers: &[LayerReader],
+    shadow: Shadow<'_>,
+    buid: &Buid,
+    from: &[bool],
+) -> SynResult<bool> {
+    if matches!(shadow, Shadow::Nothing) {
+        return Ok(false);
+    }
+    for (reader, gave) in readers.iter().zip(from) {
+        if *gave {
+            return Ok(false);
+        }
+        if reader.sode(buid)?.is_some_and(|s| shadow.hides(&s)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A k-way merge of the layers' lifts (top layer first) by `(key, buid)`; of equal entries the
+/// lower layer's comes first, as Synapse's `merggenr2` orders its heap by `(key, layer)` with
+/// the bottom layer first. It takes the least of the layers' current entries each time, which
+/// is also what Synapse's heap gives when a layer's entries are not sorted by the merge key
+/// (a `#tag` lift across forms).
+struct LayerMerge<'l, 'r> {
+    lifts: &'l mut [Lift<'r>],
+    heads: Vec<Option<LiftEntry>>,
+}
+
+impl<'l, 'r> LayerMerge<'l, 'r> {
+    fn new(lifts: &'l mut [Lift<'r>]) -> SynResult<LayerMerge<'l, 'r>> {
+        let heads = lifts
+            .iter_mut()
+            .map(|l| l.next_entry().transpose())
+            .collect::<SynResult<Vec<_>>>()?;
+        Ok(LayerMerge { lifts, heads })
+    }
+
+    /// The next entry's layer index (top first) and buid.
+    fn next_entry(&mut self) -> SynResult<Option<(usize, Buid)>> {
+        let mut least: Option<usize> = None;
+        for (at, head) in self.heads.iter().enumerate() {
+            let Some(head) = head else {
+                continue;
+            };
+            // `<=`: of equal entries the later (lower) layer wins.
+            if least.is_none_or(|l| self.heads[l].as_ref().is_some_and(|best| head <= best)) {
+                least = Some(at);
+            }
+        }
+        let Some(at) = least else {
+            return Ok(None);
+        };
+        let next = self.lifts[at].next_entry().transpose()?;
+        let (_, buid) = std::mem::replace(&mut self.heads[at], next).expect("a head was chosen");
+        Ok(Some((at, buid)))
     }
 }
 
@@ -604,6 +863,104 @@ mod tests {
         assert_eq!(node.tagprop("t", "score"), Some(&Value::from(1i64)));
         // Props or tags alone are no node.
         assert_eq!(join_sodes(&buid, &[top]), None);
+    }
+
+    use crate::cortex::edits::{Edit, NodeEdit, stortype};
+
+    fn ipv4(n: i64) -> (Buid, Value) {
+        let valu = Value::from(n);
+        (crate::cortex::model::buid("inet:ipv4", &valu), valu)
+    }
+
+    /// Store an ipv4 node in `layer`: its value (unless `partial`), `:asn` and tags.
+    fn put(layer: &Layer, n: i64, partial: bool, asn: Option<i64>, tags: &[&str]) {
+        let (buid, valu) = ipv4(n);
+        let mut edits = Vec::new();
+        if !partial {
+            edits.push(Edit::NodeAdd {
+                valu,
+                stortype: stortype::U32,
+            });
+        }
+        if let Some(asn) = asn {
+            edits.push(Edit::PropSet {
+                prop: "asn".into(),
+                valu: Value::from(asn),
+                oldv: Value::Nil,
+                stortype: stortype::U32,
+            });
+        }
+        for tag in tags {
+            edits.push(Edit::TagSet {
+                tag: tag.to_string(),
+                valu: (None, None),
+                oldv: None,
+            });
+        }
+        let ne = NodeEdit {
+            buid,
+            form: "inet:ipv4".into(),
+            edits,
+        };
+        layer.store(&[ne], &Value::Map(Vec::new())).unwrap();
+    }
+
+    fn sorted(mut buids: Vec<Buid>) -> Vec<Buid> {
+        buids.sort();
+        buids
+    }
+
+    #[test]
+    fn merged_lifts_order_by_key_then_buid_and_give_each_node_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let open = |name: &str| Layer::open(&tmp.path().join(name), name).unwrap();
+        let (bottom, top, third) = (open("bottom"), open("top"), open("third"));
+        put(&bottom, 1, false, Some(5), &["t"]);
+        put(&bottom, 2, false, Some(5), &["t"]);
+        put(&bottom, 3, false, Some(7), &[]);
+        put(&top, 4, false, Some(5), &["t"]);
+        // Only props and tags in the top layer; the same value, a new value.
+        put(&top, 2, true, Some(5), &["t"]);
+        put(&top, 3, true, Some(6), &["t"]);
+        let model = Model::shared().unwrap();
+        let fork = View::stack(vec![top.clone(), bottom.clone()], model.clone()).unwrap();
+        let b = |n| ipv4(n).0;
+        let asn = fork.prop_ref("inet:ipv4:asn").unwrap();
+
+        assert_eq!(
+            fork.lift_form("inet:ipv4").unwrap(),
+            [b(1), b(2), b(3), b(4)]
+        );
+        // asn 5: nodes 1, 2 (in both layers, once) and 4 by buid; then 6; node 3's 7 is
+        // hidden by the top layer's 6.
+        let mut want = sorted(vec![b(1), b(2), b(4)]);
+        want.push(b(3));
+        assert_eq!(fork.lift_prop(&asn).unwrap(), want);
+        // One form's tag: by buid, each once.
+        assert_eq!(
+            fork.lift_tag("t", Some("inet:ipv4")).unwrap(),
+            sorted(vec![b(1), b(2), b(3), b(4)])
+        );
+        assert_eq!(
+            sorted(fork.lift_tag("t", None).unwrap()),
+            sorted(vec![b(1), b(2), b(3), b(4)])
+        );
+        // The partial node joins with its value from below.
+        let node = fork.node(&b(3)).unwrap().unwrap();
+        assert_eq!(node.get("asn"), Some(&Value::from(6i64)));
+        assert_eq!(node.tag_names(false), ["t"]);
+        // The bottom alone is unchanged.
+        let base = View::new(bottom.clone(), model.clone());
+        assert_eq!(base.lift_prop(&asn).unwrap().len(), 3);
+        assert!(base.node(&b(4)).unwrap().is_none());
+
+        // A third layer wins over both.
+        put(&third, 2, true, Some(9), &[]);
+        let fork2 = View::stack(vec![third, top, bottom], model).unwrap();
+        let mut want = sorted(vec![b(1), b(4)]);
+        want.extend([b(3), b(2)]);
+        assert_eq!(fork2.lift_prop(&asn).unwrap(), want);
+        assert_eq!(fork2.lift_form("inet:ipv4").unwrap().len(), 4);
     }
 
     #[test]

@@ -7,7 +7,8 @@ every message each query produced.
 
 QUERIES.json is a JSON list of [text, opts, mode] triples, run in order against one fresh
 cortex (so edits of earlier queries are seen by later ones). mode is "storm", "call" or
-"count". The output (stdout) is one JSON list with, per query: for "storm", the list of
+"count". An opts "view" of "$fork" runs the query in a fork of the default view, "$fork2" in a
+fork of that fork (each made on first use with $lib.view.get().fork()). The output (stdout) is one JSON list with, per query: for "storm", the list of
 (type, info) messages `prox.storm(text, opts=opts)` yielded, or, when the generator raised
 before any message, [["raised", [ExcName, info]]]; for "call" and "count",
 [["return", value]] or [["raised", [ExcName, info]]].
@@ -42,8 +43,23 @@ async def main(path):
         async with await s_cortex.Cortex.anit(dirn, conf=conf) as core:
             # A tag prop for the tag prop queries (the Rust side defines the same one).
             await core.addTagProp('score', ('int', {}), {'doc': 'a score'})
+            forks = {}
+
+            async def resolve(opts):
+                view = (opts or {}).get('view')
+                if not (isinstance(view, str) and view.startswith('$fork')):
+                    return opts
+                if view not in forks:
+                    parent = core.view.iden
+                    if view != '$fork':
+                        parent = (await resolve({'view': view[:-1]}))['view']
+                    forks[view] = await core.callStorm(
+                        'return($lib.view.get($iden).fork().iden)', opts={'vars': {'iden': parent}})
+                return dict(opts, view=forks[view])
+
             async with core.getLocalProxy() as prox:
                 for text, opts, mode in queries:
+                    opts = await resolve(opts)
                     msgs = []
                     try:
                         if mode == 'call':

@@ -91,7 +91,7 @@ mod tests;
 
 pub use keys::{index_key, index_keys, stortype_name};
 pub use log::{EditIter, LogEntry};
-pub use reader::{LayerReader, Lift};
+pub use reader::{LayerReader, Lift, LiftEntry};
 pub use sode::Sode;
 pub use splice::{Splice, SpliceOffs};
 

@@ -19,16 +19,20 @@ pub struct LayerReader {
     txn: ReadTxn,
 }
 
+/// An index entry of a lift: the key below the name's abbreviation (empty for tag lifts,
+/// whose entries are ordered by buid alone) and the buid.
+pub type LiftEntry = (Vec<u8>, Buid);
+
 /// Buids of a lift in index order, read lazily from the reader's snapshot.
 pub struct Lift<'t> {
-    inner: Box<dyn Iterator<Item = SynResult<Buid>> + 't>,
+    inner: Box<dyn Iterator<Item = SynResult<LiftEntry>> + 't>,
 }
 
 impl Iterator for Lift<'_> {
     type Item = SynResult<Buid>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.inner.next()
+        self.inner.next().map(|entry| entry.map(|(_, buid)| buid))
     }
 }
 
@@ -37,6 +41,12 @@ impl Lift<'_> {
         Lift {
             inner: Box::new(std::iter::empty()),
         }
+    }
+
+    /// The next entry with its index key, which a view merging several layers' lifts
+    /// orders by `(key, buid)` as Synapse does.
+    pub fn next_entry(&mut self) -> Option<SynResult<LiftEntry>> {
+        self.inner.next()
     }
 }
 
@@ -186,7 +196,7 @@ impl LayerReader {
         };
         let entries = self.dbs().bytag.prefix(&self.txn, &prefix)?;
         Ok(Lift {
-            inner: Box::new(entries.map(|e| stored_buid(e?.1))),
+            inner: Box::new(entries.map(|e| Ok((Vec::new(), stored_buid(e?.1)?)))),
         })
     }
 
@@ -218,10 +228,10 @@ impl LayerReader {
         let tag = tag.to_owned();
         let lift = self.lift_tag(&tag, form)?;
         Ok(Lift {
-            inner: Box::new(lift.filter_map(move |buid| {
-                let keep = buid.and_then(|buid| {
+            inner: Box::new(lift.inner.filter_map(move |entry| {
+                let keep = entry.and_then(|(key, buid)| {
                     let ival = self.sode(&buid)?.and_then(|s| s.tag(&tag));
-                    Ok(ival.is_some_and(&test).then_some(buid))
+                    Ok(ival.is_some_and(&test).then_some((key, buid)))
                 });
                 keep.transpose()
             })),
@@ -326,7 +336,7 @@ impl LayerReader {
         });
         let Some(filter) = filter else {
             return Ok(Lift {
-                inner: Box::new(items.map(|item| item.map(|(_, buid)| buid))),
+                inner: Box::new(items),
             });
         };
         let matcher = Matcher {
@@ -338,8 +348,9 @@ impl LayerReader {
         };
         Ok(Lift {
             inner: Box::new(items.filter_map(move |item| {
-                let keep =
-                    item.and_then(|(key, buid)| Ok(matcher.matches(&key, &buid)?.then_some(buid)));
+                let keep = item.and_then(|(key, buid)| {
+                    Ok(matcher.matches(&key, &buid)?.then_some((key, buid)))
+                });
                 keep.transpose()
             })),
         })

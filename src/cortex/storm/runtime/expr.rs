@@ -6,7 +6,7 @@ use std::rc::Rc;
 use super::exec::{self, no_such_prop, run_query};
 use super::number::Dec;
 use super::value::{Val, bad_cast};
-use super::{Flow, Item, Res, Runt};
+use super::{Flow, Item, Res, Runt, views};
 use crate::cortex::model::py;
 use crate::cortex::storm::ast::{self, BinOp, Name, OperKind, TagNameKind, TagPart, ValueKind};
 use crate::cortex::view::Node;
@@ -724,7 +724,11 @@ fn deref(rt: &Runt<'_>, base: Val, key: &str) -> Res<Val> {
                 ])),
                 "true" => Ok(Val::Bool(true)),
                 "false" => Ok(Val::Bool(false)),
-                _ if LIB_NAMES.contains(&dotted.as_str()) => Ok(Val::Lib(full)),
+                _ if LIB_NAMES.contains(&dotted.as_str())
+                    || views::LIB_NAMES.contains(&dotted.as_str()) =>
+                {
+                    Ok(Val::Lib(full))
+                }
                 _ => Err(Flow::Err(no_such_name(key))),
             }
         }
@@ -747,6 +751,8 @@ fn deref(rt: &Runt<'_>, base: Val, key: &str) -> Res<Val> {
         base @ Val::Path(..) if ["idens", "links", "listvars"].contains(&key) => {
             Ok(Val::Method(Box::new(base), key.to_string()))
         }
+        Val::View(def) => views::deref_view(&def, key),
+        Val::Layer(def) => views::deref_layer(&def, key),
         Val::Node(n) if key == "data" => Ok(Val::NodeData(n)),
         Val::Node(n) if key == "props" => Ok(Val::Dict(
             n.props
@@ -779,6 +785,15 @@ fn deref(rt: &Runt<'_>, base: Val, key: &str) -> Res<Val> {
                 _ => ["exec", "size"].contains(&key),
             };
             if !known {
+                // A list's other names are indexes (`$list.0`), as Synapse's `_derefGet`.
+                if let Val::List(items) = &base {
+                    let mut index = Args {
+                        func: "index".into(),
+                        args: vec![Val::from(key)],
+                        kwargs: Vec::new(),
+                    };
+                    return list_method(items, "index", &mut index);
+                }
                 return Err(Flow::Err(no_such_name(key)));
             }
             Ok(Val::Method(Box::new(base), key.to_string()))
@@ -862,21 +877,21 @@ const LIST_METHODS: &[&str] = &[
 ];
 
 /// Arguments by position or keyword, checked against a signature.
-struct Args {
+pub(super) struct Args {
     func: String,
     args: Vec<Val>,
     kwargs: Vec<(String, Val)>,
 }
 
 impl Args {
-    fn get(&mut self, pos: usize, name: &str) -> Option<Val> {
+    pub(super) fn get(&mut self, pos: usize, name: &str) -> Option<Val> {
         if let Some(at) = self.kwargs.iter().position(|(k, _)| k == name) {
             return Some(self.kwargs.remove(at).1);
         }
         self.args.get(pos).cloned()
     }
 
-    fn req(&mut self, pos: usize, name: &str) -> Res<Val> {
+    pub(super) fn req(&mut self, pos: usize, name: &str) -> Res<Val> {
         self.get(pos, name).ok_or_else(|| {
             Flow::Err(rt_err(format!(
                 "{}() missing 1 required positional argument: '{name}'",
@@ -927,6 +942,9 @@ fn call_lib(rt: &Runt<'_>, name: &str, args: Vec<Val>, kwargs: Vec<(String, Val)
         args,
         kwargs,
     };
+    if let Some(result) = views::call_lib(rt, name, &mut a) {
+        return result;
+    }
     match name {
         "print" | "warn" => {
             let mesg = a.req(0, "mesg")?;
@@ -1471,6 +1489,8 @@ fn call_method(
     match base {
         Val::Node(node) => node_method(rt, node, name, &mut a),
         Val::NodeData(node) => nodedata_method(rt, node, name, &mut a),
+        Val::View(def) => views::view_method(rt, def, name, &mut a),
+        Val::Layer(def) => views::layer_method(def, name, &mut a),
         Val::Str(s) => str_method(s, name, &mut a),
         Val::List(items) => list_method(items, name, &mut a),
         Val::Path(path, iden) => Ok(match name {

@@ -44,6 +44,7 @@ mod exec;
 mod expr;
 mod number;
 mod value;
+mod views;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -47,6 +47,10 @@ pub enum Val {
     NodeData(Rc<Node>),
     /// A node's path (`$path`) and the node's iden.
     Path(Rc<super::Path>, String),
+    /// A view of the cortex (`$lib.view.get()`): its packed definition.
+    View(Rc<Value>),
+    /// A layer of the cortex (`$lib.layer.get()`): its packed definition.
+    Layer(Rc<Value>),
 }
 
 impl PartialEq for Val {
@@ -75,6 +79,7 @@ impl PartialEq for Val {
             (Val::Query(a), Val::Query(b)) => a == b,
             (Val::Lib(a), Val::Lib(b)) => a == b,
             (Val::Func(a), Val::Func(b)) => a == b,
+            (Val::View(a), Val::View(b)) | (Val::Layer(a), Val::Layer(b)) => a == b,
             _ => false,
         }
     }
@@ -132,6 +137,8 @@ impl Val {
             Val::Method(..) | Val::Func(_) => "function",
             Val::NodeData(_) => "node:data",
             Val::Path(..) => "node:path",
+            Val::View(_) => "view",
+            Val::Layer(_) => "layer",
         }
     }
 
@@ -156,6 +163,7 @@ impl Val {
             ),
             Val::Node(n) => n.valu.clone(),
             Val::Query(text) => Value::Str(text.clone()),
+            Val::View(def) | Val::Layer(def) => def.as_ref().clone(),
             Val::Lib(_) | Val::Method(..) | Val::Func(_) | Val::NodeData(_) | Val::Path(..) => {
                 Value::Nil
             }
@@ -225,6 +233,7 @@ impl Val {
             Val::Func(_) => "function".into(),
             Val::NodeData(_) => "node:data".into(),
             Val::Path(..) => "node:path".into(),
+            Val::View(def) | Val::Layer(def) => py_repr(def),
             other => other.to_str(),
         }
     }
