@@ -42,8 +42,11 @@ use translate::{NodeError, Translator};
 
 /// Nodes per layer write (one LMDB transaction and one log record).
 pub const BATCH: usize = 4096;
-/// Nodes between checkpoints.
+/// Nodes between checkpoints (as Synapse's tool).
 pub const CHECKPOINT_EVERY: u64 = 100_000;
+/// Nodes between drops of the source's and destination's pages from the resident set, which
+/// bounds the memory a migration holds whatever the size of the cortex.
+pub const SEGMENT: u64 = 2_000;
 /// The migration directory inside DEST.
 pub const MIGRATION_DIR: &str = "migration";
 
@@ -362,7 +365,7 @@ fn migrate_layer(
     // `--migr-ops nodedata` without `nodes`: only the node data of nodes already migrated.
     let only_data = !opts.runs("nodes");
     let op = if only_data { "nodedata" } else { "nodes" };
-    let (mut chk, mut stats) = match state.checkpoint(op, iden)? {
+    let (chk, mut stats) = match state.checkpoint(op, iden)? {
         Some((chk, stats)) if opts.from_last => (Some(chk), stats),
         _ => (None, LayerStats::default()),
     };
@@ -370,13 +373,10 @@ fn migrate_layer(
         notice(&format!("layer {iden}: already migrated"));
         return Ok(stats);
     }
-    let dest = Layer::open(
-        &opts
-            .dest
-            .join(crate::cortex::service::LAYERS_DIR)
-            .join(iden),
-        iden,
-    )?;
+    let dest_dir = opts
+        .dest
+        .join(crate::cortex::service::LAYERS_DIR)
+        .join(iden);
     let others: Vec<&SrcLayer> = src.layers.iter().filter(|l| l.iden != *iden).collect();
     let with_data = opts.runs("nodedata");
     let total_rows = layer.row_count()?;
@@ -392,79 +392,87 @@ fn migrate_layer(
     let seconds_before = stats.seconds;
     let mut batch: Vec<NodeEdit> = Vec::with_capacity(BATCH);
     let mut errors: Vec<ErrorRecord> = Vec::new();
-    let mut since_chk = 0u64;
     let mut this_run = 0u64;
-    let mut last: Option<Buid> = None;
     let mut stopped = false;
-    let start: Option<Buid> = chk
+    // The last node done: each segment resumes after it.
+    let mut last: Option<Buid> = chk
         .as_ref()
         .and_then(|c| <[u8; 32]>::try_from(c.buid.as_slice()).ok());
-    let mut checkpoint = |last: &Buid,
-                          stats: &mut LayerStats,
-                          errors: &mut Vec<ErrorRecord>,
-                          done: bool|
-     -> SynResult<()> {
+    // Segments of SEGMENT nodes, each ending with the pages read and written dropped from the
+    // resident set; a checkpoint every CHECKPOINT_EVERY nodes and at the end.
+    let dest = Layer::open(&dest_dir, iden)?;
+    let mut since_chk = 0u64;
+    loop {
+        let from = last;
+        let mut in_segment = 0u64;
+        let mut more = false;
+        layer.scan(from.as_ref(), |mut node| {
+            if from.as_ref() == Some(&node.buid) {
+                return Ok(true);
+            }
+            if opts.nodelim.is_some_and(|n| this_run >= n) {
+                stopped = true;
+                return Ok(false);
+            }
+            if in_segment >= SEGMENT {
+                more = true;
+                return Ok(false);
+            }
+            in_segment += 1;
+            this_run += 1;
+            stats.read += 1;
+            stats.rows += node.rows;
+            if !with_data {
+                node.data.clear();
+            }
+            if let Some(f) = fixups {
+                f.apply(&mut node, translator.model());
+            }
+            let hint = match &node.ndef {
+                Some(_) => None,
+                None => partial_form(&others, &node.buid)?,
+            };
+            let (buid, rows) = (node.buid, node.rows);
+            match translator.node(node, hint.as_deref()) {
+                Ok(mut ne) => {
+                    if only_data {
+                        ne.edits.retain(|e| matches!(e, Edit::NodeDataSet { .. }));
+                    }
+                    if !ne.edits.is_empty() {
+                        batch.push(ne);
+                    }
+                }
+                Err(e) => record(&mut stats, &mut errors, iden, &buid, e),
+            }
+            progress.advance(1, rows);
+            last = Some(buid);
+            if batch.len() >= BATCH {
+                store_batch(&dest, &mut batch, meta, &mut stats, &mut errors, iden)?;
+            }
+            Ok(true)
+        })?;
+        store_batch(&dest, &mut batch, meta, &mut stats, &mut errors, iden)?;
+        dest.release_resident();
+        layer.release();
+        since_chk += in_segment;
+        if more && since_chk < CHECKPOINT_EVERY {
+            continue;
+        }
+        since_chk = 0;
         dest.make_durable()?;
         stats.seconds = seconds_before + started.elapsed().as_secs_f64();
         let c = Checkpoint {
-            buid: last.to_vec(),
+            buid: last.unwrap_or([0u8; 32]).to_vec(),
             count: stats.read,
             time: now_ms(),
         };
-        state.save_checkpoint(op, iden, &c, stats, errors, done)?;
+        state.save_checkpoint(op, iden, &c, &stats, &errors, !more && !stopped)?;
         errors.clear();
-        chk = Some(c);
-        Ok(())
-    };
-    layer.scan(start.as_ref(), |mut node| {
-        if start.as_ref() == Some(&node.buid) {
-            return Ok(true);
+        if !more {
+            break;
         }
-        if opts.nodelim.is_some_and(|n| this_run >= n) {
-            stopped = true;
-            return Ok(false);
-        }
-        this_run += 1;
-        stats.read += 1;
-        stats.rows += node.rows;
-        if !with_data {
-            node.data.clear();
-        }
-        if let Some(f) = fixups {
-            f.apply(&mut node, translator.model());
-        }
-        let hint = match &node.ndef {
-            Some(_) => None,
-            None => partial_form(&others, &node.buid)?,
-        };
-        let (buid, rows) = (node.buid, node.rows);
-        match translator.node(node, hint.as_deref()) {
-            Ok(mut ne) => {
-                if only_data {
-                    ne.edits.retain(|e| matches!(e, Edit::NodeDataSet { .. }));
-                }
-                if !ne.edits.is_empty() {
-                    batch.push(ne);
-                }
-            }
-            Err(e) => record(&mut stats, &mut errors, iden, &buid, e),
-        }
-        progress.advance(1, rows);
-        last = Some(buid);
-        if batch.len() >= BATCH {
-            store_batch(&dest, &mut batch, meta, &mut stats, &mut errors, iden)?;
-        }
-        since_chk += 1;
-        if since_chk >= CHECKPOINT_EVERY {
-            store_batch(&dest, &mut batch, meta, &mut stats, &mut errors, iden)?;
-            checkpoint(&buid, &mut stats, &mut errors, false)?;
-            since_chk = 0;
-        }
-        Ok(true)
-    })?;
-    store_batch(&dest, &mut batch, meta, &mut stats, &mut errors, iden)?;
-    let end = last.or(start).unwrap_or([0u8; 32]);
-    checkpoint(&end, &mut stats, &mut errors, !stopped)?;
+    }
+    dest.close()?;
     progress.finish();
     if stopped {
         notice(&format!(
@@ -472,7 +480,6 @@ fn migrate_layer(
             opts.nodelim.unwrap_or_default()
         ));
     }
-    dest.close()?;
     Ok(stats)
 }
 

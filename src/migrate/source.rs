@@ -73,22 +73,16 @@ pub struct SrcNode {
     pub rows: u64,
 }
 
-/// One 0.1.x layer.
-pub struct SrcLayer {
-    /// The layer's iden.
-    pub iden: String,
-    /// `layers/<iden>/`.
-    pub dir: PathBuf,
-    /// `layer.lmdb`.
-    pub slab: Slab,
+/// The open environments of one layer (mapped while held).
+#[derive(Clone)]
+struct LayerEnv {
+    slab: Slab,
     bybuid: Db,
     nodedata: Option<(Slab, Db)>,
-    /// The `layer:model:version` key, if the layer has one.
-    pub model_version: Option<Value>,
 }
 
-impl SrcLayer {
-    fn open(dir: &Path, iden: &str) -> SynResult<SrcLayer> {
+impl LayerEnv {
+    fn open(dir: &Path) -> SynResult<LayerEnv> {
         let lmdb = dir.join("layer.lmdb");
         if !lmdb.join("data.mdb").is_file() {
             if dir.join("layer_v2.lmdb").exists() {
@@ -110,15 +104,6 @@ impl SrcLayer {
                 lmdb.display()
             ))
         })?;
-        let model_version = match slab.main_get(b"layer:model:version").map_err(storage)? {
-            None => None,
-            Some(bytes) => Some(msgpack::decode_exact(&bytes).map_err(|e| {
-                bad_source(format!(
-                    "{}: layer:model:version is not msgpack: {e}",
-                    lmdb.display()
-                ))
-            })?),
-        };
         let nd = dir.join("nodedata.lmdb");
         let nodedata = if nd.join("data.mdb").is_file() {
             let slab = Slab::open_snapshot(&nd).map_err(storage)?;
@@ -127,14 +112,66 @@ impl SrcLayer {
         } else {
             None
         };
-        Ok(SrcLayer {
-            iden: iden.to_owned(),
-            dir: dir.to_path_buf(),
+        Ok(LayerEnv {
             slab,
             bybuid,
             nodedata,
+        })
+    }
+}
+
+/// One 0.1.x layer. Its environments are mapped on first use and unmapped by
+/// [`SrcLayer::release`], so a long scan can drop the pages it has read from its resident set.
+pub struct SrcLayer {
+    /// The layer's iden.
+    pub iden: String,
+    /// `layers/<iden>/`.
+    pub dir: PathBuf,
+    env: std::sync::Mutex<Option<LayerEnv>>,
+    /// The `layer:model:version` key, if the layer has one.
+    pub model_version: Option<Value>,
+}
+
+impl SrcLayer {
+    fn open(dir: &Path, iden: &str) -> SynResult<SrcLayer> {
+        let env = LayerEnv::open(dir)?;
+        let lmdb = dir.join("layer.lmdb");
+        let model_version = match env.slab.main_get(b"layer:model:version").map_err(storage)? {
+            None => None,
+            Some(bytes) => Some(msgpack::decode_exact(&bytes).map_err(|e| {
+                bad_source(format!(
+                    "{}: layer:model:version is not msgpack: {e}",
+                    lmdb.display()
+                ))
+            })?),
+        };
+        Ok(SrcLayer {
+            iden: iden.to_owned(),
+            dir: dir.to_path_buf(),
+            env: std::sync::Mutex::new(Some(env)),
             model_version,
         })
+    }
+
+    /// The layer's environments, mapping them again if they were released.
+    fn env(&self) -> SynResult<LayerEnv> {
+        let mut env = self
+            .env
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if env.is_none() {
+            *env = Some(LayerEnv::open(&self.dir)?);
+        }
+        Ok(env.clone().expect("just opened"))
+    }
+
+    /// Unmap the layer's environments (once no scan holds them); the next use maps them
+    /// again.
+    pub fn release(&self) {
+        *self
+            .env
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// The model version as a list of ints, if the key is there and has that shape.
@@ -149,7 +186,8 @@ impl SrcLayer {
 
     /// The number of `bybuid` rows (an estimate of the work, for progress and ETA).
     pub fn row_count(&self) -> SynResult<u64> {
-        self.slab.read(|txn| self.bybuid.len(txn)).map_err(storage)
+        let env = self.env()?;
+        env.slab.read(|txn| env.bybuid.len(txn)).map_err(storage)
     }
 
     /// The next index of the layer's 0.1.x splice log (where sync-200 starts).
@@ -177,14 +215,15 @@ impl SrcLayer {
         start: Option<&Buid>,
         mut each: impl FnMut(SrcNode) -> SynResult<bool>,
     ) -> SynResult<()> {
-        let txn = self.slab.read_txn().map_err(storage)?;
-        let nd_txn = match &self.nodedata {
+        let env = self.env()?;
+        let txn = env.slab.read_txn().map_err(storage)?;
+        let nd_txn = match &env.nodedata {
             Some((slab, _)) => Some(slab.read_txn().map_err(storage)?),
             None => None,
         };
         let rows = match start {
-            Some(b) => self.bybuid.iter_from(&txn, b),
-            None => self.bybuid.iter(&txn),
+            Some(b) => env.bybuid.iter_from(&txn, b),
+            None => env.bybuid.iter(&txn),
         }
         .map_err(storage)?;
         let mut node = SrcNode::default();
@@ -200,7 +239,7 @@ impl SrcLayer {
             }
             if !open || key[..32] != node.buid {
                 if open {
-                    self.attach_data(&mut node, nd_txn.as_ref())?;
+                    self.attach_data(&env, &mut node, nd_txn.as_ref())?;
                     if !each(std::mem::take(&mut node))? {
                         return Ok(());
                     }
@@ -211,7 +250,7 @@ impl SrcLayer {
             self.add_row(&mut node, &key[32..], val)?;
         }
         if open {
-            self.attach_data(&mut node, nd_txn.as_ref())?;
+            self.attach_data(&env, &mut node, nd_txn.as_ref())?;
             each(node)?;
         }
         Ok(())
@@ -248,10 +287,11 @@ impl SrcLayer {
 
     fn attach_data(
         &self,
+        env: &LayerEnv,
         node: &mut SrcNode,
         txn: Option<&crate::storage::ReadTxn>,
     ) -> SynResult<()> {
-        let (Some((_, db)), Some(txn)) = (&self.nodedata, txn) else {
+        let (Some((_, db)), Some(txn)) = (&env.nodedata, txn) else {
             return Ok(());
         };
         for row in db.prefix(txn, &node.buid).map_err(storage)? {
@@ -273,9 +313,10 @@ impl SrcLayer {
     pub fn form_of(&self, buid: &Buid) -> SynResult<Option<String>> {
         let mut prefix = buid.to_vec();
         prefix.push(b'*');
-        self.slab
+        let env = self.env()?;
+        env.slab
             .read(|txn| {
-                Ok(self
+                Ok(env
                     .bybuid
                     .prefix(txn, &prefix)?
                     .next()
@@ -288,9 +329,10 @@ impl SrcLayer {
     /// Count nodes by form from the `*form` rows (for `--form-counts`).
     pub fn form_counts(&self) -> SynResult<BTreeMap<String, u64>> {
         let mut counts = BTreeMap::new();
-        self.slab
+        let env = self.env()?;
+        env.slab
             .read(|txn| {
-                for row in self.bybuid.iter(txn)? {
+                for row in env.bybuid.iter(txn)? {
                     let (key, _) = row?;
                     if key.len() > 33 && key[32] == b'*' {
                         let form = String::from_utf8_lossy(&key[33..]).into_owned();
@@ -301,22 +343,6 @@ impl SrcLayer {
             })
             .map_err(storage)?;
         Ok(counts)
-    }
-
-    /// Every row's name (after the buid) once, for deciding what model migrations a layer
-    /// without a model version would need. Calls `each(name, value)` per row.
-    pub fn scan_rows(&self, mut each: impl FnMut(&str, &[u8])) -> SynResult<()> {
-        self.slab
-            .read(|txn| {
-                for row in self.bybuid.iter(txn)? {
-                    let (key, val) = row?;
-                    if key.len() > 32 {
-                        each(&String::from_utf8_lossy(&key[32..]), val);
-                    }
-                }
-                Ok(())
-            })
-            .map_err(storage)
     }
 }
 
