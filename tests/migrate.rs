@@ -847,7 +847,14 @@ fn migr_ops_split_into_steps_give_the_same_cortex() {
 #[test]
 fn the_forked_view_shows_the_forks_own_edits() {
     let Some(fx) = Fixture::new() else { return };
-    assert!(fx.migrate("dest", &[]).ok());
+    let out = fx.migrate("dest", &["--map-partial"]);
+    assert!(out.ok(), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains("--map-partial: partial nodes are resolved"),
+        "{}",
+        out.stderr
+    );
     let svc = start_cortex(&fx.dest("dest"));
     let url = svc.url("cortex");
     let fork_opts = format!(r#"{{"view": "{FORK_VIEW}"}}"#);

@@ -237,6 +237,9 @@ pub fn run(opts: &Options) -> SynResult<Summary> {
         if opts.safety_off {
             notice("Node value checking before addition has been disabled");
         }
+        if opts.map_partial {
+            notice("--map-partial: partial nodes are resolved from the other layers in any case");
+        }
         for layer in &src.layers {
             let stats = migrate_layer(
                 &src,
