@@ -23,6 +23,7 @@ pub fn command() -> clap::Command {
         .subcommand(backup::cli::backup_command())
         .subcommand(backup::cli::restore_command())
         .subcommand(runbook_command())
+        .subcommand(migrate_command())
         .subcommand(
             certs::EasycertArgs::augment_args(clap::Command::new("easycert"))
                 .about("Make and manage TLS certificates in a certdir (Synapse's easycert)"),
@@ -484,5 +485,140 @@ fn print_storm_message(kind: &str, info: &Value) {
             println!("complete. {count} nodes in {took} ms.");
         }
         _ => {}
+    }
+}
+
+/// `syn migrate-200`.
+fn migrate_command() -> clap::Command {
+    use clap::{Arg, ArgAction, value_parser};
+    let flag = |name: &'static str, help: &'static str| {
+        Arg::new(name)
+            .long(name)
+            .action(ArgAction::SetTrue)
+            .help(help)
+    };
+    clap::Command::new("migrate-200")
+        .about("Bring a Synapse 0.1.x cortex (a backup of one) into a syn cortex directory")
+        .long_about(
+            "Read the Synapse 0.1.x cortex SRC (a backup: it is opened read-only, without lock \
+             files) and write a syn cortex directory DEST that `syn cortex DEST` starts on: the \
+             cell iden, every layer's nodes (values, props, tags with intervals, tag props, node \
+             data), views and layers, the extended model, users, roles and rules with their \
+             passwords, and the triggers, cron jobs and queues (stored, not run). Nodes that syn's \
+             model refuses are skipped, recorded and counted; the run goes on. A checkpoint is \
+             saved every 100,000 nodes and at the end in DEST/migration/; --from-last resumes \
+             there. DEST/migration/lyroffs.yaml gives each layer's 0.1.x splice offset at the time \
+             of the copy, for sync-200. Delete DEST/migration/ once the cut-over is done.\n\n\
+             Exit status: 0 when the migration finished (skipped nodes are listed in the summary), \
+             1 when it stopped (one line says why), 2 on bad arguments.\n\n\
+             Example:\n  syn migrate-200 --src /backups/core01x --dest /var/lib/syn/cortex",
+        )
+        .arg(
+            Arg::new("src")
+                .long("src")
+                .value_name("SRC")
+                .required(true)
+                .value_parser(value_parser!(std::path::PathBuf))
+                .help("the Synapse 0.1.x cortex directory (a backup; never written)"),
+        )
+        .arg(
+            Arg::new("dest")
+                .long("dest")
+                .value_name("DEST")
+                .value_parser(value_parser!(std::path::PathBuf))
+                .required_unless_present("form-counts")
+                .help("the syn cortex directory to write (new or empty, or a run to resume)"),
+        )
+        .arg(flag("from-last", "resume from the last checkpoint in DEST/migration/"))
+        .arg(flag(
+            "safety-off",
+            "skip normalizing primary values and checking buids (faster; trusts the source)",
+        ))
+        .arg(flag(
+            "src-dedicated",
+            "lock the source's memory (mlock); needs LimitMEMLOCK= or CAP_IPC_LOCK",
+        ))
+        .arg(flag(
+            "form-counts",
+            "print per-form node counts of source and DEST with differences; migrate nothing",
+        ))
+        .arg(flag(
+            "dump-errors",
+            "write every recorded node error to DEST/migration/migrerrors_<ms>.mpk; migrate nothing",
+        ))
+        .arg(flag(
+            "map-partial",
+            "accepted for Synapse's command line: partial nodes are always resolved",
+        ))
+        .arg(
+            Arg::new("migr-ops")
+                .long("migr-ops")
+                .value_name("OP")
+                .num_args(1..)
+                .help(
+                    "run only these steps: dirn dmodel cell hiveauth hivestor hivelyr nodes \
+                     nodedata cron triggers splices queues",
+                ),
+        )
+        .arg(
+            Arg::new("nodelim")
+                .long("nodelim")
+                .value_name("N")
+                .value_parser(value_parser!(u64))
+                .help("stop each layer's node pass after N nodes (with a checkpoint)"),
+        )
+        .arg(
+            Arg::new("progress-every")
+                .long("progress-every")
+                .value_name("N")
+                .value_parser(value_parser!(u64))
+                .default_value("100000")
+                .help("without a terminal or systemd, print a progress line every N nodes"),
+        )
+}
+
+/// Run `syn migrate-200`.
+pub fn migrate(m: &clap::ArgMatches) -> i32 {
+    use crate::migrate::{self, progress};
+    let src: std::path::PathBuf = m
+        .get_one::<std::path::PathBuf>("src")
+        .cloned()
+        .unwrap_or_default();
+    let opts = migrate::Options {
+        dest: m
+            .get_one::<std::path::PathBuf>("dest")
+            .cloned()
+            .unwrap_or_default(),
+        src,
+        from_last: m.get_flag("from-last"),
+        safety_off: m.get_flag("safety-off"),
+        src_dedicated: m.get_flag("src-dedicated"),
+        form_counts: m.get_flag("form-counts"),
+        dump_errors: m.get_flag("dump-errors"),
+        map_partial: m.get_flag("map-partial"),
+        ops: m
+            .get_many::<String>("migr-ops")
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default(),
+        nodelim: m.get_one::<u64>("nodelim").copied(),
+        progress: progress::Mode::detect(
+            m.get_one::<u64>("progress-every")
+                .copied()
+                .unwrap_or(100_000),
+        ),
+    };
+    match migrate::run(&opts) {
+        Ok(summary) => {
+            if !summary.layers.is_empty() {
+                for line in summary.lines() {
+                    println!("{line}");
+                }
+            }
+            0
+        }
+        Err(e) => {
+            eprintln!("syn migrate-200: {}", e.mesg());
+            1
+        }
     }
 }

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cortex;
 pub mod error;
 pub mod guid;
+pub mod migrate;
 pub mod msgpack;
 pub mod runbook;
 pub mod storage;

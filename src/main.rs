@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Some(("backup", m)) => syn::backup::cli::run_backup(m),
         Some(("restore", m)) => syn::backup::cli::run_restore(m),
         Some(("runbook", m)) => cli::runbook(m),
+        Some(("migrate-200", m)) => cli::migrate(m),
         _ => {
             // clap requires a subcommand, so this is unreachable in practice.
             eprintln!("syn: no command given (see syn --help)");

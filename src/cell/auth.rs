@@ -290,6 +290,36 @@ impl Auth {
         Ok(auth)
     }
 
+    /// Write `users` and `roles` into the cell slab as they are (idens, names, rules, gates and
+    /// password shadows kept; a record with the same iden is replaced), then open the auth
+    /// model as [`Auth::open`] does and grant role `all` to every user. For offline imports
+    /// (`syn migrate-200`): imported legacy shadows verify and are upgraded on first login.
+    pub fn import(slab: &Slab, users: &[User], roles: &[Role]) -> SynResult<Arc<Auth>> {
+        let users_db = slab.db("auth:users", false)?;
+        let roles_db = slab.db("auth:roles", false)?;
+        slab.write(|txn| {
+            for role in roles {
+                roles_db.put_serde(txn, role.iden.as_bytes(), role)?;
+            }
+            for user in users {
+                users_db.put_serde(txn, user.iden.as_bytes(), user)?;
+            }
+            Ok(())
+        })?;
+        let auth = Auth::open(slab)?;
+        if let Some(all) = auth.role_by_name(ALL_ROLE) {
+            for user in auth.users() {
+                if !user.roles.contains(&all.iden) {
+                    auth.update_user(&user.iden, |u| {
+                        u.roles.push(all.iden.clone());
+                        Ok(())
+                    })?;
+                }
+            }
+        }
+        Ok(auth)
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|e| e.into_inner())
     }

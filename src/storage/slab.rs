@@ -276,6 +276,17 @@ impl Slab {
         }
     }
 
+    /// The value of a plain key in the unnamed (main) database, which some writers (Synapse
+    /// 0.1.x's `layer:model:version`) keep beside the named databases' records.
+    pub fn main_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let main = self.main_db()?;
+        self.read(|rtxn| {
+            main.get(&rtxn.txn, key)
+                .map(|v| v.map(<[u8]>::to_vec))
+                .map_err(|e| self.lmdb(None, "get", e))
+        })
+    }
+
     /// The names of all named databases, sorted.
     pub fn db_names(&self) -> Result<Vec<String>> {
         Ok(self.db_list()?.into_iter().map(|(name, _)| name).collect())
@@ -560,6 +571,53 @@ impl Slab {
                     self.adopt_map_size()?;
                 }
                 Err(e) => return Err(self.lmdb(None, "compacted copy", e)),
+            }
+        }
+    }
+
+    /// Drop the environment's pages from this process's resident set (`MADV_DONTNEED` on
+    /// the map). The map is shared with the file, so nothing is lost: committed pages stay in
+    /// the page cache (and on disk once flushed) and are faulted back in when read again. For
+    /// bulk passes over large environments, whose touched pages would otherwise all stay
+    /// resident.
+    pub fn release_resident(&self) {
+        let _ticket = Ticket::new(&self.inner);
+        // LMDB reports no map address unless MDB_FIXEDMAP: find the mapping of data.mdb.
+        let file = self.inner.path.join("data.mdb");
+        let Ok(maps) = fs::read_to_string("/proc/self/maps") else {
+            return;
+        };
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(range), Some(path)) = (fields.next(), fields.nth(4)) else {
+                continue;
+            };
+            if Path::new(path) != file {
+                continue;
+            }
+            let Some((start, end)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) else {
+                continue;
+            };
+            let Some(addr) = std::ptr::NonNull::new(start as *mut std::ffi::c_void) else {
+                continue;
+            };
+            // SAFETY: the range is this environment's shared file mapping, kept from being
+            // remapped by the ticket; MADV_DONTNEED on a shared mapping only drops page-table
+            // entries, and later accesses read the file's current contents.
+            if let Err(e) = unsafe {
+                nix::sys::mman::madvise(
+                    addr,
+                    end.saturating_sub(start),
+                    nix::sys::mman::MmapAdvise::MADV_DONTNEED,
+                )
+            } {
+                tracing::debug!(error = %e, path = %file.display(), "madvise failed");
             }
         }
     }

@@ -879,6 +879,12 @@ impl Layer {
         self.inner.flush()
     }
 
+    /// Drop the layer's LMDB pages from this process's resident set (see
+    /// [`Slab::release_resident`]); for bulk writers such as `syn migrate-200`.
+    pub fn release_resident(&self) {
+        self.inner.slab.release_resident();
+    }
+
     /// Flush and release this handle, reporting flush errors that dropping would only log.
     /// The layer closes (its lock is released) when the last handle and reader are gone.
     pub fn close(self) -> SynResult<()> {
