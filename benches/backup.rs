@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use syn::storage::{Slab, SlabOptions};
 
 const MIB: u64 = 1 << 20;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -336,28 +336,50 @@ fn write_rate_under_backups(work: &Path, load_secs: u64, nodes: u32) {
     // Windows without and with backups alternate, so drift in the machine's other load
     // falls on both alike.
     let window = Duration::from_secs(load_secs);
-    let (mut idle, mut busy, mut backups) = (Vec::new(), Vec::new(), 0);
+    let (mut idle, mut busy) = (Vec::new(), Vec::new());
+    // How long each backup held the cortex's writes, and took, in milliseconds.
+    let taken = Arc::new(std::sync::Mutex::new(Vec::<(u64, u64)>::new()));
     for round in 0..4 {
         idle.push(write_rate(&svc, &clients, &next, window, |_| 0).0);
         let (src, out) = (dir.clone(), work.join(format!("live{round}")));
+        let taken = taken.clone();
         fs::create_dir_all(&out).expect("live backups dir");
-        let (rate, n) = write_rate(&svc, &clients, &next, window, move |over| {
+        let (rate, _) = write_rate(&svc, &clients, &next, window, move |over| {
             let mut n = 0;
             while !over.load(Ordering::SeqCst) {
                 let dst = out.join(format!("b{n}"));
                 let o = Command::new(syn_bin())
-                    .args(["backup", s(&src), s(&dst)])
+                    .args(["backup", s(&src), s(&dst), "--json"])
                     .output()
                     .expect("syn backup");
                 assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                let _ = fs::remove_dir_all(&dst);
+                let stdout = String::from_utf8_lossy(&o.stdout);
+                let summary: serde_json::Value =
+                    serde_json::from_str(stdout.lines().last().expect("a summary")).expect("json");
+                let ms = |key: &str| summary[key].as_u64().expect(key);
+                taken
+                    .lock()
+                    .unwrap()
+                    .push((ms("held_ms"), ms("duration_ms")));
                 n += 1;
             }
             n
         });
         busy.push(rate);
-        backups += n;
+        // The backups are deleted between the windows, and the deletion made durable: on a
+        // file system mounted with `discard`, deleting files is disk work of its own that
+        // would fall on the service's fsyncs (it is prune's cost, not the backup's).
+        let _ = fs::remove_dir_all(work.join(format!("live{round}")));
+        nix::unistd::sync();
     }
+    let taken = taken.lock().unwrap().clone();
+    let backups = taken.len();
+    let middle = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let (held_median, held_max) = middle(taken.iter().map(|t| t.0).collect());
+    let (took_median, _) = middle(taken.iter().map(|t| t.1).collect());
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let (idle_rate, busy_rate) = (mean(&idle), mean(&busy));
     let windows = |v: &[f64]| {
@@ -382,6 +404,10 @@ fn write_rate_under_backups(work: &Path, load_secs: u64, nodes: u32) {
         "| live backups back to back ({backups} taken) | {busy_rate:.0} ({:+.1}%; windows: {}) |",
         (busy_rate / idle_rate - 1.0) * 100.0,
         windows(&busy)
+    );
+    println!(
+        "\nEach backup took {took_median} ms (median); it held the cortex's writes for \
+         {held_median} ms (median), at most {held_max} ms."
     );
 }
 

@@ -1,17 +1,16 @@
 //! `syn backup SRCDIR DSTDIR`: the copy itself.
 //!
-//! Every environment is copied by LMDB's compacting copy straight into the backup's
-//! `data.mdb`, with O_DIRECT where the file system allows it (as `mdb_copy -c` does: the copy
-//! goes to the disk without a detour and does not push the service's pages out of the page
-//! cache). A worker follows the copy, reading back (with O_DIRECT too) and hashing what has
-//! reached the file, so the manifest's digest is of the bytes on disk and hashing costs the
-//! copy nothing but the hash itself. A copy's read transaction begins before its first byte
-//! is written, so for a live backup the hold is released as soon as every copy's file has
-//! data: from then on the copies read their snapshots while the service writes on.
+//! Every environment is copied by LMDB's compacting copy into a pipe. A worker hashes what
+//! comes out while a writer thread puts the previous chunk on disk with O_DIRECT (as `mdb_copy`
+//! does: the copy goes straight to the disk and does not push the service's pages out of the
+//! page cache). A copy's read transaction begins before its first byte comes out of the pipe,
+//! so for a live backup the hold is released as soon as every pipe has data: from then on the
+//! copies read their snapshots while the service writes on.
 
 use super::fsutil::{
-    DirLock, DirUse, Hasher, HashingWriter, Written, claim_service_dir, create_new, free_space,
-    is_no_space, parent_of, remove_as_partial, sync_dir, with_suffix, write_failure,
+    Aligned, CHUNK, DIRECT_ALIGN, DirLock, DirUse, Hasher, HashingWriter, Written,
+    claim_service_dir, create_new, free_space, parent_of, remove_as_partial, set_direct, sync_dir,
+    with_suffix, write_failure,
 };
 use super::live::LiveHold;
 use super::manifest::{
@@ -23,11 +22,12 @@ use super::{Exit, Failure, PARTIAL_SUFFIX, human_bytes};
 use crate::cell::SYN_VERSION;
 use crate::cell::dir::GUID_FILE;
 use crate::storage::{Slab, StorageError};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -37,14 +37,10 @@ use std::time::{Duration, Instant};
 
 /// How often blocked workers and the main loop look for an interruption or a deadline.
 const TICK: Duration = Duration::from_millis(100);
-/// The chunk a worker reads back and hashes.
-const CHUNK: usize = 1 << 20;
 /// The most threads that fsync the backup's directories at once.
 const SYNC_THREADS: usize = 16;
-/// How long the hashing of a copy waits for more of it to reach the file.
-const FOLLOW_POLL: Duration = Duration::from_millis(1);
-/// The alignment of O_DIRECT buffers and writes.
-const DIRECT_ALIGN: usize = 4096;
+/// Chunks in flight per environment: one being filled and hashed, others being written.
+const CHUNKS_IN_FLIGHT: usize = 3;
 /// How often the hold checks whether every copy has begun.
 const BEGIN_POLL: Duration = Duration::from_millis(1);
 /// Room asked for beyond the estimate: estimates of duplicate-heavy databases run low.
@@ -155,9 +151,6 @@ pub fn backup(
         DirUse::Stopped(guard) => (false, guard),
     };
 
-    if live {
-        yield_to_service();
-    }
     let plan = Plan::of(&src)?;
     let mut envs = BTreeMap::new();
     for rel in &plan.envs {
@@ -283,114 +276,113 @@ struct Run<'a> {
     deadline: Option<(Instant, Duration)>,
 }
 
-/// The result of a copy thread: how the copy ended, and the descriptor it wrote through (kept
-/// open until the thread is joined, so [`Started::stop`] never touches a reused number).
-type CopyResult = (Result<(), StorageError>, File);
-
-/// A compacted copy running into the backup's `data.mdb`.
+/// A compacted copy running into a pipe.
 struct Started {
-    /// The file being written (for its size and to be synced).
-    file: File,
-    /// Whether the copy writes with O_DIRECT (then it is read back with O_DIRECT too).
-    direct: bool,
-    /// The copy thread's own descriptor of the file.
-    copy_fd: std::os::fd::RawFd,
-    thread: JoinHandle<CopyResult>,
+    pipe: OwnedFd,
+    thread: JoinHandle<Result<(), StorageError>>,
 }
 
 impl Started {
     /// Whether the copy has written anything yet.
     fn has_begun(&self) -> bool {
-        self.file.metadata().is_ok_and(|m| m.len() > 0)
+        let mut pending: nix::libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int through the pointer, which outlives the call.
+        let rc = unsafe {
+            nix::libc::ioctl(
+                std::os::fd::AsRawFd::as_raw_fd(&self.pipe),
+                nix::libc::FIONREAD,
+                &mut pending,
+            )
+        };
+        rc == 0 && pending > 0
     }
 
-    /// Make the copy's next write fail, so it ends, and wait for it; whether the copy ended
-    /// with an error (false if it was already complete).
+    /// Close the pipe, so the copy's next write fails and it ends, and wait for it; whether the
+    /// copy ended with an error (false if it was already complete).
     fn stop(self) -> bool {
-        self.cut();
-        !matches!(self.thread.join(), Ok((Ok(()), _)))
+        drop(self.pipe);
+        !matches!(self.thread.join(), Ok(Ok(())))
     }
+}
 
-    /// Point the copy's descriptor at a pipe nobody reads: its next write fails (EPIPE).
-    fn cut(&self) {
-        if let Ok((read_end, write_end)) = nix::unistd::pipe() {
-            drop(read_end);
-            // SAFETY: `copy_fd` is open: the copy thread owns it until the thread is joined,
-            // which takes `self`. dup2 replaces it atomically.
-            unsafe { nix::libc::dup2(write_end.as_raw_fd(), self.copy_fd) };
+/// Start the compacted copy of `slab` into a pipe.
+fn start_copy(slab: &Slab) -> Result<Started, Failure> {
+    let fail = |e: nix::Error| {
+        Failure::failed(format!(
+            "{}: cannot make a pipe: {e}",
+            slab.path().display()
+        ))
+    };
+    let (pipe, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fail)?;
+    // A bigger pipe means fewer wake-ups; the default size works too.
+    let _ = nix::fcntl::fcntl(&write_end, nix::fcntl::FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
+    let slab = slab.clone();
+    let thread = thread::Builder::new()
+        .name("backup-copy".into())
+        .spawn(move || {
+            let copied = slab.copy_compacted_to_fd(write_end.as_fd());
+            drop(write_end);
+            copied
+        })
+        .map_err(|e| Failure::failed(format!("cannot start a copy thread: {e}")))?;
+    Ok(Started { pipe, thread })
+}
+
+/// Let the running service come first: every thread of this process gets the CPU only when
+/// no other thread wants it (`SCHED_IDLE`, which a waking service thread preempts at once) and
+/// the disk only when nothing else uses it (the idle I/O class); threads started later inherit
+/// both. Called once the service's writes are released, never before: a backup that holds the
+/// writes must get the CPU to begin its snapshots, or the service waits on it. Best effort:
+/// where the kernel refuses, the backup runs as it is.
+fn yield_to_service() {
+    const IOPRIO_WHO_PROCESS: nix::libc::c_long = 1;
+    const IOPRIO_CLASS_IDLE: nix::libc::c_long = 3;
+    let threads: Vec<nix::libc::pid_t> = fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|task| task.file_name().to_str()?.parse().ok())
+        .collect();
+    let param = nix::libc::sched_param { sched_priority: 0 };
+    for tid in threads {
+        // SAFETY: plain system calls about one thread of this process (on Linux both take a
+        // thread id); `param` outlives the call.
+        unsafe {
+            nix::libc::sched_setscheduler(tid, nix::libc::SCHED_IDLE, &param);
+            nix::libc::syscall(
+                nix::libc::SYS_ioprio_set,
+                IOPRIO_WHO_PROCESS,
+                nix::libc::c_long::from(tid),
+                IOPRIO_CLASS_IDLE << 13,
+            );
         }
     }
 }
 
-/// Start the compacted copy of `slab` into the new file `dst`, written with O_DIRECT where the
-/// file system allows it (as `mdb_copy` does: the copy goes straight to the disk and does not
-/// push the service's pages out of the page cache).
-fn start_copy(slab: &Slab, dst: &Path) -> Result<Started, Failure> {
-    let file = create_new(dst).map_err(|e| write_failure(dst, "copying", e))?;
-    let direct = set_direct(&file, true);
-    let out = file
-        .try_clone()
-        .map_err(|e| write_failure(dst, "copying", e))?;
-    let copy_fd = out.as_raw_fd();
-    let slab = slab.clone();
-    let thread = thread::Builder::new()
-        .name("backup-copy".into())
-        .spawn(move || (slab.copy_compacted_to_fd(out.as_fd()), out))
-        .map_err(|e| Failure::failed(format!("cannot start a copy thread: {e}")))?;
-    Ok(Started {
-        file,
-        direct,
-        copy_fd,
-        thread,
-    })
-}
-
-/// Let the running service come first: lower this thread's CPU priority (nice 10) and I/O
-/// priority (best effort, lowest level); the threads it starts inherit both. Best effort:
-/// where the kernel refuses, the backup runs as it is.
-fn yield_to_service() {
-    const NICE: nix::libc::c_int = 10;
-    const IOPRIO_WHO_PROCESS: nix::libc::c_long = 1;
-    const IOPRIO_CLASS_BE: nix::libc::c_long = 2;
-    const IOPRIO_LOWEST: nix::libc::c_long = 7;
-    // SAFETY: plain system calls about the calling thread.
-    unsafe {
-        nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, NICE);
-        nix::libc::syscall(
-            nix::libc::SYS_ioprio_set,
-            IOPRIO_WHO_PROCESS,
-            0,
-            (IOPRIO_CLASS_BE << 13) | IOPRIO_LOWEST,
-        );
-    }
-}
-
-/// Turn O_DIRECT on or off for `file`; false where the file system does not support it.
-fn set_direct(file: &File, on: bool) -> bool {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let Ok(flags) = fcntl(file, FcntlArg::F_GETFL) else {
-        return false;
-    };
-    let mut flags = OFlag::from_bits_truncate(flags);
-    flags.set(OFlag::O_DIRECT, on);
-    fcntl(file, FcntlArg::F_SETFL(flags)).is_ok()
-}
-
-/// A buffer aligned for O_DIRECT reads.
-struct Aligned {
+/// A chunk buffer aligned for O_DIRECT.
+struct Chunk {
     storage: Vec<u8>,
     start: usize,
+    len: usize,
 }
 
-impl Aligned {
-    fn new() -> Aligned {
+impl Chunk {
+    fn new() -> Chunk {
         let storage = vec![0u8; CHUNK + DIRECT_ALIGN];
         let start = storage.as_ptr().align_offset(DIRECT_ALIGN);
-        Aligned { storage, start }
+        Chunk {
+            storage,
+            start,
+            len: 0,
+        }
     }
 
-    fn get(&mut self) -> &mut [u8] {
-        &mut self.storage[self.start..self.start + CHUNK]
+    fn filled(&self) -> &[u8] {
+        &self.storage[self.start..self.start + self.len]
+    }
+
+    fn room(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start + self.len..self.start + CHUNK]
     }
 }
 
@@ -487,8 +479,7 @@ impl Run<'_> {
             self.envs
                 .retain(|rel, _| self.src.join(rel).join("data.mdb").is_file());
             for (rel, slab) in &self.envs {
-                let dst = self.partial.join(rel).join("data.mdb");
-                started.insert(rel.clone(), start_copy(slab, &dst)?);
+                started.insert(rel.clone(), start_copy(slab)?);
             }
             let begun = self
                 .wait_until_begun(&mut started, opts.hold_timeout)
@@ -503,6 +494,7 @@ impl Run<'_> {
                 }
             };
             held_ms = Some(held.as_millis() as u64);
+            yield_to_service();
             for (rel, length) in point.logs {
                 if is_skipped(Path::new(&rel)) {
                     continue;
@@ -597,12 +589,12 @@ impl Run<'_> {
             // A copy that ended without writing anything failed, and says why.
             if let Some(rel) = waiting.iter().find(|r| started[*r].thread.is_finished()) {
                 let copy = started.remove(rel).expect("started copy");
-                let dst = self.partial.join(rel).join("data.mdb");
-                return Err(match copy.thread.join() {
-                    Ok((Err(e), _)) => copy_failure(e, &dst),
-                    Ok((Ok(()), _)) => Failure::failed(format!("{rel}: the copy wrote nothing")),
-                    Err(_) => Failure::failed(format!("{rel}: the copy thread panicked")),
-                });
+                let err = match copy.thread.join() {
+                    Ok(Err(e)) => e.to_string(),
+                    Ok(Ok(())) => format!("{rel}: the copy wrote nothing"),
+                    Err(_) => format!("{rel}: the copy thread panicked"),
+                };
+                return Err(Failure::failed(err));
             }
             if Instant::now() >= deadline {
                 return Err(Failure::failed(format!(
@@ -795,8 +787,8 @@ impl Worker {
         Failure::failed("stopped")
     }
 
-    /// Copy an environment into `data.mdb` of the backup (or finish the copy started at the
-    /// snapshot point), hashing what reached the file as it goes.
+    /// Copy an environment into `data.mdb` of the backup (or drain the copy started at the
+    /// snapshot point), hashing it as it goes.
     fn env(
         &self,
         rel: String,
@@ -807,24 +799,19 @@ impl Worker {
         let already = copy.lock().unwrap_or_else(PoisonError::into_inner).take();
         let started = match already {
             Some(started) => started,
-            None => start_copy(slab, &dst)?,
+            None => start_copy(slab)?,
         };
-        let hashed = self.hash_behind(&started, &dst);
-        let written = match hashed {
-            Ok(written) => written,
-            Err(failure) => {
-                started.stop();
-                return Err(failure);
-            }
-        };
-        let Started { file, thread, .. } = started;
-        match thread.join() {
-            Ok((Ok(()), _)) => {}
-            Ok((Err(e), _)) => return Err(copy_failure(e, &dst)),
+        let Started { pipe, thread } = started;
+        let drained = self.drain(&pipe, &dst);
+        // Closing the pipe stops a copy that is still writing (after a failure).
+        drop(pipe);
+        let copied = thread.join();
+        let written = drained?;
+        match copied {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Failure::failed(e.to_string())),
             Err(_) => return Err(Failure::failed(format!("{rel}: the copy panicked"))),
         }
-        file.sync_all()
-            .map_err(|e| write_failure(&dst, "syncing", e))?;
         if let Ok(meta) = fs::metadata(self.src.join(&rel).join("data.mdb")) {
             let _ = fs::set_permissions(&dst, meta.permissions());
         }
@@ -836,68 +823,85 @@ impl Worker {
         Ok(Done::Env(EnvEntry { path: rel, dbs }, entry(path, written)))
     }
 
-    /// Read back and hash what the copy writes to `dst`, following it until it ends: the
-    /// digest is of the bytes in the file (read with O_DIRECT, from the disk, when the copy
-    /// writes that way). Needs no extra copy of the data on the copy's way to the disk.
-    fn hash_behind(&self, copy: &Started, dst: &Path) -> Result<Written, Failure> {
-        let read_err =
-            |e: io::Error| Failure::failed(format!("{}: reading back: {e}", dst.display()));
-        let reader = File::open(dst).map_err(read_err)?;
-        if copy.direct && !set_direct(&reader, true) {
-            return Err(Failure::failed(format!(
-                "{}: cannot read back with O_DIRECT",
-                dst.display()
-            )));
+    /// Hash what comes out of the pipe while a writer thread writes it to `dst`; fsync it.
+    fn drain(&self, pipe: &OwnedFd, dst: &Path) -> Result<Written, Failure> {
+        let file = create_new(dst).map_err(|e| write_failure(dst, "copying", e))?;
+        let direct = set_direct(&file, true);
+        let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
+        let (empty_tx, empty_rx) = mpsc::channel::<Chunk>();
+        for _ in 0..CHUNKS_IN_FLIGHT {
+            let _ = empty_tx.send(Chunk::new());
         }
+        let writer = thread::Builder::new()
+            .name("backup-write".into())
+            .spawn(move || -> std::io::Result<File> {
+                let mut file = file;
+                let mut direct = direct;
+                for chunk in full_rx {
+                    if direct && chunk.len % DIRECT_ALIGN != 0 {
+                        direct = !set_direct(&file, false);
+                    }
+                    std::io::Write::write_all(&mut file, chunk.filled())?;
+                    let _ = empty_tx.send(chunk);
+                }
+                Ok(file)
+            })
+            .map_err(|e| Failure::failed(format!("cannot start a writer thread: {e}")))?;
+        let hashed = self.hash_pipe(pipe, &full_tx, &empty_rx);
+        drop(full_tx);
+        let written = writer
+            .join()
+            .map_err(|_| Failure::failed(format!("{}: the writer panicked", dst.display())))?
+            .map_err(|e| write_failure(dst, "copying", e));
+        // The writer's error is the cause when both failed.
+        let file = written?;
+        let hashed = hashed?;
+        file.sync_all()
+            .map_err(|e| write_failure(dst, "syncing", e))?;
+        Ok(hashed)
+    }
+
+    /// Read the pipe chunk by chunk, hash each and hand it to the writer.
+    fn hash_pipe(
+        &self,
+        pipe: &OwnedFd,
+        full: &mpsc::SyncSender<Chunk>,
+        empty: &mpsc::Receiver<Chunk>,
+    ) -> Result<Written, Failure> {
         let mut hash = Hasher::new(HashKind::Blake3);
-        let mut buf = Aligned::new();
-        let mut pos = 0u64;
-        loop {
+        let mut size = 0u64;
+        let writer_gone = || Failure::failed("the writer stopped");
+        let mut chunk = empty.recv().map_err(|_| writer_gone())?;
+        let mut ended = false;
+        while !ended {
             if self.abort.load(Ordering::SeqCst) {
                 return Err(self.aborted());
             }
-            // Whether the copy is over is asked before the size: then the size is final.
-            let finished = copy.thread.is_finished();
-            let size = copy.file.metadata().map_err(read_err)?.len();
-            let mut progressed = false;
-            while pos < size {
-                let want = usize::try_from(size - pos).unwrap_or(CHUNK).min(CHUNK);
-                // O_DIRECT reads whole blocks; a partial block at the end is read once the
-                // copy is over (a short read at the end of the file is fine then).
-                let want = if finished {
-                    want.next_multiple_of(DIRECT_ALIGN).min(CHUNK)
-                } else {
-                    want - want % DIRECT_ALIGN
-                };
-                if want == 0 {
-                    break;
-                }
-                let n = std::os::unix::fs::FileExt::read_at(&reader, &mut buf.get()[..want], pos)
-                    .map_err(read_err)?;
-                if n == 0 {
-                    break;
-                }
-                hash.update(&buf.get()[..n]);
-                pos += n as u64;
-                progressed = true;
-                let _ = self.events.send(Event::Bytes(n as u64));
+            let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
+            let ready = poll(&mut fds, PollTimeout::from(TICK.as_millis() as u16))
+                .map_err(|e| Failure::failed(format!("poll: {e}")))?;
+            if ready == 0 {
+                continue;
             }
-            if finished {
-                if pos != size {
-                    return Err(Failure::failed(format!(
-                        "{}: read back {pos} bytes of {size}",
-                        dst.display()
-                    )));
-                }
-                return Ok(Written {
-                    size,
-                    digest: hash.finish(),
-                });
+            match nix::unistd::read(pipe, chunk.room()) {
+                Ok(0) => ended = true,
+                Ok(n) => chunk.len += n,
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
+                Err(e) => return Err(Failure::failed(format!("reading a copy: {e}"))),
             }
-            if !progressed {
-                thread::sleep(FOLLOW_POLL);
+            if chunk.len == CHUNK || (ended && chunk.len > 0) {
+                hash.update(chunk.filled());
+                size += chunk.len as u64;
+                let _ = self.events.send(Event::Bytes(chunk.len as u64));
+                full.send(chunk).map_err(|_| writer_gone())?;
+                chunk = empty.recv().map_err(|_| writer_gone())?;
+                chunk.len = 0;
             }
         }
+        Ok(Written {
+            size,
+            digest: hash.finish(),
+        })
     }
 
     /// Copy a file as it is (or as much of it as `limit` says).
@@ -915,7 +919,9 @@ impl Worker {
             create_new(&dst).map_err(|e| write_failure(&dst, "copying", e))?,
             HashKind::Blake3,
         );
-        let mut buf = vec![0u8; CHUNK];
+        // Aligned, so that the copy can be written with O_DIRECT.
+        let mut aligned = Aligned::new();
+        let buf = aligned.get();
         let mut left = limit.unwrap_or(u64::MAX);
         while left > 0 {
             if self.abort.load(Ordering::SeqCst) {
@@ -975,17 +981,6 @@ impl Worker {
                 "{rel}: the append-only log vanished during the backup"
             ))),
         }
-    }
-}
-
-/// A failed copy into `dst` as a failure: a full destination gets its own exit code.
-fn copy_failure(err: StorageError, dst: &Path) -> Failure {
-    match err {
-        StorageError::Lmdb {
-            source: heed::Error::Io(io),
-            ..
-        } if is_no_space(&io) => write_failure(dst, "copying", io),
-        other => Failure::failed(other.to_string()),
     }
 }
 
@@ -1056,7 +1051,7 @@ mod tests {
     use super::*;
     use crate::storage::SlabOptions;
 
-    /// A copy that is stopped ends with an error instead of running on or hanging.
+    /// A copy whose pipe closes ends with an error instead of hanging.
     #[test]
     fn a_stopped_copy_ends() {
         let tmp = tempfile::tempdir().unwrap();
@@ -1069,40 +1064,13 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        // A fifo as the "file": the copy blocks on it after its first bytes until it is cut,
-        // then the fifo is drained (so the write in progress returns) and the next write fails.
-        let fifo = tmp.path().join("fifo");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        let (began_tx, began) = mpsc::channel();
-        let (cut_tx, cut) = mpsc::channel::<()>();
-        let reader = thread::spawn({
-            let fifo = fifo.clone();
-            move || {
-                let mut f = File::open(&fifo).unwrap();
-                let mut first = [0u8; 16];
-                f.read_exact(&mut first).unwrap();
-                began_tx.send(()).unwrap();
-                cut.recv().unwrap();
-                let _ = io::copy(&mut f, &mut io::sink());
-            }
-        });
-        let file = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-        let out = file.try_clone().unwrap();
-        let copy_fd = out.as_raw_fd();
-        let copying = thread::spawn(move || (slab.copy_compacted_to_fd(out.as_fd()), out));
-        let started = Started {
-            file,
-            direct: false,
-            copy_fd,
-            thread: copying,
-        };
-        began.recv().unwrap();
-        started.cut();
-        cut_tx.send(()).unwrap();
+        let started = start_copy(&slab).unwrap();
+        let mut first = [0u8; 16];
+        assert!(nix::unistd::read(&started.pipe, &mut first).unwrap() > 0);
+        assert!(started.has_begun());
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || tx.send(started.stop()).unwrap());
-        // The 10 MB copy ended early, with an error.
+        // 10 MB cannot fit in the pipe: the copy was cut short.
         assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(true));
-        reader.join().unwrap();
     }
 }

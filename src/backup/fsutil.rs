@@ -165,13 +165,53 @@ impl Hasher {
     }
 }
 
-/// How much a [`HashingWriter`] writes before it starts writing it back to disk.
+/// The chunk copies are read and written in.
+pub(super) const CHUNK: usize = 1 << 20;
+/// The alignment of O_DIRECT buffers, lengths and offsets.
+pub(super) const DIRECT_ALIGN: usize = 4096;
+
+/// Turn O_DIRECT on or off for `file`; false where the file system does not support it.
+pub(super) fn set_direct(file: &File, on: bool) -> bool {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let Ok(flags) = fcntl(file, FcntlArg::F_GETFL) else {
+        return false;
+    };
+    let mut flags = OFlag::from_bits_truncate(flags);
+    flags.set(OFlag::O_DIRECT, on);
+    fcntl(file, FcntlArg::F_SETFL(flags)).is_ok()
+}
+
+/// A [`CHUNK`]-sized buffer aligned for O_DIRECT.
+pub(super) struct Aligned {
+    storage: Vec<u8>,
+    start: usize,
+}
+
+impl Aligned {
+    pub(super) fn new() -> Aligned {
+        let storage = vec![0u8; CHUNK + DIRECT_ALIGN];
+        let start = storage.as_ptr().align_offset(DIRECT_ALIGN);
+        Aligned { storage, start }
+    }
+
+    pub(super) fn get(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + CHUNK]
+    }
+}
+
+/// How much a [`HashingWriter`] writes through the page cache before it starts writing it
+/// back to disk.
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
-/// Streams bytes into a file while hashing them, starting write-back as it goes so the final
-/// fsync has little left to do.
+/// Streams bytes into a file while hashing them. Whole aligned blocks (from an [`Aligned`]
+/// buffer) go to the disk with O_DIRECT where the file system allows it: a backup neither
+/// fills the page cache nor leaves the running service's `fsync`s a pile of dirty pages to
+/// wait behind. The first write that is not whole blocks (the end of a file) turns O_DIRECT
+/// off; through the page cache, write-back starts as it goes so the final fsync has little
+/// left to do.
 pub(super) struct HashingWriter {
     file: File,
+    direct: bool,
     hash: Hasher,
     size: u64,
     written_back: u64,
@@ -179,8 +219,10 @@ pub(super) struct HashingWriter {
 
 impl HashingWriter {
     pub(super) fn new(file: File, kind: HashKind) -> HashingWriter {
+        let direct = set_direct(&file, true);
         HashingWriter {
             file,
+            direct,
             hash: Hasher::new(kind),
             size: 0,
             written_back: 0,
@@ -188,10 +230,18 @@ impl HashingWriter {
     }
 
     pub(super) fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let whole_blocks = bytes.as_ptr().addr().is_multiple_of(DIRECT_ALIGN)
+            && bytes.len().is_multiple_of(DIRECT_ALIGN);
+        if self.direct && !whole_blocks {
+            set_direct(&self.file, false);
+            self.direct = false;
+        }
         self.file.write_all(bytes)?;
         self.hash.update(bytes);
         self.size += bytes.len() as u64;
-        if self.size - self.written_back >= WRITEBACK_EVERY {
+        if self.direct {
+            self.written_back = self.size;
+        } else if self.size - self.written_back >= WRITEBACK_EVERY {
             // Only a hint to start writing; durability comes from the fsync in `finish`.
             // SAFETY: a plain system call on an open descriptor.
             unsafe {
