@@ -1,28 +1,28 @@
 //! `syn backup` side by side with `mdb_copy -c` (Debian's lmdb-utils) and Python Synapse's
-//! backup tool, and the write rate of a service under load with and without a live backup.
+//! backup tool, and the write rate of a `syn cortex` under load with and without live backups.
 //!
 //! Run: `cargo bench --bench backup`. Environment: `SYN_BENCH_BACKUP_MB` (size of the single
 //! fragmented environment before deletion, default 1100), `SYN_BENCH_BACKUP_DIR` (work
 //! directory, default a temporary one under target/), `SYN_BENCH_LOAD_SECS` (each write-rate
-//! window, default 15), `SYN_BENCH_ONLY=load` (only the write rate). Peers that are missing are skipped with a note. Results are printed as
-//! markdown rows for docs/benchmarks.md.
+//! window, default 15), `SYN_BENCH_CORTEX_NODES` (nodes in the cortex before the write-rate
+//! windows, default 300,000), `SYN_BENCH_ONLY=load` or `=copies` (one half only). Peers that
+//! are missing are skipped with a note. Results are printed as markdown rows for
+//! docs/benchmarks.md.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../tests/backup/fixture.rs"]
-mod fixture;
 
-use common::{Daemon, NotifySocket, ROOT_PASSWD, free_port, syn_bin};
+use common::{CortexWrite, SynService, syn_bin};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use syn::storage::{Slab, SlabOptions};
 
 const MIB: u64 = 1 << 20;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -251,39 +251,13 @@ fn print_rows(title: &str, source: u64, rows: &[Row]) {
     }
 }
 
-/// The fixture service in a child process (this binary with `--serve-fixture`).
-struct Service {
-    _daemon: Daemon,
-    _notify: NotifySocket,
-    url: String,
-}
-
-fn start_fixture(dir: &Path) -> Service {
-    let notify = NotifySocket::new();
-    let port = free_port();
-    let mut cmd = Command::new(std::env::current_exe().expect("bench binary"));
-    cmd.arg("--serve-fixture")
-        .arg(dir)
-        .arg("--telepath")
-        .arg(format!("tcp://127.0.0.1:{port}"))
-        .args(["--auth-passwd", ROOT_PASSWD])
-        .env("NOTIFY_SOCKET", notify.path());
-    let daemon = Daemon::spawn("fixture", cmd).expect("spawn");
-    notify
-        .wait_for("READY=1", Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("fixture: {e}\n{}", daemon.stderr_log()));
-    Service {
-        _daemon: daemon,
-        _notify: notify,
-        url: format!("tcp://root:{ROOT_PASSWD}@127.0.0.1:{port}/"),
-    }
-}
-
-/// Writes acknowledged per second by `clients` concurrent clients over `window`, while
-/// `during` runs on another thread (it gets a flag that says when the window is over).
+/// Writes acknowledged per second by one client per entry of `clients` over `window`, while
+/// `during` runs on another thread (it gets a flag that says when the window is over). Every
+/// write adds a new node: its number comes from `next`.
 fn write_rate(
-    url: &str,
-    clients: usize,
+    svc: &SynService,
+    clients: &[CortexWrite],
+    next: &Arc<AtomicU32>,
     window: Duration,
     during: impl FnOnce(Arc<AtomicBool>) -> u64 + Send + 'static,
 ) -> (f64, u64) {
@@ -301,12 +275,14 @@ fn write_rate(
     let t0 = Instant::now();
     rt.block_on(async {
         let mut tasks = Vec::new();
-        for _ in 0..clients {
-            let (url, done, over) = (url.to_owned(), done.clone(), over.clone());
+        for kind in clients {
+            let (kind, url) = (*kind, svc.url(kind.share()));
+            let (done, over, next) = (done.clone(), over.clone(), next.clone());
             tasks.push(tokio::spawn(async move {
                 let proxy = syn::telepath::Proxy::open(&url).await.expect("connect");
                 while !over.load(Ordering::SeqCst) {
-                    proxy.call("put", vec![]).await.expect("put");
+                    kind.write(&proxy, next.fetch_add(1, Ordering::SeqCst))
+                        .await;
                     done.fetch_add(1, Ordering::SeqCst);
                 }
             }));
@@ -319,6 +295,120 @@ fn write_rate(
     });
     let rate = done.load(Ordering::SeqCst) as f64 / t0.elapsed().as_secs_f64();
     (rate, side.join().expect("side thread"))
+}
+
+/// Fill a cortex with `nodes` `inet:ipv4` nodes, 1,000 nodeedits a call.
+fn fill_cortex(svc: &SynService, nodes: u32) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let layer = syn::telepath::Proxy::open(&svc.url("cortex/layer"))
+            .await
+            .expect("connect");
+        for first in (0..nodes).step_by(1000) {
+            let edits: Vec<_> = (first..(first + 1000).min(nodes))
+                .map(common::ipv4_nodeedit)
+                .collect();
+            layer
+                .call("storNodeEditsNoLift", vec![edits.into()])
+                .await
+                .expect("fill");
+        }
+    });
+}
+
+/// The write rate of a `syn cortex` under a storm and nodeedit load, in windows without and
+/// with `syn backup` of the running cortex back to back.
+fn write_rate_under_backups(work: &Path, load_secs: u64, nodes: u32) {
+    let dir = work.join("cortex");
+    let svc = SynService::start_in("cortex", &dir, &[], &[]).expect("syn cortex starts");
+    eprintln!("filling the cortex with {nodes} nodes ...");
+    fill_cortex(&svc, nodes);
+    let clients = [
+        CortexWrite::Storm,
+        CortexWrite::Storm,
+        CortexWrite::NodeEdit,
+        CortexWrite::NodeEdit,
+    ];
+    let next = Arc::new(AtomicU32::new(nodes));
+    // Windows without and with backups alternate, so drift in the machine's other load
+    // falls on both alike.
+    let window = Duration::from_secs(load_secs);
+    let (mut idle, mut busy) = (Vec::new(), Vec::new());
+    // How long each backup held the cortex's writes, and took, in milliseconds.
+    let taken = Arc::new(std::sync::Mutex::new(Vec::<(u64, u64)>::new()));
+    for round in 0..4 {
+        idle.push(write_rate(&svc, &clients, &next, window, |_| 0).0);
+        let (src, out) = (dir.clone(), work.join(format!("live{round}")));
+        let taken = taken.clone();
+        fs::create_dir_all(&out).expect("live backups dir");
+        let (rate, _) = write_rate(&svc, &clients, &next, window, move |over| {
+            let mut n = 0;
+            while !over.load(Ordering::SeqCst) {
+                let dst = out.join(format!("b{n}"));
+                let o = Command::new(syn_bin())
+                    .args(["backup", s(&src), s(&dst), "--json"])
+                    .output()
+                    .expect("syn backup");
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                let stdout = String::from_utf8_lossy(&o.stdout);
+                let summary: serde_json::Value =
+                    serde_json::from_str(stdout.lines().last().expect("a summary")).expect("json");
+                let ms = |key: &str| summary[key].as_u64().expect(key);
+                taken
+                    .lock()
+                    .unwrap()
+                    .push((ms("held_ms"), ms("duration_ms")));
+                n += 1;
+            }
+            n
+        });
+        busy.push(rate);
+        // The backups are deleted between the windows, and the deletion made durable: on a
+        // file system mounted with `discard`, deleting files is disk work of its own that
+        // would fall on the service's fsyncs (it is prune's cost, not the backup's).
+        let _ = fs::remove_dir_all(work.join(format!("live{round}")));
+        nix::unistd::sync();
+    }
+    let taken = taken.lock().unwrap().clone();
+    let backups = taken.len();
+    let middle = |mut v: Vec<u64>| {
+        v.sort_unstable();
+        (v[v.len() / 2], v[v.len() - 1])
+    };
+    let (held_median, held_max) = middle(taken.iter().map(|t| t.0).collect());
+    let (took_median, _) = middle(taken.iter().map(|t| t.1).collect());
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (idle_rate, busy_rate) = (mean(&idle), mean(&busy));
+    let windows = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "\nWrite rate of a syn cortex ({} MiB on disk after {nodes} nodes; clients: {clients:?}, \
+         each write one new inet:ipv4 node; 4 rounds of a {load_secs} s window without and one \
+         with backups)\n",
+        du(&dir) / MIB
+    );
+    println!("| | writes/s |");
+    println!("|---|---|");
+    println!(
+        "| no backup | {idle_rate:.0} (windows: {}) |",
+        windows(&idle)
+    );
+    println!(
+        "| live backups back to back ({backups} taken) | {busy_rate:.0} ({:+.1}%; windows: {}) |",
+        (busy_rate / idle_rate - 1.0) * 100.0,
+        windows(&busy)
+    );
+    println!(
+        "\nEach backup took {took_median} ms (median); it held the cortex's writes for \
+         {held_median} ms (median), at most {held_max} ms."
+    );
 }
 
 /// The side-by-side copies: one fragmented environment, then a directory of several.
@@ -364,12 +454,9 @@ fn copies(tools: &Tools, work: &Path, mb: u64) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(at) = args.iter().position(|a| a == "--serve-fixture") {
-        std::process::exit(fixture::serve(args[at + 1..].to_vec()));
-    }
     let mb = env_u64("SYN_BENCH_BACKUP_MB", 1100);
     let load_secs = env_u64("SYN_BENCH_LOAD_SECS", 15);
+    let nodes = env_u64("SYN_BENCH_CORTEX_NODES", 300_000) as u32;
     let _tmp;
     let work = match std::env::var_os("SYN_BENCH_BACKUP_DIR") {
         Some(d) => PathBuf::from(d),
@@ -386,72 +473,13 @@ fn main() {
     let tools = Tools::find();
     let load = || fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average at the start: {}", load().trim());
-
-    if std::env::var("SYN_BENCH_ONLY").as_deref() != Ok("load") {
+    let only = std::env::var("SYN_BENCH_ONLY").unwrap_or_default();
+    if only != "load" {
         copies(&tools, &work, mb);
+        println!("load average after the copies: {}", load().trim());
     }
-
-    // The write rate of a service under load, without and with live backups running.
-    let svc_dir = work.join("svc");
-    let svc = start_fixture(&svc_dir);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let proxy = syn::telepath::Proxy::open(&svc.url).await.expect("connect");
-        proxy
-            .call("fill", vec![200_000i64.into(), 1000i64.into()])
-            .await
-            .expect("fill");
-    });
-    // Windows without and with backups alternate, so drift in the machine's other load
-    // falls on both alike.
-    let window = Duration::from_secs(load_secs);
-    let (mut idle, mut busy, mut backups) = (Vec::new(), Vec::new(), 0);
-    for round in 0..4 {
-        idle.push(write_rate(&svc.url, 4, window, |_| 0).0);
-        let (src, out) = (svc_dir.clone(), work.join(format!("live{round}")));
-        fs::create_dir_all(&out).expect("live backups dir");
-        let (rate, n) = write_rate(&svc.url, 4, window, move |over| {
-            let mut n = 0;
-            while !over.load(Ordering::SeqCst) {
-                let dst = out.join(format!("b{n}"));
-                let o = Command::new(syn_bin())
-                    .args(["backup", s(&src), s(&dst)])
-                    .output()
-                    .expect("syn backup");
-                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-                let _ = fs::remove_dir_all(&dst);
-                n += 1;
-            }
-            n
-        });
-        busy.push(rate);
-        backups += n;
+    if only != "copies" {
+        write_rate_under_backups(&work, load_secs, nodes);
+        println!("load average at the end: {}", load().trim());
     }
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (idle_rate, busy_rate) = (mean(&idle), mean(&busy));
-    let windows = |v: &[f64]| {
-        v.iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    println!(
-        "\nWrite rate of the fixture service (4 clients, each write = 2 LMDB commits + 1 log \
-         fsync; {} MiB of data; 4 rounds of a {load_secs} s window without and one with backups)\n",
-        du(&svc_dir) / MIB
-    );
-    println!("| | writes/s |");
-    println!("|---|---|");
-    println!(
-        "| no backup | {idle_rate:.0} (windows: {}) |",
-        windows(&idle)
-    );
-    println!(
-        "| live backups back to back ({backups} taken) | {busy_rate:.0} ({:+.1}%; windows: {}) |",
-        (busy_rate / idle_rate - 1.0) * 100.0,
-        windows(&busy)
-    );
 }

@@ -8,7 +8,9 @@ mod common;
 #[path = "backup/fixture.rs"]
 mod fixture;
 
-use common::{Daemon, NotifySocket, PyCortex, ROOT_PASSWD, free_port, syn, syn_bin};
+use common::{
+    CortexWrite, Daemon, NotifySocket, PyCortex, ROOT_PASSWD, SynService, free_port, syn, syn_bin,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value as Json;
@@ -17,7 +19,7 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use syn::storage::Slab;
@@ -141,40 +143,85 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// A stopped fixture service directory with filler data (`count` records of `size` bytes in
-/// each environment) and `puts` sequence writes.
-fn stopped_fixture(dir: &Path, count: i64, size: i64, puts: usize) {
+/// The fixture service running on `dir` with filler data (`count` records of `size` bytes in
+/// each environment), and a runtime to call it from.
+fn filled_fixture(dir: &Path, count: i64, size: i64) -> (FixtureProc, tokio::runtime::Runtime) {
     let svc = FixtureProc::start(dir);
     let rt = runtime();
     call(&rt, &svc.url(), "fill", vec![count.into(), size.into()]);
+    (svc, rt)
+}
+
+/// A stopped fixture service directory `svc` in a new temporary directory, with filler data
+/// (`count` records of `size` bytes in each environment) and `puts` sequence writes.
+fn stopped_fixture(count: i64, size: i64, puts: usize) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("svc");
+    let (svc, rt) = filled_fixture(&dir, count, size);
     for _ in 0..puts {
         call(&rt, &svc.url(), "put", vec![]);
     }
     svc.stop();
+    (tmp, dir)
 }
 
-#[test]
-fn live_backup_holds_exactly_the_writes_acknowledged_before_its_snapshot() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("svc");
-    let dst = tmp.path().join("b1");
-    let svc = FixtureProc::start(&dir);
-    let url = svc.url();
-    let rt = runtime();
-    // Enough data that the copy takes a while after the snapshot point.
-    call(&rt, &url, "fill", vec![30_000i64.into(), 1000i64.into()]);
+/// What a client writes while a live backup runs; each write is acknowledged with a number.
+#[derive(Clone, Copy)]
+enum Load {
+    /// The fixture's `put`: acknowledged with its sequence number.
+    FixturePut,
+    /// A cortex write adding `inet:ipv4=N`: acknowledged with N.
+    Cortex(CortexWrite),
+}
 
-    // Clients write through telepath all along.
+impl Load {
+    async fn write(self, proxy: &Proxy, n: u64) -> u64 {
+        match self {
+            Load::FixturePut => {
+                let seq = proxy.call("put", vec![]).await.expect("put");
+                seq.as_i64().unwrap() as u64
+            }
+            Load::Cortex(kind) => {
+                kind.write(proxy, n as u32).await;
+                n
+            }
+        }
+    }
+}
+
+/// What [`live_backup_under_load`] saw.
+struct LiveRun {
+    /// Writes acknowledged before the backup was started.
+    acked_before: Vec<u64>,
+    /// A write acknowledged while the backup was stopped right after its snapshot point.
+    during: u64,
+}
+
+/// Take a live backup of `dir` into `dst` while clients (one per `(url, load)`) keep writing.
+/// Once the backup reports its snapshot point it is stopped (SIGSTOP) and one more write
+/// (the first client's kind) must be acknowledged meanwhile: the hold is over.
+fn live_backup_under_load(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    dst: &Path,
+    clients: &[(String, Load)],
+) -> LiveRun {
     let acked = Arc::new(Mutex::new(Vec::<u64>::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..3)
-        .map(|_| {
-            let (url, acked, stop) = (url.clone(), acked.clone(), stop.clone());
+    // Storm and nodeedit clients write numbers nobody else writes.
+    let next = Arc::new(AtomicU64::new(1));
+    let writers: Vec<_> = clients
+        .iter()
+        .map(|(url, load)| {
+            let (url, load) = (url.clone(), *load);
+            let (acked, stop, next) = (acked.clone(), stop.clone(), next.clone());
             rt.spawn(async move {
                 let proxy = Proxy::open(&url).await.expect("connect");
                 while !stop.load(Ordering::SeqCst) {
-                    let seq = proxy.call("put", vec![]).await.expect("put");
-                    acked.lock().unwrap().push(seq.as_i64().unwrap() as u64);
+                    let n = load
+                        .write(&proxy, next.fetch_add(1, Ordering::SeqCst))
+                        .await;
+                    acked.lock().unwrap().push(n);
                 }
             })
         })
@@ -185,7 +232,7 @@ fn live_backup_holds_exactly_the_writes_acknowledged_before_its_snapshot() {
     let acked_before: Vec<u64> = acked.lock().unwrap().clone();
 
     let mut backup = Command::new(syn_bin())
-        .args(["backup", s(&dir), s(&dst), "--json", "--hold-timeout", "60"])
+        .args(["backup", s(dir), s(dst), "--json", "--hold-timeout", "60"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -204,14 +251,14 @@ fn live_backup_holds_exactly_the_writes_acknowledged_before_its_snapshot() {
     // Frozen after its snapshot point, the backup must not keep the service's writes held:
     // a write now is acknowledged (and is not in the backup).
     kill(Pid::from_raw(backup.id() as i32), Signal::SIGSTOP).unwrap();
+    let (url, load) = clients[0].clone();
+    let n = next.fetch_add(1, Ordering::SeqCst);
     let during = rt.block_on(async {
         let proxy = Proxy::open(&url).await.expect("connect");
-        tokio::time::timeout(Duration::from_secs(30), proxy.call("put", vec![]))
+        tokio::time::timeout(Duration::from_secs(30), load.write(&proxy, n))
             .await
             .expect("a write is acknowledged while the backup copies")
-            .expect("put")
     });
-    let during = during.as_i64().unwrap() as u64;
     kill(Pid::from_raw(backup.id() as i32), Signal::SIGCONT).unwrap();
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     let status = backup.wait().unwrap();
@@ -228,6 +275,25 @@ fn live_backup_holds_exactly_the_writes_acknowledged_before_its_snapshot() {
     for w in writers {
         rt.block_on(w).unwrap();
     }
+    LiveRun {
+        acked_before,
+        during,
+    }
+}
+
+#[test]
+fn live_backup_holds_exactly_the_writes_acknowledged_before_its_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("svc");
+    let dst = tmp.path().join("b1");
+    // Enough data that the copy takes a while after the snapshot point.
+    let (svc, rt) = filled_fixture(&dir, 30_000, 1000);
+    let url = svc.url();
+    let clients = vec![(url.clone(), Load::FixturePut); 3];
+    let LiveRun {
+        acked_before,
+        during,
+    } = live_backup_under_load(&rt, &dir, &dst, &clients);
     let total = call(&rt, &url, "count", vec![]) as u64;
 
     // The log's cut says how many writes the snapshot holds: exactly those, everywhere.
@@ -275,18 +341,123 @@ fn live_backup_holds_exactly_the_writes_acknowledged_before_its_snapshot() {
     again.stop();
 }
 
+/// The `inet:ipv4` values of a running cortex: the nodes its LMDB layer holds, and those its
+/// edit log's records add.
+fn cortex_ipv4s(rt: &tokio::runtime::Runtime, svc: &SynService) -> (BTreeSet<u64>, BTreeSet<u64>) {
+    use syn::msgpack::Value;
+    let int = |v: &Value| v.as_i64().expect("an integer") as u64;
+    rt.block_on(async {
+        let core = Proxy::open(&svc.url("cortex")).await.expect("connect");
+        let msgs = core.call("storm", vec!["inet:ipv4".into()]).await.unwrap();
+        let mut nodes = BTreeSet::new();
+        for m in msgs.as_array().unwrap() {
+            let m = m.as_array().unwrap();
+            if m[0].as_str() == Some("node") {
+                // ("node", ((form, valu), info))
+                nodes.insert(int(&m[1].as_array().unwrap()[0].as_array().unwrap()[1]));
+            }
+        }
+        let layer = Proxy::open(&svc.url("cortex/layer"))
+            .await
+            .expect("connect");
+        let log = layer
+            .call_kw(
+                "syncNodeEdits",
+                vec![0i64.into()],
+                vec![("wait", false.into())],
+            )
+            .await
+            .unwrap();
+        let mut logged = BTreeSet::new();
+        // (offset, [(buid, form, [(kind, info, nexts)])]); kind 0 adds the node, info[0] is it.
+        for record in log.as_array().unwrap() {
+            for ne in record.as_array().unwrap()[1].as_array().unwrap() {
+                let ne = ne.as_array().unwrap();
+                if ne[1].as_str() != Some("inet:ipv4") {
+                    continue;
+                }
+                for edit in ne[2].as_array().unwrap() {
+                    let edit = edit.as_array().unwrap();
+                    if edit[0].as_i64() == Some(0) {
+                        logged.insert(int(&edit[1].as_array().unwrap()[0]));
+                    }
+                }
+            }
+        }
+        (nodes, logged)
+    })
+}
+
+#[test]
+fn live_backup_of_a_cortex_under_storm_and_nodeedit_writes_holds_one_moment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cortex");
+    let dst = tmp.path().join("b1");
+    let svc = SynService::start_in("cortex", &dir, &[], &[]).expect("syn cortex starts");
+    let rt = runtime();
+    let clients: Vec<(String, Load)> = [
+        CortexWrite::NodeEdit,
+        CortexWrite::Storm,
+        CortexWrite::Storm,
+        CortexWrite::NodeEdit,
+    ]
+    .into_iter()
+    .map(|kind| (svc.url(kind.share()), Load::Cortex(kind)))
+    .collect();
+    let LiveRun {
+        acked_before,
+        during,
+    } = live_backup_under_load(&rt, &dir, &dst, &clients);
+
+    // The layer's edit log is cut at the snapshot point, not copied as it was later.
+    let m = manifest(&dst);
+    assert_eq!(m["service"]["type"], "cortex");
+    let logs = m["logs"].as_array().unwrap();
+    assert!(!logs.is_empty(), "the edit log was not cut: {m}");
+    for log in logs {
+        let path = log["path"].as_str().unwrap();
+        assert!(
+            path.starts_with("layers/") && path.contains("/nodeedits/") && path.ends_with(".seg"),
+            "{path}"
+        );
+    }
+    let out = syn(&["backup", "verify", s(&dst)]);
+    assert!(out.ok(), "{}", out.describe());
+    drop(svc);
+
+    // A cortex started on the restored copy holds every write acknowledged before the backup
+    // and not the one acknowledged after its snapshot point; its LMDB layer and its edit log
+    // hold the same records: nothing to replay when it opens (a log copied later than LMDB's
+    // snapshot would hold more, and the cortex would replay them into LMDB).
+    let restored = tmp.path().join("restored");
+    let out = syn(&["restore", s(&dst), s(&restored)]);
+    assert!(out.ok(), "{}", out.describe());
+    let again = SynService::start_in("cortex", &restored, &[], &[("RUST_LOG", "info")])
+        .expect("the copy starts");
+    let log = again.daemon.stderr_log();
+    assert!(log.contains("serving cortex"), "{log}");
+    assert!(
+        !log.contains("replaying the edit log"),
+        "the backup's edit log holds records its LMDB layer lacks:\n{log}"
+    );
+    let (nodes, logged) = cortex_ipv4s(&rt, &again);
+    assert_eq!(nodes, logged, "LMDB and the edit log disagree");
+    let missing: Vec<&u64> = acked_before.iter().filter(|n| !nodes.contains(n)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged before the backup, missing: {missing:?}"
+    );
+    assert!(
+        !nodes.contains(&during),
+        "a write acknowledged after the snapshot point is in the backup"
+    );
+}
+
 #[test]
 fn kill_9_at_any_moment_never_leaves_a_backup_that_looks_whole() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("svc");
-    let svc = FixtureProc::start(&dir);
-    let rt = runtime();
-    call(
-        &rt,
-        &svc.url(),
-        "fill",
-        vec![40_000i64.into(), 1000i64.into()],
-    );
+    let (svc, rt) = filled_fixture(&dir, 40_000, 1000);
     call(&rt, &svc.url(), "put", vec![]);
     // How long one whole backup takes here, to spread the kills over it.
     let t0 = std::time::Instant::now();
@@ -423,9 +594,7 @@ fn a_destination_that_fills_up_during_the_copy_gives_the_space_error_and_leaves_
 
 #[test]
 fn a_destination_too_small_gives_the_space_error_and_leaves_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("svc");
-    stopped_fixture(&dir, 8_000, 1000, 3);
+    let (tmp, dir) = stopped_fixture(8_000, 1000, 3);
     let small = tmp.path().join("small");
     let Some(_mounted) = small_tmpfs(&small, 2 << 20) else {
         return;
@@ -450,11 +619,28 @@ fn a_destination_too_small_gives_the_space_error_and_leaves_nothing() {
     assert_eq!(lines.last().unwrap()["code"], 13);
 }
 
+/// Flip the lowest bit of the byte at `at(length)` of `file`.
+fn flip_a_bit(file: &Path, at: impl FnOnce(usize) -> usize) {
+    let mut bytes = fs::read(file).unwrap();
+    let i = at(bytes.len());
+    bytes[i] ^= 0x01;
+    fs::write(file, &bytes).unwrap();
+}
+
+/// `syn backup verify` fails on the backup `dst`, naming `file` and saying `why`.
+fn verify_fails_naming(dst: &Path, file: &str, why: &str) {
+    let out = syn(&["backup", "verify", s(dst)]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains(file) && out.stderr.contains(why),
+        "{}",
+        out.describe()
+    );
+}
+
 #[test]
 fn one_flipped_byte_fails_verify_and_names_the_file() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("svc");
-    stopped_fixture(&dir, 2_000, 500, 5);
+    let (tmp, dir) = stopped_fixture(2_000, 500, 5);
     let dst = tmp.path().join("b1");
     let out = syn(&["backup", s(&dir), s(&dst), "--verify"]);
     assert!(out.ok(), "{}", out.describe());
@@ -470,18 +656,8 @@ fn one_flipped_byte_fails_verify_and_names_the_file() {
     assert_eq!(alpha["dbs"][0]["name"], "items");
     assert_eq!(alpha["dbs"][0]["entries"], 2_005);
 
-    let data = dst.join("slabs/alpha.lmdb/data.mdb");
-    let mut bytes = fs::read(&data).unwrap();
-    let middle = bytes.len() / 2 + 123;
-    bytes[middle] ^= 0x01;
-    fs::write(&data, &bytes).unwrap();
-    let out = syn(&["backup", "verify", s(&dst)]);
-    assert_eq!(out.code(), Some(1), "{}", out.describe());
-    assert!(
-        out.stderr.contains("slabs/alpha.lmdb/data.mdb") && out.stderr.contains("differs"),
-        "{}",
-        out.describe()
-    );
+    flip_a_bit(&dst.join("slabs/alpha.lmdb/data.mdb"), |len| len / 2 + 123);
+    verify_fails_naming(&dst, "slabs/alpha.lmdb/data.mdb", "differs");
     let list = syn(&["backup", "list", s(tmp.path()), "--json"]);
     let b1 = list
         .json_lines()
@@ -497,10 +673,40 @@ fn one_flipped_byte_fails_verify_and_names_the_file() {
 }
 
 #[test]
+fn a_format_1_manifest_of_sha256_digests_still_verifies_and_restores() {
+    let (tmp, dir) = stopped_fixture(2_000, 500, 5);
+    let dst = tmp.path().join("b1");
+    let out = syn(&["backup", s(&dir), s(&dst)]);
+    assert!(out.ok(), "{}", out.describe());
+    let mut m = manifest(&dst);
+    assert_eq!(m["format"], 2);
+    assert!(m["files"][0]["blake3"].is_string(), "{m}");
+
+    // The manifest as syn wrote it before format 2: SHA-256 digests.
+    m["format"] = 1.into();
+    for file in m["files"].as_array_mut().unwrap() {
+        let bytes = fs::read(dst.join(file["path"].as_str().unwrap())).unwrap();
+        let sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes));
+        let file = file.as_object_mut().unwrap();
+        file.remove("blake3");
+        file.insert("sha256".into(), sha256.into());
+    }
+    fs::write(dst.join("syn-backup.json"), m.to_string()).unwrap();
+    let out = syn(&["backup", "verify", s(&dst)]);
+    assert!(out.ok(), "{}", out.describe());
+    let restored = tmp.path().join("restored");
+    let out = syn(&["restore", s(&dst), s(&restored)]);
+    assert!(out.ok(), "{}", out.describe());
+    assert_eq!(seqs_in(&restored.join("slabs/beta.lmdb")), (0..5).collect());
+
+    // And a changed file still fails it, by its SHA-256.
+    flip_a_bit(&dst.join("slabs/beta.lmdb/data.mdb"), |len| len - 1);
+    verify_fails_naming(&dst, "slabs/beta.lmdb/data.mdb", "SHA-256");
+}
+
+#[test]
 fn prune_keeps_the_right_verified_backups_and_never_counts_others() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("svc");
-    stopped_fixture(&dir, 10, 10, 1);
+    let (tmp, dir) = stopped_fixture(10, 10, 1);
     let root = tmp.path().join("backups");
     fs::create_dir(&root).unwrap();
     let b = |n: &str| root.join(n);
@@ -570,14 +776,7 @@ fn prune_keeps_the_right_verified_backups_and_never_counts_others() {
 fn a_cold_backup_restored_in_place_defragments() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("svc");
-    let svc = FixtureProc::start(&dir);
-    let rt = runtime();
-    call(
-        &rt,
-        &svc.url(),
-        "fill",
-        vec![20_000i64.into(), 1000i64.into()],
-    );
+    let (svc, rt) = filled_fixture(&dir, 20_000, 1000);
     call(&rt, &svc.url(), "trim", vec![20i64.into()]);
     for _ in 0..7 {
         call(&rt, &svc.url(), "put", vec![]);
@@ -613,9 +812,7 @@ fn a_cold_backup_restored_in_place_defragments() {
 
 #[test]
 fn refusals_and_stops_have_their_own_exit_codes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("svc");
-    stopped_fixture(&dir, 60_000, 1000, 1);
+    let (tmp, dir) = stopped_fixture(60_000, 1000, 1);
     let t = |n: &str| tmp.path().join(n);
 
     let out = syn(&["backup", s(&t("missing")), s(&t("x"))]);
@@ -707,9 +904,7 @@ fn an_unreadable_source_file_gives_exit_3_and_an_incomplete_backup() {
         common::skip("needs root, to run the backup as another user");
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("svc");
-    stopped_fixture(&dir, 10, 10, 2);
+    let (tmp, dir) = stopped_fixture(10, 10, 2);
     fs::write(dir.join("secret.txt"), b"root only").unwrap();
     let out_root = tmp.path().join("out");
     fs::create_dir(&out_root).unwrap();

@@ -1,6 +1,7 @@
 //! File-system pieces: directory locks, keeping services off a directory, free space, durable
 //! writes and hashing copies.
 
+use super::manifest::{Digest, HashKind};
 use super::{Exit, Failure};
 use crate::cell::dir::{GUID_FILE, is_locked};
 use nix::fcntl::{Flock, FlockArg};
@@ -120,40 +121,127 @@ pub(super) fn create_new(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Size and SHA-256 (lower-case hex) of what was written.
+/// Size and digest of what was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Written {
     pub size: u64,
-    pub sha256: String,
+    pub digest: Digest,
 }
 
-/// How much a [`HashingWriter`] writes before it starts writing it back to disk.
+/// A running hash of one of the kinds a manifest records.
+pub(super) enum Hasher {
+    Blake3(Box<blake3::Hasher>),
+    Sha256(Box<digest::Context>),
+}
+
+impl Hasher {
+    pub(super) fn new(kind: HashKind) -> Hasher {
+        match kind {
+            HashKind::Blake3 => Hasher::Blake3(Box::new(blake3::Hasher::new())),
+            HashKind::Sha256 => Hasher::Sha256(Box::new(digest::Context::new(&digest::SHA256))),
+        }
+    }
+
+    pub(super) fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Blake3(h) => {
+                h.update(bytes);
+            }
+            Hasher::Sha256(h) => h.update(bytes),
+        }
+    }
+
+    pub(super) fn finish(self) -> Digest {
+        match self {
+            Hasher::Blake3(h) => Digest {
+                kind: HashKind::Blake3,
+                hex: h.finalize().to_hex().to_string(),
+            },
+            Hasher::Sha256(h) => Digest {
+                kind: HashKind::Sha256,
+                hex: hex::encode(h.finish().as_ref()),
+            },
+        }
+    }
+}
+
+/// The chunk copies are read and written in.
+pub(super) const CHUNK: usize = 1 << 20;
+/// The alignment of O_DIRECT buffers, lengths and offsets.
+pub(super) const DIRECT_ALIGN: usize = 4096;
+
+/// Turn O_DIRECT on or off for `file`; false where the file system does not support it.
+pub(super) fn set_direct(file: &File, on: bool) -> bool {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let Ok(flags) = fcntl(file, FcntlArg::F_GETFL) else {
+        return false;
+    };
+    let mut flags = OFlag::from_bits_truncate(flags);
+    flags.set(OFlag::O_DIRECT, on);
+    fcntl(file, FcntlArg::F_SETFL(flags)).is_ok()
+}
+
+/// A [`CHUNK`]-sized buffer aligned for O_DIRECT.
+pub(super) struct Aligned {
+    storage: Vec<u8>,
+    start: usize,
+}
+
+impl Aligned {
+    pub(super) fn new() -> Aligned {
+        let storage = vec![0u8; CHUNK + DIRECT_ALIGN];
+        let start = storage.as_ptr().align_offset(DIRECT_ALIGN);
+        Aligned { storage, start }
+    }
+
+    pub(super) fn get(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + CHUNK]
+    }
+}
+
+/// How much a [`HashingWriter`] writes through the page cache before it starts writing it
+/// back to disk.
 const WRITEBACK_EVERY: u64 = 8 << 20;
 
-/// Streams bytes into a file while hashing them, starting write-back as it goes so the final
-/// fsync has little left to do.
+/// Streams bytes into a file while hashing them. Whole aligned blocks (from an [`Aligned`]
+/// buffer) go to the disk with O_DIRECT where the file system allows it: a backup neither
+/// fills the page cache nor leaves the running service's `fsync`s a pile of dirty pages to
+/// wait behind. The first write that is not whole blocks (the end of a file) turns O_DIRECT
+/// off; through the page cache, write-back starts as it goes so the final fsync has little
+/// left to do.
 pub(super) struct HashingWriter {
     file: File,
-    hash: digest::Context,
+    direct: bool,
+    hash: Hasher,
     size: u64,
     written_back: u64,
 }
 
 impl HashingWriter {
-    pub(super) fn new(file: File) -> HashingWriter {
+    pub(super) fn new(file: File, kind: HashKind) -> HashingWriter {
+        let direct = set_direct(&file, true);
         HashingWriter {
             file,
-            hash: digest::Context::new(&digest::SHA256),
+            direct,
+            hash: Hasher::new(kind),
             size: 0,
             written_back: 0,
         }
     }
 
     pub(super) fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let whole_blocks = bytes.as_ptr().addr().is_multiple_of(DIRECT_ALIGN)
+            && bytes.len().is_multiple_of(DIRECT_ALIGN);
+        if self.direct && !whole_blocks {
+            set_direct(&self.file, false);
+            self.direct = false;
+        }
         self.file.write_all(bytes)?;
         self.hash.update(bytes);
         self.size += bytes.len() as u64;
-        if self.size - self.written_back >= WRITEBACK_EVERY {
+        if self.direct {
+            self.written_back = self.size;
+        } else if self.size - self.written_back >= WRITEBACK_EVERY {
             // Only a hint to start writing; durability comes from the fsync in `finish`.
             // SAFETY: a plain system call on an open descriptor.
             unsafe {
@@ -169,20 +257,24 @@ impl HashingWriter {
         Ok(())
     }
 
-    /// fsync and close; the file's size and hash.
+    /// fsync and close; the file's size and digest.
     pub(super) fn finish(self) -> io::Result<Written> {
         self.file.sync_all()?;
         Ok(Written {
             size: self.size,
-            sha256: hex::encode(self.hash.finish().as_ref()),
+            digest: self.hash.finish(),
         })
     }
 }
 
-/// Size and SHA-256 of a file, reading it once; `progress` gets each chunk's length.
-pub(super) fn hash_file(path: &Path, progress: &mut dyn FnMut(u64)) -> io::Result<Written> {
+/// Size and digest of a file, reading it once; `progress` gets each chunk's length.
+pub(super) fn hash_file(
+    path: &Path,
+    kind: HashKind,
+    progress: &mut dyn FnMut(u64),
+) -> io::Result<Written> {
     let mut file = File::open(path)?;
-    let mut hash = digest::Context::new(&digest::SHA256);
+    let mut hash = Hasher::new(kind);
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
@@ -198,7 +290,7 @@ pub(super) fn hash_file(path: &Path, progress: &mut dyn FnMut(u64)) -> io::Resul
     }
     Ok(Written {
         size,
-        sha256: hex::encode(hash.finish().as_ref()),
+        digest: hash.finish(),
     })
 }
 
@@ -206,12 +298,17 @@ pub(super) fn hash_file(path: &Path, progress: &mut dyn FnMut(u64)) -> io::Resul
 pub(super) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = with_suffix(path, ".tmp");
     let _ = fs::remove_file(&tmp);
-    let mut file = create_new(&tmp)?;
-    file.write_all(bytes)?;
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
-    file.sync_all()?;
+    write_synced(&tmp, bytes)?;
     fs::rename(&tmp, path)?;
     sync_dir(&parent_of(path))
+}
+
+/// Write `bytes` into the new file `path` (mode 0644) and fsync it; its name is not synced.
+pub(super) fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = create_new(path)?;
+    file.write_all(bytes)?;
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+    file.sync_all()
 }
 
 /// Whether an I/O error means the file system is full.
@@ -312,20 +409,36 @@ mod tests {
     #[test]
     fn hashing_writer_matches_hash_file() {
         let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("f");
-        let mut w = HashingWriter::new(create_new(&path).unwrap());
-        w.write(b"hello ").unwrap();
-        w.write(b"world").unwrap();
-        let written = w.finish().unwrap();
-        assert_eq!(written.size, 11);
-        assert_eq!(
-            written.sha256,
-            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
-        );
-        let mut seen = 0;
-        assert_eq!(hash_file(&path, &mut |n| seen += n).unwrap(), written);
-        assert_eq!(seen, 11);
-        assert!(create_new(&path).is_err(), "never overwrites");
+        // Known answers: `sha256sum` and `b3sum` of "hello world".
+        let known = [
+            (
+                HashKind::Sha256,
+                "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9",
+            ),
+            (
+                HashKind::Blake3,
+                "d74981efa70a0c880b8d8c1985d075dbcbf679b99a5f9914e5aaf96b831a9e24",
+            ),
+        ];
+        for (kind, hex) in known {
+            let path = tmp.path().join(kind.name());
+            let mut w = HashingWriter::new(create_new(&path).unwrap(), kind);
+            w.write(b"hello ").unwrap();
+            w.write(b"world").unwrap();
+            let written = w.finish().unwrap();
+            assert_eq!(written.size, 11);
+            assert_eq!(
+                written.digest,
+                Digest {
+                    kind,
+                    hex: hex.into()
+                }
+            );
+            let mut seen = 0;
+            assert_eq!(hash_file(&path, kind, &mut |n| seen += n).unwrap(), written);
+            assert_eq!(seen, 11);
+            assert!(create_new(&path).is_err(), "never overwrites");
+        }
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! `syn-backup.json`: what a backup holds, written last, and the record of its verification.
 
-use super::fsutil::{hash_file, write_atomic};
+use super::fsutil::{hash_file, write_atomic, write_synced};
 use super::{Failure, MANIFEST_FILE, VERIFIED_FILE};
 use crate::storage::DbStats;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The manifest's format version.
-pub const FORMAT: u32 = 1;
+/// The manifest's format version: 2 records a BLAKE3 digest of every file.
+pub const FORMAT: u32 = 2;
+/// The first format, whose files carry SHA-256 digests; still read (verified and restored).
+pub const FORMAT_SHA256: u32 = 1;
 
 /// Everything a backup holds and how it was taken.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,8 +71,69 @@ pub struct FileEntry {
     pub path: String,
     /// Size in bytes.
     pub size: u64,
-    /// SHA-256, lower-case hex.
-    pub sha256: String,
+    /// BLAKE3, lower-case hex (format 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    /// SHA-256, lower-case hex (format 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl FileEntry {
+    /// The entry of a file of `size` bytes with `digest`.
+    pub fn new(path: String, size: u64, digest: Digest) -> FileEntry {
+        let (mut blake3, mut sha256) = (None, None);
+        match digest.kind {
+            HashKind::Blake3 => blake3 = Some(digest.hex),
+            HashKind::Sha256 => sha256 = Some(digest.hex),
+        }
+        FileEntry {
+            path,
+            size,
+            blake3,
+            sha256,
+        }
+    }
+
+    /// The digest the manifest records for the file, of the kind its format names.
+    pub fn digest(&self, kind: HashKind) -> Option<Digest> {
+        let hex = match kind {
+            HashKind::Blake3 => self.blake3.as_ref(),
+            HashKind::Sha256 => self.sha256.as_ref(),
+        }?;
+        Some(Digest {
+            kind,
+            hex: hex.clone(),
+        })
+    }
+}
+
+/// How the files of a backup are hashed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashKind {
+    /// BLAKE3 (format 2): about a third of SHA-256's CPU time per byte here.
+    Blake3,
+    /// SHA-256 (format 1).
+    Sha256,
+}
+
+impl HashKind {
+    /// The name operators know it by (`BLAKE3`, `SHA-256`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HashKind::Blake3 => "BLAKE3",
+            HashKind::Sha256 => "SHA-256",
+        }
+    }
+}
+
+/// A file's digest: its kind and lower-case hex.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Digest {
+    /// Which hash.
+    pub kind: HashKind,
+    /// The digest in lower-case hex.
+    pub hex: String,
 }
 
 /// One LMDB environment (its `data.mdb` is also in [`Manifest::files`]).
@@ -126,9 +189,9 @@ impl Manifest {
         let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
             Failure::failed(format!("{}: unreadable manifest: {e}", path.display()))
         })?;
-        if manifest.format != FORMAT {
+        if manifest.format != FORMAT && manifest.format != FORMAT_SHA256 {
             return Err(Failure::failed(format!(
-                "{}: manifest format {} (this syn reads {FORMAT})",
+                "{}: manifest format {} (this syn reads {FORMAT_SHA256} and {FORMAT})",
                 path.display(),
                 manifest.format
             )));
@@ -136,13 +199,23 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Write `DIR/syn-backup.json` durably.
+    /// How this manifest's file digests were computed (by its format).
+    pub fn hash_kind(&self) -> HashKind {
+        if self.format == FORMAT_SHA256 {
+            HashKind::Sha256
+        } else {
+            HashKind::Blake3
+        }
+    }
+
+    /// Write the new file `DIR/syn-backup.json` and fsync it; the caller fsyncs `DIR` (a
+    /// backup writes its manifest into its `.partial` directory, renamed only after that).
     pub fn write(&self, dir: &Path) -> Result<(), Failure> {
         let path = dir.join(MANIFEST_FILE);
         let mut bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| Failure::failed(format!("cannot encode the manifest: {e}")))?;
         bytes.push(b'\n');
-        write_atomic(&path, &bytes)
+        write_synced(&path, &bytes)
             .map_err(|e| super::fsutil::write_failure(&path, "writing the manifest", e))
     }
 
@@ -192,7 +265,11 @@ impl State {
 
 /// SHA-256 of a backup's manifest file.
 pub fn manifest_hash(dir: &Path) -> std::io::Result<String> {
-    Ok(hash_file(&dir.join(MANIFEST_FILE), &mut |_| {})?.sha256)
+    Ok(
+        hash_file(&dir.join(MANIFEST_FILE), HashKind::Sha256, &mut |_| {})?
+            .digest
+            .hex,
+    )
 }
 
 /// Record a verification of the backup in `dir`.

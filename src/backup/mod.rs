@@ -4,8 +4,8 @@
 //! compacted copy (free pages left out, pages renumbered: a defragmented copy) and every other
 //! file is copied as it is; `tmp/` directories, the top-level `backups/` directory, sockets and
 //! LMDB lock files are left out. Beside the data, `syn-backup.json` (the [`manifest`]) records
-//! every file's size and SHA-256, every environment's entry counts, the service and when the
-//! backup was taken.
+//! every file's size and BLAKE3 digest (SHA-256 in format 1 manifests, which are still read),
+//! every environment's entry counts, the service and when the backup was taken.
 //!
 //! Guarantees:
 //! * **One moment.** On a running syn service (its lock on `cell.guid` is held) the backup asks

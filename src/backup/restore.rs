@@ -234,8 +234,10 @@ fn copy_backup(
         let dst = staging.join(&file.path);
         let mut input =
             File::open(&src).map_err(|e| Failure::failed(format!("{}: {e}", src.display())))?;
-        let mut out =
-            HashingWriter::new(create_new(&dst).map_err(|e| write_failure(&dst, "restoring", e))?);
+        let mut out = HashingWriter::new(
+            create_new(&dst).map_err(|e| write_failure(&dst, "restoring", e))?,
+            manifest.hash_kind(),
+        );
         loop {
             if interrupted.load(Ordering::SeqCst) {
                 return Err(Failure::new(
@@ -260,7 +262,9 @@ fn copy_backup(
         let written = out
             .finish()
             .map_err(|e| write_failure(&dst, "syncing", e))?;
-        if written.sha256 != file.sha256 || written.size != file.size {
+        if Some(&written.digest) != file.digest(manifest.hash_kind()).as_ref()
+            || written.size != file.size
+        {
             return Err(Failure::failed(format!(
                 "{}: changed while it was restored; nothing was changed",
                 src.display()

@@ -154,12 +154,21 @@ fn check(
     };
     reporter.start_progress("verify", progress);
     let mut intact = BTreeSet::new();
+    let kind = manifest.hash_kind();
     for file in &manifest.files {
         if interrupted.load(Ordering::SeqCst) {
             return Err(Failure::new(Exit::Interrupted, "interrupted"));
         }
         let path = dir.join(&file.path);
-        let hashed = hash_file(&path, &mut |n| {
+        let Some(expected) = file.digest(kind) else {
+            problems.push(format!(
+                "{}: the manifest records no {} digest",
+                file.path,
+                kind.name()
+            ));
+            continue;
+        };
+        let hashed = hash_file(&path, kind, &mut |n| {
             progress.bytes_done += n;
             reporter.progress(progress);
         });
@@ -169,9 +178,12 @@ fn check(
                 "{}: {} bytes, the manifest says {}",
                 file.path, w.size, file.size
             )),
-            Ok(w) if w.sha256 != file.sha256 => problems.push(format!(
-                "{}: content differs from the manifest (SHA-256 {}, expected {})",
-                file.path, w.sha256, file.sha256
+            Ok(w) if w.digest != expected => problems.push(format!(
+                "{}: content differs from the manifest ({} {}, expected {})",
+                file.path,
+                kind.name(),
+                w.digest.hex,
+                expected.hex
             )),
             Ok(w) => {
                 checked.files += 1;

@@ -984,3 +984,59 @@ pub fn syn(args: &[&str]) -> RunOut {
     cmd.args(args).env_remove("RUST_LOG");
     run_bounded(cmd, Duration::from_secs(60)).expect("run syn")
 }
+
+/// The nodeedit that adds the node `inet:ipv4=ip`, in wire form (`storNodeEdits` takes a list
+/// of these).
+pub fn ipv4_nodeedit(ip: u32) -> syn::msgpack::Value {
+    use syn::cortex::edits::{Edit, NodeEdit, stortype};
+    let valu = syn::msgpack::Value::Int(ip.into());
+    NodeEdit {
+        buid: syn::cortex::model::buid("inet:ipv4", &valu),
+        form: "inet:ipv4".into(),
+        edits: vec![Edit::NodeAdd {
+            valu,
+            stortype: stortype::U32,
+        }],
+    }
+    .to_value()
+}
+
+/// One kind of acknowledged write to a running `syn cortex`, for loads beside other work.
+#[derive(Clone, Copy, Debug)]
+pub enum CortexWrite {
+    /// The storm query `[inet:ipv4=N]` by `callStorm` on the `cortex` share.
+    Storm,
+    /// The nodeedit adding `inet:ipv4=N` by `storNodeEditsNoLift` on `cortex/layer`.
+    NodeEdit,
+}
+
+impl CortexWrite {
+    /// The telepath share this write goes to.
+    pub fn share(self) -> &'static str {
+        match self {
+            CortexWrite::Storm => "cortex",
+            CortexWrite::NodeEdit => "cortex/layer",
+        }
+    }
+
+    /// Add `inet:ipv4=n` through `proxy` (opened on [`CortexWrite::share`]); returns once the
+    /// cortex acknowledged it.
+    pub async fn write(self, proxy: &syn::telepath::Proxy, n: u32) {
+        match self {
+            CortexWrite::Storm => {
+                let query = format!("[inet:ipv4={n}]");
+                proxy
+                    .call("callStorm", vec![query.into()])
+                    .await
+                    .expect("storm");
+            }
+            CortexWrite::NodeEdit => {
+                let edits = vec![ipv4_nodeedit(n)];
+                proxy
+                    .call("storNodeEditsNoLift", vec![edits.into()])
+                    .await
+                    .expect("nodeedits");
+            }
+        }
+    }
+}

@@ -11,10 +11,13 @@ use super::LogPos;
 use crate::cortex::edits::{Edit, Ival, NodeEdit};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::{self, Value};
+use crate::storage::{AppendLogRegistration, register_append_log};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The first bytes of every segment.
 const SEGMENT_MAGIC: &[u8; 8] = b"SYNEDLG1";
@@ -519,12 +522,21 @@ impl Iterator for EditIter {
 }
 
 /// Appends records to the last segment; owned by the layer's single writer.
+///
+/// The segment being written is registered as an append-only log
+/// ([`register_append_log`]) whose length at a backup's snapshot point is `end` as of then:
+/// the layer moves `end` (and rolls to a new segment) only while it holds the write gate, so
+/// a live backup copies exactly the records its LMDB snapshot has applied. Closed segments are
+/// never written again and are copied whole.
 pub(super) struct LogWriter {
     dir: PathBuf,
     path: PathBuf,
     file: File,
     segment: u64,
     end: u64,
+    /// `end`, for the backup registry (read while the gate is held).
+    shared_end: Arc<AtomicU64>,
+    _registration: AppendLogRegistration,
     file_len: u64,
     /// Bytes were written since the last `fdatasync`.
     unsynced: bool,
@@ -546,12 +558,15 @@ impl LogWriter {
             .and_then(|()| file.sync_all())
             .map_err(|e| io_err(&path, "write segment header", e))?;
         sync_dir(dir)?;
+        let (shared_end, registration) = register_segment(&path, SEGMENT_START)?;
         Ok(LogWriter {
             dir: dir.to_path_buf(),
             path,
             file,
             segment: first,
             end: SEGMENT_START,
+            shared_end,
+            _registration: registration,
             file_len: SEGMENT_START,
             unsynced: false,
             syncs: 0,
@@ -568,12 +583,15 @@ impl LogWriter {
             .open(&path)
             .map_err(|e| io_err(&path, "open segment", e))?;
         let file_len = file.metadata().map_err(|e| io_err(&path, "stat", e))?.len();
+        let (shared_end, registration) = register_segment(&path, end)?;
         let mut writer = LogWriter {
             dir: dir.to_path_buf(),
             path,
             file,
             segment: first,
             end,
+            shared_end,
+            _registration: registration,
             file_len,
             unsynced: false,
             syncs: 0,
@@ -659,6 +677,7 @@ impl LogWriter {
     /// Make the last written `len` bytes part of the log.
     pub(super) fn advance(&mut self, len: u64) {
         self.end += len;
+        self.shared_end.store(self.end, Ordering::SeqCst);
     }
 
     /// Cut the file back to the end of the last record that counts, and flush that.
@@ -671,6 +690,15 @@ impl LogWriter {
         self.unsynced = false;
         Ok(())
     }
+}
+
+/// Register the segment at `path` for backups, its length kept in the returned counter.
+fn register_segment(path: &Path, end: u64) -> SynResult<(Arc<AtomicU64>, AppendLogRegistration)> {
+    let shared_end = Arc::new(AtomicU64::new(end));
+    let read = shared_end.clone();
+    let registration = register_append_log(path, move || read.load(Ordering::SeqCst))
+        .map_err(|e| io_err(path, "register for backups", e))?;
+    Ok((shared_end, registration))
 }
 
 #[cfg(test)]

@@ -631,6 +631,10 @@ impl Layer {
             ));
         }
         let inner = &self.inner;
+        // One share of the write gate over the whole batch (the slab's write re-enters it):
+        // a backup's snapshot point never falls between the LMDB commit and the log's end
+        // moving, nor inside a roll to a new segment.
+        let _share = crate::storage::write_gate().enter();
         writer
             .log
             .roll_if_full(writer.next_offset, inner.segment_size)?;
