@@ -45,8 +45,10 @@ pub const BATCH: usize = 4096;
 /// Nodes between checkpoints (as Synapse's tool).
 pub const CHECKPOINT_EVERY: u64 = 100_000;
 /// Nodes between drops of the source's and destination's pages from the resident set, which
-/// bounds the memory a migration holds whatever the size of the cortex.
-pub const SEGMENT: u64 = 2_000;
+/// bounds the memory a migration holds whatever the size of the cortex. Each drop makes every
+/// page touched afterwards fault in again: at 2,000 nodes the run spent twice the system time
+/// and took about a quarter longer (docs/benchmarks.md).
+pub const SEGMENT: u64 = 20_000;
 /// The migration directory inside DEST.
 pub const MIGRATION_DIR: &str = "migration";
 
