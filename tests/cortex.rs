@@ -385,3 +385,110 @@ fn syn_storm_prints_nodes_for_people_and_json_for_scripts() {
     assert_eq!(lines[1][1][0], serde_json::json!(["inet:asn", 10]));
     assert_eq!(lines.last().unwrap()[0], "fini");
 }
+
+/// The Storm edit-permission scenario of tests/py/storm_perms.py with the outcome syn and
+/// Synapse 2.256 give for each step (USER and LAYER stand for visi's iden and the layer's).
+fn storm_perm_steps() -> Vec<(serde_json::Value, serde_json::Value)> {
+    use serde_json::json;
+    let ok = json!({"ok": null});
+    let deny = |perm: &str| {
+        json!({"err": "AuthDeny", "mesg": format!(
+            "User 'visi' (USER) must have permission {perm} on object LAYER (layer)."
+        )})
+    };
+    let storm = |q: &str| json!(["storm", q]);
+    let count = |q: &str| json!(["count", q]);
+    let rule = |allow: bool, perm: &str, layer: bool| json!(["rule", allow, perm, layer]);
+    vec![
+        (storm("[inet:ipv4=1.2.3.4]"), deny("node.add.inet:ipv4")),
+        (count("inet:ipv4"), json!({"ok": 0})),
+        (rule(true, "node.add.inet:ipv4", false), ok.clone()),
+        (storm("[inet:ipv4=1.2.3.4]"), ok.clone()),
+        (count("inet:ipv4"), json!({"ok": 1})),
+        (
+            storm("inet:ipv4 [:asn=10]"),
+            deny("node.prop.set.inet:ipv4.asn"),
+        ),
+        // The full prop name works as well; a longer deny rule wins over it.
+        (
+            rule(false, "node.prop.set.inet:ipv4.asn", false),
+            ok.clone(),
+        ),
+        (rule(true, "node.prop.set.inet:ipv4:asn", false), ok.clone()),
+        (
+            storm("inet:ipv4 [:asn=10]"),
+            deny("node.prop.set.inet:ipv4.asn"),
+        ),
+        (rule(true, "node.prop.set.inet:ipv4.asn", true), ok.clone()),
+        // The implied inet:asn node needs no permission of its own.
+        (storm("inet:ipv4 [:asn=10]"), ok.clone()),
+        (count("inet:ipv4:asn=10"), json!({"ok": 1})),
+        (count("inet:asn=10"), json!({"ok": 1})),
+        (storm("inet:ipv4 [+#foo.bar]"), deny("node.tag.add.foo.bar")),
+        // A deny on the layer's gate wins over an allow among the user's own rules.
+        (rule(false, "node.tag.add.foo.bar", true), ok.clone()),
+        (rule(true, "node.tag.add", false), ok.clone()),
+        (storm("inet:ipv4 [+#foo.bar]"), deny("node.tag.add.foo.bar")),
+        (storm("inet:ipv4 [+#foo.baz]"), ok.clone()),
+        (count("#foo"), json!({"ok": 1})),
+        (count("#foo.bar"), json!({"ok": 0})),
+        (storm("inet:ipv4 [-#foo.baz]"), deny("node.tag.del.foo.baz")),
+        (
+            storm("inet:ipv4 [-:asn]"),
+            deny("node.prop.del.inet:ipv4.asn"),
+        ),
+        (
+            storm("inet:ipv4 $node.data.set(x, 1)"),
+            deny("node.data.set.x"),
+        ),
+        (
+            storm("inet:ipv4 [+(refs)> {inet:asn}]"),
+            deny("node.edge.add.refs"),
+        ),
+        (storm("inet:ipv4 | delnode"), deny("node.tag.del.foo")),
+        (rule(true, "node.tag.del", false), ok.clone()),
+        (storm("inet:ipv4 | delnode"), deny("node.del.inet:ipv4")),
+        (count("inet:ipv4#foo"), json!({"ok": 1})),
+        (rule(true, "node.del.inet:ipv4", false), ok.clone()),
+        (storm("inet:ipv4 | delnode"), ok),
+        (count("inet:ipv4"), json!({"ok": 0})),
+    ]
+}
+
+/// Run the permission steps with tests/py/storm_perms.py against the cortex at `url`.
+fn run_perm_steps(
+    py: &std::path::Path,
+    url: &str,
+    steps: &serde_json::Value,
+) -> Vec<serde_json::Value> {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), steps.to_string()).unwrap();
+    let out = run_py(py, "storm_perms.py", &[url, file.path().to_str().unwrap()]);
+    assert!(out.ok(), "{}", out.describe());
+    out.json_lines()
+}
+
+#[test]
+fn storm_checks_edit_permissions_of_non_admin_users() {
+    let Some(py) = syn2_python() else {
+        eprintln!("skipping: the Synapse 2.256 Python peer is not installed");
+        return;
+    };
+    let (steps, want): (Vec<_>, Vec<_>) = storm_perm_steps().into_iter().unzip();
+    let steps = serde_json::Value::Array(steps);
+    let svc = SynService::start("cortex", &[]);
+    let got = run_perm_steps(&py, &svc.url("cortex"), &steps);
+    assert_eq!(got.len(), want.len());
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "syn, step {i}: {}", steps[i]);
+    }
+    // The same steps against a Python Synapse 2.256 cortex give the same outcomes.
+    let Some(pycore) = common::PyCortex::start() else {
+        eprintln!("skipping the Python comparison: no Python cortex");
+        return;
+    };
+    let theirs = run_perm_steps(&py, &pycore.url(), &steps);
+    for (i, (t, w)) in theirs.iter().zip(&want).enumerate() {
+        assert_eq!(t, w, "python, step {i}: {}", steps[i]);
+    }
+}

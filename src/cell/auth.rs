@@ -220,6 +220,17 @@ struct State {
     roles: HashMap<String, Role>,
 }
 
+/// What decided a permission check ([`Auth::allowed_reason`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reason {
+    /// Whether the permission is granted.
+    pub allow: bool,
+    /// Granted because the user is an admin (of the cell or of the gate).
+    pub admin: bool,
+    /// Length of the deciding rule's path (0 for admin or a locked user).
+    pub rule_len: usize,
+}
+
 /// The auth subsystem of one cell.
 pub struct Auth {
     slab: Slab,
@@ -617,26 +628,57 @@ impl Auth {
         default: Option<bool>,
         gate: Option<&str>,
     ) -> Option<bool> {
+        match self.allowed_reason(iden, perm, gate) {
+            Some(reason) => Some(reason.allow),
+            None if self.read().users.contains_key(iden) => default,
+            None => None,
+        }
+    }
+
+    /// Why user `iden` may (or may not) do `perm` (on gate `gate` if given): the admin status
+    /// or the rule that decided, as Synapse's `getAllowedReason`; `None` if nothing decided.
+    pub fn allowed_reason(
+        &self,
+        iden: &str,
+        perm: &[String],
+        gate: Option<&str>,
+    ) -> Option<Reason> {
         let state = self.read();
         let user = state.users.get(iden)?;
+        let admin = Reason {
+            allow: true,
+            admin: true,
+            rule_len: 0,
+        };
         if user.locked || user.archived {
-            return Some(false);
+            return Some(Reason {
+                allow: false,
+                admin: false,
+                rule_len: 0,
+            });
         }
         if user.admin {
-            return Some(true);
+            return Some(admin);
         }
+        let by_rule = |rules: &[Rule]| {
+            rules.iter().find(|r| r.matches(perm)).map(|r| Reason {
+                allow: r.allow,
+                admin: false,
+                rule_len: r.path.len(),
+            })
+        };
         let gate_entry =
             |gates: &BTreeMap<String, GateEntry>| gate.and_then(|g| gates.get(g)).cloned();
         if let Some(entry) = gate_entry(&user.gates) {
             if entry.admin {
-                return Some(true);
+                return Some(admin);
             }
-            if let Some(r) = entry.rules.iter().find(|r| r.matches(perm)) {
-                return Some(r.allow);
+            if let Some(r) = by_rule(&entry.rules) {
+                return Some(r);
             }
         }
-        if let Some(r) = user.rules.iter().find(|r| r.matches(perm)) {
-            return Some(r.allow);
+        if let Some(r) = by_rule(&user.rules) {
+            return Some(r);
         }
         let roles: Vec<&Role> = user
             .roles
@@ -647,20 +689,36 @@ impl Auth {
             for role in &roles {
                 if let Some(entry) = gate_entry(&role.gates) {
                     if entry.admin {
-                        return Some(true);
+                        return Some(admin);
                     }
-                    if let Some(r) = entry.rules.iter().find(|r| r.matches(perm)) {
-                        return Some(r.allow);
+                    if let Some(r) = by_rule(&entry.rules) {
+                        return Some(r);
                     }
                 }
             }
         }
-        for role in &roles {
-            if let Some(r) = role.rules.iter().find(|r| r.matches(perm)) {
-                return Some(r.allow);
+        roles.iter().find_map(|role| by_rule(&role.rules))
+    }
+
+    /// Synapse's `AuthDeny` for user `iden` lacking `perm`, on the object `(iden, type)` of
+    /// `gate` if given (the message Synapse's `raisePermDeny` builds).
+    pub fn deny(&self, iden: &str, perm: &[String], gate: Option<(&str, &str)>) -> SynErr {
+        let name = self.user(iden).map(|u| u.name).unwrap_or_default();
+        let perm = perm.join(".");
+        let who = format!(
+            "User {} ({iden})",
+            crate::cortex::model::py::repr_str(&name)
+        );
+        let mesg = match gate {
+            None => format!("{who} must have permission {perm}"),
+            Some((gate, kind)) => {
+                format!("{who} must have permission {perm} on object {gate} ({kind}).")
             }
-        }
-        default
+        };
+        SynErr::auth_deny(mesg)
+            .with("perm", perm.as_str())
+            .with("user", iden)
+            .with("username", name.as_str())
     }
 
     /// Whether role `iden` grants `perm` (on gate `gate` if given).

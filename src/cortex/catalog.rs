@@ -136,22 +136,7 @@ impl Catalog {
         if self.auth.allowed(user, &path, None, gate) == Some(true) {
             return Ok(());
         }
-        let name = self.auth.user(user).map(|u| u.name).unwrap_or_default();
-        let perm = path.join(".");
-        let mesg = match gate {
-            None => format!(
-                "User {} ({user}) must have permission {perm}",
-                py::repr_str(&name)
-            ),
-            Some(gate) => format!(
-                "User {} ({user}) must have permission {perm} on object {gate} (view).",
-                py::repr_str(&name)
-            ),
-        };
-        Err(SynErr::auth_deny(mesg)
-            .with("perm", perm.as_str())
-            .with("user", user)
-            .with("username", name.as_str()))
+        Err(self.auth.deny(user, &path, gate.map(|g| (g, "view"))))
     }
 
     /// Rebuild every view over `model` (after the extended model changed); storm runs already

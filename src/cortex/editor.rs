@@ -22,6 +22,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
+use crate::cell::auth::Auth;
 use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, ival_from_value};
 use crate::cortex::model::{Form, Model, Norm, Prop, buid, norm::py_value_repr};
 use crate::cortex::view::{Node, PropRef, View};
@@ -59,6 +60,9 @@ pub struct Editor<'a> {
     sink: &'a dyn EditSink,
     /// Warnings already given (Synapse's `warnonce`): deprecation warnings go out once.
     warned: RefCell<HashSet<String>>,
+    /// Checks the user's permissions on the write layer's gate before an edit (`None`: every
+    /// edit is allowed, as for an admin or the cortex itself).
+    auth: Option<&'a Auth>,
 }
 
 impl<'a> Editor<'a> {
@@ -70,7 +74,73 @@ impl<'a> Editor<'a> {
             durability,
             sink,
             warned: RefCell::default(),
+            auth: None,
         }
+    }
+
+    /// Check the user's permissions (`node.add.<form>`, `node.tag.add.<tag parts>`, ...) on
+    /// the write layer's gate before each edit, as Storm does for a non-admin user.
+    pub fn checked(mut self, auth: &'a Auth) -> Self {
+        if !auth.user(&self.user).is_some_and(|u| u.admin) {
+            self.auth = Some(auth);
+        }
+        self
+    }
+
+    /// Fail with Synapse's `AuthDeny` unless the user has `perm` on the write layer (Synapse's
+    /// `layerConfirm`). Always passes for an unchecked editor.
+    pub fn confirm(&self, perm: &[&str]) -> SynResult<()> {
+        let Some(auth) = self.auth else {
+            return Ok(());
+        };
+        let path: Vec<String> = perm.iter().map(|p| (*p).to_string()).collect();
+        let layer = self.view.write_layer().iden();
+        if auth.allowed(&self.user, &path, None, Some(layer)) == Some(true) {
+            return Ok(());
+        }
+        Err(auth.deny(&self.user, &path, Some((layer, "layer"))))
+    }
+
+    /// Confirm `node.tag.<verb>` followed by the parts of a dotted tag.
+    pub fn confirm_tag(&self, verb: &str, tag: &str) -> SynResult<()> {
+        let mut perm = vec!["node", "tag", verb];
+        perm.extend(tag.split('.'));
+        self.confirm(&perm)
+    }
+
+    /// Synapse's `confirmPropSet`/`confirmPropDel`: `node.prop.<verb>.<form>.<prop>` or
+    /// `node.prop.<verb>.<full prop>`; when the two disagree the longer rule wins (the
+    /// form-and-prop rule on a tie when it allows). A denial names the form-and-prop one.
+    fn confirm_prop(&self, verb: &str, form: &str, name: &str) -> SynResult<()> {
+        let Some(auth) = self.auth else {
+            return Ok(());
+        };
+        let full = self
+            .model()
+            .form(form)
+            .and_then(|f| f.prop(name))
+            .map(|p| p.full.clone())
+            .unwrap_or_else(|| format!("{form}:{name}"));
+        let by_full: Vec<String> = ["node", "prop", verb, &full].map(String::from).into();
+        let by_form: Vec<String> = ["node", "prop", verb, form, name].map(String::from).into();
+        let layer = self.view.write_layer().iden();
+        let reason0 = auth.allowed_reason(&self.user, &by_form, Some(layer));
+        if reason0.is_some_and(|r| r.admin) {
+            return Ok(());
+        }
+        let reason1 = auth.allowed_reason(&self.user, &by_full, Some(layer));
+        let len = |r: Option<crate::cell::auth::Reason>| r.map_or(0, |r| r.rule_len);
+        let allowed = match (reason0.map(|r| r.allow), reason1.map(|r| r.allow)) {
+            (Some(true), Some(false)) => len(reason0) >= len(reason1),
+            (Some(true), _) => true,
+            (None, Some(true)) => true,
+            (Some(false), Some(true)) => len(reason1) > len(reason0),
+            _ => false,
+        };
+        if allowed {
+            return Ok(());
+        }
+        Err(auth.deny(&self.user, &by_form, Some((layer, "layer"))))
     }
 
     /// Send a warning unless it was sent before.
@@ -152,6 +222,7 @@ impl<'a> Editor<'a> {
 
     /// Add a node (or find it) by form and value: Synapse's `snap.addNode`.
     pub fn add_node(&self, form: &str, valu: &Value) -> SynResult<Node> {
+        self.confirm(&["node", "add", form])?;
         let mut batch = self.batch();
         let at = batch.add_node(form, valu)?;
         let buid = batch.protos[at].buid;
@@ -161,6 +232,7 @@ impl<'a> Editor<'a> {
 
     /// Set a prop of a node: Synapse's `node.set(name, valu)`. Returns whether it changed.
     pub fn set_prop(&self, node: &Node, name: &str, valu: &Value) -> SynResult<bool> {
+        self.confirm_prop("set", &node.form, name)?;
         let mut batch = self.batch();
         let at = batch.load(node)?;
         let changed = batch.set(at, name, valu, None)?;
@@ -170,6 +242,11 @@ impl<'a> Editor<'a> {
 
     /// Delete a prop of a node: Synapse's `node.pop(name)`; read-only props only with `init`.
     pub fn pop_prop(&self, node: &Node, name: &str, init: bool) -> SynResult<bool> {
+        if name.starts_with('.') {
+            self.confirm(&["node", "prop", "del", name])?;
+        } else {
+            self.confirm_prop("del", &node.form, name)?;
+        }
         let form = self.model().req_form(&node.form)?;
         let prop = form.prop(name).ok_or_else(|| {
             SynErr::new("NoSuchProp", format!("No property named {name}."))
@@ -197,6 +274,7 @@ impl<'a> Editor<'a> {
 
     /// Add a tag (and its parents) to a node, with an optional interval value.
     pub fn add_tag(&self, node: &Node, tag: &str, valu: Option<&Value>) -> SynResult<()> {
+        self.confirm_tag("add", tag)?;
         let mut batch = self.batch();
         let at = batch.load(node)?;
         batch.add_tag(at, tag, valu)?;
@@ -206,6 +284,7 @@ impl<'a> Editor<'a> {
 
     /// Delete a tag, the tags below it and their tag props from a node.
     pub fn del_tag(&self, node: &Node, tag: &str) -> SynResult<()> {
+        self.confirm_tag("del", tag)?;
         let edits = self.tag_del_edits(node, tag);
         if !edits.is_empty() {
             self.apply(&[on_node(node, edits)])?;
@@ -215,6 +294,7 @@ impl<'a> Editor<'a> {
 
     /// Set a tag prop (adding the tag).
     pub fn set_tagprop(&self, node: &Node, tag: &str, prop: &str, valu: &Value) -> SynResult<()> {
+        self.confirm_tag("add", tag)?;
         let mut batch = self.batch();
         let at = batch.load(node)?;
         batch.set_tagprop(at, tag, prop, valu)?;
@@ -224,6 +304,7 @@ impl<'a> Editor<'a> {
 
     /// Delete a tag prop.
     pub fn del_tagprop(&self, node: &Node, tag: &str, prop: &str) -> SynResult<bool> {
+        self.confirm_tag("del", tag)?;
         let tp = self
             .model()
             .tagprop(prop)
@@ -243,6 +324,7 @@ impl<'a> Editor<'a> {
 
     /// Set node data.
     pub fn set_data(&self, node: &Node, name: &str, valu: &Value) -> SynResult<()> {
+        self.confirm(&["node", "data", "set", name])?;
         let mut batch = self.batch();
         let at = batch.load(node)?;
         batch.set_data(at, name, valu)?;
@@ -252,6 +334,7 @@ impl<'a> Editor<'a> {
 
     /// Remove node data; returns the old value (Nil if there was none).
     pub fn pop_data(&self, node: &Node, name: &str) -> SynResult<Value> {
+        self.confirm(&["node", "data", "pop", name])?;
         let old = self.view.nodedata(&node.buid, name)?.unwrap_or(Value::Nil);
         let edit = Edit::NodeDataDel {
             name: name.to_string(),
@@ -263,6 +346,7 @@ impl<'a> Editor<'a> {
 
     /// Add (or with `del` remove) the light edge `n1 -(verb)> n2`.
     pub fn edge(&self, n1: &Node, verb: &str, n2: &Buid, del: bool) -> SynResult<()> {
+        self.confirm(&["node", "edge", if del { "del" } else { "add" }, verb])?;
         let mut batch = self.batch();
         let at = batch.load(n1)?;
         if del {
@@ -285,6 +369,10 @@ impl<'a> Editor<'a> {
                 .with("form", node.form.as_str())
                 .with("valu", node.valu.clone()));
         }
+        for (tag, _) in &node.tags {
+            self.confirm_tag("del", tag)?;
+        }
+        self.confirm(&["node", "del", &node.form])?;
         let cant = |mesg: &str| {
             SynErr::new("CantDelNode", mesg)
                 .with("form", node.form.as_str())

@@ -18,9 +18,10 @@ use super::editor::{Durability, EditSink, Editor};
 use super::layer::Layer;
 use super::model::Model;
 use super::model::ext::{ExtForm, ExtFormProp, ExtModel, ExtPropDef};
-use super::storm::runtime::{call_storm, count_storm, run_storm};
+use super::storm::runtime::{StormUser, call_storm, count_storm, run_storm};
 use super::view::{View, ViewCatalog};
 use crate::cell::api::{CellApi, cell_methods};
+use crate::cell::auth::Auth;
 use crate::cell::config::{Kind, Opt};
 use crate::cell::{Cell, Service, ServiceKind};
 use crate::error::{SynErr, SynResult};
@@ -450,6 +451,14 @@ pub struct CoreApi {
     core: Arc<Cortex>,
 }
 
+/// The session user running storm, with the auth that checks their edits.
+fn storm_user<'a>(iden: &'a str, auth: &'a Auth) -> StormUser<'a> {
+    StormUser {
+        iden,
+        auth: Some(auth),
+    }
+}
+
 /// The `(text, opts)` arguments of the storm calls, with the session user.
 fn storm_args(api: &CoreApi, mut args: Args) -> SynResult<(String, Value, String)> {
     let text = match args.take(0, "text") {
@@ -525,9 +534,11 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
             let (msgs_tx, mut msgs) = mpsc::channel::<Value>(256);
             let (tx, rx): (mpsc::Sender<SynResult<Value>>, Genr) = mpsc::channel(256);
             let refused = tx.clone();
+            let auth = api.cell.cell.auth.clone();
             tokio::task::spawn_blocking(move || {
                 // Options refused before any message end the generator with that error.
-                if let Err(e) = run_storm(&view, &text, &opts, &user, &msgs_tx) {
+                let user = storm_user(&user, &auth);
+                if let Err(e) = run_storm(&view, &text, &opts, user, &msgs_tx) {
                     let _ = refused.blocking_send(Err(e));
                 }
             });
@@ -543,12 +554,17 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
         .call("callStorm", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
             let view = api.core.opts_view(&opts, &user)?;
-            blocking(move || call_storm(&view, &text, &opts, &user)).await
+            let auth = api.cell.cell.auth.clone();
+            blocking(move || call_storm(&view, &text, &opts, storm_user(&user, &auth))).await
         })
         .call("count", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
             let view = api.core.opts_view(&opts, &user)?;
-            blocking(move || count_storm(&view, &text, &opts, &user).map(Value::from)).await
+            let auth = api.cell.cell.auth.clone();
+            blocking(move || {
+                count_storm(&view, &text, &opts, storm_user(&user, &auth)).map(Value::from)
+            })
+            .await
         })
         .call("getModelDict", |api, args| async move {
             args.done()?;

@@ -2840,6 +2840,8 @@ fn edit_oper<'g>(rt: &'g Runt<'g>, edit: &'g ast::Edit, input: Genr<'g>) -> Genr
                 let item = (node.clone(), path);
                 let run = || -> Res<Rc<Node>> {
                     let verb = expr::compute(rt, verb, Some(&item))?.to_str();
+                    let action = if *del { "del" } else { "add" };
+                    rt.editor.confirm(&["node", "edge", action, &verb])?;
                     let others = edge_targets(rt, target, &item)?;
                     match dir {
                         ast::EdgeDir::Out => {
@@ -3193,6 +3195,9 @@ fn tag_add(
         }
     }
     let valu = valu.filter(|v| !matches!(v.as_array(), Some([Value::Nil, Value::Nil])));
+    for name in &names {
+        rt.editor.confirm_tag("add", name)?;
+    }
     let mut batch = rt.editor.batch();
     let at = batch.load(&node)?;
     for name in &names {

@@ -54,6 +54,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc::Sender;
 
+use crate::cell::auth::Auth;
 use crate::cortex::editor::{Durability, EditSink, Editor};
 use crate::cortex::edits::{Buid, NodeEdit};
 use crate::cortex::model::Model;
@@ -278,11 +279,11 @@ fn check_opts(opts: &Value) -> SynResult<EditFormat> {
 /// names that are not strings) are returned as an error and no message is sent; everything
 /// else, parse errors included, ends the stream with `err` then `fini`. Every edit is durable
 /// when `fini` is sent. If the receiver goes away the query stops at its next message.
-pub fn run_storm(
+pub fn run_storm<'u>(
     view: &View,
     text: &str,
     opts: &Value,
-    user: &str,
+    user: impl Into<StormUser<'u>>,
     out: &Sender<Value>,
 ) -> SynResult<()> {
     let editformat = check_opts(opts)?;
@@ -315,7 +316,7 @@ pub fn run_storm(
             ("task", Value::from(task)),
         ]),
     );
-    let outcome = execute(view, text, opts, user, &sink, true);
+    let outcome = execute(view, text, opts, user.into(), &sink, true);
     let err = match outcome.end {
         Ok(None) => None,
         Ok(Some(retn)) => Some(SynErr::new("StormReturn", retn.py_str())),
@@ -340,6 +341,28 @@ pub fn run_storm(
     Ok(())
 }
 
+/// Who runs a query: the user's iden and, to check their edit permissions on the write
+/// layer, the cell's auth (`None`: edits are not checked, as for the cortex itself).
+#[derive(Clone, Copy)]
+pub struct StormUser<'a> {
+    /// The user's iden.
+    pub iden: &'a str,
+    /// The auth whose rules decide the user's edits.
+    pub auth: Option<&'a Auth>,
+}
+
+impl<'a> From<&'a str> for StormUser<'a> {
+    fn from(iden: &'a str) -> Self {
+        StormUser { iden, auth: None }
+    }
+}
+
+impl<'a> From<&'a String> for StormUser<'a> {
+    fn from(iden: &'a String) -> Self {
+        StormUser::from(iden.as_str())
+    }
+}
+
 /// Drop `esrc`/`ename` from an error tuple, as the storm stream does.
 fn strip_internal(err: &mut Value) {
     if let Value::Array(parts) = err
@@ -352,7 +375,12 @@ fn strip_internal(err: &mut Value) {
 /// Synapse's `callStorm()`: run the query to the end without messages and return the value
 /// of its `return(...)` (Nil without one). Errors are returned as the `err` message would
 /// carry them.
-pub fn call_storm(view: &View, text: &str, opts: &Value, user: &str) -> SynResult<Value> {
+pub fn call_storm<'u>(
+    view: &View,
+    text: &str,
+    opts: &Value,
+    user: impl Into<StormUser<'u>>,
+) -> SynResult<Value> {
     let editformat = check_opts(opts)?;
     let sink = Sink {
         out: None,
@@ -361,12 +389,17 @@ pub fn call_storm(view: &View, text: &str, opts: &Value, user: &str) -> SynResul
         closed: Cell::new(false),
         edited: Cell::new(false),
     };
-    let outcome = execute(view, text, opts, user, &sink, false);
+    let outcome = execute(view, text, opts, user.into(), &sink, false);
     Ok(outcome.end?.map_or(Value::Nil, |v| v.to_prim()))
 }
 
 /// Synapse's `count()`: the number of nodes the query yields.
-pub fn count_storm(view: &View, text: &str, opts: &Value, user: &str) -> SynResult<i64> {
+pub fn count_storm<'u>(
+    view: &View,
+    text: &str,
+    opts: &Value,
+    user: impl Into<StormUser<'u>>,
+) -> SynResult<i64> {
     let editformat = check_opts(opts)?;
     let sink = Sink {
         out: None,
@@ -375,7 +408,7 @@ pub fn count_storm(view: &View, text: &str, opts: &Value, user: &str) -> SynResu
         closed: Cell::new(false),
         edited: Cell::new(false),
     };
-    let outcome = execute(view, text, opts, user, &sink, false);
+    let outcome = execute(view, text, opts, user.into(), &sink, false);
     outcome.end?;
     Ok(outcome.count)
 }
@@ -385,7 +418,7 @@ fn execute(
     view: &View,
     text: &str,
     opts: &Value,
-    user: &str,
+    user: StormUser<'_>,
     sink: &Sink<'_>,
     send_nodes: bool,
 ) -> Outcome {
@@ -420,7 +453,7 @@ impl<'a> Runt<'a> {
         view: &'a View,
         text: &'a str,
         opts: &'a Value,
-        user: &str,
+        user: StormUser<'a>,
         sink: &'a Sink<'a>,
         query: &'a ast::Query,
     ) -> Runt<'a> {
@@ -442,7 +475,12 @@ impl<'a> Runt<'a> {
             text,
             opts,
             sink,
-            editor: Editor::new(view, user, Durability::Deferred, sink),
+            editor: match user.auth {
+                Some(auth) => {
+                    Editor::new(view, user.iden, Durability::Deferred, sink).checked(auth)
+                }
+                None => Editor::new(view, user.iden, Durability::Deferred, sink),
+            },
             frames: RefCell::new(vec![globals]),
             runtvars: RefCell::new(runtvars),
             funcs,
