@@ -1816,18 +1816,7 @@ fn matches_a_python_cortex_side_by_side() {
             json!([q, o, mode])
         })
         .collect();
-    let file = tempfile::NamedTempFile::new().expect("tempfile");
-    std::fs::write(file.path(), serde_json::to_string(&input).expect("json")).expect("write");
-    let out = common::run_py(
-        &python,
-        "storm_compare.py",
-        &[file.path().to_str().expect("path")],
-    );
-    assert!(out.ok(), "{}", out.describe());
-    let J::Array(py_results) = out.json() else {
-        panic!("not a list: {}", out.stdout);
-    };
-    assert_eq!(py_results.len(), cases.len());
+    let py_results = common::python_storm_results(&python, &input);
 
     let (_dir, view) = fresh();
     let mut agree = 0;

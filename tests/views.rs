@@ -376,18 +376,7 @@ fn fork_lifts_agree_with_python_synapse() {
     };
     let cases = cases();
     let input: Vec<J> = cases.iter().map(|(q, o)| json!([q, o, "storm"])).collect();
-    let file = tempfile::NamedTempFile::new().expect("tempfile");
-    std::fs::write(file.path(), serde_json::to_string(&input).expect("json")).expect("write");
-    let out = common::run_py(
-        &python,
-        "storm_compare.py",
-        &[file.path().to_str().expect("path")],
-    );
-    assert!(out.ok(), "{}", out.describe());
-    let J::Array(py_results) = out.json() else {
-        panic!("not a list: {}", out.stdout);
-    };
-    assert_eq!(py_results.len(), cases.len());
+    let py_results = common::python_storm_results(&python, &input);
 
     let stack = Stack::new();
     let mut differ = Vec::new();

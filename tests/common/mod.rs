@@ -190,6 +190,24 @@ pub fn run_py_timeout(python: &Path, script: &str, args: &[&str], timeout: Durat
         .unwrap_or_else(|e| panic!("cannot run {} {}: {e}", python.display(), path.display()))
 }
 
+/// Runs `tests/py/storm_compare.py` on a fresh real Python cortex with `cases` (each a JSON
+/// `[query, opts, mode]`) and returns its results, one per case.
+pub fn python_storm_results(python: &Path, cases: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    let file = tempfile::NamedTempFile::new().expect("tempfile");
+    fs::write(file.path(), serde_json::to_string(cases).expect("json")).expect("write");
+    let out = run_py(
+        python,
+        "storm_compare.py",
+        &[file.path().to_str().expect("path")],
+    );
+    assert!(out.ok(), "{}", out.describe());
+    let serde_json::Value::Array(results) = out.json() else {
+        panic!("not a list: {}", out.stdout);
+    };
+    assert_eq!(results.len(), cases.len());
+    results
+}
+
 // ---------------------------------------------------------------------------------------------
 // Peer installs
 
