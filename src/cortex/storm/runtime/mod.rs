@@ -381,15 +381,7 @@ pub fn call_storm<'u>(
     opts: &Value,
     user: impl Into<StormUser<'u>>,
 ) -> SynResult<Value> {
-    let editformat = check_opts(opts)?;
-    let sink = Sink {
-        out: None,
-        show: None,
-        editformat,
-        closed: Cell::new(false),
-        edited: Cell::new(false),
-    };
-    let outcome = execute(view, text, opts, user.into(), &sink, false);
+    let outcome = execute_silently(view, text, opts, user.into())?;
     Ok(outcome.end?.map_or(Value::Nil, |v| v.to_prim()))
 }
 
@@ -400,6 +392,18 @@ pub fn count_storm<'u>(
     opts: &Value,
     user: impl Into<StormUser<'u>>,
 ) -> SynResult<i64> {
+    let outcome = execute_silently(view, text, opts, user.into())?;
+    outcome.end?;
+    Ok(outcome.count)
+}
+
+/// Run a query with no message stream (`callStorm`, `count`).
+fn execute_silently(
+    view: &View,
+    text: &str,
+    opts: &Value,
+    user: StormUser<'_>,
+) -> SynResult<Outcome> {
     let editformat = check_opts(opts)?;
     let sink = Sink {
         out: None,
@@ -408,9 +412,7 @@ pub fn count_storm<'u>(
         closed: Cell::new(false),
         edited: Cell::new(false),
     };
-    let outcome = execute(view, text, opts, user.into(), &sink, false);
-    outcome.end?;
-    Ok(outcome.count)
+    Ok(execute(view, text, opts, user, &sink, false))
 }
 
 /// Parse and run a query; `send_nodes` packs and sends each node.
