@@ -1115,18 +1115,7 @@ impl EditBatch<'_, '_> {
     /// Add a node by form and value (normalized here), with its subs and adds.
     pub fn add_node(&mut self, form: &str, valu: &Value) -> SynResult<usize> {
         let model = self.editor.model();
-        let formobj = model.form(form).ok_or_else(|| {
-            SynErr::new(
-                "NoSuchForm",
-                format!("No form named {form} for valu={}.", py_value_repr(valu)),
-            )
-        })?;
-        if formobj.runt {
-            return Err(SynErr::new(
-                "IsRuntForm",
-                format!("Cannot make runt nodes: {form}."),
-            ));
-        }
+        let formobj = form_to_add(model, form, valu)?;
         let norm = formobj
             .norm(model, valu)
             .map_err(|e| with_valu(e, valu).with("form", form))?;
@@ -1211,18 +1200,7 @@ impl EditBatch<'_, '_> {
     /// Synapse's `getAddNodeOps`: add a node unless it is staged or stored already.
     fn add_node_ops(&mut self, form: &str, valu: &Value, norm: Option<Norm>) -> SynResult<Vec<Op>> {
         let model = self.editor.model();
-        let formobj = model.form(form).ok_or_else(|| {
-            SynErr::new(
-                "NoSuchForm",
-                format!("No form named {form} for valu={}.", py_value_repr(valu)),
-            )
-        })?;
-        if formobj.runt {
-            return Err(SynErr::new(
-                "IsRuntForm",
-                format!("Cannot make runt nodes: {form}."),
-            ));
-        }
+        let formobj = form_to_add(model, form, valu)?;
         let norm = match norm {
             Some(n) => n,
             None => formobj
@@ -1480,6 +1458,24 @@ impl EditBatch<'_, '_> {
 fn merge_ival(a: Ival, b: Ival) -> Ival {
     let times: Vec<i64> = [a.0, a.1, b.0, b.1].into_iter().flatten().collect();
     (times.iter().min().copied(), times.iter().max().copied())
+}
+
+/// The form a node of `valu` is added as: `NoSuchForm` for an unknown form, `IsRuntForm` for a
+/// runt form, with Synapse's messages.
+fn form_to_add<'m>(model: &'m Model, form: &str, valu: &Value) -> SynResult<&'m Arc<Form>> {
+    let formobj = model.form(form).ok_or_else(|| {
+        SynErr::new(
+            "NoSuchForm",
+            format!("No form named {form} for valu={}.", py_value_repr(valu)),
+        )
+    })?;
+    if formobj.runt {
+        return Err(SynErr::new(
+            "IsRuntForm",
+            format!("Cannot make runt nodes: {form}."),
+        ));
+    }
+    Ok(formobj)
 }
 
 #[cfg(test)]

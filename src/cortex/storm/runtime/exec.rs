@@ -1055,24 +1055,9 @@ fn if_oper<'g>(
         }
         Ok(otherwise)
     };
-    per_node(
-        input,
-        move |item| match choose(Some(&item)) {
-            Ok(Some(body)) => run_query(rt, &body.query, one(item)),
-            Ok(None) => one(item),
-            Err(e) => fail(e),
-        },
-        Some(Box::new(move |seen| {
-            if seen || !branches.iter().all(|(c, _)| expr::is_safe(rt, c)) {
-                return none();
-            }
-            match choose(None) {
-                Ok(Some(body)) => run_query(rt, &body.query, none()),
-                Ok(None) => none(),
-                Err(e) => fail(e),
-            }
-        })),
-    )
+    run_chosen(rt, input, choose, move || {
+        branches.iter().all(|(c, _)| expr::is_safe(rt, c))
+    })
 }
 
 fn switch_oper<'g>(
@@ -1093,6 +1078,18 @@ fn switch_oper<'g>(
         }
         Ok(default)
     };
+    run_chosen(rt, input, choose, move || expr::is_safe(rt, subject))
+}
+
+/// The body of `if` and `switch`: each node runs through the subquery `choose` picks for it
+/// (or passes on when none is picked); when no node came and the choice can be made without
+/// one (`safe`), the picked subquery runs once with no input.
+fn run_chosen<'g>(
+    rt: &'g Runt<'g>,
+    input: Genr<'g>,
+    choose: impl Fn(Option<&Item>) -> Res<Option<&'g ast::SubQuery>> + Copy + 'g,
+    safe: impl FnOnce() -> bool + 'g,
+) -> Genr<'g> {
     per_node(
         input,
         move |item| match choose(Some(&item)) {
@@ -1101,7 +1098,7 @@ fn switch_oper<'g>(
             Err(e) => fail(e),
         },
         Some(Box::new(move |seen| {
-            if seen || !expr::is_safe(rt, subject) {
+            if seen || !safe() {
                 return none();
             }
             match choose(None) {
