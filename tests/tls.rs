@@ -962,47 +962,32 @@ fn the_certdir_comes_from_syn_certdir_then_the_service_dir() {
     let pki = Pki::new("vertex");
     let home = tempfile::tempdir().unwrap();
     let home_str = home.path().to_str().unwrap();
+    // A cell on `dir` with `env` serves TLS with the certificate it found.
+    let serves = |dir: &Path, env: &[(&str, &str)]| {
+        let port = common::free_port();
+        let listen = format!("ssl://127.0.0.1:{port}/?hostname={HOST}");
+        let svc = SynService::start_in("cell", dir, &["--telepath", &listen], env).unwrap();
+        let out = call(
+            pki.path(),
+            &format!("ssl://root:secret@127.0.0.1:{port}/?hostname={HOST}"),
+            "getCellIden",
+            &[],
+        );
+        assert!(out.ok(), "{}", out.describe());
+        drop(svc);
+    };
     // $SYN_CERTDIR.
     let tmp = tempfile::tempdir().unwrap();
-    let port = common::free_port();
-    let listen = format!("ssl://127.0.0.1:{port}/?hostname={HOST}");
-    let svc = SynService::start_in(
-        "cell",
+    serves(
         &tmp.path().join("cell"),
-        &["--telepath", &listen],
         &[("SYN_CERTDIR", pki.path_str()), ("HOME", home_str)],
-    )
-    .unwrap();
-    let out = call(
-        pki.path(),
-        &format!("ssl://root:secret@127.0.0.1:{port}/?hostname={HOST}"),
-        "getCellIden",
-        &[],
     );
-    assert!(out.ok(), "{}", out.describe());
-    drop(svc);
 
     // DIR/certs.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cell");
     common::copy_tree(pki.path(), &dir.join("certs")).unwrap();
-    let port = common::free_port();
-    let listen = format!("ssl://127.0.0.1:{port}/?hostname={HOST}");
-    let svc = SynService::start_in(
-        "cell",
-        &dir,
-        &["--telepath", &listen],
-        &[("HOME", home_str)],
-    )
-    .unwrap();
-    let out = call(
-        pki.path(),
-        &format!("ssl://root:secret@127.0.0.1:{port}/?hostname={HOST}"),
-        "getCellIden",
-        &[],
-    );
-    assert!(out.ok(), "{}", out.describe());
-    drop(svc);
+    serves(&dir, &[("HOME", home_str)]);
 
     // Neither: every place looked is named.
     let tmp = tempfile::tempdir().unwrap();
