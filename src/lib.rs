@@ -6,6 +6,7 @@ pub mod backup;
 pub mod cell;
 pub mod certs;
 pub mod cli;
+pub mod clock;
 pub mod cortex;
 pub mod error;
 pub mod guid;

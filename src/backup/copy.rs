@@ -13,14 +13,13 @@ use super::fsutil::{
     with_suffix, write_failure,
 };
 use super::live::LiveHold;
-use super::manifest::{
-    EnvEntry, FileEntry, HashKind, LogEntry, Manifest, Service, Unreadable, now_ms, utc_string,
-};
+use super::manifest::{EnvEntry, FileEntry, HashKind, LogEntry, Manifest, Service, Unreadable};
 use super::plan::{Plan, is_skipped, layout_kind};
 use super::report::{Progress, Reporter};
 use super::{Exit, Failure, PARTIAL_SUFFIX, human_bytes};
 use crate::cell::SYN_VERSION;
 use crate::cell::dir::GUID_FILE;
+use crate::clock::{now_ms, utc_string};
 use crate::storage::{Slab, StorageError};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde_json::json;

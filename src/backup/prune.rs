@@ -7,9 +7,10 @@
 //! `.partial` that no running backup holds is a leftover and is deleted.
 
 use super::fsutil::{DirLock, remove_as_partial};
-use super::manifest::{Manifest, State, state_of, utc, utc_string};
+use super::manifest::{Manifest, State, state_of};
 use super::report::Reporter;
 use super::{Exit, Failure, MANIFEST_FILE, PARTIAL_SUFFIX, human_bytes};
+use crate::clock::{utc, utc_string};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

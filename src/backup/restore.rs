@@ -9,10 +9,11 @@ use super::fsutil::{
     DirLock, DirUse, HashingWriter, claim_service_dir, create_new, parent_of, remove_as_partial,
     sync_dir, with_suffix, write_failure,
 };
-use super::manifest::{Manifest, now_ms, utc_stamp};
+use super::manifest::Manifest;
 use super::report::{Progress, Reporter};
 use super::verify::verify;
 use super::{Exit, Failure, human_bytes};
+use crate::clock::{now_ms, utc_stamp};
 use serde_json::json;
 use std::fs::{self, File};
 use std::io::Read;

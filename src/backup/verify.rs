@@ -1,9 +1,10 @@
 //! `syn backup verify DIR`: re-hash every file, walk every database, compare with the manifest.
 
 use super::fsutil::hash_file;
-use super::manifest::{Manifest, Verification, manifest_hash, now_ms, record_verification};
+use super::manifest::{Manifest, Verification, manifest_hash, record_verification};
 use super::report::{Progress, Reporter};
 use super::{Exit, Failure, MANIFEST_FILE, VERIFIED_FILE, human_bytes};
+use crate::clock::now_ms;
 use crate::storage::Slab;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};

@@ -193,7 +193,7 @@ pub async fn backup_hold(
         ("iden", Value::from(cell.iden())),
         ("type", Value::from(cell.kind)),
         ("version", Value::from(super::SYN_VERSION)),
-        ("time", Value::from(super::now_ms())),
+        ("time", Value::from(crate::clock::now_ms())),
         ("waited", Value::from(waited.as_millis() as i64)),
         (
             "envs",

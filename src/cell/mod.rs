@@ -14,6 +14,7 @@ pub mod log;
 pub mod notify;
 
 use crate::certs::{CertDir, CertError};
+use crate::clock::now_ms;
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 use crate::storage::Slab;
@@ -334,13 +335,6 @@ impl<S: Service> Shared for Gateway<S> {
             service.api(session, &hello.path)
         })
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Run a service from its parsed subcommand until SIGTERM/SIGINT. Returns the exit code.

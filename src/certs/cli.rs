@@ -2,10 +2,11 @@
 //! signing external CSRs, validity and key-type choices.
 
 use super::error::CertError;
-use super::info::{San, rfc3339};
+use super::info::San;
 use super::issue::{ImportInto, IssueOptions};
 use super::keys::KeyType;
 use super::{CertDir, CertKind, Listing, default_certdir, expand_home};
+use crate::clock::rfc3339;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};

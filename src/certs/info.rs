@@ -198,20 +198,6 @@ pub(crate) fn is_ca(cert: &X509Certificate<'_>) -> bool {
     matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca)
 }
 
-/// RFC 3339 in UTC, to the second.
-pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,7 +253,7 @@ mod tests {
             ]
         );
         assert!(info.server_auth && !info.client_auth && !info.is_ca && info.self_issued);
-        assert_eq!(rfc3339(info.not_after), "2020-01-31T00:00:00Z");
+        assert_eq!(crate::clock::rfc3339(info.not_after), "2020-01-31T00:00:00Z");
         assert_eq!(info.days_left(rcgen::date_time_ymd(2020, 1, 1)), 30);
         assert_eq!(info.days_left(rcgen::date_time_ymd(2020, 2, 1)), -1);
         assert_eq!(info.sha256.len(), 64);

@@ -19,7 +19,6 @@ mod p12;
 pub use cli::{EasycertArgs, run};
 pub use error::{CertError, EXIT_EXISTS, EXIT_EXPIRING, EXIT_FAILED, EXIT_OK, EXIT_USAGE};
 pub use files::{load_certs, load_csr, load_key};
-pub(crate) use info::rfc3339;
 pub use info::{CertInfo, San, fingerprint_sha256};
 pub use issue::{ImportInto, IssueOptions, Outcome, Saved};
 pub use keys::KeyType;

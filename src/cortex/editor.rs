@@ -23,6 +23,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::cell::auth::Auth;
+use crate::clock::now_ms;
 use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, ival_from_value};
 use crate::cortex::model::{Form, Model, Norm, Prop, buid, norm::py_value_repr};
 use crate::cortex::view::{Node, PropRef, View};
@@ -850,12 +851,6 @@ fn on_node(node: &Node, edits: Vec<Edit>) -> NodeEdit {
         form: node.form.clone(),
         edits,
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Python truth of a stored value.

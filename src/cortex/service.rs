@@ -24,6 +24,7 @@ use crate::cell::api::{CellApi, cell_methods};
 use crate::cell::auth::Auth;
 use crate::cell::config::{Kind, Opt};
 use crate::cell::{Cell, Service, ServiceKind};
+use crate::clock::now_ms;
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 use crate::telepath::{Api, Args, Genr, HasMethods, Methods};
@@ -787,13 +788,6 @@ impl LayerApi {
             .await
             .map_err(|e| SynErr::new("SynErr", format!("store failed: {e}")))?
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// A log record as `syncNodeEdits` yields it: `(offset, nodeedits)`.

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::clock::now_ms;
 use crate::cortex::edits::{Buid, Edit, NodeEdit};
 use crate::cortex::layer::Layer;
 use crate::cortex::model::Model;
@@ -37,7 +38,7 @@ use crate::msgpack::Value;
 use crate::storage::Slab;
 use progress::{Mode, Progress, notice};
 use source::{SrcCortex, SrcLayer};
-use state::{Checkpoint, ErrorRecord, LayerStats, MigrState, now_ms};
+use state::{Checkpoint, ErrorRecord, LayerStats, MigrState};
 use translate::{NodeError, Translator};
 
 /// Nodes per layer write (one LMDB transaction and one log record).

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::now_ms;
 use crate::cortex::edits::Buid;
 use crate::error::SynResult;
 use crate::msgpack::Value;
@@ -196,11 +197,4 @@ impl MigrState {
     pub fn step_done(&self, op: &str) -> SynResult<()> {
         self.put(&key(op, "prog", ""), &now_ms())
     }
-}
-
-/// Now, in epoch milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

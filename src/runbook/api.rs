@@ -7,11 +7,11 @@
 use super::audit::Level;
 use super::service::{Backend, Service};
 use super::{Runner, STATE_ROOT};
-use crate::backup::manifest::{now_ms, utc_stamp, utc_string};
 use crate::backup::{
     self, BackupOptions, Entry, Exit, KeepPolicy, Output, Reporter, RestoreOptions,
 };
 use crate::certs::{CertDir, CertKind, IssueOptions, San};
+use crate::clock::{now_ms, utc_stamp, utc_string};
 use crate::msgpack::Value;
 use crate::telepath::Proxy;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map};

@@ -2,7 +2,7 @@
 //! appended to the audit file, and the same events as lines for people on stderr (the journal
 //! under systemd, at the matching syslog level).
 
-use crate::backup::manifest::{now_ms, utc_string};
+use crate::clock::{now_ms, utc_string};
 use serde_json::{Map, Value, json};
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -22,7 +22,7 @@ pub mod audit;
 pub mod sandbox;
 pub mod service;
 
-use crate::backup::manifest::now_ms;
+use crate::clock::now_ms;
 use audit::{Audit, Level};
 use serde_json::json;
 use service::{Backend, Service};

@@ -95,6 +95,7 @@ pub use reader::{LayerReader, Lift, LiftEntry};
 pub use sode::Sode;
 pub use splice::{Splice, SpliceOffs};
 
+use crate::clock::now_ms;
 use crate::cortex::edits::NodeEdit;
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
@@ -405,12 +406,6 @@ fn io_err(path: &Path, op: &str, err: std::io::Error) -> SynErr {
 /// A `store` call whose batch ended without a result for it (the writer panicked).
 fn lost_result() -> SynErr {
     SynErr::new("StorageError", "store call lost its result")
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn boot_id() -> String {

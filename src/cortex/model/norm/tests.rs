@@ -151,7 +151,7 @@ fn times() {
             "invalid literal for int() with base 0: '01'".into()
         )
     );
-    let now = super::time::now_ms() as i128;
+    let now = crate::clock::now_ms() as i128;
     let day_ago = ok("time", "-1 day").as_i64().unwrap() as i128;
     assert!((now - 86_400_000 - day_ago).abs() < 60_000);
 }

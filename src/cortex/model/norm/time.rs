@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 
 use super::no_norm;
+use crate::clock::now_ms;
 use crate::cortex::model::py;
 use crate::cortex::model::types::{Norm, Type};
 use crate::error::{SynErr, SynResult};
@@ -62,13 +63,6 @@ const TIMEZONES: &[(&str, i64)] = &[
     ("y", 12 * ONEHOUR),
     ("z", 0),
 ];
-
-/// Now, in epoch ms.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 fn bad(mesg: impl Into<String>) -> SynErr {
     SynErr::new("BadTypeValu", mesg).with("name", "time")

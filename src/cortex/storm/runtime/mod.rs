@@ -55,6 +55,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::Sender;
 
 use crate::cell::auth::Auth;
+use crate::clock::now_ms;
 use crate::cortex::editor::{Durability, EditSink, Editor};
 use crate::cortex::edits::{Buid, NodeEdit};
 use crate::cortex::model::Model;
@@ -221,12 +222,6 @@ pub(crate) fn stack_position() -> usize {
 fn monotonic_ms() -> i64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as i64 + 1
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Check the opts that Synapse refuses before sending any message.
