@@ -578,6 +578,53 @@ async fn forks_over_telepath_survive_a_restart() {
         .await
         .unwrap();
     assert_eq!(def.get("iden"), Some(&Value::from(fork_iden.as_str())));
+    // The keys a Python Synapse 2.256 cortex packs, in its order.
+    let keys = |v: &Value| -> Vec<String> {
+        v.as_map()
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        keys(&def),
+        [
+            "created",
+            "creator",
+            "iden",
+            "layers",
+            "name",
+            "parent",
+            "protected",
+            "triggers"
+        ]
+    );
+    assert!(def.get("created").and_then(Value::as_i64).unwrap() > 1_700_000_000_000);
+    let layers = def.get("layers").and_then(Value::as_array).unwrap();
+    assert_eq!(layers.len(), 2);
+    for layer in layers {
+        let mut want = vec![
+            "created",
+            "creator",
+            "iden",
+            "lockmemory",
+            "logedits",
+            "model:version",
+            "name",
+            "offset",
+            "readonly",
+            "totalsize",
+        ];
+        if layer.get("name").is_none() {
+            want.retain(|k| *k != "name");
+        }
+        assert_eq!(keys(layer), want);
+        assert_eq!(
+            layer.get("model:version"),
+            Some(&Value::Array(vec![0i64.into(), 2i64.into(), 37i64.into()]))
+        );
+        assert!(layer.get("totalsize").and_then(Value::as_i64).unwrap() > 0);
+    }
     assert_eq!(
         call(&core, "getViewDef", vec![newp.as_str().into()]).await,
         Ok(Value::Nil)

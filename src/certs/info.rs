@@ -253,7 +253,10 @@ mod tests {
             ]
         );
         assert!(info.server_auth && !info.client_auth && !info.is_ca && info.self_issued);
-        assert_eq!(crate::clock::rfc3339(info.not_after), "2020-01-31T00:00:00Z");
+        assert_eq!(
+            crate::clock::rfc3339(info.not_after),
+            "2020-01-31T00:00:00Z"
+        );
         assert_eq!(info.days_left(rcgen::date_time_ymd(2020, 1, 1)), 30);
         assert_eq!(info.days_left(rcgen::date_time_ymd(2020, 2, 1)), -1);
         assert_eq!(info.sha256.len(), 64);

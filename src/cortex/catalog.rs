@@ -21,11 +21,12 @@ use std::sync::{Arc, PoisonError, RwLock, Weak};
 use super::editor::{Durability, Editor};
 use super::edits::{Buid, Edit, NodeEdit};
 use super::layer::{Layer, LayerReader, Sode};
-use super::model::Model;
 use super::model::py;
+use super::model::{MODEL_REVISION, Model};
 use super::topology::{LayerDef, Topology, ViewDef};
 use super::view::{View, ViewCatalog};
 use crate::cell::auth::Auth;
+use crate::clock::now_ms;
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 use crate::storage::Slab;
@@ -196,12 +197,14 @@ impl Catalog {
             creator: user.to_string(),
             layers: stack,
             parent: Some(parent.iden.clone()),
+            created: now_ms(),
         };
         let mut topology = state.topology.clone();
         topology.layers.push(LayerDef {
             iden: layer_iden.clone(),
             name: None,
             creator: user.to_string(),
+            created: def.created,
         });
         topology.views.push(def.clone());
         topology.save(&self.slab)?;
@@ -323,41 +326,54 @@ impl Catalog {
 
     /// Synapse's `layer.pack()` for a layer of the topology.
     fn pack_layer(state: &State, def: &LayerDef) -> Value {
-        let mut info = vec![("iden", Value::from(def.iden.as_str()))];
+        let layer = state.layers.get(&def.iden);
+        let mut info = vec![
+            ("created", Value::from(def.created)),
+            ("creator", Value::from(def.creator.as_str())),
+            ("iden", Value::from(def.iden.as_str())),
+            ("lockmemory", Value::Bool(false)),
+            ("logedits", Value::Bool(true)),
+            ("model:version", model_version()),
+        ];
         if let Some(name) = &def.name {
             info.push(("name", Value::from(name.as_str())));
         }
-        info.push(("creator", Value::from(def.creator.as_str())));
-        info.push(("lockmemory", Value::Bool(false)));
-        info.push(("logedits", Value::Bool(true)));
+        info.push(("offset", Value::from(layer.map_or(0, Layer::next_offset))));
         info.push(("readonly", Value::Bool(false)));
-        let offset = state.layers.get(&def.iden).map_or(0, Layer::next_offset);
-        info.push(("offset", Value::from(offset)));
+        info.push(("totalsize", Value::from(layer.map_or(0, Layer::disk_size))));
         Value::map(info)
     }
 
     /// Synapse's `view.pack()`: the view's definition with its layers packed, top first.
     fn pack_view(state: &State, def: &ViewDef) -> Value {
-        let mut info = vec![("iden", Value::from(def.iden.as_str()))];
-        if let Some(name) = &def.name {
-            info.push(("name", Value::from(name.as_str())));
-        }
-        info.push(("creator", Value::from(def.creator.as_str())));
-        info.push((
-            "parent",
-            def.parent.as_deref().map_or(Value::Nil, Value::from),
-        ));
         let layers = def
             .layers
             .iter()
             .filter_map(|l| state.topology.layers.iter().find(|d| d.iden == *l))
             .map(|d| Catalog::pack_layer(state, d))
             .collect();
-        info.push(("layers", Value::Array(layers)));
+        let mut info = vec![
+            ("created", Value::from(def.created)),
+            ("creator", Value::from(def.creator.as_str())),
+            ("iden", Value::from(def.iden.as_str())),
+            ("layers", Value::Array(layers)),
+        ];
+        if let Some(name) = &def.name {
+            info.push(("name", Value::from(name.as_str())));
+        }
+        info.push((
+            "parent",
+            def.parent.as_deref().map_or(Value::Nil, Value::from),
+        ));
         info.push(("protected", Value::Bool(false)));
         info.push(("triggers", Value::Array(Vec::new())));
         Value::map(info)
     }
+}
+
+/// [`MODEL_REVISION`] as the tuple Synapse packs.
+fn model_version() -> Value {
+    Value::Array(MODEL_REVISION.iter().map(|&v| Value::from(v)).collect())
 }
 
 /// How many nodeedits a merge applies at once.

@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::now_ms;
 use crate::error::{SynErr, SynResult};
 use crate::storage::Slab;
 
@@ -27,6 +28,10 @@ pub struct LayerDef {
     pub name: Option<String>,
     /// The iden of the user who made it.
     pub creator: String,
+    /// When it was made, in epoch ms (0 in records written before syn kept it; the cortex
+    /// fills that in on its next start).
+    #[serde(default)]
+    pub created: i64,
 }
 
 /// One view: the layers it reads as one graph.
@@ -42,6 +47,10 @@ pub struct ViewDef {
     pub layers: Vec<String>,
     /// The view it was forked from, if any.
     pub parent: Option<String>,
+    /// When it was made, in epoch ms (0 in records written before syn kept it; the cortex
+    /// fills that in on its next start).
+    #[serde(default)]
+    pub created: i64,
 }
 
 /// The views and layers of a cortex.
@@ -56,8 +65,10 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// A topology of one view over one layer, both made by `creator`, with the given idens.
+    /// A topology of one view over one layer, both made by `creator` now, with the given
+    /// idens.
     pub fn single(view_iden: String, layer_iden: String, creator: &str) -> Topology {
+        let created = now_ms();
         Topology {
             default_view: view_iden.clone(),
             views: vec![ViewDef {
@@ -66,11 +77,13 @@ impl Topology {
                 creator: creator.into(),
                 layers: vec![layer_iden.clone()],
                 parent: None,
+                created,
             }],
             layers: vec![LayerDef {
                 iden: layer_iden,
-                name: None,
+                name: Some("default".into()),
                 creator: creator.into(),
+                created,
             }],
         }
     }
@@ -87,8 +100,12 @@ impl Topology {
 
     /// The topology stored in `slab`; on first start, one made from the older `defaultview`
     /// and `defaultlayer` keys or, lacking those, a fresh view and layer owned by `creator`.
+    /// Views and layers stored without a creation time are given this moment's, and saved.
     pub fn load_or_create(slab: &Slab, creator: &str) -> SynResult<Topology> {
-        if let Some(topo) = Topology::load(slab)? {
+        if let Some(mut topo) = Topology::load(slab)? {
+            if topo.stamp_created(now_ms()) {
+                topo.save(slab)?;
+            }
             return Ok(topo);
         }
         let meta = slab.db(META_DB, false)?;
@@ -111,6 +128,22 @@ impl Topology {
         let meta = slab.db(META_DB, false)?;
         slab.write(|txn| meta.put_serde(txn, TOPOLOGY_KEY, self))?;
         Ok(())
+    }
+
+    /// Give `now` as creation time to every view and layer that has none; whether any had none.
+    fn stamp_created(&mut self, now: i64) -> bool {
+        let unset = self
+            .views
+            .iter_mut()
+            .map(|v| &mut v.created)
+            .chain(self.layers.iter_mut().map(|l| &mut l.created))
+            .filter(|c| **c == 0);
+        let mut stamped = false;
+        for created in unset {
+            *created = now;
+            stamped = true;
+        }
+        stamped
     }
 
     /// The view with iden `iden`.
@@ -200,6 +233,7 @@ mod tests {
             iden: "l2".into(),
             name: None,
             creator: "root".into(),
+            created: 5,
         });
         topo.views.push(ViewDef {
             iden: "v2".into(),
@@ -207,6 +241,7 @@ mod tests {
             creator: "root".into(),
             layers: vec!["l2".into(), "l1".into()],
             parent: Some("v1".into()),
+            created: 6,
         });
         topo.save(&slab).unwrap();
         assert_eq!(Topology::load(&slab).unwrap().as_ref(), Some(&topo));
@@ -219,5 +254,27 @@ mod tests {
         orphan.views[1].parent = Some("v9".into());
         assert!(orphan.save(&slab).is_err());
         assert_eq!(Topology::load(&slab).unwrap(), Some(topo));
+    }
+
+    #[test]
+    fn records_without_creation_times_get_them_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let slab = slab(tmp.path());
+        let meta = slab.db(META_DB, false).unwrap();
+        let older = serde_json::json!({
+            "default_view": "v1",
+            "views": [{"iden": "v1", "name": null, "creator": "root", "layers": ["l1"], "parent": null}],
+            "layers": [{"iden": "l1", "name": null, "creator": "root"}],
+        });
+        let bytes = rmp_serde::to_vec_named(&older).unwrap();
+        slab.write(|txn| meta.put(txn, TOPOLOGY_KEY, &bytes))
+            .unwrap();
+        assert_eq!(Topology::load(&slab).unwrap().unwrap().views[0].created, 0);
+
+        let before = now_ms();
+        let topo = Topology::load_or_create(&slab, "root").unwrap();
+        assert!(topo.views[0].created >= before && topo.layers[0].created >= before);
+        assert_eq!(Topology::load(&slab).unwrap().as_ref(), Some(&topo));
+        assert_eq!(Topology::load_or_create(&slab, "root").unwrap(), topo);
     }
 }

@@ -142,9 +142,11 @@ fn creator(auth: &Auth, owner: Option<&Value>, root: &str) -> String {
 
 /// The views and layers of the 0.1.x hive as syn's topology (every layer, every view with
 /// its layer stack; a view whose first layer is another view's lower layer is that view's
-/// fork).
+/// fork). 0.1.x kept no creation times: each view and layer is stamped with the moment of
+/// the migration.
 pub fn topology(src: &SrcCortex, auth: &Auth, root: &str) -> SynResult<Topology> {
     let hive = &src.hive;
+    let created = crate::clock::now_ms();
     let layers = src
         .layers
         .iter()
@@ -159,6 +161,7 @@ pub fn topology(src: &SrcCortex, auth: &Auth, root: &str) -> SynResult<Topology>
                 hive.get(&["cortex", "layers", &l.iden, "owner"]),
                 root,
             ),
+            created,
         })
         .collect::<Vec<_>>();
     let mut views: Vec<ViewDef> = hive
@@ -172,6 +175,7 @@ pub fn topology(src: &SrcCortex, auth: &Auth, root: &str) -> SynResult<Topology>
             creator: creator(auth, hive.get(&["cortex", "views", &iden, "owner"]), root),
             layers: strs(hive.get(&["cortex", "views", &iden, "layers"])),
             parent: None,
+            created,
             iden,
         })
         .collect();

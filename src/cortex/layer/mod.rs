@@ -520,6 +520,26 @@ impl Layer {
         &self.inner.dir
     }
 
+    /// The disk space its directory's files take, in bytes (allocated blocks, as Synapse's
+    /// `getLayerSize` counts them).
+    pub fn disk_size(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            use std::os::unix::fs::MetadataExt;
+            let Ok(entries) = fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .filter_map(|e| Some((e.path(), e.metadata().ok()?)))
+                .map(|(path, meta)| match meta.is_dir() {
+                    true => walk(&path),
+                    false => meta.blocks() * 512,
+                })
+                .sum()
+        }
+        walk(&self.inner.dir)
+    }
+
     /// Apply nodeedits; durable when this returns. Each edit is applied only if it changes
     /// something, the changed edits are logged as one record with `meta`, and the call's edits
     /// are applied all or not at all. A `NODE_ADD` also sets `.created` to `meta.time` (or

@@ -51,6 +51,10 @@ use crate::msgpack::Value;
 
 pub use types::{Norm, StorCmpr, Type, TypeMap, TypeRef};
 
+/// The model revision a layer reports as `model:version`: that of Synapse 2.256, whose model
+/// this is (its fresh layers say `(0, 2, 37)`).
+pub const MODEL_REVISION: [i64; 3] = [0, 2, 37];
+
 /// The buid of the node `(form, norm)`: `sha256(msgpack((form, norm)))`.
 pub fn buid(form: &str, norm: &Value) -> Buid {
     crate::guid::buid_of(&Value::Array(vec![Value::from(form), norm.clone()]))
