@@ -12,8 +12,10 @@
 //! 4. `hivelyr`/`cell`: the views and layers record; `dmodel`: the extended model;
 //!    `triggers`, `cron`, `queues`: the automation definitions (stored, not run).
 //! 5. `nodes` (and `nodedata`): each layer's nodes, in buid order, translated and checked
-//!    ([`translate`]) and written with the cortex's own [`Layer`] in large batches; a
-//!    checkpoint every [`CHECKPOINT_EVERY`] nodes, at `--nodelim` and at the end.
+//!    ([`translate`]) and written with the cortex's own [`Layer`] in large batches, opened
+//!    with its indexes deferred and built in one sorted pass at the end
+//!    ([`LayerOptions::defer_indexes`]); a checkpoint every [`CHECKPOINT_EVERY`] nodes, at
+//!    `--nodelim` and at the end.
 //! 6. `DEST/migration/lyroffs.yaml` (each layer's 0.1.x splice offset taken before its
 //!    copy, for sync-200) and `migrvers.yaml`; then a summary.
 
@@ -31,7 +33,7 @@ use std::time::Instant;
 
 use crate::clock::now_ms;
 use crate::cortex::edits::{Buid, Edit, NodeEdit};
-use crate::cortex::layer::Layer;
+use crate::cortex::layer::{Layer, LayerOptions};
 use crate::cortex::model::Model;
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
@@ -405,8 +407,17 @@ fn migrate_layer(
         .as_ref()
         .and_then(|c| <[u8; 32]>::try_from(c.buid.as_slice()).ok());
     // Segments of SEGMENT nodes, each ending with the pages read and written dropped from the
-    // resident set; a checkpoint every CHECKPOINT_EVERY nodes and at the end.
-    let dest = Layer::open(&dest_dir, iden)?;
+    // resident set; a checkpoint every CHECKPOINT_EVERY nodes and at the end. The node pass
+    // leaves the indexes to one sorted build at its end (before the last checkpoint, so a
+    // run killed during the build does it again when resumed).
+    let dest = Layer::open_with(
+        &dest_dir,
+        iden,
+        LayerOptions {
+            defer_indexes: !only_data,
+            ..LayerOptions::default()
+        },
+    )?;
     let mut since_chk = 0u64;
     loop {
         let from = last;
@@ -465,6 +476,10 @@ fn migrate_layer(
             continue;
         }
         since_chk = 0;
+        if !more {
+            dest.build_indexes()?;
+            dest.release_resident();
+        }
         dest.make_durable()?;
         stats.seconds = seconds_before + started.elapsed().as_secs_f64();
         let c = Checkpoint {

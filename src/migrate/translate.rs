@@ -70,7 +70,6 @@ impl Translator {
 
     /// Translate `node`; `form` names the form of a partial node (no `*form` row here).
     pub fn node(&mut self, node: SrcNode, form: Option<&str>) -> Result<NodeEdit, NodeError> {
-        let buid_hex = hex::encode(node.buid);
         let mut edits = Vec::with_capacity(
             1 + node.props.len() + node.tags.len() + node.tagprops.len() + node.data.len(),
         );
@@ -88,7 +87,7 @@ impl Translator {
                 None => {
                     return Err(err(
                         REASON_NO_FORM,
-                        format!("No form name available for {buid_hex}"),
+                        format!("No form name available for {}", hex::encode(node.buid)),
                     ));
                 }
             },
@@ -118,7 +117,8 @@ impl Translator {
                 err(
                     REASON_BAD_TAG,
                     format!(
-                        "Unable to read tag interval #{tag} of {buid_hex}: {}",
+                        "Unable to read tag interval #{tag} of {}: {}",
+                        hex::encode(node.buid),
                         e.mesg()
                     ),
                 )

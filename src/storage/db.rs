@@ -110,13 +110,33 @@ impl Db {
         wtxn.track(res).map_err(|e| self.lmdb("put", e))
     }
 
-    /// Store `value` at `key`, which must sort after every existing key (faster than `put`).
-    pub(super) fn append(&self, wtxn: &mut WriteTxn<'_>, key: &[u8], value: &[u8]) -> Result<()> {
+    /// Store `value` at `key`, which must sort after every existing key (faster than `put`,
+    /// and it leaves full pages behind). Fails with `MDB_KEYEXIST` if `key` does not.
+    pub fn append(&self, wtxn: &mut WriteTxn<'_>, key: &[u8], value: &[u8]) -> Result<()> {
         self.check(wtxn)?;
         let res = self
             .db
             .put_with_flags(&mut wtxn.txn, heed::PutFlags::APPEND, key, value);
         wtxn.track(res).map_err(|e| self.lmdb("append", e))
+    }
+
+    /// Add `value` to the existing `key` of a dupsort database, where it must sort after every
+    /// value already there (the sorted-input twin of [`Db::append`] for duplicates). Fails
+    /// with `MDB_KEYEXIST` if it does not.
+    pub fn append_dup(&self, wtxn: &mut WriteTxn<'_>, key: &[u8], value: &[u8]) -> Result<()> {
+        self.check(wtxn)?;
+        let res = self
+            .db
+            .put_with_flags(&mut wtxn.txn, heed::PutFlags::APPEND_DUP, key, value);
+        wtxn.track(res)
+            .map_err(|e| self.lmdb("append duplicate", e))
+    }
+
+    /// Remove every entry (the database itself stays).
+    pub fn clear(&self, wtxn: &mut WriteTxn<'_>) -> Result<()> {
+        self.check(wtxn)?;
+        let res = self.db.clear(&mut wtxn.txn);
+        wtxn.track(res).map_err(|e| self.lmdb("clear", e))
     }
 
     /// Remove `key` (with all its values); false if it was absent.

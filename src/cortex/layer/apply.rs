@@ -8,6 +8,7 @@ use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, stortype as st};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::{self, Value};
 use crate::storage::{WriteTxn, int64en, int64un};
+use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::RwLock;
 
@@ -122,6 +123,8 @@ pub(super) struct Apply<'a, 'w> {
     wtxn: &'a mut WriteTxn<'w>,
     shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
     known_abrvs: HashMap<Vec<u8>, Abrv>,
+    /// Scratch space for the stored form of a name being looked up.
+    name_buf: Vec<u8>,
     /// Abbreviations created in this transaction, for the shared cache after commit.
     pub(super) new_abrvs: Vec<(Vec<u8>, Abrv)>,
     next_abrv: Option<u64>,
@@ -129,6 +132,9 @@ pub(super) struct Apply<'a, 'w> {
     index_ops: Vec<IndexOp>,
     op_bytes: Vec<u8>,
     counts: HashMap<String, i64>,
+    /// Leave the index databases alone (while a bulk load defers them to
+    /// [`super::bulk::build`]); abbreviations are still made in the same order.
+    defer_indexes: bool,
 }
 
 impl<'a, 'w> Apply<'a, 'w> {
@@ -136,18 +142,21 @@ impl<'a, 'w> Apply<'a, 'w> {
         dbs: &'a Dbs,
         wtxn: &'a mut WriteTxn<'w>,
         shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
+        defer_indexes: bool,
     ) -> Self {
         Apply {
             dbs,
             wtxn,
             shared_abrvs,
             known_abrvs: HashMap::new(),
+            name_buf: Vec::new(),
             new_abrvs: Vec::new(),
             next_abrv: None,
             slots: HashMap::default(),
             index_ops: Vec::new(),
             op_bytes: Vec::new(),
             counts: HashMap::new(),
+            defer_indexes,
         }
     }
 
@@ -191,19 +200,42 @@ impl<'a, 'w> Apply<'a, 'w> {
         Ok(out)
     }
 
+    /// Queue the index entries of a stored node: the same entries the edits that made it
+    /// queued (for rebuilding the indexes from the storage nodes).
+    pub(super) fn index_sode(&mut self, buid: &Buid, sode: &Sode) -> SynResult<()> {
+        let form = sode.form.as_str();
+        if let Some((valu, stortype)) = &sode.valu {
+            let abrv = self.abrv(AbrvName::Form(form))?;
+            self.valu_ops(&[abrv], valu, *stortype, buid, true)?;
+        }
+        for (prop, valu, stortype) in &sode.props {
+            let abrvs = self.prop_abrvs(form, prop)?;
+            self.valu_ops(&abrvs, valu, *stortype, buid, true)?;
+        }
+        for (tag, _) in &sode.tags {
+            self.tag_op(tag, form, buid, true)?;
+        }
+        for (tag, prop, valu, stortype) in &sode.tagprops {
+            let abrvs = self.tagprop_abrvs(form, tag, prop)?;
+            self.item_ops(Index::TagProp, &abrvs, valu, *stortype, buid, true)?;
+        }
+        Ok(())
+    }
+
+    /// Take the queued index changes, with the bytes their keys lie in.
+    pub(super) fn take_index_ops(&mut self) -> (Vec<IndexOp>, Vec<u8>) {
+        (
+            std::mem::take(&mut self.index_ops),
+            std::mem::take(&mut self.op_bytes),
+        )
+    }
+
     /// Write the queued index changes, the edited sodes and the form counts, each in key
-    /// order.
+    /// order. A sode whose buid sorts after every stored one is appended.
     pub(super) fn finish(&mut self) -> SynResult<()> {
-        let mut ops = std::mem::take(&mut self.index_ops);
-        let bytes = std::mem::take(&mut self.op_bytes);
+        let (mut ops, bytes) = self.take_index_ops();
         // Stable: changes to one entry keep their order.
-        ops.sort_by(|a, b| {
-            (a.index, &bytes[a.key.clone()], &a.buid).cmp(&(
-                b.index,
-                &bytes[b.key.clone()],
-                &b.buid,
-            ))
-        });
+        ops.sort_by(|a, b| op_order(&bytes, a, b));
         for op in &ops {
             let db = op.index.db(self.dbs);
             let key = &bytes[op.key.clone()];
@@ -218,10 +250,16 @@ impl<'a, 'w> Apply<'a, 'w> {
             .filter(|(_, slot)| slot.dirty)
             .collect();
         slots.sort_unstable_by_key(|(buid, _)| *buid);
+        let mut last: Option<Vec<u8>> = self.dbs.bybuid.last(self.wtxn)?.map(|(k, _)| k.to_vec());
         for (buid, slot) in slots {
             match slot.sode {
                 Some(sode) if !sode.is_bare() || self.has_data_or_edges(&buid)? => {
-                    self.dbs.bybuid.put(self.wtxn, &buid, &sode.encode())?;
+                    if last.as_deref().is_none_or(|l| buid.as_slice() > l) {
+                        self.dbs.bybuid.append(self.wtxn, &buid, &sode.encode())?;
+                        last = Some(buid.to_vec());
+                    } else {
+                        self.dbs.bybuid.put(self.wtxn, &buid, &sode.encode())?;
+                    }
                 }
                 _ => {
                     self.dbs.bybuid.delete(self.wtxn, &buid)?;
@@ -259,10 +297,11 @@ impl<'a, 'w> Apply<'a, 'w> {
 
     /// The abbreviation of a name, created if new.
     pub(super) fn abrv(&mut self, name: AbrvName<'_>) -> SynResult<Abrv> {
-        let key = name.key();
-        if let Some(abrv) = self.known_abrvs.get(&key) {
+        name.write_key(&mut self.name_buf);
+        if let Some(abrv) = self.known_abrvs.get(self.name_buf.as_slice()) {
             return Ok(*abrv);
         }
+        let key = self.name_buf.clone();
         let cached = self
             .shared_abrvs
             .read()
@@ -671,6 +710,9 @@ impl<'a, 'w> Apply<'a, 'w> {
         put: bool,
         write_key: &dyn Fn(&mut Vec<u8>) -> SynResult<()>,
     ) -> SynResult<()> {
+        if self.defer_indexes {
+            return Ok(());
+        }
         let mut first: Option<std::ops::Range<usize>> = None;
         for abrv in abrvs {
             let start = self.op_bytes.len();
@@ -714,8 +756,8 @@ impl<'a, 'w> Apply<'a, 'w> {
 }
 
 /// The dupsort indexes of `key -> buid`.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Index {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Index {
     Prop,
     Array,
     Tag,
@@ -723,7 +765,10 @@ enum Index {
 }
 
 impl Index {
-    fn db(self, dbs: &Dbs) -> &crate::storage::Db {
+    /// Every index, in the order index changes are written.
+    pub(super) const ALL: [Index; 4] = [Index::Prop, Index::Array, Index::Tag, Index::TagProp];
+
+    pub(super) fn db(self, dbs: &Dbs) -> &crate::storage::Db {
         match self {
             Index::Prop => &dbs.byprop,
             Index::Array => &dbs.byarray,
@@ -734,12 +779,19 @@ impl Index {
 }
 
 /// A queued index change.
-struct IndexOp {
-    index: Index,
-    /// Where the full key lies in [`Apply::op_bytes`].
-    key: std::ops::Range<usize>,
-    buid: Buid,
-    put: bool,
+#[derive(Clone, Debug)]
+pub(super) struct IndexOp {
+    pub(super) index: Index,
+    /// Where the full key lies in the bytes it was queued with ([`Apply::op_bytes`]).
+    pub(super) key: std::ops::Range<usize>,
+    pub(super) buid: Buid,
+    pub(super) put: bool,
+}
+
+/// The order index changes are written in: by index, key, then buid, which keeps LMDB's
+/// cursor on neighbouring pages (and lets a bulk build append).
+pub(super) fn op_order(bytes: &[u8], a: &IndexOp, b: &IndexOp) -> Ordering {
+    (a.index, &bytes[a.key.clone()], &a.buid).cmp(&(b.index, &bytes[b.key.clone()], &b.buid))
 }
 
 fn collect_keys(entries: crate::storage::Entries<'_>) -> SynResult<Vec<Vec<u8>>> {

@@ -57,6 +57,18 @@
 //! good ones follow (elsewhere that is corruption and the layer refuses to open); records
 //! synced after the marker was written share that window.
 //!
+//! # Bulk loads
+//!
+//! A layer opened with [`LayerOptions::defer_indexes`] (as `syn migrate-200` opens the layers
+//! it fills) applies and logs every write as above but leaves the four index databases alone,
+//! with a `meta` marker saying so; [`Layer::build_indexes`] then clears them and writes them
+//! again from the storage nodes in key order (`bulk.rs`), which costs a fraction of
+//! maintaining them one random put at a time. The result is the layer `store` would have left,
+//! entry for entry. Until the build, lifts miss what the load wrote; a layer opened without
+//! the option while the marker is there builds its indexes before `open` returns, so a stopped
+//! load never leaves a layer that lifts wrongly. Storage nodes whose buid sorts after every
+//! stored one (any load in buid order) are appended, which leaves full pages.
+//!
 //! # Reading
 //!
 //! LMDB work is synchronous; async callers use `tokio::task::spawn_blocking`. Lifts, edges and
@@ -81,6 +93,7 @@
 //!   primary value index).
 
 mod apply;
+mod bulk;
 mod keys;
 pub mod log;
 mod reader;
@@ -106,6 +119,7 @@ use nix::fcntl::{Flock, FlockArg};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -192,6 +206,11 @@ pub struct LayerOptions {
     pub sync_interval: Duration,
     /// The LMDB map size to start with (it grows as needed).
     pub map_size: usize,
+    /// Open for a bulk load: writes leave the index databases alone (lifts do not see what
+    /// they add) until [`Layer::build_indexes`] rebuilds them from the storage nodes in one
+    /// sorted pass. A layer left so (the load was stopped) builds them when next opened
+    /// without this option.
+    pub defer_indexes: bool,
 }
 
 impl Default for LayerOptions {
@@ -200,6 +219,7 @@ impl Default for LayerOptions {
             segment_size: 64 << 20,
             sync_interval: Duration::from_secs(1),
             map_size: 256 << 20,
+            defer_indexes: false,
         }
     }
 }
@@ -262,6 +282,13 @@ impl AbrvName<'_> {
     /// The stored name: a kind byte, then the parts joined by NUL (names never hold NUL).
     fn key(&self) -> Vec<u8> {
         let mut key = Vec::with_capacity(48);
+        self.write_key(&mut key);
+        key
+    }
+
+    /// [`AbrvName::key`] into `key`, which is cleared first.
+    fn write_key(&self, key: &mut Vec<u8>) {
+        key.clear();
         let mut put = |kind: u8, parts: &[&str]| {
             key.push(kind);
             for (i, part) in parts.iter().enumerate() {
@@ -280,7 +307,6 @@ impl AbrvName<'_> {
             AbrvName::TagProp(Some(form), tag, prop) => put(b'g', &[form, tag, prop]),
             AbrvName::Data(name) => put(b'd', &[name]),
         }
-        key
     }
 }
 
@@ -375,6 +401,8 @@ struct Inner {
     positions: RwLock<BTreeMap<u64, LogPos>>,
     offsets: watch::Sender<u64>,
     segment_size: u64,
+    /// Writes leave the index databases to [`Layer::build_indexes`].
+    defer_indexes: AtomicBool,
     stop: Arc<Stop>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     _lock: Flock<File>,
@@ -448,14 +476,15 @@ impl Layer {
             },
         )?;
         let dbs = Dbs::open(&slab)?;
-        let (applied, positions) = slab.read(|r| {
+        let (applied, positions, deferred) = slab.read(|r| {
             let applied = dbs.meta.get(r, APPLIED_KEY)?.map_or(0, int64un);
             let mut positions = Vec::new();
             for entry in dbs.logpos.iter(r)? {
                 let (key, val) = entry?;
                 positions.push((int64un(key), val.to_vec()));
             }
-            Ok((applied, positions))
+            let deferred = dbs.meta.get(r, bulk::DEFERRED_KEY)?.is_some();
+            Ok((applied, positions, deferred))
         })?;
         let positions = positions
             .into_iter()
@@ -499,6 +528,7 @@ impl Layer {
             positions: RwLock::new(positions),
             offsets: watch::Sender::new(applied),
             segment_size: opts.segment_size,
+            defer_indexes: AtomicBool::new(deferred),
             stop: Arc::default(),
             flusher: Mutex::default(),
             _lock: lock,
@@ -506,8 +536,45 @@ impl Layer {
         let layer = Layer { inner };
         layer.replay(applied, log_next)?;
         layer.inner.offsets.send_replace(log_next);
+        if opts.defer_indexes {
+            layer.defer_indexes()?;
+        } else {
+            layer.build_indexes()?;
+        }
         layer.start_flusher(opts.sync_interval)?;
         Ok(layer)
+    }
+
+    /// Leave the index databases to [`Layer::build_indexes`] from now on, after marking so
+    /// in LMDB (the marker is committed before any write that is not indexed).
+    fn defer_indexes(&self) -> SynResult<()> {
+        let inner = &self.inner;
+        let mut writer = lock(&inner.writer);
+        if inner.defer_indexes.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.mark_dirty(&mut writer)?;
+        write_txn(&inner.slab, |wtxn| {
+            Ok(inner.dbs.meta.put(wtxn, bulk::DEFERRED_KEY, &[])?)
+        })?;
+        writer.commits += 1;
+        inner.defer_indexes.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Bring the index databases up to date after writes that deferred them (a layer opened
+    /// with [`LayerOptions::defer_indexes`], or one such load that was stopped): rebuild them
+    /// from the storage nodes in one sorted pass, and index every write from then on. Nothing
+    /// to do otherwise. Lifts see the indexes whole only once this returns.
+    pub fn build_indexes(&self) -> SynResult<()> {
+        let inner = &self.inner;
+        let mut writer = lock(&inner.writer);
+        if !inner.defer_indexes.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        bulk::build(self, &mut writer)?;
+        inner.defer_indexes.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// The layer's iden.
@@ -654,25 +721,15 @@ impl Layer {
             .log
             .roll_if_full(writer.next_offset, inner.segment_size)?;
         self.mark_dirty(writer)?;
-        let mut failure: Option<SynErr> = None;
         let first = writer.next_offset;
-        let written = inner
-            .slab
-            .write(|wtxn| match self.apply_batch(wtxn, writer, batch) {
-                Ok(done) => Ok(done),
-                Err(err) => {
-                    let abort = wtxn.abort_with(err.mesg().to_owned());
-                    failure = Some(err);
-                    Err(abort)
-                }
-            });
+        let written = write_txn(&inner.slab, |wtxn| self.apply_batch(wtxn, writer, batch));
         let batch = match written {
             Ok(done) => done,
             Err(err) => {
                 if let Err(cut) = writer.log.rollback() {
                     writer.broken = Some(cut.mesg().to_owned());
                 }
-                return Err(failure.unwrap_or_else(|| err.into()));
+                return Err(err);
             }
         };
         writer.log.advance(batch.logged);
@@ -695,7 +752,8 @@ impl Layer {
     ) -> SynResult<Batch> {
         let inner = &self.inner;
         let first = writer.next_offset;
-        let mut apply = Apply::new(&inner.dbs, wtxn, &inner.abrvs);
+        let defer = inner.defer_indexes.load(Ordering::Acquire);
+        let mut apply = Apply::new(&inner.dbs, wtxn, &inner.abrvs, defer);
         let mut stored = Vec::with_capacity(batch.len());
         let mut frames = Vec::new();
         let mut records = Vec::new();
@@ -815,19 +873,10 @@ impl Layer {
                 ));
             };
             let next = last.1.offset + 1;
-            let mut failure = None;
             let last_indexed = writer.last_indexed;
-            let written = inner.slab.write(|wtxn| {
-                match self.replay_chunk(wtxn, &chunk, last_indexed, next) {
-                    Ok(done) => Ok(done),
-                    Err(err) => {
-                        let abort = wtxn.abort_with(err.mesg().to_owned());
-                        failure = Some(err);
-                        Err(abort)
-                    }
-                }
-            });
-            let learned = written.map_err(|err| failure.unwrap_or_else(|| err.into()))?;
+            let learned = write_txn(&inner.slab, |wtxn| {
+                self.replay_chunk(wtxn, &chunk, last_indexed, next)
+            })?;
             writer.commits += 1;
             self.learn(learned, &mut writer);
             offs = next;
@@ -844,7 +893,8 @@ impl Layer {
         next: u64,
     ) -> SynResult<Learned> {
         let dbs = &self.inner.dbs;
-        let mut apply = Apply::new(dbs, wtxn, &self.inner.abrvs);
+        let defer = self.inner.defer_indexes.load(Ordering::Acquire);
+        let mut apply = Apply::new(dbs, wtxn, &self.inner.abrvs, defer);
         for (_, entry) in chunk {
             apply.nodeedits(&entry.edits, 0, true)?;
         }
@@ -1021,6 +1071,24 @@ impl Layer {
     pub fn splices_from(&self, offs: SpliceOffs, size: Option<usize>) -> SynResult<Vec<Splice>> {
         splice::splices(self, offs, size)
     }
+}
+
+/// [`Slab::write`] with a body that fails with any error: the transaction is aborted and the
+/// body's own error returned.
+fn write_txn<T>(
+    slab: &Slab,
+    mut body: impl FnMut(&mut WriteTxn<'_>) -> SynResult<T>,
+) -> SynResult<T> {
+    let mut failure: Option<SynErr> = None;
+    slab.write(|wtxn| match body(wtxn) {
+        Ok(done) => Ok(done),
+        Err(err) => {
+            let abort = wtxn.abort_with(err.mesg().to_owned());
+            failure = Some(err);
+            Err(abort)
+        }
+    })
+    .map_err(|err| failure.unwrap_or_else(|| err.into()))
 }
 
 /// Entries of the sparse position index for new records `(offset, position)` in `segment`:

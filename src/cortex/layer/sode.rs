@@ -125,11 +125,14 @@ impl Sode {
         out
     }
 
-    /// Read stored bytes back.
+    /// Read stored bytes back (moving the decoded values into place, not copying them).
     pub(super) fn decode(bytes: &[u8]) -> SynResult<Sode> {
         let bad = |why: &str| SynErr::new("StorageError", format!("bad stored node: {why}"));
         let value = msgpack::decode_exact(bytes).map_err(|e| bad(&e.to_string()))?;
-        let Some(
+        let Value::Array(items) = value else {
+            return Err(bad("not a sode record"));
+        };
+        let Ok(
             [
                 format,
                 Value::Str(form),
@@ -139,7 +142,7 @@ impl Sode {
                 Value::Array(tags),
                 Value::Array(tagprops),
             ],
-        ) = value.as_array()
+        ) = <[Value; 7]>::try_from(items)
         else {
             return Err(bad("not a sode record"));
         };
@@ -151,43 +154,45 @@ impl Sode {
                 .and_then(|i| u16::try_from(i).ok())
                 .ok_or_else(|| bad("bad stortype"))
         };
-        let text = |v: &Value| v.as_str().map(str::to_owned).ok_or_else(|| bad("bad name"));
+        let text = |v: Value| match v {
+            Value::Str(s) => Ok(s),
+            _ => Err(bad("bad name")),
+        };
         let bound = |v: &Value| match v {
             Value::Nil => Ok(None),
             other => other.as_i64().map(Some).ok_or_else(|| bad("bad interval")),
         };
         let valu = match (valu, stortype) {
             (Value::Nil, Value::Nil) => None,
-            (v, t) => Some((v.clone(), st(t)?)),
+            (v, t) => Some((v, st(&t)?)),
         };
         let mut sode = Sode {
-            form: form.clone(),
+            form,
             valu,
             ..Sode::default()
         };
-        for chunk in exact_chunks(props, 3).ok_or_else(|| bad("bad props"))? {
-            sode.props
-                .push((text(&chunk[0])?, chunk[1].clone(), st(&chunk[2])?));
+        let mut props = whole_tuples(props, 3).ok_or_else(|| bad("bad props"))?;
+        while let (Some(name), Some(v), Some(t)) = (props.next(), props.next(), props.next()) {
+            sode.props.push((text(name)?, v, st(&t)?));
         }
-        for chunk in exact_chunks(tags, 3).ok_or_else(|| bad("bad tags"))? {
-            sode.tags
-                .push((text(&chunk[0])?, (bound(&chunk[1])?, bound(&chunk[2])?)));
+        let mut tags = whole_tuples(tags, 3).ok_or_else(|| bad("bad tags"))?;
+        while let (Some(name), Some(min), Some(max)) = (tags.next(), tags.next(), tags.next()) {
+            sode.tags.push((text(name)?, (bound(&min)?, bound(&max)?)));
         }
-        for chunk in exact_chunks(tagprops, 4).ok_or_else(|| bad("bad tag props"))? {
-            sode.tagprops.push((
-                text(&chunk[0])?,
-                text(&chunk[1])?,
-                chunk[2].clone(),
-                st(&chunk[3])?,
-            ));
+        let mut tagprops = whole_tuples(tagprops, 4).ok_or_else(|| bad("bad tag props"))?;
+        while let (Some(tag), Some(prop), Some(v), Some(t)) = (
+            tagprops.next(),
+            tagprops.next(),
+            tagprops.next(),
+            tagprops.next(),
+        ) {
+            sode.tagprops.push((text(tag)?, text(prop)?, v, st(&t)?));
         }
         Ok(sode)
     }
 }
 
-fn exact_chunks(items: &[Value], size: usize) -> Option<std::slice::ChunksExact<'_, Value>> {
-    items
-        .len()
-        .is_multiple_of(size)
-        .then(|| items.chunks_exact(size))
+/// The items of a flattened list of `size`-tuples, one after another, if it has whole tuples.
+fn whole_tuples(items: Vec<Value>, size: usize) -> Option<std::vec::IntoIter<Value>> {
+    items.len().is_multiple_of(size).then(|| items.into_iter())
 }

@@ -1,5 +1,6 @@
 //! Tests of the layer, on real LMDB files and logs in temporary directories.
 
+mod bulk;
 mod durability;
 mod history;
 mod random;

@@ -4,17 +4,17 @@
 use super::*;
 
 /// A small deterministic generator (xorshift64*), so failures can be replayed.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(super) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 
@@ -90,7 +90,7 @@ fn random_edit(rng: &mut Rng) -> Edit {
     }
 }
 
-fn random_call(rng: &mut Rng) -> Vec<NodeEdit> {
+pub(super) fn random_call(rng: &mut Rng) -> Vec<NodeEdit> {
     (0..1 + rng.below(4))
         .map(|_| {
             let valu = Value::from(rng.below(NODES as u64) as i64);
@@ -138,7 +138,7 @@ fn snapshot(layer: &Layer) -> Snapshot {
 }
 
 /// Check every index against the storage nodes.
-fn check_indexes(layer: &Layer) {
+pub(super) fn check_indexes(layer: &Layer) {
     let reader = layer.reader().expect("reader");
     let nodes: Vec<(Buid, Sode)> = (0..NODES)
         .filter_map(|n| {
