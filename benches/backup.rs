@@ -5,8 +5,13 @@
 //! fragmented environment before deletion, default 1100), `SYN_BENCH_BACKUP_DIR` (work
 //! directory, default a temporary one under target/), `SYN_BENCH_LOAD_SECS` (each write-rate
 //! window, default 15), `SYN_BENCH_CORTEX_NODES` (nodes in the cortex before the write-rate
-//! windows, default 300,000), `SYN_BENCH_ONLY=load` or `=copies` (one half only). Peers that
-//! are missing are skipped with a note. Results are printed as markdown rows for
+//! windows, default 300,000), `SYN_BENCH_LOAD_ROUNDS` (rounds of a window without and one with
+//! backups, default 5, the first of which only warms up), `SYN_BENCH_LIVE_DST` (where the live
+//! backups go, default the work directory), `SYN_BENCH_BACKUP_ARGS` (more arguments for each
+//! live `syn backup`, e.g. `--limit-rate 50M`), `SYN_BENCH_PIN_ONLY=1` (instead of backups,
+//! hold a read transaction on every environment: what the snapshot alone costs),
+//! `SYN_BENCH_ONLY=load` or `=copies` (one half only). Peers that are missing are skipped with
+//! a note. Results are printed as markdown rows for
 //! docs/benchmarks.md.
 
 #[path = "../tests/common/mod.rs"]
@@ -297,6 +302,24 @@ fn write_rate(
     (rate, side.join().expect("side thread"))
 }
 
+/// A read transaction on every LMDB environment under `dir`, as a live backup's copies hold.
+fn pin_snapshots(dir: &Path) -> Vec<syn::storage::ReadTxn> {
+    let mut txns = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.join("data.mdb").is_file() {
+                let slab = Slab::open_readonly(&path).expect("open");
+                txns.push(slab.read_txn().expect("read transaction"));
+            } else if path.is_dir() {
+                pending.push(path);
+            }
+        }
+    }
+    txns
+}
+
 /// Fill a cortex with `nodes` `inet:ipv4` nodes, 1,000 nodeedits a call.
 fn fill_cortex(svc: &SynService, nodes: u32) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -321,7 +344,7 @@ fn fill_cortex(svc: &SynService, nodes: u32) {
 
 /// The write rate of a `syn cortex` under a storm and nodeedit load, in windows without and
 /// with `syn backup` of the running cortex back to back.
-fn write_rate_under_backups(work: &Path, load_secs: u64, nodes: u32) {
+fn write_rate_under_backups(work: &Path, load_secs: u64, nodes: u32, rounds: usize) {
     let dir = work.join("cortex");
     let svc = SynService::start_in("cortex", &dir, &[], &[]).expect("syn cortex starts");
     eprintln!("filling the cortex with {nodes} nodes ...");
@@ -337,19 +360,37 @@ fn write_rate_under_backups(work: &Path, load_secs: u64, nodes: u32) {
     // falls on both alike.
     let window = Duration::from_secs(load_secs);
     let (mut idle, mut busy) = (Vec::new(), Vec::new());
-    // How long each backup held the cortex's writes, and took, in milliseconds.
-    let taken = Arc::new(std::sync::Mutex::new(Vec::<(u64, u64)>::new()));
-    for round in 0..4 {
+    // How long each backup held the cortex's writes and took, in milliseconds, and its bytes.
+    let taken = Arc::new(std::sync::Mutex::new(Vec::<(u64, u64, u64)>::new()));
+    let live_dst = std::env::var_os("SYN_BENCH_LIVE_DST").map_or(work.to_path_buf(), PathBuf::from);
+    let extra: Vec<String> = std::env::var("SYN_BENCH_BACKUP_ARGS")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let pin_only = std::env::var_os("SYN_BENCH_PIN_ONLY").is_some();
+    for round in 0..rounds {
         idle.push(write_rate(&svc, &clients, &next, window, |_| 0).0);
-        let (src, out) = (dir.clone(), work.join(format!("live{round}")));
+        let (src, out) = (dir.clone(), live_dst.join(format!("live{round}")));
+        let extra = extra.clone();
         let taken = taken.clone();
         fs::create_dir_all(&out).expect("live backups dir");
         let (rate, _) = write_rate(&svc, &clients, &next, window, move |over| {
+            if pin_only {
+                // What a backup's snapshot alone costs: its read transactions, no copy.
+                let pinned = pin_snapshots(&src);
+                while !over.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                drop(pinned);
+                return 0;
+            }
             let mut n = 0;
             while !over.load(Ordering::SeqCst) {
                 let dst = out.join(format!("b{n}"));
                 let o = Command::new(syn_bin())
                     .args(["backup", s(&src), s(&dst), "--json"])
+                    .args(&extra)
                     .output()
                     .expect("syn backup");
                 assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -360,7 +401,7 @@ fn write_rate_under_backups(work: &Path, load_secs: u64, nodes: u32) {
                 taken
                     .lock()
                     .unwrap()
-                    .push((ms("held_ms"), ms("duration_ms")));
+                    .push((ms("held_ms"), ms("duration_ms"), ms("bytes")));
                 n += 1;
             }
             n
@@ -369,19 +410,24 @@ fn write_rate_under_backups(work: &Path, load_secs: u64, nodes: u32) {
         // The backups are deleted between the windows, and the deletion made durable: on a
         // file system mounted with `discard`, deleting files is disk work of its own that
         // would fall on the service's fsyncs (it is prune's cost, not the backup's).
-        let _ = fs::remove_dir_all(work.join(format!("live{round}")));
+        let _ = fs::remove_dir_all(live_dst.join(format!("live{round}")));
         nix::unistd::sync();
     }
     let taken = taken.lock().unwrap().clone();
-    let backups = taken.len();
+    let what = if pin_only {
+        "snapshots held (no copy)".to_owned()
+    } else {
+        format!("live backups back to back ({} taken)", taken.len())
+    };
     let middle = |mut v: Vec<u64>| {
         v.sort_unstable();
         (v[v.len() / 2], v[v.len() - 1])
     };
-    let (held_median, held_max) = middle(taken.iter().map(|t| t.0).collect());
-    let (took_median, _) = middle(taken.iter().map(|t| t.1).collect());
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    let (idle_rate, busy_rate) = (mean(&idle), mean(&busy));
+    // The first round warms up: before the cortex's first held snapshot its LMDB file has
+    // not grown yet, and its first window runs faster than any later one, with or without
+    // backups. It is shown but not counted.
+    let (idle_rate, busy_rate) = (mean(&idle[1..]), mean(&busy[1..]));
     let windows = |v: &[f64]| {
         v.iter()
             .map(|r| format!("{r:.0}"))
@@ -390,9 +436,17 @@ fn write_rate_under_backups(work: &Path, load_secs: u64, nodes: u32) {
     };
     println!(
         "\nWrite rate of a syn cortex ({} MiB on disk after {nodes} nodes; clients: {clients:?}, \
-         each write one new inet:ipv4 node; 4 rounds of a {load_secs} s window without and one \
-         with backups)\n",
-        du(&dir) / MIB
+         each write one new inet:ipv4 node; {rounds} rounds of a {load_secs} s window without and \
+         one with backups{}, the first not counted; load average {})\n",
+        du(&dir) / MIB,
+        if extra.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", extra.join(" "))
+        },
+        fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim(),
     );
     println!("| | writes/s |");
     println!("|---|---|");
@@ -401,13 +455,20 @@ fn write_rate_under_backups(work: &Path, load_secs: u64, nodes: u32) {
         windows(&idle)
     );
     println!(
-        "| live backups back to back ({backups} taken) | {busy_rate:.0} ({:+.1}%; windows: {}) |",
+        "| {what} | {busy_rate:.0} ({:+.1}%; windows: {}) |",
         (busy_rate / idle_rate - 1.0) * 100.0,
         windows(&busy)
     );
+    if taken.is_empty() {
+        return;
+    }
+    let (held_median, held_max) = middle(taken.iter().map(|t| t.0).collect());
+    let (took_median, _) = middle(taken.iter().map(|t| t.1).collect());
+    let (bytes_median, _) = middle(taken.iter().map(|t| t.2).collect());
     println!(
-        "\nEach backup took {took_median} ms (median); it held the cortex's writes for \
-         {held_median} ms (median), at most {held_max} ms."
+        "\nEach backup ({} MiB) took {took_median} ms (median); it held the cortex's writes for \
+         {held_median} ms (median), at most {held_max} ms.",
+        bytes_median / MIB
     );
 }
 
@@ -479,7 +540,8 @@ fn main() {
         println!("load average after the copies: {}", load().trim());
     }
     if only != "copies" {
-        write_rate_under_backups(&work, load_secs, nodes);
+        let rounds = env_u64("SYN_BENCH_LOAD_ROUNDS", 5).max(2) as usize;
+        write_rate_under_backups(&work, load_secs, nodes, rounds);
         println!("load average at the end: {}", load().trim());
     }
 }

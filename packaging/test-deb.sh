@@ -36,7 +36,8 @@ check "syn user created" getent passwd syn
 check "man page installed" test -f /usr/share/man/man1/syn.1.gz
 check "man page renders" sh -c 'man -P cat syn | grep -q easycert'
 check "bash completion installed" test -f /usr/share/bash-completion/completions/syn
-check "example configurations installed" test -f /etc/syn/cell.env.example -a -f /etc/syn/cortex.env.example
+check "example configurations installed" test -f /etc/syn/cell.env.example -a -f /etc/syn/cortex.env.example \
+    -a -f /etc/syn/backup.env.example
 for timer in backup verify coldbackup; do
     check "syn-$timer@.timer installed" test -f "/usr/lib/systemd/system/syn-$timer@.timer"
     check "syn-$timer@.service installed" test -f "/usr/lib/systemd/system/syn-$timer@.service"

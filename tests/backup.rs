@@ -453,6 +453,56 @@ fn live_backup_of_a_cortex_under_storm_and_nodeedit_writes_holds_one_moment() {
     );
 }
 
+/// A live backup killed with SIGKILL inside its copy leaves its read transactions in the
+/// cortex's LMDB lock files; the cortex frees them, or LMDB could never again reuse a page
+/// freed after that snapshot. `--limit-rate` keeps the backup inside its copy: its first
+/// chunk goes at once, the next one would wait about 17 minutes.
+#[test]
+fn the_cortex_frees_the_readers_of_a_live_backup_killed_in_its_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("cortex");
+    let svc = SynService::start_in("cortex", &dir, &[], &[("RUST_LOG", "info")])
+        .expect("syn cortex starts");
+    let rt = runtime();
+    // More than one chunk (1 MiB) of layer, so that its copy is still running.
+    for first in (0..20_000).step_by(1000) {
+        let edits: Vec<_> = (first..first + 1000).map(common::ipv4_nodeedit).collect();
+        call(
+            &rt,
+            &svc.url("cortex/layer"),
+            "storNodeEditsNoLift",
+            vec![edits.into()],
+        );
+    }
+    let dst = tmp.path().join("b1");
+    let mut child = Command::new(syn_bin())
+        .args(["backup", s(&dir), s(&dst), "--json", "--limit-rate", "1K"])
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let snapshot = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .find(|l| l.contains("\"snapshot\""));
+    assert!(snapshot.is_some(), "the backup took no snapshot");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let freed = "freed the LMDB reader slots of processes that died in a read transaction";
+    let mut waited = 0;
+    while !svc.daemon.stderr_log().contains(freed) && waited < 600 {
+        std::thread::sleep(Duration::from_millis(100));
+        waited += 1;
+    }
+    let log = svc.daemon.stderr_log();
+    assert!(log.contains(freed), "{log}");
+    // The cortex writes on.
+    let out = syn(&["backup", s(&dir), s(&tmp.path().join("b2"))]);
+    assert!(out.ok(), "{}", out.describe());
+}
+
 #[test]
 fn kill_9_at_any_moment_never_leaves_a_backup_that_looks_whole() {
     let tmp = tempfile::tempdir().unwrap();
@@ -831,6 +881,21 @@ fn refusals_and_stops_have_their_own_exit_codes() {
     let out = syn(&["backup", s(&dir), s(&t("y"))]);
     assert_eq!(out.code(), Some(11), "{}", out.describe());
     drop(lock);
+
+    // A rate that is not one, on the command line or in the environment.
+    let out = syn(&["backup", s(&dir), s(&t("r")), "--limit-rate", "fast"]);
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    let mut cmd = Command::new(syn_bin());
+    cmd.args(["backup", s(&dir), s(&t("r"))])
+        .env("SYN_BACKUP_LIMIT_RATE", "fast");
+    let out = common::run_bounded(cmd, Duration::from_secs(60)).unwrap();
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    assert!(
+        out.stderr.contains("SYN_BACKUP_LIMIT_RATE"),
+        "{}",
+        out.describe()
+    );
+    assert!(!t("r").exists() && !t("r.partial").exists());
 
     // Too long, and interrupted: nothing is kept.
     let out = syn(&["backup", s(&dir), s(&t("slow")), "--max-duration", "0.001s"]);

@@ -1,6 +1,7 @@
 //! The `syn backup` and `syn restore` commands: arguments, signals, exit codes.
 
 use super::copy::{BackupOptions, backup};
+use super::limit::{LIMIT_RATE_ENV, limit_rate_from_env, parse_rate};
 use super::prune::{KeepPolicy, list, prune};
 use super::report::{Output, Reporter};
 use super::restore::{RestoreOptions, restore};
@@ -94,6 +95,17 @@ pub fn backup_command() -> Command {
                 .value_name("N")
                 .value_parser(value_parser!(usize))
                 .help("files and environments copied at once (default: the number of CPUs)"),
+        )
+        .arg(
+            Arg::new("limit-rate")
+                .long("limit-rate")
+                .value_name("RATE")
+                .value_parser(parse_rate)
+                .help(format!(
+                    "copy at most RATE bytes a second, all copies together (50M, 1.5G, 800K; \
+                     powers of 1024), so that a live backup leaves the disk to the service; \
+                     default: ${LIMIT_RATE_ENV}, else no limit"
+                )),
         )
         .arg(
             Arg::new("verify")
@@ -294,6 +306,16 @@ pub fn run_backup(m: &ArgMatches) -> i32 {
             let interrupted = watch_signals();
             let mut reporter = Reporter::new(Output::detect(m.get_flag("json")), "backup");
             let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let limit_rate = match m.get_one::<u64>("limit-rate") {
+                Some(rate) => Some(*rate),
+                None => match limit_rate_from_env() {
+                    Ok(rate) => rate,
+                    Err(e) => {
+                        reporter.error(&Failure::new(Exit::Usage, e));
+                        return Exit::Usage.code();
+                    }
+                },
+            };
             let opts = BackupOptions {
                 src: dir(m, "srcdir"),
                 dst: dir(m, "dstdir"),
@@ -304,6 +326,7 @@ pub fn run_backup(m: &ArgMatches) -> i32 {
                     .unwrap_or(BACKUP_HOLD_DEFAULT),
                 parallel: m.get_one::<usize>("parallel").copied().unwrap_or(cpus),
                 verify: m.get_flag("verify"),
+                limit_rate,
             };
             let result = backup(&opts, &mut reporter, &interrupted);
             finish(&mut reporter, result, |outcome| outcome.exit)

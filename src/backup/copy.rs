@@ -5,13 +5,16 @@
 //! does: the copy goes straight to the disk and does not push the service's pages out of the
 //! page cache). A copy's read transaction begins before its first byte comes out of the pipe,
 //! so for a live backup the hold is released as soon as every pipe has data: from then on the
-//! copies read their snapshots while the service writes on.
+//! copies read their snapshots while the service writes on. Under `--limit-rate` every chunk
+//! (of an environment or a file) waits for its turn at the shared [`RateLimit`] before it is
+//! hashed and written.
 
 use super::fsutil::{
     Aligned, CHUNK, DIRECT_ALIGN, DirLock, DirUse, Hasher, HashingWriter, Written,
     claim_service_dir, create_new, free_space, parent_of, remove_as_partial, set_direct, sync_dir,
     with_suffix, write_failure,
 };
+use super::limit::RateLimit;
 use super::live::LiveHold;
 use super::manifest::{EnvEntry, FileEntry, HashKind, LogEntry, Manifest, Service, Unreadable};
 use super::plan::{Plan, is_skipped, layout_kind};
@@ -60,6 +63,8 @@ pub struct BackupOptions {
     pub parallel: usize,
     /// Verify the backup after writing it (and record that it was verified).
     pub verify: bool,
+    /// The most bytes a second the copies may move together (`--limit-rate`); none if `None`.
+    pub limit_rate: Option<u64>,
 }
 
 /// A finished backup.
@@ -213,7 +218,7 @@ pub fn backup(
                 exit,
                 verified,
             };
-            report_summary(reporter, &outcome, started.elapsed());
+            report_summary(reporter, &outcome, opts.limit_rate, started.elapsed());
             Ok(outcome)
         }
         Err(failure) => {
@@ -519,7 +524,8 @@ impl Run<'_> {
         }
         queue.extend(files.into_iter().map(Job::File));
         queue.extend(logs.into_iter().map(|(rel, len)| Job::Log(rel, len)));
-        let done = self.run_jobs(queue, opts.parallel.max(1), reporter)?;
+        let limit = opts.limit_rate.map(|rate| Arc::new(RateLimit::new(rate)));
+        let done = self.run_jobs(queue, opts.parallel.max(1), limit, reporter)?;
 
         let mut manifest = Manifest {
             format: super::manifest::FORMAT,
@@ -612,6 +618,7 @@ impl Run<'_> {
         &self,
         queue: VecDeque<Job>,
         parallel: usize,
+        limit: Option<Arc<RateLimit>>,
         reporter: &mut Reporter,
     ) -> Result<Vec<Done>, Failure> {
         let envs_total = queue.iter().filter(|j| matches!(j, Job::Env(..))).count();
@@ -633,6 +640,7 @@ impl Run<'_> {
                 queue: queue.clone(),
                 abort: abort.clone(),
                 events: tx.clone(),
+                limit: limit.clone(),
             };
             let spawned = thread::Builder::new()
                 .name("backup-worker".into())
@@ -752,6 +760,7 @@ struct Worker {
     queue: Arc<Mutex<VecDeque<Job>>>,
     abort: Arc<AtomicBool>,
     events: mpsc::Sender<Event>,
+    limit: Option<Arc<RateLimit>>,
 }
 
 impl Worker {
@@ -784,6 +793,23 @@ impl Worker {
 
     fn aborted(&self) -> Failure {
         Failure::failed("stopped")
+    }
+
+    /// Wait, under `--limit-rate`, until `bytes` more may be copied.
+    fn pace(&self, bytes: u64) -> Result<(), Failure> {
+        let Some(limit) = &self.limit else {
+            return Ok(());
+        };
+        let mut wait = limit.take(bytes);
+        while !wait.is_zero() {
+            if self.abort.load(Ordering::SeqCst) {
+                return Err(self.aborted());
+            }
+            let nap = wait.min(TICK);
+            thread::sleep(nap);
+            wait -= nap;
+        }
+        Ok(())
     }
 
     /// Copy an environment into `data.mdb` of the backup (or drain the copy started at the
@@ -889,6 +915,7 @@ impl Worker {
                 Err(e) => return Err(Failure::failed(format!("reading a copy: {e}"))),
             }
             if chunk.len == CHUNK || (ended && chunk.len > 0) {
+                self.pace(chunk.len as u64)?;
                 hash.update(chunk.filled());
                 size += chunk.len as u64;
                 let _ = self.events.send(Event::Bytes(chunk.len as u64));
@@ -937,6 +964,7 @@ impl Worker {
                     return Ok(Err(unreadable(rel, &e)));
                 }
             };
+            self.pace(n as u64)?;
             out.write(&buf[..n])
                 .map_err(|e| write_failure(&dst, "copying", e))?;
             left -= n as u64;
@@ -994,7 +1022,12 @@ fn unreadable(rel: &str, err: &io::Error) -> Done {
     })
 }
 
-fn report_summary(reporter: &mut Reporter, outcome: &Outcome, took: Duration) {
+fn report_summary(
+    reporter: &mut Reporter,
+    outcome: &Outcome,
+    limit_rate: Option<u64>,
+    took: Duration,
+) {
     let m = &outcome.manifest;
     let iden = m.service.iden.as_deref().unwrap_or("-");
     let held = match m.held_ms {
@@ -1014,6 +1047,9 @@ fn report_summary(reporter: &mut Reporter, outcome: &Outcome, took: Duration) {
         took.as_secs_f64(),
         human_bytes(m.source_growth),
     );
+    if let Some(rate) = limit_rate {
+        line.push_str(&format!("; copied at most {}/s", human_bytes(rate)));
+    }
     if outcome.verified {
         line.push_str("; verified");
     }
@@ -1036,6 +1072,7 @@ fn report_summary(reporter: &mut Reporter, outcome: &Outcome, took: Duration) {
             "files": m.files.len(),
             "bytes": m.total_bytes(),
             "duration_ms": took.as_millis() as u64,
+            "limit_rate": limit_rate,
             "source_bytes": m.source_bytes,
             "source_growth": m.source_growth,
             "unreadable": m.unreadable,

@@ -25,6 +25,7 @@
 pub mod cli;
 mod copy;
 mod fsutil;
+pub mod limit;
 mod live;
 pub mod manifest;
 mod plan;

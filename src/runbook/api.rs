@@ -444,6 +444,7 @@ fn register_backups(engine: &mut Engine, runner: &Arc<Runner>) {
                     hold_timeout: crate::cell::api::BACKUP_HOLD_DEFAULT,
                     parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
                     verify: false,
+                    limit_rate: backup::limit::limit_rate_from_env()?,
                 };
                 let outcome = backup::backup(&opts, &mut r.reporter(), &r.interrupted)
                     .map_err(|f| f.message)?;

@@ -622,6 +622,18 @@ impl Slab {
         }
     }
 
+    /// Free the reader slots that processes which died inside a read transaction (a live
+    /// backup killed with SIGKILL, say) left in the lock file; how many were freed. Until they
+    /// are freed, LMDB cannot reuse any page freed after their snapshot, so every commit takes
+    /// new pages and the file grows without end.
+    pub fn clear_stale_readers(&self) -> Result<usize> {
+        let _ticket = Ticket::new(&self.inner);
+        self.inner
+            .env
+            .clear_stale_readers()
+            .map_err(|e| self.lmdb(None, "clear stale readers", e))
+    }
+
     /// Flush everything committed to disk.
     pub fn sync(&self) -> Result<()> {
         let _ticket = Ticket::new(&self.inner);
