@@ -723,25 +723,29 @@ fn one_flipped_byte_fails_verify_and_names_the_file() {
 }
 
 #[test]
-fn a_format_1_manifest_of_sha256_digests_still_verifies_and_restores() {
+fn sha256_digests_on_request_match_every_file_and_verify_and_restore() {
     let (tmp, dir) = stopped_fixture(2_000, 500, 5);
-    let dst = tmp.path().join("b1");
-    let out = syn(&["backup", s(&dir), s(&dst)]);
+    let blake = tmp.path().join("b0");
+    let out = syn(&["backup", s(&dir), s(&blake)]);
     assert!(out.ok(), "{}", out.describe());
-    let mut m = manifest(&dst);
+    let m = manifest(&blake);
     assert_eq!(m["format"], 2);
     assert!(m["files"][0]["blake3"].is_string(), "{m}");
 
-    // The manifest as syn wrote it before format 2: SHA-256 digests.
-    m["format"] = 1.into();
-    for file in m["files"].as_array_mut().unwrap() {
+    // Format 1: every file's SHA-256, as sha256sum would print it.
+    let dst = tmp.path().join("b1");
+    let out = syn(&["backup", s(&dir), s(&dst), "--digest", "sha256"]);
+    assert!(out.ok(), "{}", out.describe());
+    let m = manifest(&dst);
+    assert_eq!(m["format"], 1);
+    let files = m["files"].as_array().unwrap();
+    assert!(files.len() >= 3, "{m}");
+    for file in files {
         let bytes = fs::read(dst.join(file["path"].as_str().unwrap())).unwrap();
         let sha256 = hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes));
-        let file = file.as_object_mut().unwrap();
-        file.remove("blake3");
-        file.insert("sha256".into(), sha256.into());
+        assert_eq!(file["sha256"], sha256.as_str(), "{file}");
+        assert!(file.get("blake3").is_none(), "{file}");
     }
-    fs::write(dst.join("syn-backup.json"), m.to_string()).unwrap();
     let out = syn(&["backup", "verify", s(&dst)]);
     assert!(out.ok(), "{}", out.describe());
     let restored = tmp.path().join("restored");

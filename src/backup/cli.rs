@@ -2,6 +2,7 @@
 
 use super::copy::{BackupOptions, backup};
 use super::limit::{LIMIT_RATE_ENV, limit_rate_from_env, parse_rate};
+use super::manifest::HashKind;
 use super::prune::{KeepPolicy, list, prune};
 use super::report::{Output, Reporter};
 use super::restore::{RestoreOptions, restore};
@@ -106,6 +107,18 @@ pub fn backup_command() -> Command {
                      powers of 1024), so that a live backup leaves the disk to the service; \
                      default: ${LIMIT_RATE_ENV}, else no limit"
                 )),
+        )
+        .arg(
+            Arg::new("digest")
+                .long("digest")
+                .value_name("HASH")
+                .value_parser(["blake3", "sha256"])
+                .default_value("blake3")
+                .help(
+                    "how the manifest digests each file: blake3 (about a third of SHA-256's \
+                     CPU time) or sha256 (for tools that check backups with sha256sum); \
+                     verify and restore read either",
+                ),
         )
         .arg(
             Arg::new("verify")
@@ -327,6 +340,10 @@ pub fn run_backup(m: &ArgMatches) -> i32 {
                 parallel: m.get_one::<usize>("parallel").copied().unwrap_or(cpus),
                 verify: m.get_flag("verify"),
                 limit_rate,
+                digest: match m.get_one::<String>("digest").map(String::as_str) {
+                    Some("sha256") => HashKind::Sha256,
+                    _ => HashKind::Blake3,
+                },
             };
             let result = backup(&opts, &mut reporter, &interrupted);
             finish(&mut reporter, result, |outcome| outcome.exit)

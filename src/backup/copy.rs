@@ -65,6 +65,8 @@ pub struct BackupOptions {
     pub verify: bool,
     /// The most bytes a second the copies may move together (`--limit-rate`); none if `None`.
     pub limit_rate: Option<u64>,
+    /// How the manifest digests each file (`--digest`; BLAKE3 unless SHA-256 is asked for).
+    pub digest: HashKind,
 }
 
 /// A finished backup.
@@ -525,10 +527,10 @@ impl Run<'_> {
         queue.extend(files.into_iter().map(Job::File));
         queue.extend(logs.into_iter().map(|(rel, len)| Job::Log(rel, len)));
         let limit = opts.limit_rate.map(|rate| Arc::new(RateLimit::new(rate)));
-        let done = self.run_jobs(queue, opts.parallel.max(1), limit, reporter)?;
+        let done = self.run_jobs(queue, opts.parallel.max(1), limit, opts.digest, reporter)?;
 
         let mut manifest = Manifest {
-            format: super::manifest::FORMAT,
+            format: super::manifest::format_of(opts.digest),
             syn_version: SYN_VERSION.to_owned(),
             source: self.src.to_string_lossy().into_owned(),
             mode: if live { "live" } else { "offline" }.to_owned(),
@@ -619,6 +621,7 @@ impl Run<'_> {
         queue: VecDeque<Job>,
         parallel: usize,
         limit: Option<Arc<RateLimit>>,
+        digest: HashKind,
         reporter: &mut Reporter,
     ) -> Result<Vec<Done>, Failure> {
         let envs_total = queue.iter().filter(|j| matches!(j, Job::Env(..))).count();
@@ -641,6 +644,7 @@ impl Run<'_> {
                 abort: abort.clone(),
                 events: tx.clone(),
                 limit: limit.clone(),
+                digest,
             };
             let spawned = thread::Builder::new()
                 .name("backup-worker".into())
@@ -761,6 +765,7 @@ struct Worker {
     abort: Arc<AtomicBool>,
     events: mpsc::Sender<Event>,
     limit: Option<Arc<RateLimit>>,
+    digest: HashKind,
 }
 
 impl Worker {
@@ -893,7 +898,7 @@ impl Worker {
         full: &mpsc::SyncSender<Chunk>,
         empty: &mpsc::Receiver<Chunk>,
     ) -> Result<Written, Failure> {
-        let mut hash = Hasher::new(HashKind::Blake3);
+        let mut hash = Hasher::new(self.digest);
         let mut size = 0u64;
         let writer_gone = || Failure::failed("the writer stopped");
         let mut chunk = empty.recv().map_err(|_| writer_gone())?;
@@ -943,7 +948,7 @@ impl Worker {
         };
         let mut out = HashingWriter::new(
             create_new(&dst).map_err(|e| write_failure(&dst, "copying", e))?,
-            HashKind::Blake3,
+            self.digest,
         );
         // Aligned, so that the copy can be written with O_DIRECT.
         let mut aligned = Aligned::new();

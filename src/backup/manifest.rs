@@ -6,15 +6,24 @@ use crate::storage::DbStats;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// The manifest's format version: 2 records a BLAKE3 digest of every file.
+/// The manifest's format version: 2 records a BLAKE3 digest of every file (the default).
 pub const FORMAT: u32 = 2;
-/// The first format, whose files carry SHA-256 digests; still read (verified and restored).
+/// The format whose files carry SHA-256 digests: the first one syn wrote, and what
+/// `syn backup --digest sha256` writes.
 pub const FORMAT_SHA256: u32 = 1;
+
+/// The format of a manifest whose files are digested with `kind`.
+pub fn format_of(kind: HashKind) -> u32 {
+    match kind {
+        HashKind::Blake3 => FORMAT,
+        HashKind::Sha256 => FORMAT_SHA256,
+    }
+}
 
 /// Everything a backup holds and how it was taken.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
-    /// [`FORMAT`].
+    /// [`FORMAT`], or [`FORMAT_SHA256`] when the files carry SHA-256 digests.
     pub format: u32,
     /// The version of syn that wrote it.
     pub syn_version: String,
@@ -199,7 +208,7 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// How this manifest's file digests were computed (by its format).
+    /// How this manifest's file digests were computed (by its format; see [`format_of`]).
     pub fn hash_kind(&self) -> HashKind {
         if self.format == FORMAT_SHA256 {
             HashKind::Sha256

@@ -445,6 +445,7 @@ fn register_backups(engine: &mut Engine, runner: &Arc<Runner>) {
                     parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
                     verify: false,
                     limit_rate: backup::limit::limit_rate_from_env()?,
+                    digest: backup::manifest::HashKind::Blake3,
                 };
                 let outcome = backup::backup(&opts, &mut r.reporter(), &r.interrupted)
                     .map_err(|f| f.message)?;
