@@ -337,6 +337,22 @@ impl<S: Service> Shared for Gateway<S> {
     }
 }
 
+/// How often a running service frees the LMDB reader slots that dead processes left behind.
+const READER_SWEEP: Duration = Duration::from_secs(1);
+
+/// Every [`READER_SWEEP`], free the reader slots that processes which died inside a read
+/// transaction (a live backup killed during its copy) left in this process's environments, so
+/// that LMDB can go on reusing freed pages ([`crate::storage::clear_stale_readers`]).
+fn spawn_reader_sweep() {
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(READER_SWEEP);
+        loop {
+            tick.tick().await;
+            let _ = tokio::task::spawn_blocking(crate::storage::clear_stale_readers).await;
+        }
+    });
+}
+
 /// Run a service from its parsed subcommand until SIGTERM/SIGINT. Returns the exit code.
 pub fn run<S: Service>(kind: &ServiceKind<S>, matches: &clap::ArgMatches) -> i32 {
     let Some(dirn) = matches.get_one::<PathBuf>("dir").cloned() else {
@@ -474,6 +490,7 @@ async fn serve<S: Service>(
     if let Some(every) = notify::spawn_watchdog() {
         info!(?every, "systemd watchdog enabled");
     }
+    spawn_reader_sweep();
 
     let why = loop {
         tokio::select! {

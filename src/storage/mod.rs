@@ -31,7 +31,7 @@ pub use gate::{
     register_append_log, write_gate,
 };
 pub use seqn::{Seqn, SeqnIter};
-pub use slab::{DbStats, ReadTxn, Slab, SlabOptions, SlabStats, WriteTxn};
+pub use slab::{DbStats, ReadTxn, Slab, SlabOptions, SlabStats, WriteTxn, clear_stale_readers};
 
 use crate::error::SynErr;
 use std::fs;

@@ -626,7 +626,7 @@ impl Slab {
     /// backup killed with SIGKILL, say) left in the lock file; how many were freed. Until they
     /// are freed, LMDB cannot reuse any page freed after their snapshot, so every commit takes
     /// new pages and the file grows without end.
-    pub fn clear_stale_readers(&self) -> Result<usize> {
+    fn clear_stale_readers(&self) -> Result<usize> {
         let _ticket = Ticket::new(&self.inner);
         self.inner
             .env
@@ -719,6 +719,34 @@ const META_PAGES: u64 = 2;
 /// Pages of one database's B-tree.
 fn tree_pages(stat: &heed::DatabaseStat) -> u64 {
     (stat.branch_pages + stat.leaf_pages + stat.overflow_pages) as u64
+}
+
+/// In every environment this process has open for writing, free the reader slots of
+/// processes that died inside a read transaction, logging where any were freed. A service
+/// calls this periodically, so that a live backup killed during its copy cannot keep LMDB from
+/// reusing freed pages (see [`Slab::clear_stale_readers`]).
+pub fn clear_stale_readers() {
+    let open: Vec<Arc<SlabInner>> = lock(&REGISTRY)
+        .values()
+        .filter_map(Weak::upgrade)
+        .filter(|inner| !inner.readonly)
+        .collect();
+    for inner in open {
+        let slab = Slab {
+            inner,
+            readonly: false,
+        };
+        let path = slab.inner.path.display();
+        match slab.clear_stale_readers() {
+            Ok(0) => {}
+            Ok(readers) => tracing::info!(
+                %path,
+                readers,
+                "freed the LMDB reader slots of processes that died in a read transaction"
+            ),
+            Err(err) => tracing::warn!(%path, %err, "clearing stale LMDB readers failed"),
+        }
+    }
 }
 
 /// Every environment of this process that is open for writing, sorted.

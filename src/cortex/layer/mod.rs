@@ -47,9 +47,7 @@
 //!
 //! LMDB runs with `MDB_NOSYNC | MDB_WRITEMAP` ([`SlabOptions::sync_commits`] off) and is
 //! flushed by a background thread every [`LayerOptions::sync_interval`] and when the last
-//! handle is dropped; the same thread frees the reader slots of processes that died inside a
-//! read transaction (a live backup killed during its copy), which would otherwise keep LMDB
-//! from reusing freed pages for good. Unsynced LMDB commits survive the death of the process (they are in
+//! handle is dropped. Unsynced LMDB commits survive the death of the process (they are in
 //! the page cache) but not of the machine: before the first unsynced commit the layer writes
 //! `layer.lmdb.dirty` holding the kernel's boot id and where the log ended then, and removes it
 //! after a flush that no commit raced. Opening a layer whose marker names another boot (the
@@ -937,18 +935,6 @@ impl Layer {
                     drop(stopped);
                     if let Err(err) = flush(&slab, &writer, &dir) {
                         tracing::warn!(%iden, %err, "flushing the layer's LMDB failed");
-                    }
-                    match slab.clear_stale_readers() {
-                        Ok(0) => {}
-                        Ok(readers) => tracing::info!(
-                            %iden,
-                            readers,
-                            "freed the LMDB reader slots of processes that died in a read \
-                             transaction"
-                        ),
-                        Err(err) => {
-                            tracing::warn!(%iden, %err, "clearing stale LMDB readers failed")
-                        }
                     }
                 }
             })
