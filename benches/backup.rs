@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use syn::storage::{Slab, SlabOptions};
 
 const MIB: u64 = 1 << 20;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 9;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)

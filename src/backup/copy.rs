@@ -1,9 +1,10 @@
 //! `syn backup SRCDIR DSTDIR`: the copy itself.
 //!
 //! Every environment is copied by LMDB's compacting copy into a pipe. A worker hashes what
-//! comes out while a writer thread puts the previous chunk on disk with O_DIRECT (as `mdb_copy`
+//! comes out while writer threads put earlier chunks on disk with O_DIRECT (as `mdb_copy`
 //! does: the copy goes straight to the disk and does not push the service's pages out of the
-//! page cache). A copy's read transaction begins before its first byte comes out of the pipe,
+//! page cache; unlike `mdb_copy`, several writes are in flight at once, into a file allocated
+//! to the copy's size beforehand). A copy's read transaction begins before its first byte comes out of the pipe,
 //! so for a live backup the hold is released as soon as every pipe has data: from then on the
 //! copies read their snapshots while the service writes on. Under `--limit-rate` every chunk
 //! (of an environment or a file) waits for its turn at the shared [`RateLimit`] before it is
@@ -30,6 +31,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -42,7 +44,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// The most threads that fsync the backup's directories at once.
 const SYNC_THREADS: usize = 16;
 /// Chunks in flight per environment: one being filled and hashed, others being written.
-const CHUNKS_IN_FLIGHT: usize = 3;
+const CHUNKS_IN_FLIGHT: usize = 8;
+/// Threads writing one environment's copy to disk: several writes in flight keep a disk
+/// busier than one at a time (`mdb_copy` writes one at a time).
+const DISK_WRITERS: usize = 4;
 /// How often the hold checks whether every copy has begun.
 const BEGIN_POLL: Duration = Duration::from_millis(1);
 /// Room asked for beyond the estimate: estimates of duplicate-heavy databases run low.
@@ -365,30 +370,76 @@ fn yield_to_service() {
     }
 }
 
-/// A chunk buffer aligned for O_DIRECT.
+/// A chunk of a copy on its way to the disk: an O_DIRECT buffer, how much of it is filled and
+/// where in the file it goes.
 struct Chunk {
-    storage: Vec<u8>,
-    start: usize,
+    buffer: Aligned,
     len: usize,
+    offset: u64,
 }
 
 impl Chunk {
     fn new() -> Chunk {
-        let storage = vec![0u8; CHUNK + DIRECT_ALIGN];
-        let start = storage.as_ptr().align_offset(DIRECT_ALIGN);
         Chunk {
-            storage,
-            start,
+            buffer: Aligned::new(),
             len: 0,
+            offset: 0,
         }
     }
 
-    fn filled(&self) -> &[u8] {
-        &self.storage[self.start..self.start + self.len]
+    fn filled(&mut self) -> &[u8] {
+        &self.buffer.get()[..self.len]
     }
 
     fn room(&mut self) -> &mut [u8] {
-        &mut self.storage[self.start + self.len..self.start + CHUNK]
+        &mut self.buffer.get()[self.len..]
+    }
+}
+
+/// Allocate `len` bytes of `file` (a new, empty file) where the file system can; only a
+/// lack of room is an error.
+fn allocate(file: &File, len: u64) -> io::Result<()> {
+    use nix::fcntl::{FallocateFlags, fallocate};
+    let Ok(len) = i64::try_from(len) else {
+        return Ok(());
+    };
+    if len == 0 {
+        return Ok(());
+    }
+    match fallocate(file, FallocateFlags::empty(), 0, len) {
+        Err(e @ (nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT)) => Err(e.into()),
+        Ok(()) | Err(_) => Ok(()),
+    }
+}
+
+/// A writer thread of [`Worker::drain`]: write each full chunk at its offset until there are
+/// no more, and hand the empty buffer back. A chunk that is not whole blocks (the end of the
+/// copy) turns O_DIRECT off for the file. The first writer that fails sets `failed`, and
+/// the others stop too, so the reader finds every writer gone.
+fn write_chunks(
+    file: &File,
+    mut direct: bool,
+    full: &Mutex<mpsc::Receiver<Chunk>>,
+    empty: &mpsc::Sender<Chunk>,
+    failed: &AtomicBool,
+) -> io::Result<()> {
+    loop {
+        let next = full.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(mut chunk) = next else {
+            return Ok(());
+        };
+        if failed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        if direct && chunk.len % DIRECT_ALIGN != 0 {
+            direct = !set_direct(file, false);
+        }
+        let offset = chunk.offset;
+        if let Err(e) = file.write_all_at(chunk.filled(), offset) {
+            failed.store(true, Ordering::SeqCst);
+            return Err(e);
+        }
+        let _ = empty.send(chunk);
     }
 }
 
@@ -832,7 +883,11 @@ impl Worker {
             None => start_copy(slab)?,
         };
         let Started { pipe, thread } = started;
-        let drained = self.drain(&pipe, &dst);
+        // The compacted copy is the pages in use (of the snapshot the copy reads, or close).
+        let expected = slab.stats().map(|s| s.used_pages * u64::from(s.page_size));
+        let drained = expected
+            .map_err(Failure::from)
+            .and_then(|expected| self.drain(&pipe, &dst, expected));
         // Closing the pipe stops a copy that is still writing (after a failure).
         drop(pipe);
         let copied = thread.join();
@@ -853,45 +908,61 @@ impl Worker {
         Ok(Done::Env(EnvEntry { path: rel, dbs }, entry(path, written)))
     }
 
-    /// Hash what comes out of the pipe while a writer thread writes it to `dst`; fsync it.
-    fn drain(&self, pipe: &OwnedFd, dst: &Path) -> Result<Written, Failure> {
+    /// Hash what comes out of the pipe while writer threads put it on disk at `dst`; fsync
+    /// it. `expected` (the environment's pages in use: the compacted copy's size) is
+    /// allocated up front, so the copy cannot run out of room half-way for want of it, and
+    /// so that the writers' O_DIRECT writes overwrite allocated blocks: a file system (ext4)
+    /// runs those side by side, while writes that extend a file go one at a time.
+    fn drain(&self, pipe: &OwnedFd, dst: &Path, expected: u64) -> Result<Written, Failure> {
         let file = create_new(dst).map_err(|e| write_failure(dst, "copying", e))?;
+        allocate(&file, expected).map_err(|e| write_failure(dst, "allocating", e))?;
         let direct = set_direct(&file, true);
+        let file = Arc::new(file);
         let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
+        let full_rx = Arc::new(Mutex::new(full_rx));
         let (empty_tx, empty_rx) = mpsc::channel::<Chunk>();
         for _ in 0..CHUNKS_IN_FLIGHT {
             let _ = empty_tx.send(Chunk::new());
         }
-        let writer = thread::Builder::new()
-            .name("backup-write".into())
-            .spawn(move || -> std::io::Result<File> {
-                let mut file = file;
-                let mut direct = direct;
-                for chunk in full_rx {
-                    if direct && chunk.len % DIRECT_ALIGN != 0 {
-                        direct = !set_direct(&file, false);
-                    }
-                    std::io::Write::write_all(&mut file, chunk.filled())?;
-                    let _ = empty_tx.send(chunk);
-                }
-                Ok(file)
-            })
-            .map_err(|e| Failure::failed(format!("cannot start a writer thread: {e}")))?;
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut writers = Vec::with_capacity(DISK_WRITERS);
+        for _ in 0..DISK_WRITERS {
+            let (file, full_rx) = (file.clone(), full_rx.clone());
+            let (empty_tx, failed) = (empty_tx.clone(), failed.clone());
+            let spawned = thread::Builder::new()
+                .name("backup-write".into())
+                .spawn(move || write_chunks(&file, direct, &full_rx, &empty_tx, &failed));
+            match spawned {
+                Ok(writer) => writers.push(writer),
+                // The writers already started end when `full_tx` is dropped.
+                Err(e) => return Err(Failure::failed(format!("cannot start a writer: {e}"))),
+            }
+        }
+        drop((empty_tx, full_rx));
         let hashed = self.hash_pipe(pipe, &full_tx, &empty_rx);
         drop(full_tx);
-        let written = writer
-            .join()
-            .map_err(|_| Failure::failed(format!("{}: the writer panicked", dst.display())))?
-            .map_err(|e| write_failure(dst, "copying", e));
-        // The writer's error is the cause when both failed.
-        let file = written?;
+        let mut written = Ok(());
+        for writer in writers {
+            let result = writer
+                .join()
+                .map_err(|_| Failure::failed(format!("{}: a writer panicked", dst.display())))?
+                .map_err(|e| write_failure(dst, "copying", e));
+            written = written.and(result);
+        }
+        // The writers' error is the cause when both failed.
+        written?;
         let hashed = hashed?;
+        if hashed.size != expected {
+            file.set_len(hashed.size)
+                .map_err(|e| write_failure(dst, "copying", e))?;
+        }
         file.sync_all()
             .map_err(|e| write_failure(dst, "syncing", e))?;
         Ok(hashed)
     }
 
-    /// Read the pipe chunk by chunk, hash each and hand it to the writer.
+    /// Read the pipe chunk by chunk (each waits its turn under `--limit-rate`), hash each and
+    /// hand it to the writers.
     fn hash_pipe(
         &self,
         pipe: &OwnedFd,
@@ -922,6 +993,7 @@ impl Worker {
             if chunk.len == CHUNK || (ended && chunk.len > 0) {
                 self.pace(chunk.len as u64)?;
                 hash.update(chunk.filled());
+                chunk.offset = size;
                 size += chunk.len as u64;
                 let _ = self.events.send(Event::Bytes(chunk.len as u64));
                 full.send(chunk).map_err(|_| writer_gone())?;
@@ -1090,6 +1162,7 @@ fn report_summary(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::fsutil::hash_file;
     use crate::storage::SlabOptions;
 
     /// A copy whose pipe closes ends with an error instead of hanging.
@@ -1113,5 +1186,58 @@ mod tests {
         thread::spawn(move || tx.send(started.stop()).unwrap());
         // 10 MB cannot fit in the pipe: the copy was cut short.
         assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(true));
+    }
+
+    /// A worker that copies from `src` into `partial`, and the receiver of its events.
+    fn worker(src: &Path, partial: &Path) -> (Worker, mpsc::Receiver<Event>) {
+        let (events, rx) = mpsc::channel();
+        let worker = Worker {
+            src: src.to_path_buf(),
+            partial: partial.to_path_buf(),
+            queue: Arc::new(Mutex::new(VecDeque::new())),
+            abort: Arc::new(AtomicBool::new(false)),
+            events,
+            limit: None,
+            digest: HashKind::Blake3,
+        };
+        (worker, rx)
+    }
+
+    /// However much room was allocated for it, a drained copy is exactly LMDB's compacted
+    /// copy, and its size and digest are the file's.
+    #[test]
+    fn a_drained_copy_is_the_compacted_copy_whatever_was_allocated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let slab = Slab::open(tmp.path().join("env.lmdb"), SlabOptions::default()).unwrap();
+        let db = slab.db("items", false).unwrap();
+        slab.write(|w| {
+            for i in 0..30_000u32 {
+                db.put(w, &i.to_be_bytes(), &[(i % 251) as u8; 300])?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        let reference = tmp.path().join("reference");
+        let size = slab.copy_compacted_to(&reference).unwrap();
+        let reference = fs::read(reference.join("data.mdb")).unwrap();
+        assert_eq!(size, reference.len() as u64);
+        assert!(size > 3 * CHUNK as u64, "several chunks: {size}");
+        let (worker, _events) = worker(tmp.path(), tmp.path());
+        for (n, expected) in [0, size - 8192, size, size + 5 * CHUNK as u64 + 100]
+            .into_iter()
+            .enumerate()
+        {
+            let dst = tmp.path().join(format!("copy-{n}"));
+            let started = start_copy(&slab).unwrap();
+            let written = worker.drain(&started.pipe, &dst, expected).unwrap();
+            assert!(matches!(started.thread.join(), Ok(Ok(()))));
+            let copied = fs::read(&dst).unwrap();
+            assert!(
+                copied == reference,
+                "allocated {expected}: the copy differs"
+            );
+            let on_disk = hash_file(&dst, HashKind::Blake3, &mut |_| {}).unwrap();
+            assert_eq!((written.size, &written.digest), (size, &on_disk.digest));
+        }
     }
 }
