@@ -4,6 +4,11 @@ use std::process::ExitCode;
 use syn::cell;
 use syn::cli;
 
+/// mimalloc instead of glibc's malloc: many small, short-lived allocations (decoded values,
+/// edits, index keys) are most of what the storage paths allocate.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let matches = cli::command().get_matches();
     let code = match matches.subcommand() {
