@@ -12,8 +12,8 @@
 //! 4. `hivelyr`/`cell`: the views and layers record; `dmodel`: the extended model;
 //!    `triggers`, `cron`, `queues`: the automation definitions (stored, not run).
 //! 5. `nodes` (and `nodedata`): each layer's nodes, in buid order, translated and checked
-//!    ([`translate`]) and written with the cortex's own [`Layer`] in large batches, opened
-//!    with its indexes deferred and built in one sorted pass at the end
+//!    ([`translate`]) on one thread and written on a second with the cortex's own [`Layer`]
+//!    in large batches, opened with its indexes deferred and built in one sorted pass at the end
 //!    ([`LayerOptions::defer_indexes`]); a checkpoint every [`CHECKPOINT_EVERY`] nodes, at
 //!    `--nodelim` and at the end.
 //! 6. `DEST/migration/lyroffs.yaml` (each layer's 0.1.x splice offset taken before its
@@ -28,7 +28,8 @@ pub mod translate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
+use std::thread;
 use std::time::Instant;
 
 use crate::clock::now_ms;
@@ -108,13 +109,7 @@ impl Summary {
     pub fn total(&self) -> LayerStats {
         let mut t = LayerStats::default();
         for (_, s) in &self.layers {
-            t.read += s.read;
-            t.migrated += s.migrated;
-            t.rows += s.rows;
-            t.seconds += s.seconds;
-            for (r, n) in &s.skipped {
-                *t.skipped.entry(r.clone()).or_insert(0) += n;
-            }
+            t.add(s);
         }
         t
     }
@@ -423,52 +418,71 @@ fn migrate_layer(
         let from = last;
         let mut in_segment = 0u64;
         let mut more = false;
-        layer.scan(from.as_ref(), |mut node| {
-            if from.as_ref() == Some(&node.buid) {
-                return Ok(true);
-            }
-            if opts.nodelim.is_some_and(|n| this_run >= n) {
-                stopped = true;
-                return Ok(false);
-            }
-            if in_segment >= SEGMENT {
-                more = true;
-                return Ok(false);
-            }
-            in_segment += 1;
-            this_run += 1;
-            stats.read += 1;
-            stats.rows += node.rows;
-            if !with_data {
-                node.data.clear();
-            }
-            if let Some(f) = fixups {
-                f.apply(&mut node, translator.model());
-            }
-            let hint = match &node.ndef {
-                Some(_) => None,
-                None => partial_form(&others, &node.buid)?,
-            };
-            let (buid, rows) = (node.buid, node.rows);
-            match translator.node(node, hint.as_deref()) {
-                Ok(mut ne) => {
-                    if only_data {
-                        ne.edits.retain(|e| matches!(e, Edit::NodeDataSet { .. }));
-                    }
-                    if !ne.edits.is_empty() {
-                        batch.push(ne);
-                    }
+        // Two threads: this one reads and translates the source's nodes while a second
+        // stores the batches it hands over, one batch at a time in flight.
+        let (stored, refused) = thread::scope(|scope| {
+            let (to_store, batches) = mpsc::sync_channel::<Vec<NodeEdit>>(1);
+            let storer = scope.spawn(|| store_batches(&dest, batches, meta, iden));
+            let scanned = layer.scan(from.as_ref(), |mut node| {
+                if from.as_ref() == Some(&node.buid) {
+                    return Ok(true);
                 }
-                Err(e) => record(&mut stats, &mut errors, iden, &buid, e),
+                if opts.nodelim.is_some_and(|n| this_run >= n) {
+                    stopped = true;
+                    return Ok(false);
+                }
+                if in_segment >= SEGMENT {
+                    more = true;
+                    return Ok(false);
+                }
+                in_segment += 1;
+                this_run += 1;
+                stats.read += 1;
+                stats.rows += node.rows;
+                if !with_data {
+                    node.data.clear();
+                }
+                if let Some(f) = fixups {
+                    f.apply(&mut node, translator.model());
+                }
+                let hint = match &node.ndef {
+                    Some(_) => None,
+                    None => partial_form(&others, &node.buid)?,
+                };
+                let (buid, rows) = (node.buid, node.rows);
+                match translator.node(node, hint.as_deref()) {
+                    Ok(mut ne) => {
+                        if only_data {
+                            ne.edits.retain(|e| matches!(e, Edit::NodeDataSet { .. }));
+                        }
+                        if !ne.edits.is_empty() {
+                            batch.push(ne);
+                        }
+                    }
+                    Err(e) => record(&mut stats, &mut errors, iden, &buid, e),
+                }
+                progress.advance(1, rows);
+                last = Some(buid);
+                if batch.len() >= BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    // A storer that stopped has failed: its error is the one returned.
+                    return Ok(to_store.send(full).is_ok());
+                }
+                Ok(true)
+            });
+            if scanned.is_ok() && !batch.is_empty() {
+                let _ = to_store.send(std::mem::take(&mut batch));
             }
-            progress.advance(1, rows);
-            last = Some(buid);
-            if batch.len() >= BATCH {
-                store_batch(&dest, &mut batch, meta, &mut stats, &mut errors, iden)?;
-            }
-            Ok(true)
+            drop(to_store);
+            let stored = storer
+                .join()
+                .map_err(|_| SynErr::new("MigrationError", "the store thread panicked"))?;
+            let stored = stored?;
+            scanned?;
+            Ok::<_, SynErr>(stored)
         })?;
-        store_batch(&dest, &mut batch, meta, &mut stats, &mut errors, iden)?;
+        stats.add(&stored);
+        errors.extend(refused);
         dest.release_resident();
         layer.release();
         since_chk += in_segment;
@@ -528,6 +542,22 @@ fn record(
         reason: e.reason.to_owned(),
         mesg: e.mesg,
     });
+}
+
+/// The store thread of a segment: write each batch as it comes; the counts of what was
+/// written and refused, and the refused nodes.
+fn store_batches(
+    dest: &Layer,
+    batches: mpsc::Receiver<Vec<NodeEdit>>,
+    meta: &Value,
+    layer: &str,
+) -> SynResult<(LayerStats, Vec<ErrorRecord>)> {
+    let mut stats = LayerStats::default();
+    let mut errors = Vec::new();
+    for mut batch in batches {
+        store_batch(dest, &mut batch, meta, &mut stats, &mut errors, layer)?;
+    }
+    Ok((stats, errors))
 }
 
 /// Write a batch; when the layer refuses it, write node by node and record the refused ones.

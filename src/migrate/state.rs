@@ -30,6 +30,17 @@ pub struct LayerStats {
 }
 
 impl LayerStats {
+    /// Add `other`'s counts and seconds to these.
+    pub fn add(&mut self, other: &LayerStats) {
+        self.read += other.read;
+        self.migrated += other.migrated;
+        self.rows += other.rows;
+        self.seconds += other.seconds;
+        for (reason, n) in &other.skipped {
+            *self.skipped.entry(reason.clone()).or_insert(0) += n;
+        }
+    }
+
     /// All skipped nodes.
     pub fn skipped_total(&self) -> u64 {
         self.skipped.values().sum()
