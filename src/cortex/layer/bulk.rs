@@ -6,9 +6,9 @@
 //! indexes alone while it writes the storage nodes (with [`DEFERRED_KEY`] in `meta` saying so),
 //! and [`build`] then clears the four index databases and writes them again from the storage
 //! nodes: it collects every node's entries (the ones [`Apply::index_sode`] queues, which are
-//! the ones its edits queued), sorts them in runs of [`RUN_BYTES`] spilled to files in
-//! `DIR/index-build/`, merges the runs and appends the entries in key order, a transaction
-//! every [`WRITE_CHUNK`] entries. The marker goes away in the last transaction; a build that
+//! the ones its edits queued), sorts them (on a second thread) in runs of [`RUN_BYTES`]
+//! spilled to files in `DIR/index-build/`, merges the runs and appends the entries in key
+//! order, a transaction every [`WRITE_CHUNK`] entries. The marker goes away in the last transaction; a build that
 //! dies before it is simply done again by the next one.
 
 use super::apply::{Apply, Index, IndexOp, op_order};
@@ -22,6 +22,7 @@ use std::fs::{self, File};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 /// `meta` key present while the index databases lag behind the storage nodes.
 pub(super) const DEFERRED_KEY: &[u8] = b"indexes:deferred";
@@ -30,8 +31,9 @@ pub(super) const DEFERRED_KEY: &[u8] = b"indexes:deferred";
 const READ_CHUNK: usize = if cfg!(test) { 7 } else { 4096 };
 /// Sorted entries appended per write transaction.
 const WRITE_CHUNK: usize = if cfg!(test) { 50 } else { 1 << 18 };
-/// Memory for entries (and their bookkeeping) before a sorted run is spilled to a file.
-const RUN_BYTES: usize = if cfg!(test) { 4096 } else { 48 << 20 };
+/// Memory for entries (and their bookkeeping) before a sorted run is spilled to a file; two
+/// such buffers are in use, one filling while the other is sorted.
+const RUN_BYTES: usize = if cfg!(test) { 4096 } else { 24 << 20 };
 /// The directory of spilled runs inside the layer directory, removed after the build.
 const RUNS_DIR: &str = "index-build";
 /// Buffer of each run file's reader and writer.
@@ -89,13 +91,67 @@ pub(super) fn build(layer: &Layer, writer: &mut Writer) -> SynResult<()> {
     fs::remove_dir_all(&dir).map_err(|e| io_err(&dir, "remove", e))
 }
 
-/// Read every storage node, queue its index entries, and spill them as sorted runs.
+/// The entries of one run: their changes and the bytes their keys lie in.
+struct RunBuffer {
+    ops: Vec<IndexOp>,
+    bytes: Vec<u8>,
+}
+
+impl RunBuffer {
+    /// Room for a whole run, so it is never copied to grow (only what is used is resident).
+    fn new() -> RunBuffer {
+        RunBuffer {
+            ops: Vec::with_capacity(RUN_BYTES / std::mem::size_of::<IndexOp>()),
+            bytes: Vec::with_capacity(RUN_BYTES),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.ops.len() * std::mem::size_of::<IndexOp>() + self.bytes.len() >= RUN_BYTES
+    }
+}
+
+/// Read every storage node, queue its index entries, and spill them as sorted runs. A second
+/// thread sorts and writes each full run while this one fills the next (two run buffers).
 fn collect_runs(layer: &Layer, writer: &mut Writer, dir: &Path) -> SynResult<Vec<PathBuf>> {
+    std::thread::scope(|scope| {
+        let (to_sort, full) = mpsc::sync_channel::<(PathBuf, RunBuffer)>(0);
+        let (to_fill, emptied) = mpsc::channel::<RunBuffer>();
+        let sorter = scope.spawn(move || -> SynResult<()> {
+            for (path, mut run) in full {
+                write_run(&path, &mut run.ops, &run.bytes)?;
+                run.ops.clear();
+                run.bytes.clear();
+                if to_fill.send(run).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        let collected = fill_runs(layer, writer, dir, &to_sort, &emptied);
+        drop(to_sort);
+        let sorted = sorter
+            .join()
+            .map_err(|_| SynErr::new("StorageError", "the index sort thread panicked"))?;
+        // The sorter's error is the cause when both failed.
+        sorted?;
+        collected
+    })
+}
+
+/// The filling half of [`collect_runs`]: hand each full run to the sorter; the runs' paths.
+fn fill_runs(
+    layer: &Layer,
+    writer: &mut Writer,
+    dir: &Path,
+    to_sort: &mpsc::SyncSender<(PathBuf, RunBuffer)>,
+    emptied: &mpsc::Receiver<RunBuffer>,
+) -> SynResult<Vec<PathBuf>> {
     let inner = &layer.inner;
+    let sorter_gone = || SynErr::new("StorageError", "the index sort thread stopped");
     let mut runs = Vec::new();
-    // Room for a whole run, so it is never copied to grow (only what is used is resident).
-    let mut ops: Vec<IndexOp> = Vec::with_capacity(RUN_BYTES / std::mem::size_of::<IndexOp>());
-    let mut bytes: Vec<u8> = Vec::with_capacity(RUN_BYTES);
+    let mut run = RunBuffer::new();
+    let mut spare = Some(RunBuffer::new());
     let mut after: Option<Buid> = None;
     loop {
         let (chunk_ops, chunk_bytes, last, new_abrvs) = write_txn(&inner.slab, |wtxn| {
@@ -133,21 +189,22 @@ fn collect_runs(layer: &Layer, writer: &mut Writer, dir: &Path) -> SynResult<Vec
                 writer,
             );
         }
-        let base = bytes.len();
-        bytes.extend_from_slice(&chunk_bytes);
-        ops.extend(chunk_ops.into_iter().map(|mut op| {
+        let base = run.bytes.len();
+        run.bytes.extend_from_slice(&chunk_bytes);
+        run.ops.extend(chunk_ops.into_iter().map(|mut op| {
             op.key = op.key.start + base..op.key.end + base;
             op
         }));
-        let full = ops.len() * std::mem::size_of::<IndexOp>() + bytes.len() >= RUN_BYTES;
-        if full || last.is_none() {
-            if !ops.is_empty() {
-                let path = dir.join(format!("run-{}", runs.len()));
-                write_run(&path, &mut ops, &bytes)?;
-                runs.push(path);
-            }
-            ops.clear();
-            bytes.clear();
+        if (run.is_full() || last.is_none()) && !run.ops.is_empty() {
+            let path = dir.join(format!("run-{}", runs.len()));
+            let next = match spare.take() {
+                Some(spare) => spare,
+                None => emptied.recv().map_err(|_| sorter_gone())?,
+            };
+            to_sort
+                .send((path.clone(), std::mem::replace(&mut run, next)))
+                .map_err(|_| sorter_gone())?;
+            runs.push(path);
         }
         match last {
             Some(b) => after = Some(b),
