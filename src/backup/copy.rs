@@ -4,11 +4,11 @@
 //! comes out while writer threads put earlier chunks on disk with O_DIRECT (as `mdb_copy`
 //! does: the copy goes straight to the disk and does not push the service's pages out of the
 //! page cache; unlike `mdb_copy`, several writes are in flight at once, into a file allocated
-//! to the copy's size beforehand). A copy's read transaction begins before its first byte comes out of the pipe,
-//! so for a live backup the hold is released as soon as every pipe has data: from then on the
-//! copies read their snapshots while the service writes on. Under `--limit-rate` every chunk
-//! (of an environment or a file) waits for its turn at the shared [`RateLimit`] before it is
-//! hashed and written.
+//! to the copy's size beforehand). A copy's read transaction begins before its first byte
+//! comes out of the pipe, so for a live backup the hold is released as soon as every pipe has
+//! data: from then on the copies read their snapshots while the service writes on. Under
+//! `--limit-rate` every chunk (of an environment or a file) waits for its turn at the shared
+//! [`RateLimit`] before it is hashed and written.
 
 use super::fsutil::{
     Aligned, CHUNK, DIRECT_ALIGN, DirLock, DirUse, Hasher, HashingWriter, Written,

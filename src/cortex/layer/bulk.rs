@@ -8,8 +8,8 @@
 //! nodes: it collects every node's entries (the ones [`Apply::index_sode`] queues, which are
 //! the ones its edits queued), sorts them (on a second thread) in runs of [`RUN_BYTES`]
 //! spilled to files in `DIR/index-build/`, merges the runs and appends the entries in key
-//! order, a transaction every [`WRITE_CHUNK`] entries. The marker goes away in the last transaction; a build that
-//! dies before it is simply done again by the next one.
+//! order, a transaction every [`WRITE_CHUNK`] entries. The marker goes away in the last
+//! transaction; a build that dies before it is simply done again by the next one.
 
 use super::apply::{Apply, Index, IndexOp, op_order};
 use super::sode::Sode;
