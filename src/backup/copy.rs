@@ -1165,19 +1165,25 @@ mod tests {
     use crate::backup::fsutil::hash_file;
     use crate::storage::SlabOptions;
 
-    /// A copy whose pipe closes ends with an error instead of hanging.
-    #[test]
-    fn a_stopped_copy_ends() {
-        let tmp = tempfile::tempdir().unwrap();
-        let slab = Slab::open(tmp.path().join("big.lmdb"), SlabOptions::default()).unwrap();
+    /// An environment at `path` with `records` records (keys 0.. big-endian) in one database.
+    fn slab_of(path: &Path, records: u32, value: impl Fn(u32) -> Vec<u8>) -> Slab {
+        let slab = Slab::open(path, SlabOptions::default()).unwrap();
         let db = slab.db("items", false).unwrap();
         slab.write(|w| {
-            for i in 0..20_000u32 {
-                db.put(w, &i.to_be_bytes(), &[1u8; 512])?;
+            for i in 0..records {
+                db.put(w, &i.to_be_bytes(), &value(i))?;
             }
             Ok(())
         })
         .unwrap();
+        slab
+    }
+
+    /// A copy whose pipe closes ends with an error instead of hanging.
+    #[test]
+    fn a_stopped_copy_ends() {
+        let tmp = tempfile::tempdir().unwrap();
+        let slab = slab_of(&tmp.path().join("big.lmdb"), 20_000, |_| vec![1u8; 512]);
         let started = start_copy(&slab).unwrap();
         let mut first = [0u8; 16];
         assert!(nix::unistd::read(&started.pipe, &mut first).unwrap() > 0);
@@ -1208,15 +1214,9 @@ mod tests {
     #[test]
     fn a_drained_copy_is_the_compacted_copy_whatever_was_allocated() {
         let tmp = tempfile::tempdir().unwrap();
-        let slab = Slab::open(tmp.path().join("env.lmdb"), SlabOptions::default()).unwrap();
-        let db = slab.db("items", false).unwrap();
-        slab.write(|w| {
-            for i in 0..30_000u32 {
-                db.put(w, &i.to_be_bytes(), &[(i % 251) as u8; 300])?;
-            }
-            Ok(())
-        })
-        .unwrap();
+        let slab = slab_of(&tmp.path().join("env.lmdb"), 30_000, |i| {
+            vec![(i % 251) as u8; 300]
+        });
         let reference = tmp.path().join("reference");
         let size = slab.copy_compacted_to(&reference).unwrap();
         let reference = fs::read(reference.join("data.mdb")).unwrap();
