@@ -33,7 +33,7 @@ fn fresh() -> (tempfile::TempDir, View) {
 
 /// Run a query and collect its messages.
 fn storm_opts(view: &View, text: &str, opts: &Value) -> Vec<Value> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Value>(64);
     let (v, t, o) = (view.clone(), text.to_string(), opts.clone());
     let runner = std::thread::spawn(move || run_storm(&v, &t, &o, "root", &tx));
     let mut out = Vec::new();
@@ -575,7 +575,7 @@ fn errors_carry_names_and_highlights() {
     let msgs = storm(&view, "newpcmd");
     assert_eq!(err(&msgs).map(|e| e.0), Some("NoSuchName".into()));
     // Options Synapse refuses before any message.
-    let (tx, _rx) = tokio::sync::mpsc::channel(8);
+    let (tx, _rx) = tokio::sync::mpsc::channel::<Value>(8);
     let e = run_storm(
         &view,
         "inet:ipv4",
@@ -635,7 +635,7 @@ fn runaway_recursion_and_overflow_are_errors_not_crashes() {
 #[test]
 fn a_query_stops_when_its_client_goes_away() {
     let (_dir, view) = fresh();
-    let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Value>(8);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let runner = std::thread::spawn(move || {
         // Sends nothing while it loops: only the closed channel can stop it.
@@ -1826,7 +1826,7 @@ fn matches_a_python_cortex_side_by_side() {
         let mut ours = Vec::new();
         match mode {
             Mode::Storm => {
-                let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Value>(64);
                 let (v, t, o) = (view.clone(), text.to_string(), opts.clone());
                 let runner = std::thread::spawn(move || run_storm(&v, &t, &o, "root", &tx));
                 while let Some(m) = rx.blocking_recv() {

@@ -84,7 +84,7 @@ impl Stack {
 
 /// Run a query; the messages as JSON.
 fn storm(view: &View, text: &str) -> Vec<J> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Value>(64);
     let (v, t) = (view.clone(), text.to_string());
     let runner = std::thread::spawn(move || run_storm(&v, &t, &Value::Nil, USER, &tx));
     let mut out = Vec::new();

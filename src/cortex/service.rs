@@ -532,22 +532,14 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
         .genr("storm", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
             let view = api.core.opts_view(&opts, &user)?;
-            let (msgs_tx, mut msgs) = mpsc::channel::<Value>(256);
-            let (tx, rx): (mpsc::Sender<SynResult<Value>>, Genr) = mpsc::channel(256);
-            let refused = tx.clone();
+            // Room for what a fast query makes while the link collects a batch.
+            let (tx, rx): (mpsc::Sender<SynResult<Value>>, Genr) = mpsc::channel(1024);
             let auth = api.cell.cell.auth.clone();
             tokio::task::spawn_blocking(move || {
                 // Options refused before any message end the generator with that error.
                 let user = storm_user(&user, &auth);
-                if let Err(e) = run_storm(&view, &text, &opts, user, &msgs_tx) {
-                    let _ = refused.blocking_send(Err(e));
-                }
-            });
-            tokio::spawn(async move {
-                while let Some(m) = msgs.recv().await {
-                    if tx.send(Ok(m)).await.is_err() {
-                        return;
-                    }
+                if let Err(e) = run_storm(&view, &text, &opts, user, &tx) {
+                    let _ = tx.blocking_send(Err(e));
                 }
             });
             Ok(rx)

@@ -24,6 +24,16 @@ use tracing::{debug, info, warn};
 /// The telepath protocol version; only the major number must match.
 pub const TELEVERS: (i64, i64) = (3, 0);
 
+/// A generator's items are sent as they come for this many turns in a row; after that its
+/// producer is treated as busy and its items are collected for [`GENR_LINGER`] at a time and
+/// sent in one write (unless they fill the channel first). Short generators (a few items,
+/// then the end) never wait.
+const GENR_EAGER_WAKES: u32 = 4;
+
+/// How long the items of a busy generator are collected before they are sent: each write
+/// and each wake-up of this task then serves many items instead of one.
+const GENR_LINGER: Duration = Duration::from_millis(1);
+
 /// Who is on the other end of a link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Peer {
@@ -444,33 +454,57 @@ impl Daemon {
             }
             Ok(Reply::Genr(mut items)) => {
                 wr.queue(&mesg("t2:genr", []));
+                // The item that woke this task, if it waited for one.
+                let mut woken = None;
+                // How many turns in a row found items ready.
+                let mut streak = 0;
                 loop {
-                    let item = match items.try_recv() {
-                        Ok(item) => Some(item),
-                        Err(TryRecvError::Disconnected) => None,
-                        Err(TryRecvError::Empty) => {
-                            wr.flush().await?;
-                            tokio::select! {
-                                biased;
-                                item = items.recv() => item,
-                                gone = wait_closed(rd) => return gone,
+                    // Everything the producer has ready goes out in one write.
+                    let mut taken = 0;
+                    let finished = loop {
+                        let item = match woken.take().unwrap_or_else(|| items.try_recv()) {
+                            Ok(item) => item,
+                            Err(TryRecvError::Empty) => break false,
+                            Err(TryRecvError::Disconnected) => {
+                                wr.queue(&mesg("t2:yield", [("retn", Value::Nil)]));
+                                break true;
                             }
+                        };
+                        taken += 1;
+                        match item {
+                            Ok(v) => wr.queue(&mesg("t2:yield", [("retn", retn(Ok(v)))])),
+                            Err(e) => {
+                                wr.queue(&mesg("t2:yield", [("retn", retn(Err(&e)))]));
+                                break true;
+                            }
+                        }
+                        if wr.queued() >= 1 << 16 {
+                            wr.flush().await?;
                         }
                     };
-                    match item {
-                        Some(Ok(v)) => {
-                            wr.queue(&mesg("t2:yield", [("retn", retn(Ok(v)))]));
-                            if wr.queued() >= 1 << 16 {
-                                wr.flush().await?;
+                    wr.flush().await?;
+                    if finished {
+                        return Ok(());
+                    }
+                    streak = if taken == 0 { 0 } else { streak + 1 };
+                    // A full channel means a producer waiting for room: no pause then.
+                    if streak > GENR_EAGER_WAKES && taken < items.max_capacity() {
+                        // A busy producer: give it time to fill the next batch. Its sends in
+                        // the meantime wake nobody, since nothing waits on the channel.
+                        tokio::select! {
+                            biased;
+                            () = tokio::time::sleep(GENR_LINGER) => {}
+                            gone = wait_closed(rd) => return gone,
+                        }
+                    } else {
+                        // An idle producer, whose next item goes out as soon as it comes, or
+                        // one that waits for room in the channel.
+                        tokio::select! {
+                            biased;
+                            item = items.recv() => {
+                                woken = Some(item.ok_or(TryRecvError::Disconnected));
                             }
-                        }
-                        Some(Err(e)) => {
-                            wr.queue(&mesg("t2:yield", [("retn", retn(Err(&e)))]));
-                            return wr.flush().await;
-                        }
-                        None => {
-                            wr.queue(&mesg("t2:yield", [("retn", Value::Nil)]));
-                            return wr.flush().await;
+                            gone = wait_closed(rd) => return gone,
                         }
                     }
                 }

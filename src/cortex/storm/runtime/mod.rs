@@ -82,9 +82,39 @@ enum EditFormat {
     Nothing,
 }
 
+/// Where [`run_storm`] sends its messages, from the blocking thread that runs the query.
+pub trait MessageSender {
+    /// Send one message, waiting while the receiver is full; `false` once it is gone.
+    fn send_blocking(&self, mesg: Value) -> bool;
+
+    /// Whether the receiver is gone.
+    fn is_closed(&self) -> bool;
+}
+
+impl MessageSender for Sender<Value> {
+    fn send_blocking(&self, mesg: Value) -> bool {
+        self.blocking_send(mesg).is_ok()
+    }
+
+    fn is_closed(&self) -> bool {
+        Sender::is_closed(self)
+    }
+}
+
+/// A telepath generator's channel: each message is one `Ok` item.
+impl MessageSender for Sender<SynResult<Value>> {
+    fn send_blocking(&self, mesg: Value) -> bool {
+        self.blocking_send(Ok(mesg)).is_ok()
+    }
+
+    fn is_closed(&self) -> bool {
+        Sender::is_closed(self)
+    }
+}
+
 /// Where messages go: the client's channel (filtered by `show`), or nowhere.
 pub(crate) struct Sink<'o> {
-    out: Option<&'o Sender<Value>>,
+    out: Option<&'o dyn MessageSender>,
     show: Option<Vec<String>>,
     editformat: EditFormat,
     /// The receiver is gone: stop the query.
@@ -111,7 +141,7 @@ impl Sink<'_> {
             return;
         }
         let mesg = Value::Array(vec![Value::from(kind), info]);
-        if out.blocking_send(mesg).is_err() {
+        if !out.send_blocking(mesg) {
             self.closed.set(true);
         }
     }
@@ -279,7 +309,7 @@ pub fn run_storm<'u>(
     text: &str,
     opts: &Value,
     user: impl Into<StormUser<'u>>,
-    out: &Sender<Value>,
+    out: &dyn MessageSender,
 ) -> SynResult<()> {
     let editformat = check_opts(opts)?;
     let tick = now_ms();
@@ -736,7 +766,7 @@ impl<'a> Runt<'a> {
 
     /// Whether the client went away.
     pub(crate) fn cancelled(&self) -> bool {
-        self.sink.closed.get() || self.sink.out.is_some_and(Sender::is_closed)
+        self.sink.closed.get() || self.sink.out.is_some_and(|out| out.is_closed())
     }
 
     /// A variable from the current frame (or the query's frame).
