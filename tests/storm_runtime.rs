@@ -851,6 +851,9 @@ fn storm_cases() -> Vec<(&'static str, J)> {
         ("inet:ipv4", json!({"repr": true})),
         ("inet:ipv4 $lib.print(x)", json!({"show": ["print"]})),
         ("[inet:ipv4=8.8.8.8 +#x]", json!({"editformat": "count"})),
+        // A pause, so that the next node is created in a later millisecond: `.created` lifts
+        // order nodes of the same millisecond by iden, not by age.
+        ("inet:ipv4=8.8.8.8 | sleep 0.01", none.clone()),
         ("[inet:ipv4=8.8.4.4]", json!({"editformat": "none"})),
         ("inet:ipv4", json!({"limit": 2})),
         ("inet:ipv4", json!({"editformat": "splices"})),
