@@ -119,8 +119,8 @@ pub(crate) struct Sink<'o> {
     editformat: EditFormat,
     /// The receiver is gone: stop the query.
     closed: Cell<bool>,
-    /// Whether the query changed anything yet.
-    edited: Cell<bool>,
+    /// How many batches of edits the query has made so far.
+    edits: Cell<u64>,
 }
 
 impl Sink<'_> {
@@ -149,7 +149,7 @@ impl Sink<'_> {
 
 impl EditSink for Sink<'_> {
     fn node_edits(&self, edits: &[NodeEdit]) {
-        self.edited.set(true);
+        self.edits.set(self.edits.get() + 1);
         match self.editformat {
             EditFormat::NodeEdits => {
                 let edits = edits.iter().map(NodeEdit::to_value_hex).collect();
@@ -236,6 +236,9 @@ pub(crate) struct Runt<'a> {
     /// Variables changed in place (`$list.append(x)`) since the last
     /// [`Runt::take_mutated`].
     pub mutated: RefCell<Vec<String>>,
+    /// The node [`Runt::reload`] read last, with the edit count at that moment: packing it
+    /// needs no fresh read while no edit came after.
+    pub reloaded: RefCell<Option<(Rc<Node>, u64)>>,
 }
 
 /// How much of the calling thread's stack storm function recursion may use. The service runs
@@ -329,7 +332,7 @@ pub fn run_storm<'u>(
         show: show.filter(|s| !s.is_empty()),
         editformat,
         closed: Cell::new(false),
-        edited: Cell::new(false),
+        edits: Cell::new(0),
     };
     sink.send(
         "init",
@@ -435,7 +438,7 @@ fn execute_silently(
         show: None,
         editformat,
         closed: Cell::new(false),
-        edited: Cell::new(false),
+        edits: Cell::new(0),
     };
     Ok(execute(view, text, opts, user, &sink, false))
 }
@@ -515,6 +518,7 @@ impl<'a> Runt<'a> {
             readonly: opts.get("readonly").is_some_and(|v| Val::from(v).truthy()),
             stack_base: stack_position(),
             mutated: RefCell::default(),
+            reloaded: RefCell::default(),
             emits: RefCell::default(),
         };
         exec::load_runtvars(&rt, &query.opers);
@@ -621,10 +625,15 @@ impl<'a> Runt<'a> {
     fn pack(&self, item: &Item, opts: &Value) -> Value {
         let (node, path) = item;
         // Synapse packs its live node object: what later edits in the query changed shows.
-        let fresh = if self.sink.edited.get() {
-            self.view.node(&node.buid).ok().flatten()
-        } else {
+        let unchanged =
+            self.sink.edits.get() == 0
+                || self.reloaded.borrow().as_ref().is_some_and(|(last, at)| {
+                    Rc::ptr_eq(last, node) && *at == self.sink.edits.get()
+                });
+        let fresh = if unchanged {
             None
+        } else {
+            self.view.node(&node.buid).ok().flatten()
         };
         let node = fresh.as_ref().unwrap_or(node);
         let repr = opts.get("repr").is_some_and(|v| Val::from(v).truthy());
@@ -809,10 +818,12 @@ impl<'a> Runt<'a> {
 
     /// Read a node again after it was edited.
     pub(crate) fn reload(&self, node: &Node) -> Res<Rc<Node>> {
-        match self.view.node(&node.buid)? {
-            Some(n) => Ok(Rc::new(n)),
-            None => Ok(Rc::new(node.clone())),
-        }
+        let fresh = match self.view.node(&node.buid)? {
+            Some(n) => Rc::new(n),
+            None => return Ok(Rc::new(node.clone())),
+        };
+        *self.reloaded.borrow_mut() = Some((fresh.clone(), self.sink.edits.get()));
+        Ok(fresh)
     }
 
     /// Remember (or, with None, forget) node data the query loaded or set, for packing.
