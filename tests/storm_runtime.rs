@@ -659,6 +659,33 @@ fn a_query_stops_when_its_client_goes_away() {
 }
 
 #[test]
+fn a_lift_reads_ahead_but_shows_edits_made_while_it_runs() {
+    let (_dir, view) = fresh();
+    ok(&view, "for $i in $lib.range(150) { [ inet:ipv4=$i ] }");
+    // A read-only lift reads its nodes in chunks: all of them, in index order.
+    let want: Vec<J> = (0..150).map(|i| json!(["inet:ipv4", i])).collect();
+    assert_eq!(ok(&view, "inet:ipv4"), want);
+    // The first node's subquery tags every node, including those the lift has read ahead:
+    // each node that leaves the lift afterwards has the tag before its own subquery runs.
+    let msgs = storm(
+        &view,
+        "inet:ipv4 $lib.print($node.tags()) { inet:ipv4 [ +#seen ] }",
+    );
+    assert_eq!(err(&msgs), None);
+    let printed = prints(&msgs);
+    assert_eq!(printed.len(), 150);
+    assert_eq!(printed[0], "print: []");
+    for line in &printed[1..] {
+        assert_eq!(line, "print: ['seen']");
+    }
+    assert!(
+        nodes(&msgs)
+            .iter()
+            .all(|pode| tags(pode) == json!({"seen": [null, null]}))
+    );
+}
+
+#[test]
 fn a_bulk_load_flushes_the_log_once() {
     let (_dir, view) = fresh();
     let rows = Value::Array(

@@ -215,6 +215,17 @@ impl Node {
     }
 }
 
+/// The node `buid` as the layers of `readers` (top first) show it.
+fn node_in(readers: &[LayerReader], buid: &Buid) -> SynResult<Option<Node>> {
+    let mut sodes = Vec::with_capacity(readers.len());
+    for reader in readers {
+        if let Some(sode) = reader.sode(buid)? {
+            sodes.push(sode);
+        }
+    }
+    Ok(join_sodes(buid, &sodes))
+}
+
 /// Join storage nodes, top layer first: the node exists if some layer holds its value.
 fn join_sodes(buid: &Buid, sodes: &[Sode]) -> Option<Node> {
     let mut node: Option<Node> = None;
@@ -462,13 +473,19 @@ impl View {
 
     /// The node of a buid, if some layer holds its value.
     pub fn node(&self, buid: &Buid) -> SynResult<Option<Node>> {
-        let mut sodes = Vec::with_capacity(self.layers.len());
-        for layer in &self.layers {
-            if let Some(sode) = layer.sode(buid)? {
-                sodes.push(sode);
-            }
-        }
-        Ok(join_sodes(buid, &sodes))
+        node_in(&self.readers()?, buid)
+    }
+
+    /// Several nodes, each layer read from one snapshot for all of them (one read transaction
+    /// a layer instead of one a node), in the order of `buids`.
+    pub fn nodes(&self, buids: &[Buid]) -> SynResult<Vec<Option<Node>>> {
+        let readers = self.readers()?;
+        buids.iter().map(|buid| node_in(&readers, buid)).collect()
+    }
+
+    /// A reader of each layer, top first.
+    fn readers(&self) -> SynResult<Vec<LayerReader>> {
+        self.layers.iter().map(Layer::reader).collect()
     }
 
     /// The node `(form, norm)` (the value must be normalized).

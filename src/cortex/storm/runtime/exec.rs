@@ -93,23 +93,52 @@ pub(super) fn per_node<'g>(
     })
 }
 
-/// Nodes read lazily from buids, each with a fresh path (or a fork of `path`).
+/// Nodes read lazily from buids, each with a fresh path (or a fork of `path`). While the
+/// query edits nothing, [`READ_AHEAD`] nodes are read at a time from one snapshot; an edit makes
+/// what was read ahead stale, and the rest are then read one at a time as they are pulled.
 fn nodes_of<'g>(rt: &'g Runt<'g>, buids: Vec<Buid>, path: Option<Path>) -> Genr<'g> {
-    Box::new(
-        buids
-            .into_iter()
+    let mut pending = VecDeque::from(buids);
+    // Nodes read ahead (`None`: gone since the index named it), and the query's edit count
+    // when they were read.
+    let mut ahead: VecDeque<(Buid, Option<Node>)> = VecDeque::new();
+    let mut read_at = rt.edit_count();
+    // Once the query edits during the lift, nodes are read one at a time as they are pulled.
+    let mut edits_seen = false;
+    Box::new(std::iter::from_fn(move || {
+        loop {
             // A client that went away stops long lifts even when nothing is sent.
-            .take_while(move |_| !rt.cancelled())
-            .filter_map(move |b| match rt.view.node(&b) {
-                Ok(Some(node)) => Some(Ok((
-                    Rc::new(node),
-                    path.clone().unwrap_or_else(|| rt.init_path()),
-                ))),
-                Ok(None) => None,
-                Err(e) => Some(Err(Flow::Err(e))),
-            }),
-    )
+            if rt.cancelled() {
+                return None;
+            }
+            if rt.edit_count() != read_at {
+                // The query edited since: what was read ahead may be stale; read it again.
+                edits_seen = true;
+                read_at = rt.edit_count();
+                for (buid, _) in ahead.drain(..).rev() {
+                    pending.push_front(buid);
+                }
+            }
+            if ahead.is_empty() {
+                let want = if edits_seen { 1 } else { READ_AHEAD };
+                let chunk: Vec<Buid> = pending.drain(..want.min(pending.len())).collect();
+                if chunk.is_empty() {
+                    return None;
+                }
+                match rt.view.nodes(&chunk) {
+                    Ok(nodes) => ahead.extend(chunk.into_iter().zip(nodes)),
+                    Err(e) => return Some(Err(Flow::Err(e))),
+                }
+            }
+            if let Some((_, Some(node))) = ahead.pop_front() {
+                let path = path.clone().unwrap_or_else(|| rt.init_path());
+                return Some(Ok((Rc::new(node), path)));
+            }
+        }
+    }))
 }
+
+/// How many of a lift's nodes are read from one snapshot while the query edits nothing.
+const READ_AHEAD: usize = 64;
 
 /// Every function definition of a query (subqueries included), in order.
 pub(super) fn collect_functions<'a>(opers: &'a [ast::Oper], out: &mut Vec<&'a ast::Function>) {

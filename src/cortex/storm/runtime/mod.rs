@@ -13,7 +13,8 @@
 //! (`inet:ipv4 $lib.print(x)` sends print, node, print, node). Each operation is an iterator
 //! over the previous one's (`exec`); values and expressions are in `expr`, filter comparisons
 //! in `cmpr`, commands in `cmds`. Lifts read their buids first (a lift never holds an LMDB
-//! read snapshot while the query writes) and then the nodes one by one.
+//! read snapshot while the query writes), then their nodes: 64 at a time from one snapshot
+//! while the query edits nothing, and one at a time, as they are pulled, once it edits.
 //!
 //! Edits go through an [`Editor`] with [`Durability::Deferred`]: the layer logs them without
 //! `fdatasync`, and the runtime calls [`crate::cortex::layer::Layer::make_durable`] once before
@@ -771,6 +772,11 @@ impl<'a> Runt<'a> {
     /// Send a `warn` message.
     pub(crate) fn warn(&self, mesg: &str) {
         self.sink.warn(mesg);
+    }
+
+    /// How many batches of edits the query has made so far.
+    pub(crate) fn edit_count(&self) -> u64 {
+        self.sink.edits.get()
     }
 
     /// Whether the client went away.
