@@ -686,6 +686,22 @@ fn a_lift_reads_ahead_but_shows_edits_made_while_it_runs() {
 }
 
 #[test]
+fn a_tag_node_deleted_during_a_query_is_made_again_when_the_tag_is_added() {
+    let (_dir, view) = fresh();
+    // The second edit block finds syn:tag=zz.top (the editor remembers it); the subquery
+    // deletes the node (inbound first) and the tag node; adding the tag again makes it again.
+    let msgs = storm(
+        &view,
+        "[ inet:ipv4=10.9.9.9 +#zz.top ] [ +#zz.top ] { syn:tag=zz.top | delnode } [ +#zz.top ]",
+    );
+    assert_eq!(err(&msgs), None);
+    assert_eq!(
+        ok(&view, "syn:tag^=zz"),
+        vec![json!(["syn:tag", "zz"]), json!(["syn:tag", "zz.top"])]
+    );
+}
+
+#[test]
 fn a_bulk_load_flushes_the_log_once() {
     let (_dir, view) = fresh();
     let rows = Value::Array(

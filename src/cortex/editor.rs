@@ -64,6 +64,10 @@ pub struct Editor<'a> {
     /// Checks the user's permissions on the write layer's gate before an edit (`None`: every
     /// edit is allowed, as for an admin or the cortex itself).
     auth: Option<&'a Auth>,
+    /// `syn:tag` nodes this editor found in the view, by the tag text it was given: the
+    /// normalized tag and its `up` (Synapse's snap keeps such a cache too). Deleting a
+    /// `syn:tag` node through the editor empties it.
+    tag_nodes: RefCell<HashMap<String, (String, Option<String>)>>,
 }
 
 impl<'a> Editor<'a> {
@@ -76,6 +80,7 @@ impl<'a> Editor<'a> {
             sink,
             warned: RefCell::default(),
             auth: None,
+            tag_nodes: RefCell::default(),
         }
     }
 
@@ -200,6 +205,9 @@ impl<'a> Editor<'a> {
             for edit in &ne.edits {
                 match edit {
                     Edit::NodeAdd { .. } => hooks.push(Hook::Added(ne.buid, ne.form.clone())),
+                    Edit::NodeDel { .. } if ne.form == "syn:tag" => {
+                        self.tag_nodes.borrow_mut().clear();
+                    }
                     Edit::PropSet { prop, .. } => {
                         hooks.push(Hook::Set(ne.buid, ne.form.clone(), prop.clone()))
                     }
@@ -1306,21 +1314,36 @@ impl EditBatch<'_, '_> {
     /// Returns the normalized tag name.
     pub fn add_tag(&mut self, at: usize, tag: &str, valu: Option<&Value>) -> SynResult<String> {
         let model = self.editor.model();
-        let tagtype = model
-            .typ("syn:tag")
-            .ok_or_else(|| SynErr::new("NoSuchType", "No type named syn:tag."))?
-            .clone();
-        let norm = tagtype.norm(model, &Value::from(tag))?;
-        let name = norm.valu.as_str().unwrap_or_default().to_string();
-        let up = match self.editor.view.node_by_ndef("syn:tag", &norm.valu)? {
-            Some(node) => node.get("up").and_then(Value::as_str).map(str::to_string),
+        let known = self.editor.tag_nodes.borrow().get(tag).cloned();
+        let (name, up) = match known {
+            Some(known) => known,
             None => {
-                let form = model.req_form("syn:tag")?.clone();
-                let tagat = self.add_normed(form, norm)?;
-                self.protos[tagat]
-                    .get("up")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
+                let tagtype = model
+                    .typ("syn:tag")
+                    .ok_or_else(|| SynErr::new("NoSuchType", "No type named syn:tag."))?
+                    .clone();
+                let norm = tagtype.norm(model, &Value::from(tag))?;
+                let name = norm.valu.as_str().unwrap_or_default().to_string();
+                match self.editor.view.node_by_ndef("syn:tag", &norm.valu)? {
+                    Some(node) => {
+                        let up = node.get("up").and_then(Value::as_str).map(str::to_string);
+                        let found = (name, up);
+                        self.editor
+                            .tag_nodes
+                            .borrow_mut()
+                            .insert(tag.to_string(), found.clone());
+                        found
+                    }
+                    None => {
+                        let form = model.req_form("syn:tag")?.clone();
+                        let tagat = self.add_normed(form, norm)?;
+                        let up = self.protos[tagat]
+                            .get("up")
+                            .and_then(Value::as_str)
+                            .map(str::to_string);
+                        (name, up)
+                    }
+                }
             }
         };
         let mut ival: Ival = (None, None);
