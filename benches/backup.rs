@@ -156,9 +156,10 @@ impl Tools {
         }
     }
 
-    fn syn(&self, src: &Path, dst: &Path) -> Duration {
+    /// `syn backup` with `extra` arguments.
+    fn syn(&self, src: &Path, dst: &Path, extra: &[&str]) -> Duration {
         let mut cmd = Command::new(syn_bin());
-        cmd.args(["backup", s(src), s(dst)]);
+        cmd.args(["backup", s(src), s(dst)]).args(extra);
         timed(cmd, dst)
     }
 
@@ -192,17 +193,19 @@ struct Row {
     size: u64,
 }
 
-/// Back up `src` with each tool `ROUNDS` times (alternating), keep each tool's median.
+/// Back up `src` with each tool (and `syn backup --rebuild`) `ROUNDS` times, alternating;
+/// keep each tool's median.
 fn compare(tools: &Tools, src: &Path, envs: &[String], work: &Path) -> Vec<Row> {
-    let mut times: [Vec<Duration>; 3] = [Vec::new(), Vec::new(), Vec::new()];
-    let mut sizes = [0u64; 3];
+    let mut times: [Vec<Duration>; 4] = Default::default();
+    let mut sizes = [0u64; 4];
     for round in 0..ROUNDS {
-        for tool in 0..3 {
+        for tool in 0..4 {
             let dst = work.join(format!("out-{tool}-{round}"));
             let took = match tool {
-                0 => Some(tools.syn(src, &dst)),
+                0 => Some(tools.syn(src, &dst, &[])),
                 1 => tools.mdb_copy(src, &dst, envs),
-                _ => tools.python(src, &dst),
+                2 => tools.python(src, &dst),
+                _ => Some(tools.syn(src, &dst, &["--rebuild"])),
             };
             if let Some(t) = took {
                 times[tool].push(t);
@@ -218,6 +221,7 @@ fn compare(tools: &Tools, src: &Path, envs: &[String], work: &Path) -> Vec<Row> 
         "syn backup",
         "mdb_copy -c",
         "python -m synapse.tools.service.backup",
+        "syn backup --rebuild",
     ];
     let mut rows = Vec::new();
     for (i, t) in times.into_iter().enumerate() {

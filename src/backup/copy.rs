@@ -1,19 +1,22 @@
 //! `syn backup SRCDIR DSTDIR`: the copy itself.
 //!
-//! Every environment is copied by LMDB's compacting copy into a pipe. A worker hashes what
-//! comes out while writer threads put earlier chunks on disk with O_DIRECT (as `mdb_copy`
-//! does: the copy goes straight to the disk and does not push the service's pages out of the
-//! page cache; unlike `mdb_copy`, several writes are in flight at once, into a file allocated
-//! to the copy's size beforehand). A copy's read transaction begins before its first byte
-//! comes out of the pipe, so for a live backup the hold is released as soon as every pipe has
-//! data: from then on the copies read their snapshots while the service writes on. Under
-//! `--limit-rate` every chunk (of an environment or a file) waits for its turn at the shared
-//! [`RateLimit`] before it is hashed and written.
+//! An environment that holds only named databases (every syn and Python Synapse 2.x slab) is
+//! rebuilt: its records are written again in key order into a new environment from one read
+//! snapshot ([`RebuildSnapshot`]), which fills every page, so the copy is smaller than LMDB's
+//! compacting copy and takes less writing; the file is then fsynced and hashed. Any other
+//! environment gets LMDB's compacting copy into a pipe: a worker hashes what comes out while
+//! writer threads put earlier chunks on disk with O_DIRECT (as `mdb_copy` does; unlike
+//! `mdb_copy`, several writes are in flight at once, into a file allocated to the copy's size
+//! beforehand). For a live backup every environment's read snapshot begins while the
+//! service's writes are held (a compacting copy's before its first byte comes out of the
+//! pipe), and the hold is released as soon as all have begun: from then on the copies read
+//! their snapshots while the service writes on. Under `--limit-rate` every chunk (of an
+//! environment or a file) waits for its turn at the shared [`RateLimit`] before it is written.
 
 use super::fsutil::{
     Aligned, CHUNK, DIRECT_ALIGN, DirLock, DirUse, Hasher, HashingWriter, Written,
-    claim_service_dir, create_new, free_space, parent_of, remove_as_partial, set_direct, sync_dir,
-    with_suffix, write_failure,
+    claim_service_dir, create_new, free_space, hash_file, parent_of, remove_as_partial, set_direct,
+    sync_dir, with_suffix, write_failure,
 };
 use super::limit::RateLimit;
 use super::live::LiveHold;
@@ -24,7 +27,7 @@ use super::{Exit, Failure, PARTIAL_SUFFIX, human_bytes};
 use crate::cell::SYN_VERSION;
 use crate::cell::dir::GUID_FILE;
 use crate::clock::{now_ms, utc_string};
-use crate::storage::{Slab, StorageError};
+use crate::storage::{RebuildSnapshot, Slab, StorageError};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
@@ -72,6 +75,8 @@ pub struct BackupOptions {
     pub limit_rate: Option<u64>,
     /// How the manifest digests each file (`--digest`; BLAKE3 unless SHA-256 is asked for).
     pub digest: HashKind,
+    /// Rebuild every environment that can be (`--rebuild`): a smaller copy for more CPU time.
+    pub rebuild: bool,
 }
 
 /// A finished backup.
@@ -316,6 +321,45 @@ impl Started {
     }
 }
 
+/// An environment's copy, begun at the snapshot point or when a worker takes it up.
+enum EnvCopy {
+    /// Written again in key order from a read snapshot.
+    Rebuild(RebuildSnapshot),
+    /// LMDB's compacting copy, running into a pipe (environments that cannot be rebuilt).
+    Compact(Started),
+}
+
+impl EnvCopy {
+    /// Whether its read snapshot has begun.
+    fn has_begun(&self) -> bool {
+        match self {
+            EnvCopy::Rebuild(_) => true,
+            EnvCopy::Compact(started) => started.has_begun(),
+        }
+    }
+
+    /// Give it up (see [`Started::stop`]).
+    fn stop(self) {
+        if let EnvCopy::Compact(started) = self {
+            let _ = started.stop();
+        }
+    }
+}
+
+/// Begin the copy of `slab`: its rebuild snapshot if `rebuild` is asked for and the
+/// environment can be rebuilt, else its compacted copy into a pipe.
+fn begin_copy(slab: &Slab, rebuild: bool) -> Result<EnvCopy, Failure> {
+    let snapshot = if rebuild {
+        slab.rebuild_snapshot()?
+    } else {
+        None
+    };
+    match snapshot {
+        Some(snapshot) => Ok(EnvCopy::Rebuild(snapshot)),
+        None => start_copy(slab).map(EnvCopy::Compact),
+    }
+}
+
 /// Start the compacted copy of `slab` into a pipe.
 fn start_copy(slab: &Slab) -> Result<Started, Failure> {
     let fail = |e: nix::Error| {
@@ -453,7 +497,7 @@ enum Done {
 }
 
 enum Job {
-    Env(String, Arc<Mutex<Option<Started>>>, Slab),
+    Env(String, Arc<Mutex<Option<EnvCopy>>>, Slab),
     File(String),
     Log(String, u64),
 }
@@ -506,7 +550,7 @@ impl Run<'_> {
         }
         let mut files: Vec<String> = self.plan.files.iter().map(|(f, _)| f.clone()).collect();
         let mut logs: Vec<(String, u64)> = Vec::new();
-        let mut started: BTreeMap<String, Started> = BTreeMap::new();
+        let mut started: BTreeMap<String, EnvCopy> = BTreeMap::new();
         let mut service = Service {
             kind: layout_kind(&self.src).to_owned(),
             iden: fs::read_to_string(self.src.join(GUID_FILE))
@@ -536,7 +580,17 @@ impl Run<'_> {
             self.envs
                 .retain(|rel, _| self.src.join(rel).join("data.mdb").is_file());
             for (rel, slab) in &self.envs {
-                started.insert(rel.clone(), start_copy(slab)?);
+                match begin_copy(slab, opts.rebuild) {
+                    Ok(copy) => {
+                        started.insert(rel.clone(), copy);
+                    }
+                    Err(failure) => {
+                        for (_, copy) in std::mem::take(&mut started) {
+                            copy.stop();
+                        }
+                        return Err(failure);
+                    }
+                }
             }
             let begun = self
                 .wait_until_begun(&mut started, opts.hold_timeout)
@@ -545,7 +599,7 @@ impl Run<'_> {
                 Ok(held) => held,
                 Err(failure) => {
                     for (_, copy) in std::mem::take(&mut started) {
-                        let _ = copy.stop();
+                        copy.stop();
                     }
                     return Err(failure);
                 }
@@ -577,8 +631,7 @@ impl Run<'_> {
         }
         queue.extend(files.into_iter().map(Job::File));
         queue.extend(logs.into_iter().map(|(rel, len)| Job::Log(rel, len)));
-        let limit = opts.limit_rate.map(|rate| Arc::new(RateLimit::new(rate)));
-        let done = self.run_jobs(queue, opts.parallel.max(1), limit, opts.digest, reporter)?;
+        let done = self.run_jobs(queue, opts, reporter)?;
 
         let mut manifest = Manifest {
             format: super::manifest::format_of(opts.digest),
@@ -631,7 +684,7 @@ impl Run<'_> {
     /// within the hold's timeout.
     fn wait_until_begun(
         &self,
-        started: &mut BTreeMap<String, Started>,
+        started: &mut BTreeMap<String, EnvCopy>,
         timeout: Duration,
     ) -> Result<(), Failure> {
         let deadline = Instant::now() + timeout;
@@ -645,8 +698,13 @@ impl Run<'_> {
                 return Err(stop);
             }
             // A copy that ended without writing anything failed, and says why.
-            if let Some(rel) = waiting.iter().find(|r| started[*r].thread.is_finished()) {
-                let copy = started.remove(rel).expect("started copy");
+            let ended = waiting.iter().find_map(|rel| match started.get(rel) {
+                Some(EnvCopy::Compact(copy)) if copy.thread.is_finished() => Some(rel.clone()),
+                _ => None,
+            });
+            if let Some(rel) = ended
+                && let Some(EnvCopy::Compact(copy)) = started.remove(&rel)
+            {
                 let err = match copy.thread.join() {
                     Ok(Err(e)) => e.to_string(),
                     Ok(Ok(())) => format!("{rel}: the copy wrote nothing"),
@@ -670,11 +728,10 @@ impl Run<'_> {
     fn run_jobs(
         &self,
         queue: VecDeque<Job>,
-        parallel: usize,
-        limit: Option<Arc<RateLimit>>,
-        digest: HashKind,
+        opts: &BackupOptions,
         reporter: &mut Reporter,
     ) -> Result<Vec<Done>, Failure> {
+        let limit = opts.limit_rate.map(|rate| Arc::new(RateLimit::new(rate)));
         let envs_total = queue.iter().filter(|j| matches!(j, Job::Env(..))).count();
         let mut progress = Progress {
             bytes_done: 0,
@@ -687,7 +744,7 @@ impl Run<'_> {
         let abort = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let mut workers = Vec::new();
-        for _ in 0..parallel {
+        for _ in 0..opts.parallel.max(1) {
             let worker = Worker {
                 src: self.src.clone(),
                 partial: self.partial.clone(),
@@ -695,7 +752,8 @@ impl Run<'_> {
                 abort: abort.clone(),
                 events: tx.clone(),
                 limit: limit.clone(),
-                digest,
+                digest: opts.digest,
+                rebuild: opts.rebuild,
             };
             let spawned = thread::Builder::new()
                 .name("backup-worker".into())
@@ -758,7 +816,7 @@ impl Run<'_> {
             if let Job::Env(_, copy, _) = job
                 && let Some(started) = copy.lock().unwrap_or_else(PoisonError::into_inner).take()
             {
-                let _ = started.stop();
+                started.stop();
             }
         }
         reporter.finish_progress(progress);
@@ -817,6 +875,7 @@ struct Worker {
     events: mpsc::Sender<Event>,
     limit: Option<Arc<RateLimit>>,
     digest: HashKind,
+    rebuild: bool,
 }
 
 impl Worker {
@@ -868,44 +927,104 @@ impl Worker {
         Ok(())
     }
 
-    /// Copy an environment into `data.mdb` of the backup (or drain the copy started at the
-    /// snapshot point), hashing it as it goes.
+    /// Copy an environment into `data.mdb` of the backup, from the snapshot begun at the
+    /// snapshot point or else from one begun now, and record its digest and entry counts.
     fn env(
         &self,
         rel: String,
-        copy: Arc<Mutex<Option<Started>>>,
+        copy: Arc<Mutex<Option<EnvCopy>>>,
         slab: &Slab,
     ) -> Result<Done, Failure> {
-        let dst = self.partial.join(&rel).join("data.mdb");
+        let dir = self.partial.join(&rel);
+        let dst = dir.join("data.mdb");
         let already = copy.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let started = match already {
-            Some(started) => started,
-            None => start_copy(slab)?,
+        let copy = match already {
+            Some(copy) => copy,
+            None => begin_copy(slab, self.rebuild)?,
         };
-        let Started { pipe, thread } = started;
         // The compacted copy is the pages in use (of the snapshot the copy reads, or close).
-        let expected = slab.stats().map(|s| s.used_pages * u64::from(s.page_size));
-        let drained = expected
-            .map_err(Failure::from)
-            .and_then(|expected| self.drain(&pipe, &dst, expected));
+        let expected = match slab.stats() {
+            Ok(stats) => stats.used_pages * u64::from(stats.page_size),
+            Err(e) => {
+                copy.stop();
+                return Err(e.into());
+            }
+        };
+        let written = match copy {
+            EnvCopy::Rebuild(snapshot) => self.rebuild(snapshot, &dir, expected)?,
+            EnvCopy::Compact(started) => self.compact(started, &rel, expected)?,
+        };
+        if let Ok(meta) = fs::metadata(self.src.join(&rel).join("data.mdb")) {
+            let _ = fs::set_permissions(&dst, meta.permissions());
+        }
+        // The copy's own counts: the snapshot it holds, whatever the source did since.
+        let copy = Slab::open_snapshot(&dir)?;
+        let dbs = copy.stats()?.dbs;
+        drop(copy);
+        let path = format!("{rel}/data.mdb");
+        Ok(Done::Env(EnvEntry { path: rel, dbs }, entry(path, written)))
+    }
+
+    /// Write the rebuilt environment into `dir` (paced and reported at each of its commits),
+    /// fsync it and hash it. Progress reaches `expected` (what the estimate counted for it).
+    fn rebuild(
+        &self,
+        snapshot: RebuildSnapshot,
+        dir: &Path,
+        expected: u64,
+    ) -> Result<Written, Failure> {
+        let dst = dir.join("data.mdb");
+        let mut stop = None;
+        let mut reported = 0u64;
+        let rebuilt = snapshot.write_to(dir, &mut |bytes| {
+            if let Err(failure) = self.pace(bytes) {
+                stop = Some(failure);
+                return false;
+            }
+            if self.abort.load(Ordering::SeqCst) {
+                stop = Some(self.aborted());
+                return false;
+            }
+            reported += bytes;
+            let _ = self.events.send(Event::Bytes(bytes));
+            true
+        });
+        if let Err(e) = rebuilt {
+            return Err(stop.unwrap_or_else(|| e.into()));
+        }
+        if expected > reported {
+            let _ = self.events.send(Event::Bytes(expected - reported));
+        }
+        // Hashed from the page cache while the disk writes it back, then fsynced.
+        let written = hash_file(&dst, self.digest, &mut |_| {})
+            .map_err(|e| write_failure(&dst, "reading back", e))?;
+        let file = File::open(&dst).map_err(|e| write_failure(&dst, "syncing", e))?;
+        file.sync_all()
+            .map_err(|e| write_failure(&dst, "syncing", e))?;
+        // The copy is on disk: its pages need not take the service's room in the page cache.
+        let _ = nix::fcntl::posix_fadvise(
+            &file,
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        );
+        Ok(written)
+    }
+
+    /// Drain LMDB's compacting copy of `rel` from its pipe into the backup.
+    fn compact(&self, started: Started, rel: &str, expected: u64) -> Result<Written, Failure> {
+        let dst = self.partial.join(rel).join("data.mdb");
+        let Started { pipe, thread } = started;
+        let drained = self.drain(&pipe, &dst, expected);
         // Closing the pipe stops a copy that is still writing (after a failure).
         drop(pipe);
         let copied = thread.join();
         let written = drained?;
         match copied {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Failure::failed(e.to_string())),
-            Err(_) => return Err(Failure::failed(format!("{rel}: the copy panicked"))),
+            Ok(Ok(())) => Ok(written),
+            Ok(Err(e)) => Err(Failure::failed(e.to_string())),
+            Err(_) => Err(Failure::failed(format!("{rel}: the copy panicked"))),
         }
-        if let Ok(meta) = fs::metadata(self.src.join(&rel).join("data.mdb")) {
-            let _ = fs::set_permissions(&dst, meta.permissions());
-        }
-        // The copy's own counts: the snapshot it holds, whatever the source did since.
-        let copy = Slab::open_snapshot(self.partial.join(&rel))?;
-        let dbs = copy.stats()?.dbs;
-        drop(copy);
-        let path = format!("{rel}/data.mdb");
-        Ok(Done::Env(EnvEntry { path: rel, dbs }, entry(path, written)))
     }
 
     /// Hash what comes out of the pipe while writer threads put it on disk at `dst`; fsync
@@ -1205,6 +1324,7 @@ mod tests {
             events,
             limit: None,
             digest: HashKind::Blake3,
+            rebuild: false,
         };
         (worker, rx)
     }

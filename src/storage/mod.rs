@@ -20,6 +20,7 @@
 
 mod db;
 mod gate;
+mod rebuild;
 mod seqn;
 mod slab;
 #[cfg(test)]
@@ -30,6 +31,7 @@ pub use gate::{
     AppendLogRegistration, HoldError, LogCut, SnapshotPoint, WriteGate, WriteHold, WriteShare,
     register_append_log, write_gate,
 };
+pub use rebuild::RebuildSnapshot;
 pub use seqn::{Seqn, SeqnIter};
 pub use slab::{DbStats, ReadTxn, Slab, SlabOptions, SlabStats, WriteTxn, clear_stale_readers};
 
@@ -166,7 +168,7 @@ pub enum StorageError {
         /// How long the resize waited.
         waited: std::time::Duration,
     },
-    /// The caller aborted a write transaction (see [`WriteTxn::abort_with`]).
+    /// The caller aborted a write transaction (see [`WriteTxn::abort_with`]) or a copy.
     #[error("{}: transaction aborted: {reason}", path.display())]
     Aborted {
         /// The environment directory.

@@ -446,7 +446,7 @@ impl Slab {
     }
 
     /// Open a database (the main one for `None`) without creating it.
-    fn open_existing(
+    pub(super) fn open_existing(
         &self,
         name: Option<&str>,
     ) -> Result<Option<heed::Database<'static, Bytes, Bytes>>> {
@@ -467,7 +467,7 @@ impl Slab {
         }
     }
 
-    fn main_db(&self) -> Result<heed::Database<'static, Bytes, Bytes>> {
+    pub(super) fn main_db(&self) -> Result<heed::Database<'static, Bytes, Bytes>> {
         self.open_existing(None)?
             .ok_or_else(|| self.no_such_db("(main)"))
     }
@@ -486,6 +486,12 @@ impl Slab {
                     .ok_or_else(|| self.no_such_db(name)),
             }
         })
+    }
+
+    /// The size of the environment's map (what a copy keeps as its own).
+    pub(super) fn map_size(&self) -> Result<usize> {
+        // env.info() reads the meta pages in the map, so it needs an open transaction's gate.
+        self.read(|_| Ok(self.inner.env.info().map_size))
     }
 
     /// Entry counts of every named database and the environment's map info.
@@ -695,7 +701,12 @@ impl Slab {
         }
     }
 
-    fn lmdb(&self, db: Option<&str>, op: &'static str, source: heed::Error) -> StorageError {
+    pub(super) fn lmdb(
+        &self,
+        db: Option<&str>,
+        op: &'static str,
+        source: heed::Error,
+    ) -> StorageError {
         StorageError::Lmdb {
             path: self.inner.path.clone(),
             db: db.map(str::to_owned),
@@ -709,7 +720,7 @@ fn is_mdb(err: &heed::Error, which: MdbError) -> bool {
     matches!(err, heed::Error::Mdb(e) if std::mem::discriminant(e) == std::mem::discriminant(&which))
 }
 
-fn is_incompatible(err: &StorageError) -> bool {
+pub(super) fn is_incompatible(err: &StorageError) -> bool {
     matches!(err, StorageError::Lmdb { source, .. } if is_mdb(source, MdbError::Incompatible))
 }
 
@@ -768,11 +779,15 @@ fn round_up_mib(size: usize) -> usize {
 /// The DUPSORT flag of an `MDB_db` record (`md_flags` is the native-endian u16 at offset 4),
 /// or `None` if `value` is not shaped like one.
 fn record_dupsort(value: &[u8]) -> Option<bool> {
+    record_flags(value).map(|flags| u32::from(flags) & DatabaseFlags::DUP_SORT.bits() != 0)
+}
+
+/// The flags stored in a named database's record (`MDB_db.md_flags`), if `value` is one.
+pub(super) fn record_flags(value: &[u8]) -> Option<u16> {
     if value.len() != DB_RECORD_LEN {
         return None;
     }
-    let flags = u16::from_ne_bytes([value[4], value[5]]);
-    Some(u32::from(flags) & DatabaseFlags::DUP_SORT.bits() != 0)
+    Some(u16::from_ne_bytes([value[4], value[5]]))
 }
 
 /// Keeps map resizes away from live transactions: LMDB may only remap while no transaction of

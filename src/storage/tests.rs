@@ -672,3 +672,229 @@ fn another_process_grows_the_map() -> Result<()> {
     assert!(slab.stats()?.map_size > 1 << 20);
     slab.write(|w| db.put(w, b"mine", b"2"))
 }
+
+/// Every database of the environment at `path`, as heed sees it: name, stored flags, records.
+type Dump = Vec<(String, u32, Vec<(Vec<u8>, Vec<u8>)>)>;
+
+fn dump(path: &Path) -> Dump {
+    let slab = Slab::open_snapshot(path).expect("open");
+    let main = slab.main_db().expect("main");
+    let flags: Vec<(String, u16)> = slab
+        .read(|r| {
+            let mut out = Vec::new();
+            for entry in main.iter(&r.txn).expect("iter") {
+                let (k, v) = entry.expect("entry");
+                let name = String::from_utf8(k.to_vec()).expect("name");
+                out.push((name, slab::record_flags(v).expect("a database record")));
+            }
+            Ok(out)
+        })
+        .expect("list");
+    flags
+        .into_iter()
+        .map(|(name, flags)| {
+            let db = slab.open_existing(Some(&name)).expect("open").expect("db");
+            let records = slab
+                .read(|r| {
+                    Ok(db
+                        .iter(&r.txn)
+                        .expect("iter")
+                        .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).expect("entry"))
+                        .collect())
+                })
+                .expect("read");
+            (name, u32::from(flags), records)
+        })
+        .collect()
+}
+
+/// An environment made with heed directly: databases with every kind of flag, filled in
+/// random order and then mostly deleted.
+// The integer flags themselves are what the rebuild must keep, so they are set as flags.
+#[allow(deprecated)]
+fn heed_env(path: &Path) {
+    use heed::{DatabaseFlags as F, EnvOpenOptions};
+    std::fs::create_dir_all(path).expect("mkdir");
+    let mut o = EnvOpenOptions::new().read_txn_without_tls();
+    o.map_size(64 << 20).max_dbs(8);
+    // SAFETY: a new environment that only this test opens.
+    let env = unsafe { o.open(path) }.expect("open");
+    let kinds = [
+        ("plain", F::empty()),
+        ("dups", F::DUP_SORT),
+        ("intkeys", F::INTEGER_KEY),
+        ("fixed", F::DUP_SORT | F::DUP_FIXED | F::INTEGER_DUP),
+        ("reversed", F::REVERSE_KEY | F::DUP_SORT | F::REVERSE_DUP),
+    ];
+    for (name, flags) in kinds {
+        let db = create_db(&env, Some(name), flags);
+        let mut w = env.write_txn().expect("write");
+        for i in 0..4000u64 {
+            let n = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+            let key = if name == "intkeys" {
+                n.to_ne_bytes().to_vec()
+            } else if flags.contains(F::DUP_SORT) {
+                format!("k{}", n % 700).into_bytes()
+            } else {
+                format!("k{n}").into_bytes()
+            };
+            let value = if name == "fixed" {
+                n.to_ne_bytes().to_vec()
+            } else {
+                vec![(n % 251) as u8; 100 + (n % 50) as usize]
+            };
+            db.put(&mut w, &key, &value).expect("put");
+        }
+        let doomed: Vec<(Vec<u8>, Vec<u8>)> = db
+            .iter(&w)
+            .expect("iter")
+            .enumerate()
+            .filter(|(i, _)| i % 4 != 0)
+            .map(|(_, e)| e.map(|(k, v)| (k.to_vec(), v.to_vec())).expect("entry"))
+            .collect();
+        for (k, v) in doomed {
+            db.delete_one_duplicate(&mut w, &k, &v).expect("delete");
+        }
+        w.commit().expect("commit");
+    }
+}
+
+fn create_db<'e>(
+    env: &'e heed::Env<heed::WithoutTls>,
+    name: Option<&str>,
+    flags: heed::DatabaseFlags,
+) -> heed::Database<'e, heed::types::Bytes, heed::types::Bytes> {
+    let w = env.write_txn().expect("write");
+    env.create_databases_and_commit(w, |opener, w| {
+        let mut options = opener.database_options().types();
+        options.flags(flags);
+        if let Some(name) = name {
+            options.name(name);
+        }
+        options
+            .create(w)
+            .map(heed::CommitOrAbort::<_, std::convert::Infallible>::Commit)
+    })
+    .expect("create")
+    .unwrap_commit()
+}
+
+#[test]
+fn a_rebuilt_copy_holds_every_record_and_flag_in_full_pages() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.lmdb");
+    heed_env(&src);
+    let slab = Slab::open_readonly(&src)?;
+    let rebuilt = dir.path().join("rebuilt");
+    std::fs::create_dir(&rebuilt).expect("mkdir");
+    let mut told = 0;
+    slab.rebuild_snapshot()?
+        .expect("only named databases")
+        .write_to(&rebuilt, &mut |bytes| {
+            told += bytes;
+            true
+        })?;
+    // Only the data file: no lock file beside it.
+    let names: Vec<_> = std::fs::read_dir(&rebuilt)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["data.mdb"]);
+    let original = dump(&src);
+    assert_eq!(original.len(), 5);
+    assert!(original.iter().all(|(_, _, records)| records.len() > 400));
+    assert_eq!(dump(&rebuilt), original);
+    // Written in many small transactions, each ending between two keys, the copy is the same.
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).expect("mkdir");
+    let mut snapshot = slab.rebuild_snapshot()?.expect("snapshot");
+    snapshot.commit_bytes = 2000;
+    let mut commits = 0;
+    snapshot.write_to(&small, &mut |_| {
+        commits += 1;
+        true
+    })?;
+    assert!(commits > 50, "{commits} commits");
+    assert_eq!(dump(&small), original);
+    let records: u64 = original
+        .iter()
+        .flat_map(|(_, _, r)| r.iter().map(|(k, v)| (k.len() + v.len()) as u64))
+        .sum();
+    assert_eq!(told, records);
+
+    // Smaller than LMDB's compacting copy, which keeps each page as full as it was.
+    let compacted = dir.path().join("compacted");
+    let compacted_size = slab.copy_compacted_to(&compacted)?;
+    let rebuilt_size = std::fs::metadata(rebuilt.join("data.mdb"))
+        .expect("stat")
+        .len();
+    assert!(
+        rebuilt_size * 3 < compacted_size * 2,
+        "rebuilt {rebuilt_size} vs compacted {compacted_size}"
+    );
+    // An existing copy is never overwritten.
+    let err = slab
+        .rebuild_snapshot()?
+        .expect("snapshot")
+        .write_to(&rebuilt, &mut |_| true)
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Exists { .. }), "{err}");
+    Ok(())
+}
+
+#[test]
+fn a_rebuild_holds_its_snapshot_and_stops_when_told() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slab = Slab::open(dir.path().join("src.lmdb"), SlabOptions::default())?;
+    let db = slab.db("items", false)?;
+    let put = |from: u32, to: u32| {
+        slab.write(|w| {
+            for i in from..to {
+                db.put(w, &i.to_be_bytes(), &[1u8; 1000])?;
+            }
+            Ok(())
+        })
+    };
+    put(0, 100)?;
+    let snapshot = slab.rebuild_snapshot()?.expect("snapshot");
+    put(100, 200)?;
+    let first = dir.path().join("first");
+    std::fs::create_dir(&first).expect("mkdir");
+    snapshot.write_to(&first, &mut |_| true)?;
+    let copy = Slab::open_snapshot(&first)?;
+    assert_eq!(copy.stats()?.dbs[0].entries, 100);
+    drop(copy);
+
+    // Told to stop (at its first commit, after 16 MiB), the copy ends with an error.
+    put(200, 20_000)?;
+    let stopped = dir.path().join("stopped");
+    std::fs::create_dir(&stopped).expect("mkdir");
+    let err = slab
+        .rebuild_snapshot()?
+        .expect("snapshot")
+        .write_to(&stopped, &mut |_| false)
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Aborted { .. }), "{err}");
+    Ok(())
+}
+
+#[test]
+fn an_environment_with_plain_keys_in_its_main_database_is_not_rebuilt() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.lmdb");
+    std::fs::create_dir_all(&path).expect("mkdir");
+    {
+        let mut o = heed::EnvOpenOptions::new().read_txn_without_tls();
+        o.max_dbs(4);
+        // SAFETY: a new environment that only this test opens.
+        let env = unsafe { o.open(&path) }.expect("open");
+        let main = create_db(&env, None, heed::DatabaseFlags::empty());
+        let mut w = env.write_txn().expect("write");
+        main.put(&mut w, b"layer:model:version", b"\x01")
+            .expect("put");
+        w.commit().expect("commit");
+    }
+    let slab = Slab::open_readonly(&path)?;
+    assert!(slab.rebuild_snapshot()?.is_none());
+    Ok(())
+}
