@@ -14,7 +14,7 @@
 //! else (plain keys in the unnamed database, as Synapse 0.1.x writes) gets LMDB's compacting
 //! copy instead: [`Slab::rebuild_snapshot`] says which.
 
-use super::slab::{ReadTxn, is_incompatible, record_flags};
+use super::slab::{ReadTxn, is_incompatible};
 use super::{Result, Slab, StorageError};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, DatabaseFlags, EnvFlags, EnvOpenOptions, OnCommit, PutFlags};
@@ -64,22 +64,10 @@ impl Slab {
     /// `None` when the environment holds anything besides named databases (copy it with
     /// [`Slab::copy_compacted_to_fd`] then). The snapshot is the moment of this call.
     pub fn rebuild_snapshot(&self) -> Result<Option<RebuildSnapshot>> {
-        let main = self.main_db()?;
-        let records = self.read(|rtxn| {
-            let iter = main
-                .iter(&rtxn.txn)
-                .map_err(|e| self.lmdb(None, "list databases", e))?;
-            let mut out = Vec::new();
-            for entry in iter {
-                let (key, value) = entry.map_err(|e| self.lmdb(None, "list databases", e))?;
-                let name = std::str::from_utf8(key).ok().map(str::to_owned);
-                out.push((name, record_flags(value)));
-            }
-            Ok(out)
-        })?;
+        let records = self.main_keys()?;
         let mut dbs = Vec::with_capacity(records.len());
-        for (name, flags) in records {
-            let (Some(name), Some(flags)) = (name, flags) else {
+        for (key, flags) in records {
+            let (Ok(name), Some(flags)) = (String::from_utf8(key), flags) else {
                 return Ok(None);
             };
             // A plain key that merely looks like a database record is not one.
@@ -98,6 +86,7 @@ impl Slab {
         // Handles opened after a read transaction began are not valid in it, so the snapshot
         // begins last; a database made in between is not in it, and then the copy is LMDB's.
         let map_size = self.map_size()?;
+        let main = self.main_db()?;
         let txn = self.read_txn()?;
         let in_snapshot = main
             .len(&txn.txn)

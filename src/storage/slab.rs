@@ -292,27 +292,31 @@ impl Slab {
         Ok(self.db_list()?.into_iter().map(|(name, _)| name).collect())
     }
 
-    /// Each named database with its stored DUPSORT flag, sorted by name.
-    fn db_list(&self) -> Result<Vec<(String, bool)>> {
+    /// Every key of the unnamed (main) database with the flags of the database record it
+    /// holds, if it holds one: named databases are keys whose value is an MDB_db record.
+    pub(super) fn main_keys(&self) -> Result<Vec<(Vec<u8>, Option<u16>)>> {
         let main = self.main_db()?;
-        // Named databases are keys of the main database whose value is an MDB_db record.
-        let candidates = self.read(|rtxn| {
+        self.read(|rtxn| {
             let iter = main
                 .iter(&rtxn.txn)
                 .map_err(|e| self.lmdb(None, "list databases", e))?;
             let mut out = Vec::new();
             for entry in iter {
                 let (key, value) = entry.map_err(|e| self.lmdb(None, "list databases", e))?;
-                if let (Ok(name), Some(dupsort)) = (std::str::from_utf8(key), record_dupsort(value))
-                    && !name.is_empty()
-                    && !name.contains('\0')
-                {
-                    out.push((name.to_owned(), dupsort));
-                }
+                out.push((key.to_vec(), record_flags(value)));
             }
             Ok(out)
-        })?;
-        let mut names = Vec::with_capacity(candidates.len());
+        })
+    }
+
+    /// Each named database with its stored DUPSORT flag, sorted by name.
+    fn db_list(&self) -> Result<Vec<(String, bool)>> {
+        let candidates = self.main_keys()?.into_iter().filter_map(|(key, flags)| {
+            let name = String::from_utf8(key).ok()?;
+            let dupsort = u32::from(flags?) & DatabaseFlags::DUP_SORT.bits() != 0;
+            (!name.is_empty() && !name.contains('\0')).then_some((name, dupsort))
+        });
+        let mut names = Vec::new();
         for (name, dupsort) in candidates {
             // A plain key that merely looks like a record fails with MDB_INCOMPATIBLE.
             match self.open_existing(Some(&name)) {

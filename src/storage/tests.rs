@@ -678,18 +678,15 @@ type Dump = Vec<(String, u32, Vec<(Vec<u8>, Vec<u8>)>)>;
 
 fn dump(path: &Path) -> Dump {
     let slab = Slab::open_snapshot(path).expect("open");
-    let main = slab.main_db().expect("main");
     let flags: Vec<(String, u16)> = slab
-        .read(|r| {
-            let mut out = Vec::new();
-            for entry in main.iter(&r.txn).expect("iter") {
-                let (k, v) = entry.expect("entry");
-                let name = String::from_utf8(k.to_vec()).expect("name");
-                out.push((name, slab::record_flags(v).expect("a database record")));
-            }
-            Ok(out)
+        .main_keys()
+        .expect("list")
+        .into_iter()
+        .map(|(key, flags)| {
+            let name = String::from_utf8(key).expect("name");
+            (name, flags.expect("a database record"))
         })
-        .expect("list");
+        .collect();
     flags
         .into_iter()
         .map(|(name, flags)| {
