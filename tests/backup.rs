@@ -9,7 +9,8 @@ mod common;
 mod fixture;
 
 use common::{
-    CortexWrite, Daemon, NotifySocket, PyCortex, ROOT_PASSWD, SynService, free_port, syn, syn_bin,
+    CortexWrite, Daemon, NotifySocket, PyCortex, ROOT_PASSWD, RunOut, SynService, free_port,
+    run_bounded, syn, syn_bin,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -943,6 +944,58 @@ fn refusals_and_stops_have_their_own_exit_codes() {
         assert!(rest.last().unwrap().contains("\"error\""), "{rest:?}");
         assert!(!t("int").exists() && !t("int.partial").exists());
     }
+}
+
+/// `syn backup SRC DST` with `SYN_BACKUP_REBUILD` set to `value`.
+fn backup_with_rebuild_env(src: &Path, dst: &Path, value: &str) -> RunOut {
+    let mut cmd = Command::new(syn_bin());
+    cmd.args(["backup", s(src), s(dst)])
+        .env("SYN_BACKUP_REBUILD", value);
+    run_bounded(cmd, Duration::from_secs(60)).expect("run syn")
+}
+
+#[test]
+fn syn_backup_rebuild_from_the_environment_makes_a_smaller_backup() {
+    // Deleting every other record leaves the pages half empty.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("svc");
+    let (svc, rt) = filled_fixture(&dir, 3000, 500);
+    call(&rt, &svc.url(), "trim", vec![2i64.into()]);
+    for _ in 0..3 {
+        call(&rt, &svc.url(), "put", vec![]);
+    }
+    svc.stop();
+    let env = "slabs/alpha.lmdb/data.mdb";
+    let size = |dst: &Path| fs::metadata(dst.join(env)).unwrap().len();
+    let compacted = tmp.path().join("compacted");
+    let out = backup_with_rebuild_env(&dir, &compacted, "0");
+    assert!(out.ok(), "{}", out.describe());
+    let rebuilt = tmp.path().join("rebuilt");
+    let out = backup_with_rebuild_env(&dir, &rebuilt, "yes");
+    assert!(out.ok(), "{}", out.describe());
+    assert!(
+        size(&rebuilt) * 10 < size(&compacted) * 9,
+        "rebuilt {} vs compacted {}",
+        size(&rebuilt),
+        size(&compacted)
+    );
+    let out = syn(&["backup", "verify", s(&rebuilt)]);
+    assert!(out.ok(), "{}", out.describe());
+    assert_eq!(
+        seqs_in(&rebuilt.join("slabs/alpha.lmdb")),
+        seqs_in(&dir.join("slabs/alpha.lmdb"))
+    );
+
+    // A value that is neither on nor off is a usage error, and nothing is written.
+    let refused = tmp.path().join("refused");
+    let out = backup_with_rebuild_env(&dir, &refused, "maybe");
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+    assert!(
+        out.stderr.contains("SYN_BACKUP_REBUILD"),
+        "{}",
+        out.describe()
+    );
+    assert!(!refused.exists());
 }
 
 #[test]

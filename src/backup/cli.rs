@@ -1,6 +1,6 @@
 //! The `syn backup` and `syn restore` commands: arguments, signals, exit codes.
 
-use super::copy::{BackupOptions, backup};
+use super::copy::{BackupOptions, REBUILD_ENV, backup, rebuild_from_env};
 use super::limit::{LIMIT_RATE_ENV, limit_rate_from_env, parse_rate};
 use super::manifest::HashKind;
 use super::prune::{KeepPolicy, list, prune};
@@ -124,13 +124,13 @@ pub fn backup_command() -> Command {
             Arg::new("rebuild")
                 .long("rebuild")
                 .action(ArgAction::SetTrue)
-                .help(
+                .help(format!(
                     "write every environment's records again in key order instead of LMDB's \
                      compacting copy: every page comes out full, so the backup is smaller \
                      (a third to two thirds after many deletions or random inserts), at the \
                      cost of more CPU time (about 3x the time for small records; see \
-                     docs/backups.md)",
-                ),
+                     docs/backups.md); default: ${REBUILD_ENV} (1 or 0), else off"
+                )),
         )
         .arg(
             Arg::new("verify")
@@ -341,6 +341,13 @@ pub fn run_backup(m: &ArgMatches) -> i32 {
                     }
                 },
             };
+            let rebuild = match rebuild_from_env() {
+                Ok(from_env) => m.get_flag("rebuild") || from_env,
+                Err(e) => {
+                    reporter.error(&Failure::new(Exit::Usage, e));
+                    return Exit::Usage.code();
+                }
+            };
             let opts = BackupOptions {
                 src: dir(m, "srcdir"),
                 dst: dir(m, "dstdir"),
@@ -356,7 +363,7 @@ pub fn run_backup(m: &ArgMatches) -> i32 {
                     Some("sha256") => HashKind::Sha256,
                     _ => HashKind::Blake3,
                 },
-                rebuild: m.get_flag("rebuild"),
+                rebuild,
             };
             let result = backup(&opts, &mut reporter, &interrupted);
             finish(&mut reporter, result, |outcome| outcome.exit)

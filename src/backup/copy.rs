@@ -56,6 +56,22 @@ const BEGIN_POLL: Duration = Duration::from_millis(1);
 /// Room asked for beyond the estimate: estimates of duplicate-heavy databases run low.
 const SPACE_MARGIN_DIVISOR: u64 = 20;
 
+/// The environment variable that turns `--rebuild` on for every backup (`1`, `true`, `yes`,
+/// `on`) or leaves it off (`0`, `false`, `no`, `off`, empty or unset).
+pub const REBUILD_ENV: &str = "SYN_BACKUP_REBUILD";
+
+/// Whether [`REBUILD_ENV`] asks for rebuilt environments.
+pub fn rebuild_from_env() -> Result<bool, String> {
+    let text = std::env::var(REBUILD_ENV).unwrap_or_default();
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!(
+            "{REBUILD_ENV}: {other:?} is neither on (1, true, yes) nor off (0, false, no)"
+        )),
+    }
+}
+
 /// What to back up, where, and within which limits.
 #[derive(Clone, Debug)]
 pub struct BackupOptions {

@@ -34,7 +34,7 @@ mod report;
 mod restore;
 mod verify;
 
-pub use copy::{BackupOptions, Outcome, backup};
+pub use copy::{BackupOptions, Outcome, REBUILD_ENV, backup, rebuild_from_env};
 pub use prune::{Action, Entry, KeepPolicy, Listed, catalog, list, plan_prune, prune};
 pub use report::{Output, Progress, Reporter};
 pub use restore::{RestoreOptions, Restored, restore};

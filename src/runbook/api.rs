@@ -446,7 +446,7 @@ fn register_backups(engine: &mut Engine, runner: &Arc<Runner>) {
                     verify: false,
                     limit_rate: backup::limit::limit_rate_from_env()?,
                     digest: backup::manifest::HashKind::Blake3,
-                    rebuild: false,
+                    rebuild: backup::rebuild_from_env()?,
                 };
                 let outcome = backup::backup(&opts, &mut r.reporter(), &r.interrupted)
                     .map_err(|f| f.message)?;
