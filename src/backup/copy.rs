@@ -1,17 +1,18 @@
 //! `syn backup SRCDIR DSTDIR`: the copy itself.
 //!
-//! An environment that holds only named databases (every syn and Python Synapse 2.x slab) is
-//! rebuilt: its records are written again in key order into a new environment from one read
-//! snapshot ([`RebuildSnapshot`]), which fills every page, so the copy is smaller than LMDB's
-//! compacting copy and takes less writing; the file is then fsynced and hashed. Any other
-//! environment gets LMDB's compacting copy into a pipe: a worker hashes what comes out while
-//! writer threads put earlier chunks on disk with O_DIRECT (as `mdb_copy` does; unlike
-//! `mdb_copy`, several writes are in flight at once, into a file allocated to the copy's size
-//! beforehand). For a live backup every environment's read snapshot begins while the
-//! service's writes are held (a compacting copy's before its first byte comes out of the
-//! pipe), and the hold is released as soon as all have begun: from then on the copies read
-//! their snapshots while the service writes on. Under `--limit-rate` every chunk (of an
-//! environment or a file) waits for its turn at the shared [`RateLimit`] before it is written.
+//! By default every environment is copied by LMDB's compacting copy into a pipe: a worker
+//! hashes what comes out while writer threads put earlier chunks on disk with O_DIRECT (as
+//! `mdb_copy` does: the copy goes straight to the disk and does not push the service's pages
+//! out of the page cache; unlike `mdb_copy`, several writes are in flight at once, into a file
+//! allocated to the copy's size beforehand). With `--rebuild`, an environment that holds only
+//! named databases (every syn and Python Synapse 2.x slab) is rebuilt instead: its records are
+//! written again in key order into a new environment from one read snapshot
+//! ([`RebuildSnapshot`]), which fills every page, and the file is hashed and fsynced after.
+//! For a live backup every environment's read snapshot begins while the service's writes are
+//! held (a compacting copy's before its first byte comes out of the pipe), and the hold is
+//! released as soon as all have begun: from then on the copies read their snapshots while the
+//! service writes on. Under `--limit-rate` every chunk of a compacting copy or a file, and
+//! every transaction of a rebuild, waits for its turn at the shared [`RateLimit`].
 
 use super::fsutil::{
     Aligned, CHUNK, DIRECT_ALIGN, DirLock, DirUse, Hasher, HashingWriter, Written,

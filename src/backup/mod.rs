@@ -1,7 +1,8 @@
 //! Backups an operator can trust: `syn backup`, `syn backup verify|list|prune` and `syn restore`.
 //!
 //! A backup is a copy of a whole service directory in which every LMDB environment is a
-//! compacted copy (free pages left out, pages renumbered: a defragmented copy) and every other
+//! compacted copy (free pages left out, pages renumbered: a defragmented copy; with
+//! `--rebuild`, its records written again into full pages) and every other
 //! file is copied as it is; `tmp/` directories, the top-level `backups/` directory, sockets and
 //! LMDB lock files are left out. Beside the data, `syn-backup.json` (the [`manifest`]) records
 //! every file's size and BLAKE3 digest (SHA-256 in format 1 manifests, which are still read),
