@@ -150,7 +150,9 @@ impl Drop for WriteShare {
         if depth == 0 {
             let mut state = self.gate.lock();
             state.writers -= 1;
-            if state.writers == 0 {
+            // Only a pending hold waits for the last writer; a notify costs a system call even
+            // when nobody waits, and shares come and go with every write.
+            if state.writers == 0 && state.hold == HoldState::Pending {
                 self.gate.changed.notify_all();
             }
         }

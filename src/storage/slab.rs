@@ -826,7 +826,9 @@ impl Gate {
     fn leave(&self) {
         let mut state = lock(&self.state);
         state.active -= 1;
-        if state.active == 0 {
+        // Only a resize waits for the last ticket; a notify costs a system call even when
+        // nobody waits, and tickets come and go with every transaction.
+        if state.active == 0 && state.resizing {
             self.changed.notify_all();
         }
     }
