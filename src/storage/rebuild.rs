@@ -14,7 +14,7 @@
 //! else (plain keys in the unnamed database, as Synapse 0.1.x writes) gets LMDB's compacting
 //! copy instead: [`Slab::rebuild_snapshot`] says which.
 
-use super::slab::{ReadTxn, is_incompatible};
+use super::slab::{NamedDb, ReadTxn};
 use super::{Result, Slab, StorageError};
 use heed::types::Bytes;
 use heed::{CommitOrAbort, DatabaseFlags, EnvFlags, EnvOpenOptions, OnCommit, PutFlags};
@@ -30,7 +30,7 @@ pub struct RebuildSnapshot {
     /// Record bytes a transaction of the copy holds ([`COMMIT_BYTES`]; tests make it small).
     pub(super) commit_bytes: u64,
     map_size: usize,
-    dbs: Vec<SourceDb>,
+    dbs: Vec<NamedDb>,
     txn: ReadTxn,
 }
 
@@ -52,36 +52,14 @@ impl<D: OnCommit> OnCommit for Created<D> {
     }
 }
 
-/// A named database of the source and its stored flags.
-struct SourceDb {
-    name: String,
-    flags: DatabaseFlags,
-    db: heed::Database<'static, Bytes, Bytes>,
-}
-
 impl Slab {
     /// Begin a read snapshot of every named database for [`RebuildSnapshot::write_to`], or
     /// `None` when the environment holds anything besides named databases (copy it with
     /// [`Slab::copy_compacted_to_fd`] then). The snapshot is the moment of this call.
     pub fn rebuild_snapshot(&self) -> Result<Option<RebuildSnapshot>> {
-        let records = self.main_keys()?;
-        let mut dbs = Vec::with_capacity(records.len());
-        for (key, flags) in records {
-            let (Ok(name), Some(flags)) = (String::from_utf8(key), flags) else {
-                return Ok(None);
-            };
-            // A plain key that merely looks like a database record is not one.
-            let db = match self.open_existing(Some(&name)) {
-                Ok(Some(db)) => db,
-                Ok(None) => return Ok(None),
-                Err(e) if is_incompatible(&e) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            dbs.push(SourceDb {
-                name,
-                flags: DatabaseFlags::from_bits_truncate(u32::from(flags)),
-                db,
-            });
+        let (dbs, only_named) = self.named_dbs()?;
+        if !only_named {
+            return Ok(None);
         }
         // Handles opened after a read transaction began are not valid in it, so the snapshot
         // begins last; a database made in between is not in it, and then the copy is LMDB's.
@@ -154,7 +132,7 @@ impl RebuildSnapshot {
                 let mut made = Vec::with_capacity(self.dbs.len());
                 for src in &self.dbs {
                     let mut options = opener.database_options().types::<Bytes, Bytes>();
-                    options.name(&src.name).flags(src.flags);
+                    options.name(&src.name).flags(flags_of(src));
                     made.push(options.create(wtxn)?);
                 }
                 first = self.fill_from(&made, wtxn, Resume::default(), lmdb);
@@ -203,7 +181,7 @@ impl RebuildSnapshot {
                 (Some(key), true) => Bound::Excluded(key.as_slice()),
                 _ => Bound::Unbounded,
             };
-            let dupsort = src.flags.contains(DatabaseFlags::DUP_SORT);
+            let dupsort = flags_of(src).contains(DatabaseFlags::DUP_SORT);
             let mut last_key: Option<&[u8]> = None;
             for entry in src
                 .db
@@ -237,6 +215,11 @@ impl RebuildSnapshot {
             reason: "the copy was stopped".into(),
         }
     }
+}
+
+/// A source database's stored flags, as heed takes them.
+fn flags_of(db: &NamedDb) -> DatabaseFlags {
+    DatabaseFlags::from_bits_truncate(u32::from(db.flags))
 }
 
 /// Ask the kernel to start writing the copy's dirty pages now, so that the disk works while

@@ -292,11 +292,13 @@ impl Slab {
         Ok(self.db_list()?.into_iter().map(|(name, _)| name).collect())
     }
 
-    /// Every key of the unnamed (main) database with the flags of the database record it
-    /// holds, if it holds one: named databases are keys whose value is an MDB_db record.
-    pub(super) fn main_keys(&self) -> Result<Vec<(Vec<u8>, Option<u16>)>> {
+    /// The named databases (sorted by name) with their stored flags and handles, and whether
+    /// the unnamed (main) database holds nothing else. Named databases are keys of the main
+    /// database whose value is an MDB_db record; a plain key that merely looks like one fails
+    /// to open with MDB_INCOMPATIBLE.
+    pub(super) fn named_dbs(&self) -> Result<(Vec<NamedDb>, bool)> {
         let main = self.main_db()?;
-        self.read(|rtxn| {
+        let keys = self.read(|rtxn| {
             let iter = main
                 .iter(&rtxn.txn)
                 .map_err(|e| self.lmdb(None, "list databases", e))?;
@@ -306,27 +308,35 @@ impl Slab {
                 out.push((key.to_vec(), record_flags(value)));
             }
             Ok(out)
-        })
+        })?;
+        let mut only_named = true;
+        let mut named = Vec::with_capacity(keys.len());
+        for (key, flags) in keys {
+            let candidate = String::from_utf8(key)
+                .ok()
+                .filter(|name| !name.is_empty() && !name.contains('\0'))
+                .zip(flags);
+            let Some((name, flags)) = candidate else {
+                only_named = false;
+                continue;
+            };
+            match self.open_existing(Some(&name)) {
+                Ok(Some(db)) => named.push(NamedDb { name, flags, db }),
+                Ok(None) => only_named = false,
+                Err(e) if is_incompatible(&e) => only_named = false,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((named, only_named))
     }
 
     /// Each named database with its stored DUPSORT flag, sorted by name.
     fn db_list(&self) -> Result<Vec<(String, bool)>> {
-        let candidates = self.main_keys()?.into_iter().filter_map(|(key, flags)| {
-            let name = String::from_utf8(key).ok()?;
-            let dupsort = u32::from(flags?) & DatabaseFlags::DUP_SORT.bits() != 0;
-            (!name.is_empty() && !name.contains('\0')).then_some((name, dupsort))
-        });
-        let mut names = Vec::new();
-        for (name, dupsort) in candidates {
-            // A plain key that merely looks like a record fails with MDB_INCOMPATIBLE.
-            match self.open_existing(Some(&name)) {
-                Ok(Some(_)) => names.push((name, dupsort)),
-                Ok(None) => {}
-                Err(e) if is_incompatible(&e) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(names)
+        let (named, _) = self.named_dbs()?;
+        Ok(named
+            .into_iter()
+            .map(|db| (db.name, is_dupsort(db.flags)))
+            .collect())
     }
 
     /// Run `f` in a read transaction (a consistent snapshot).
@@ -450,7 +460,7 @@ impl Slab {
     }
 
     /// Open a database (the main one for `None`) without creating it.
-    pub(super) fn open_existing(
+    fn open_existing(
         &self,
         name: Option<&str>,
     ) -> Result<Option<heed::Database<'static, Bytes, Bytes>>> {
@@ -724,7 +734,7 @@ fn is_mdb(err: &heed::Error, which: MdbError) -> bool {
     matches!(err, heed::Error::Mdb(e) if std::mem::discriminant(e) == std::mem::discriminant(&which))
 }
 
-pub(super) fn is_incompatible(err: &StorageError) -> bool {
+fn is_incompatible(err: &StorageError) -> bool {
     matches!(err, StorageError::Lmdb { source, .. } if is_mdb(source, MdbError::Incompatible))
 }
 
@@ -780,18 +790,30 @@ fn round_up_mib(size: usize) -> usize {
     size.max(MIB).div_ceil(MIB).saturating_mul(MIB)
 }
 
-/// The DUPSORT flag of an `MDB_db` record (`md_flags` is the native-endian u16 at offset 4),
-/// or `None` if `value` is not shaped like one.
+/// The DUPSORT flag of an `MDB_db` record, or `None` if `value` is not shaped like one.
 fn record_dupsort(value: &[u8]) -> Option<bool> {
-    record_flags(value).map(|flags| u32::from(flags) & DatabaseFlags::DUP_SORT.bits() != 0)
+    record_flags(value).map(is_dupsort)
 }
 
-/// The flags stored in a named database's record (`MDB_db.md_flags`), if `value` is one.
-pub(super) fn record_flags(value: &[u8]) -> Option<u16> {
+/// The flags of an `MDB_db` record (`md_flags` is the native-endian u16 at offset 4), or
+/// `None` if `value` is not shaped like one.
+fn record_flags(value: &[u8]) -> Option<u16> {
     if value.len() != DB_RECORD_LEN {
         return None;
     }
     Some(u16::from_ne_bytes([value[4], value[5]]))
+}
+
+/// Whether database flags include DUPSORT.
+fn is_dupsort(flags: u16) -> bool {
+    u32::from(flags) & DatabaseFlags::DUP_SORT.bits() != 0
+}
+
+/// A named database of an environment: its name, stored flags and handle.
+pub(super) struct NamedDb {
+    pub(super) name: String,
+    pub(super) flags: u16,
+    pub(super) db: heed::Database<'static, Bytes, Bytes>,
 }
 
 /// Keeps map resizes away from live transactions: LMDB may only remap while no transaction of

@@ -678,29 +678,22 @@ type Dump = Vec<(String, u32, Vec<(Vec<u8>, Vec<u8>)>)>;
 
 fn dump(path: &Path) -> Dump {
     let slab = Slab::open_snapshot(path).expect("open");
-    let flags: Vec<(String, u16)> = slab
-        .main_keys()
-        .expect("list")
+    let (named, only_named) = slab.named_dbs().expect("list");
+    assert!(only_named);
+    named
         .into_iter()
-        .map(|(key, flags)| {
-            let name = String::from_utf8(key).expect("name");
-            (name, flags.expect("a database record"))
-        })
-        .collect();
-    flags
-        .into_iter()
-        .map(|(name, flags)| {
-            let db = slab.open_existing(Some(&name)).expect("open").expect("db");
+        .map(|named| {
             let records = slab
                 .read(|r| {
-                    Ok(db
+                    Ok(named
+                        .db
                         .iter(&r.txn)
                         .expect("iter")
                         .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).expect("entry"))
                         .collect())
                 })
                 .expect("read");
-            (name, u32::from(flags), records)
+            (named.name, u32::from(named.flags), records)
         })
         .collect()
 }
