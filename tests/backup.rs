@@ -9,8 +9,8 @@ mod common;
 mod fixture;
 
 use common::{
-    CortexWrite, Daemon, NotifySocket, PyCortex, ROOT_PASSWD, RunOut, SynService, free_port,
-    run_bounded, syn, syn_bin,
+    CortexWrite, Daemon, NotifySocket, PyCortex, ROOT_PASSWD, RunOut, SynService, free_port, syn,
+    syn_bin, syn_env,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -150,6 +150,24 @@ fn filled_fixture(dir: &Path, count: i64, size: i64) -> (FixtureProc, tokio::run
     let svc = FixtureProc::start(dir);
     let rt = runtime();
     call(&rt, &svc.url(), "fill", vec![count.into(), size.into()]);
+    (svc, rt)
+}
+
+/// A fixture service on `dir` with `count` filler records of `size` bytes in each
+/// environment, all but one in `keep_every` deleted again (a fragmented environment), then
+/// `puts` sequence writes.
+fn fragmented_fixture(
+    dir: &Path,
+    count: i64,
+    size: i64,
+    keep_every: i64,
+    puts: usize,
+) -> (FixtureProc, tokio::runtime::Runtime) {
+    let (svc, rt) = filled_fixture(dir, count, size);
+    call(&rt, &svc.url(), "trim", vec![keep_every.into()]);
+    for _ in 0..puts {
+        call(&rt, &svc.url(), "put", vec![]);
+    }
     (svc, rt)
 }
 
@@ -845,11 +863,7 @@ fn prune_keeps_the_right_verified_backups_and_never_counts_others() {
 fn a_cold_backup_restored_in_place_defragments() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("svc");
-    let (svc, rt) = filled_fixture(&dir, 20_000, 1000);
-    call(&rt, &svc.url(), "trim", vec![20i64.into()]);
-    for _ in 0..7 {
-        call(&rt, &svc.url(), "put", vec![]);
-    }
+    let (svc, rt) = fragmented_fixture(&dir, 20_000, 1000, 20, 7);
     // A restore onto a running service is refused.
     let dst = tmp.path().join("svc.compact");
     let out = syn(&["backup", s(&dir), s(&dst)]);
@@ -904,10 +918,10 @@ fn refusals_and_stops_have_their_own_exit_codes() {
     // A rate that is not one, on the command line or in the environment.
     let out = syn(&["backup", s(&dir), s(&t("r")), "--limit-rate", "fast"]);
     assert_eq!(out.code(), Some(2), "{}", out.describe());
-    let mut cmd = Command::new(syn_bin());
-    cmd.args(["backup", s(&dir), s(&t("r"))])
-        .env("SYN_BACKUP_LIMIT_RATE", "fast");
-    let out = common::run_bounded(cmd, Duration::from_secs(60)).unwrap();
+    let out = syn_env(
+        &["backup", s(&dir), s(&t("r"))],
+        &[("SYN_BACKUP_LIMIT_RATE", "fast")],
+    );
     assert_eq!(out.code(), Some(2), "{}", out.describe());
     assert!(
         out.stderr.contains("SYN_BACKUP_LIMIT_RATE"),
@@ -948,10 +962,10 @@ fn refusals_and_stops_have_their_own_exit_codes() {
 
 /// `syn backup SRC DST` with `SYN_BACKUP_REBUILD` set to `value`.
 fn backup_with_rebuild_env(src: &Path, dst: &Path, value: &str) -> RunOut {
-    let mut cmd = Command::new(syn_bin());
-    cmd.args(["backup", s(src), s(dst)])
-        .env("SYN_BACKUP_REBUILD", value);
-    run_bounded(cmd, Duration::from_secs(60)).expect("run syn")
+    syn_env(
+        &["backup", s(src), s(dst)],
+        &[("SYN_BACKUP_REBUILD", value)],
+    )
 }
 
 #[test]
@@ -959,11 +973,7 @@ fn syn_backup_rebuild_from_the_environment_makes_a_smaller_backup() {
     // Deleting every other record leaves the pages half empty.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("svc");
-    let (svc, rt) = filled_fixture(&dir, 3000, 500);
-    call(&rt, &svc.url(), "trim", vec![2i64.into()]);
-    for _ in 0..3 {
-        call(&rt, &svc.url(), "put", vec![]);
-    }
+    let (svc, _rt) = fragmented_fixture(&dir, 3000, 500, 2, 3);
     svc.stop();
     let env = "slabs/alpha.lmdb/data.mdb";
     let size = |dst: &Path| fs::metadata(dst.join(env)).unwrap().len();

@@ -998,8 +998,15 @@ impl SynService {
 
 /// Run `syn ARGS...` to completion (bounded at 60 s).
 pub fn syn(args: &[&str]) -> RunOut {
+    syn_env(args, &[])
+}
+
+/// Run `syn ARGS...` with the environment variables `vars` set, to completion (bounded at
+/// 60 s).
+pub fn syn_env(args: &[&str], vars: &[(&str, &str)]) -> RunOut {
     let mut cmd = Command::new(syn_bin());
     cmd.args(args).env_remove("RUST_LOG");
+    cmd.envs(vars.iter().copied());
     run_bounded(cmd, Duration::from_secs(60)).expect("run syn")
 }
 
