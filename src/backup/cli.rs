@@ -127,8 +127,8 @@ pub fn backup_command() -> Command {
                 .help(format!(
                     "write every environment's records again in key order instead of LMDB's \
                      compacting copy: every page comes out full, so the backup is smaller \
-                     (a third to two thirds after many deletions or random inserts), at the \
-                     cost of more CPU time (about 3x the time for small records; see \
+                     (by a quarter to two thirds after many deletions or random inserts), at \
+                     the cost of more CPU time (about 4x the time for small records; see \
                      docs/backups.md); default: ${REBUILD_ENV} (1 or 0), else off"
                 )),
         )
