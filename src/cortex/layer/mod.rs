@@ -241,6 +241,10 @@ struct Dbs {
     logpos: Db,
 }
 
+/// Most named databases the layer's environment holds: the 13 of [`Dbs`] and room for a few
+/// more. LMDB zeroes a table of this size at every transaction's start, so it is kept small.
+const MAX_DBS: u32 = 16;
+
 impl Dbs {
     fn open(slab: &Slab) -> SynResult<Dbs> {
         Ok(Dbs {
@@ -472,6 +476,7 @@ impl Layer {
             SlabOptions {
                 map_size: opts.map_size,
                 sync_commits: false,
+                max_dbs: MAX_DBS,
                 ..SlabOptions::default()
             },
         )?;
