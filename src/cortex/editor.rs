@@ -25,6 +25,7 @@ use std::sync::Arc;
 use crate::cell::auth::Auth;
 use crate::clock::now_ms;
 use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, ival_from_value};
+use crate::cortex::layer::Stored;
 use crate::cortex::model::{Form, Model, Norm, Prop, buid, norm::py_value_repr};
 use crate::cortex::view::{Node, PropRef, View};
 use crate::error::{SynErr, SynResult};
@@ -68,6 +69,15 @@ pub struct Editor<'a> {
     /// normalized tag and its `up` (Synapse's snap keeps such a cache too). Deleting a
     /// `syn:tag` node through the editor empties it.
     tag_nodes: RefCell<HashMap<String, (String, Option<String>)>>,
+    /// The nodes this editor's last write left (one-layer views only): reading a node just
+    /// edited needs no trip to LMDB.
+    written: RefCell<Option<Written>>,
+}
+
+/// The nodes one write left, and the write layer's version right after it.
+struct Written {
+    version: u64,
+    nodes: Vec<(Buid, Option<Node>)>,
 }
 
 impl<'a> Editor<'a> {
@@ -81,6 +91,7 @@ impl<'a> Editor<'a> {
             warned: RefCell::default(),
             auth: None,
             tag_nodes: RefCell::default(),
+            written: RefCell::default(),
         }
     }
 
@@ -200,6 +211,7 @@ impl<'a> Editor<'a> {
             Durability::Sync => layer.store(nodeedits, &meta)?,
             Durability::Deferred => layer.store_deferred(nodeedits, &meta)?,
         };
+        self.remember(&stored);
         let mut hooks = Vec::new();
         for ne in &stored.applied {
             for edit in &ne.edits {
@@ -222,6 +234,35 @@ impl<'a> Editor<'a> {
             self.sink.node_edits(&stored.applied);
         }
         Ok(stored.applied)
+    }
+
+    /// Keep the nodes a write left, when they are the whole node (a one-layer view).
+    fn remember(&self, stored: &Stored) {
+        let nodes: Option<Vec<_>> = stored
+            .sodes
+            .iter()
+            .map(|(buid, sode)| {
+                self.view
+                    .node_from_written(buid, sode.as_ref())
+                    .map(|node| (*buid, node))
+            })
+            .collect();
+        *self.written.borrow_mut() = nodes.map(|nodes| Written {
+            version: stored.version,
+            nodes,
+        });
+    }
+
+    /// The node of a buid as the view holds it: from this editor's last write while the write
+    /// layer has not changed since, read from the view otherwise.
+    pub fn node(&self, buid: &Buid) -> SynResult<Option<Node>> {
+        if let Some(written) = &*self.written.borrow()
+            && written.version == self.view.write_layer().next_offset()
+            && let Some((_, node)) = written.nodes.iter().find(|(b, _)| b == buid)
+        {
+            return Ok(node.clone());
+        }
+        self.view.node(buid)
     }
 
     /// Flush everything applied so far to disk (for [`Durability::Deferred`]).
@@ -601,7 +642,7 @@ impl<'a> Editor<'a> {
     }
 
     fn require(&self, buid: &Buid) -> SynResult<Node> {
-        self.view.node(buid)?.ok_or_else(|| {
+        self.node(buid)?.ok_or_else(|| {
             SynErr::new(
                 "NoSuchIden",
                 format!("node {} vanished while editing", hex::encode(buid)),
@@ -1132,7 +1173,7 @@ impl EditBatch<'_, '_> {
         if let Some(&at) = self.index.get(&buid) {
             return Ok(at);
         }
-        let node = self.editor.view.node(&buid)?;
+        let node = self.editor.node(&buid)?;
         let at = self.push(Proto::new(buid, form, norm.valu.clone(), node));
         let mut ops: VecDeque<Op> = Op::set_subs(at, norm.subs).collect();
         self.drain(&mut ops)?;
@@ -1744,5 +1785,93 @@ mod tests {
             "{:?}",
             sink.warnings.borrow()
         );
+    }
+
+    #[test]
+    fn nodes_an_editor_just_wrote_equal_the_view_and_follow_later_writes() {
+        let (_dir, view) = view();
+        let editor = Editor::new(&view, "root", Durability::Sync, &());
+        let held = |buid: &Buid| {
+            editor
+                .written
+                .borrow()
+                .as_ref()
+                .is_some_and(|w| w.nodes.iter().any(|(b, _)| b == buid))
+        };
+        let same = |buid: &Buid| {
+            assert!(held(buid), "the editor keeps what it wrote");
+            let kept = editor.node(buid).expect("editor");
+            assert_eq!(kept, view.node(buid).expect("view"));
+            kept
+        };
+        let node = editor
+            .add_node("inet:ipv4", &Value::from("1.2.3.4"))
+            .expect("add");
+        let ipv4 = node.buid;
+        let node = same(&ipv4).expect("node");
+        editor.set_prop(&node, "asn", &Value::Int(10)).expect("set");
+        let node = same(&ipv4).expect("node");
+        let asn = buid("inet:asn", &Value::Int(10));
+        assert_eq!(same(&asn).expect("asn node").valu, Value::Int(10));
+        editor
+            .add_tag(
+                &node,
+                "foo.bar",
+                Some(&Value::from(vec![Value::from("2019"), Value::from("2020")])),
+            )
+            .expect("tag");
+        let node = same(&ipv4).expect("node");
+        editor
+            .set_prop(&node, ".seen", &Value::from("2021"))
+            .expect("seen");
+        let node = same(&ipv4).expect("node");
+        editor.del_tag(&node, "foo.bar").expect("untag");
+        let node = same(&ipv4).expect("node");
+        assert_eq!(node.tag_names(false), vec!["foo"]);
+        editor.pop_prop(&node, "asn", false).expect("pop");
+        let node = same(&ipv4).expect("node");
+        assert_eq!(node.get("asn"), None);
+        editor.delete_node(&node, true).expect("delete");
+        assert_eq!(same(&ipv4), None);
+
+        // A write by someone else moves the layer on: the editor reads the view again.
+        let node = editor
+            .add_node("inet:ipv4", &Value::from("5.6.7.8"))
+            .expect("add");
+        assert!(held(&node.buid));
+        let other = Editor::new(&view, "root", Durability::Sync, &());
+        other
+            .set_prop(&node, "asn", &Value::Int(20))
+            .expect("other set");
+        let seen = editor.node(&node.buid).expect("read").expect("node");
+        assert_eq!(seen.get("asn"), Some(&Value::Int(20)));
+    }
+
+    #[test]
+    fn an_editor_of_a_view_of_several_layers_reads_what_it_wrote_from_the_view() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = |name: &str| Layer::open(&dir.path().join(name), name).expect("layer");
+        let (top, bottom) = (open("top"), open("bottom"));
+        let model = Model::shared().expect("model");
+        let base = View::new(bottom.clone(), model.clone());
+        let lower = Editor::new(&base, "root", Durability::Sync, &());
+        let node = lower
+            .add_node("inet:ipv4", &Value::from("1.2.3.4"))
+            .expect("add below");
+        lower
+            .set_prop(&node, "asn", &Value::Int(10))
+            .expect("set below");
+        let fork = View::stack(vec![top, bottom], model).expect("fork");
+        let editor = Editor::new(&fork, "root", Durability::Sync, &());
+        let node = editor.node(&node.buid).expect("read").expect("node");
+        editor.add_tag(&node, "t", None).expect("tag above");
+        assert!(editor.written.borrow().is_none());
+        let node = editor.node(&node.buid).expect("read").expect("node");
+        assert_eq!(
+            node.get("asn"),
+            Some(&Value::Int(10)),
+            "the lower layer's prop"
+        );
+        assert_eq!(node.tag_names(false), vec!["t"]);
     }
 }

@@ -476,6 +476,13 @@ impl View {
         node_in(&self.readers()?, buid)
     }
 
+    /// The node a write left in a one-layer view, from the write layer's storage node as
+    /// written (`sode`; `None` if it was removed). `None` for a view of several layers, whose
+    /// lower layers may hold more of the node.
+    pub fn node_from_written(&self, buid: &Buid, sode: Option<&Sode>) -> Option<Option<Node>> {
+        (self.layers.len() == 1).then(|| join_sodes(buid, sode.map_or(&[], std::slice::from_ref)))
+    }
+
     /// Several nodes, each layer read from one snapshot for all of them (one read transaction
     /// a layer instead of one a node), in the order of `buids`.
     pub fn nodes(&self, buids: &[Buid]) -> SynResult<Vec<Option<Node>>> {

@@ -232,7 +232,8 @@ impl<'a, 'w> Apply<'a, 'w> {
 
     /// Write the queued index changes, the edited sodes and the form counts, each in key
     /// order. A sode whose buid sorts after every stored one is appended.
-    pub(super) fn finish(&mut self) -> SynResult<()> {
+    /// Returns the edited sodes as written, by buid (`None`: the buid's sode was removed).
+    pub(super) fn finish(&mut self) -> SynResult<Vec<(Buid, Option<Sode>)>> {
         let (mut ops, bytes) = self.take_index_ops();
         // Stable: changes to one entry keep their order.
         ops.sort_by(|a, b| op_order(&bytes, a, b));
@@ -251,6 +252,7 @@ impl<'a, 'w> Apply<'a, 'w> {
             .collect();
         slots.sort_unstable_by_key(|(buid, _)| *buid);
         let mut last: Option<Vec<u8>> = self.dbs.bybuid.last(self.wtxn)?.map(|(k, _)| k.to_vec());
+        let mut written = Vec::with_capacity(slots.len());
         for (buid, slot) in slots {
             match slot.sode {
                 Some(sode) if !sode.is_bare() || self.has_data_or_edges(&buid)? => {
@@ -260,9 +262,11 @@ impl<'a, 'w> Apply<'a, 'w> {
                     } else {
                         self.dbs.bybuid.put(self.wtxn, &buid, &sode.encode())?;
                     }
+                    written.push((buid, Some(sode)));
                 }
                 _ => {
                     self.dbs.bybuid.delete(self.wtxn, &buid)?;
+                    written.push((buid, None));
                 }
             }
         }
@@ -276,7 +280,7 @@ impl<'a, 'w> Apply<'a, 'w> {
             let new = old.saturating_add_signed(delta);
             self.dbs.counts.put(self.wtxn, key, &int64en(new))?;
         }
-        Ok(())
+        Ok(written)
     }
 
     fn take_slot(&mut self, buid: &Buid) -> SynResult<Slot> {

@@ -109,7 +109,7 @@ pub use sode::Sode;
 pub use splice::{Splice, SpliceOffs};
 
 use crate::clock::now_ms;
-use crate::cortex::edits::NodeEdit;
+use crate::cortex::edits::{Buid, NodeEdit};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 use crate::storage::{Db, Slab, SlabOptions, WriteTxn, int64en, int64un};
@@ -195,6 +195,44 @@ pub struct Stored {
     pub offset: Option<u64>,
     /// The edits that changed something, one nodeedit per buid, with old values.
     pub applied: Vec<NodeEdit>,
+    /// The storage nodes of `applied`'s buids as the write left them (`None`: removed).
+    pub sodes: Vec<(Buid, Option<Sode>)>,
+    /// [`Layer::next_offset`] right after the write: while the layer still says so, nothing
+    /// has changed `sodes` since.
+    pub version: u64,
+}
+
+impl Stored {
+    /// A call that changed nothing, on a layer at `version`.
+    fn nothing(version: u64) -> Stored {
+        Stored {
+            offset: None,
+            applied: Vec::new(),
+            sodes: Vec::new(),
+            version,
+        }
+    }
+}
+
+/// Give each call of a batch the written sodes of the buids it changed (the state at the end
+/// of the batch), and the batch's version `next`.
+fn hand_out(stored: &mut [Stored], mut written: Vec<(Buid, Option<Sode>)>, next: u64) {
+    let changers = stored.iter().filter(|s| !s.applied.is_empty()).count();
+    for call in stored.iter_mut() {
+        call.version = next;
+        if call.applied.is_empty() {
+            continue;
+        }
+        if changers == 1 {
+            call.sodes = std::mem::take(&mut written);
+            continue;
+        }
+        call.sodes = call
+            .applied
+            .iter()
+            .filter_map(|ne| written.iter().find(|(buid, _)| *buid == ne.buid).cloned())
+            .collect();
+    }
 }
 
 /// Tuning for [`Layer::open_with`].
@@ -643,10 +681,7 @@ impl Layer {
     fn store_with(&self, edits: &[NodeEdit], meta: &Value, sync: bool) -> SynResult<Stored> {
         apply::validate(edits)?;
         if edits.iter().all(|ne| ne.edits.is_empty()) {
-            return Ok(Stored {
-                offset: None,
-                applied: Vec::new(),
-            });
+            return Ok(Stored::nothing(self.next_offset()));
         }
         let tick = meta
             .get("time")
@@ -767,10 +802,7 @@ impl Layer {
         for (edits, meta, tick, _) in batch {
             let applied = apply.nodeedits(edits, *tick, false)?;
             if applied.is_empty() {
-                stored.push(Stored {
-                    offset: None,
-                    applied,
-                });
+                stored.push(Stored::nothing(first));
                 continue;
             }
             records.push((offs, writer.log.end() + frames.len() as u64));
@@ -778,10 +810,13 @@ impl Layer {
             stored.push(Stored {
                 offset: Some(offs),
                 applied,
+                sodes: Vec::new(),
+                version: 0,
             });
             offs += 1;
         }
-        apply.finish()?;
+        let written = apply.finish()?;
+        hand_out(&mut stored, written, offs);
         let indexed = choose_indexed(writer.last_indexed, writer.log.segment(), &records);
         for (o, pos) in &indexed {
             inner
@@ -1057,13 +1092,13 @@ impl Layer {
     pub fn lift(
         &self,
         lift: impl FnOnce(&LayerReader) -> SynResult<Lift<'_>>,
-    ) -> SynResult<Vec<crate::cortex::edits::Buid>> {
+    ) -> SynResult<Vec<Buid>> {
         let reader = self.reader()?;
         lift(&reader)?.collect()
     }
 
     /// The storage node of a buid.
-    pub fn sode(&self, buid: &crate::cortex::edits::Buid) -> SynResult<Option<Sode>> {
+    pub fn sode(&self, buid: &Buid) -> SynResult<Option<Sode>> {
         self.reader()?.sode(buid)
     }
 

@@ -314,13 +314,10 @@ fn only_changed_edits_are_logged() {
     let first = layer.store(&edits, &meta(10)).expect("store");
     assert_eq!(first.offset, Some(0));
     let again = layer.store(&edits, &meta(20)).expect("store again");
-    assert_eq!(
-        again,
-        Stored {
-            offset: None,
-            applied: vec![]
-        }
-    );
+    assert_eq!(again.offset, None);
+    assert_eq!(again.applied, vec![]);
+    assert_eq!(again.sodes, vec![]);
+    assert_eq!(again.version, 1);
     assert_eq!(layer.next_offset(), 1);
 
     // A re-add with one new tag logs only the tag.
@@ -985,4 +982,83 @@ fn comp_values_lift_by_hash_and_regex() {
         lift(Cmp::Any),
         by_hash.into_iter().map(|(_, b)| b).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn a_store_returns_the_storage_nodes_it_left_and_the_version_after_it() {
+    let (_dir, layer) = fresh();
+    let one = Value::from(1u64);
+    let stored = layer
+        .store(
+            &[node(
+                "inet:ipv4",
+                one.clone(),
+                st::U32,
+                vec![tag("t", (None, None))],
+            )],
+            &meta(10),
+        )
+        .expect("store");
+    let b = buid("inet:ipv4", &one);
+    assert_eq!(stored.version, layer.next_offset());
+    assert_eq!(stored.sodes, vec![(b, layer.sode(&b).expect("sode"))]);
+    assert!(stored.sodes[0].1.is_some());
+
+    let gone = store_on(
+        &layer,
+        "inet:ipv4",
+        &one,
+        vec![
+            Edit::TagDel {
+                tag: "t".into(),
+                oldv: (None, None),
+            },
+            Edit::PropDel {
+                prop: ".created".into(),
+                oldv: Value::Int(10),
+                stortype: st::MINTIME,
+            },
+            Edit::NodeDel {
+                valu: one.clone(),
+                stortype: st::U32,
+            },
+        ],
+        20,
+    );
+    assert_eq!(gone.sodes, vec![(b, None)]);
+    assert_eq!(layer.sode(&b).expect("sode"), None);
+    assert_eq!(gone.version, 2);
+}
+
+#[test]
+fn each_call_of_a_batch_gets_the_storage_nodes_of_the_buids_it_changed() {
+    let sode = |form: &str| Sode {
+        form: form.into(),
+        ..Sode::default()
+    };
+    let call = |buids: &[Buid]| Stored {
+        offset: Some(0),
+        applied: buids
+            .iter()
+            .map(|b| NodeEdit {
+                buid: *b,
+                form: "f".into(),
+                edits: vec![tag("t", (None, None))],
+            })
+            .collect(),
+        sodes: Vec::new(),
+        version: 0,
+    };
+    let (a, b) = ([1u8; 32], [2u8; 32]);
+    let mut stored = vec![call(&[a]), Stored::nothing(0), call(&[b, a])];
+    let written = vec![(a, Some(sode("fa"))), (b, None)];
+    hand_out(&mut stored, written.clone(), 7);
+    assert_eq!(stored[0].sodes, vec![(a, Some(sode("fa")))]);
+    assert_eq!(stored[1].sodes, vec![]);
+    assert_eq!(stored[2].sodes, vec![(b, None), (a, Some(sode("fa")))]);
+    assert!(stored.iter().all(|s| s.version == 7));
+
+    let mut alone = vec![Stored::nothing(0), call(&[a, b])];
+    hand_out(&mut alone, written.clone(), 8);
+    assert_eq!(alone[1].sodes, written);
 }

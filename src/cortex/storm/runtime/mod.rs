@@ -824,7 +824,7 @@ impl<'a> Runt<'a> {
 
     /// Read a node again after it was edited.
     pub(crate) fn reload(&self, node: &Node) -> Res<Rc<Node>> {
-        let fresh = match self.view.node(&node.buid)? {
+        let fresh = match self.editor.node(&node.buid)? {
             Some(n) => Rc::new(n),
             None => return Ok(Rc::new(node.clone())),
         };
