@@ -121,11 +121,13 @@ struct Slot {
 pub(super) struct Apply<'a, 'w> {
     dbs: &'a Dbs,
     wtxn: &'a mut WriteTxn<'w>,
+    /// The layer's cache of abbreviations committed to LMDB.
     shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
+    /// Abbreviations this transaction read from LMDB or created (not in the shared cache).
     known_abrvs: HashMap<Vec<u8>, Abrv>,
     /// Scratch space for the stored form of a name being looked up.
     name_buf: Vec<u8>,
-    /// Abbreviations created in this transaction, for the shared cache after commit.
+    /// The same abbreviations in the order found, for the shared cache after commit.
     pub(super) new_abrvs: Vec<(Vec<u8>, Abrv)>,
     next_abrv: Option<u64>,
     slots: HashMap<Buid, Slot, BuidHash>,
@@ -302,39 +304,40 @@ impl<'a, 'w> Apply<'a, 'w> {
     /// The abbreviation of a name, created if new.
     pub(super) fn abrv(&mut self, name: AbrvName<'_>) -> SynResult<Abrv> {
         name.write_key(&mut self.name_buf);
-        if let Some(abrv) = self.known_abrvs.get(self.name_buf.as_slice()) {
+        let key = self.name_buf.as_slice();
+        if let Some(abrv) = self.known_abrvs.get(key) {
             return Ok(*abrv);
         }
-        let key = self.name_buf.clone();
         let cached = self
             .shared_abrvs
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&key)
+            .get(key)
             .copied();
-        let abrv = match cached {
-            Some(abrv) => abrv,
-            None => match self.dbs.abrv.get(self.wtxn, &key)? {
-                Some(bytes) => bytes.try_into().map_err(|_| {
-                    SynErr::new("StorageError", "bad stored abbreviation".to_string())
-                })?,
-                None => {
-                    let next = match self.next_abrv {
-                        Some(next) => next,
-                        None => match self.dbs.abrvrev.last(self.wtxn)? {
-                            Some((last, _)) => int64un(last) + 1,
-                            None => 0,
-                        },
-                    };
-                    self.next_abrv = Some(next + 1);
-                    let abrv = int64en(next);
-                    self.dbs.abrv.put(self.wtxn, &key, &abrv)?;
-                    self.dbs.abrvrev.put(self.wtxn, &abrv, &key)?;
-                    self.new_abrvs.push((key.clone(), abrv));
-                    abrv
-                }
-            },
+        if let Some(abrv) = cached {
+            return Ok(abrv);
+        }
+        let key = key.to_vec();
+        let abrv = match self.dbs.abrv.get(self.wtxn, &key)? {
+            Some(bytes) => bytes
+                .try_into()
+                .map_err(|_| SynErr::new("StorageError", "bad stored abbreviation".to_string()))?,
+            None => {
+                let next = match self.next_abrv {
+                    Some(next) => next,
+                    None => match self.dbs.abrvrev.last(self.wtxn)? {
+                        Some((last, _)) => int64un(last) + 1,
+                        None => 0,
+                    },
+                };
+                self.next_abrv = Some(next + 1);
+                let abrv = int64en(next);
+                self.dbs.abrv.put(self.wtxn, &key, &abrv)?;
+                self.dbs.abrvrev.put(self.wtxn, &abrv, &key)?;
+                abrv
+            }
         };
+        self.new_abrvs.push((key.clone(), abrv));
         self.known_abrvs.insert(key, abrv);
         Ok(abrv)
     }

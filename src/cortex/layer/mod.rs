@@ -396,7 +396,7 @@ struct Writer {
 struct Learned {
     /// New entries of the sparse log position index.
     indexed: Vec<(u64, LogPos)>,
-    /// New abbreviations.
+    /// Abbreviations created or first read from LMDB.
     new_abrvs: Vec<(Vec<u8>, Abrv)>,
 }
 
@@ -840,7 +840,7 @@ impl Layer {
         })
     }
 
-    /// Publish what a committed transaction created: abbreviations and log positions.
+    /// Publish what a committed transaction created or found: abbreviations and log positions.
     fn learn(&self, learned: Learned, writer: &mut Writer) {
         let Learned { indexed, new_abrvs } = learned;
         if !new_abrvs.is_empty() {
