@@ -10,6 +10,15 @@ use crate::msgpack::Value;
 /// A 32-byte node identifier: `sha256(msgpack((form, norm)))`.
 pub type Buid = [u8; 32];
 
+/// A buid as Synapse's iden: 64 lowercase hex digits (a table lookup per byte; the `hex`
+/// crate's `encode` pushes one char at a time, which shows in message building).
+pub fn iden(buid: &Buid) -> String {
+    let mut out = vec![0u8; 64];
+    // Room for exactly 32 bytes, and hex digits are ASCII: neither can fail.
+    let _ = hex::encode_to_slice(buid, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Synapse's storage types: how a value is laid out in an index.
 pub mod stortype {
     pub const UTF8: u16 = 1;
@@ -316,7 +325,7 @@ impl NodeEdit {
     /// The form storm's `node:edits` messages use: the buid as a hex iden.
     pub fn to_value_hex(&self) -> Value {
         Value::Array(vec![
-            Value::from(hex::encode(self.buid)),
+            Value::from(iden(&self.buid)),
             Value::from(self.form.as_str()),
             Value::Array(self.edits.iter().map(Edit::to_value).collect()),
         ])
@@ -353,6 +362,13 @@ impl NodeEdit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_iden_is_the_buids_lowercase_hex() {
+        let buid: Buid = std::array::from_fn(|i| (i * 37 + 5) as u8);
+        assert_eq!(iden(&buid), hex::encode(buid));
+        assert_eq!(iden(&[0xab; 32]), "ab".repeat(32));
+    }
 
     #[test]
     fn every_edit_round_trips() {

@@ -81,7 +81,7 @@ pub struct Node {
 impl Node {
     /// The hex iden.
     pub fn iden(&self) -> String {
-        hex::encode(self.buid)
+        crate::cortex::edits::iden(&self.buid)
     }
 
     /// `(form, valu)`.
