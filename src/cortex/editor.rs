@@ -25,7 +25,7 @@ use std::sync::Arc;
 use crate::cell::auth::Auth;
 use crate::clock::now_ms;
 use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, ival_from_value};
-use crate::cortex::layer::Stored;
+use crate::cortex::layer::{Sode, Stored};
 use crate::cortex::model::{Form, Model, Norm, Prop, buid, norm::py_value_repr};
 use crate::cortex::view::{Node, PropRef, View};
 use crate::error::{SynErr, SynResult};
@@ -211,9 +211,15 @@ impl<'a> Editor<'a> {
             Durability::Sync => layer.store(nodeedits, &meta)?,
             Durability::Deferred => layer.store_deferred(nodeedits, &meta)?,
         };
-        self.remember(&stored);
+        let Stored {
+            applied,
+            sodes,
+            version,
+            ..
+        } = stored;
+        self.remember(sodes, version);
         let mut hooks = Vec::new();
-        for ne in &stored.applied {
+        for ne in &applied {
             for edit in &ne.edits {
                 match edit {
                     Edit::NodeAdd { .. } => hooks.push(Hook::Added(ne.buid, ne.form.clone())),
@@ -230,27 +236,23 @@ impl<'a> Editor<'a> {
         for hook in hooks {
             self.run_hook(&hook)?;
         }
-        if !stored.applied.is_empty() {
-            self.sink.node_edits(&stored.applied);
+        if !applied.is_empty() {
+            self.sink.node_edits(&applied);
         }
-        Ok(stored.applied)
+        Ok(applied)
     }
 
     /// Keep the nodes a write left, when they are the whole node (a one-layer view).
-    fn remember(&self, stored: &Stored) {
-        let nodes: Option<Vec<_>> = stored
-            .sodes
-            .iter()
+    fn remember(&self, sodes: Vec<(Buid, Option<Sode>)>, version: u64) {
+        let nodes: Option<Vec<_>> = sodes
+            .into_iter()
             .map(|(buid, sode)| {
                 self.view
-                    .node_from_written(buid, sode.as_ref())
-                    .map(|node| (*buid, node))
+                    .node_from_written(&buid, sode)
+                    .map(|node| (buid, node))
             })
             .collect();
-        *self.written.borrow_mut() = nodes.map(|nodes| Written {
-            version: stored.version,
-            nodes,
-        });
+        *self.written.borrow_mut() = nodes.map(|nodes| Written { version, nodes });
     }
 
     /// The node of a buid as the view holds it: from this editor's last write while the write

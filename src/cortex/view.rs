@@ -223,53 +223,52 @@ fn node_in(readers: &[LayerReader], buid: &Buid) -> SynResult<Option<Node>> {
             sodes.push(sode);
         }
     }
-    Ok(join_sodes(buid, &sodes))
+    Ok(join_sodes(buid, sodes))
 }
 
 /// Join storage nodes, top layer first: the node exists if some layer holds its value.
-fn join_sodes(buid: &Buid, sodes: &[Sode]) -> Option<Node> {
-    let mut node: Option<Node> = None;
-    // Bottom-up, so higher layers overwrite.
-    for sode in sodes.iter().rev() {
-        if let Some((valu, _)) = &sode.valu {
-            let slot = node.get_or_insert_with(|| Node {
-                buid: *buid,
-                form: sode.form.clone(),
-                valu: valu.clone(),
-                props: Vec::new(),
-                tags: Vec::new(),
-                tagprops: Vec::new(),
-            });
-            slot.form = sode.form.clone();
-            slot.valu = valu.clone();
-        }
+/// Higher layers overwrite lower ones; the values are moved, not copied.
+fn join_sodes(buid: &Buid, sodes: Vec<Sode>) -> Option<Node> {
+    if sodes.iter().all(|sode| sode.valu.is_none()) {
+        return None;
     }
-    let mut node = node?;
-    for sode in sodes.iter().rev() {
-        for (name, valu, _) in &sode.props {
-            match node.props.iter_mut().find(|(n, _)| n == name) {
-                Some(slot) => slot.1 = valu.clone(),
-                None => node.props.push((name.clone(), valu.clone())),
+    let mut node = Node {
+        buid: *buid,
+        form: String::new(),
+        valu: Value::Nil,
+        props: Vec::new(),
+        tags: Vec::new(),
+        tagprops: Vec::new(),
+    };
+    for sode in sodes.into_iter().rev() {
+        if let Some((valu, _)) = sode.valu {
+            node.form = sode.form;
+            node.valu = valu;
+        }
+        for (name, valu, _) in sode.props {
+            match node.props.iter_mut().find(|(n, _)| *n == name) {
+                Some(slot) => slot.1 = valu,
+                None => node.props.push((name, valu)),
             }
         }
-        for (tag, ival) in &sode.tags {
-            match node.tags.iter_mut().find(|(t, _)| t == tag) {
-                Some(slot) => slot.1 = *ival,
-                None => node.tags.push((tag.clone(), *ival)),
+        for (tag, ival) in sode.tags {
+            match node.tags.iter_mut().find(|(t, _)| *t == tag) {
+                Some(slot) => slot.1 = ival,
+                None => node.tags.push((tag, ival)),
             }
         }
-        for (tag, prop, valu, _) in &sode.tagprops {
-            let at = match node.tagprops.iter().position(|(t, _)| t == tag) {
+        for (tag, prop, valu, _) in sode.tagprops {
+            let at = match node.tagprops.iter().position(|(t, _)| *t == tag) {
                 Some(at) => at,
                 None => {
-                    node.tagprops.push((tag.clone(), Vec::new()));
+                    node.tagprops.push((tag, Vec::new()));
                     node.tagprops.len() - 1
                 }
             };
             let props = &mut node.tagprops[at].1;
-            match props.iter_mut().find(|(p, _)| p == prop) {
-                Some(slot) => slot.1 = valu.clone(),
-                None => props.push((prop.clone(), valu.clone())),
+            match props.iter_mut().find(|(p, _)| *p == prop) {
+                Some(slot) => slot.1 = valu,
+                None => props.push((prop, valu)),
             }
         }
     }
@@ -479,8 +478,8 @@ impl View {
     /// The node a write left in a one-layer view, from the write layer's storage node as
     /// written (`sode`; `None` if it was removed). `None` for a view of several layers, whose
     /// lower layers may hold more of the node.
-    pub fn node_from_written(&self, buid: &Buid, sode: Option<&Sode>) -> Option<Option<Node>> {
-        (self.layers.len() == 1).then(|| join_sodes(buid, sode.map_or(&[], std::slice::from_ref)))
+    pub fn node_from_written(&self, buid: &Buid, sode: Option<Sode>) -> Option<Option<Node>> {
+        (self.layers.len() == 1).then(|| join_sodes(buid, sode.into_iter().collect()))
     }
 
     /// Several nodes, each layer read from one snapshot for all of them (one read transaction
@@ -879,7 +878,7 @@ mod tests {
         let buid = [1u8; 32];
         let top = sode("inet:ipv4", None, &[("asn", 20)], &["b"]);
         let bottom = sode("inet:ipv4", Some(5), &[("asn", 10), ("loc", 1)], &["a"]);
-        let node = join_sodes(&buid, &[top.clone(), bottom]).expect("node");
+        let node = join_sodes(&buid, vec![top.clone(), bottom]).expect("node");
         assert_eq!(node.valu, Value::from(5i64));
         assert_eq!(
             node.props,
@@ -891,7 +890,7 @@ mod tests {
         assert_eq!(node.tag_names(false), vec!["a", "b"]);
         assert_eq!(node.tagprop("t", "score"), Some(&Value::from(1i64)));
         // Props or tags alone are no node.
-        assert_eq!(join_sodes(&buid, &[top]), None);
+        assert_eq!(join_sodes(&buid, vec![top]), None);
     }
 
     use crate::cortex::edits::{Edit, NodeEdit, stortype};
