@@ -1051,6 +1051,14 @@ fn storm_cases() -> Vec<(&'static str, J)> {
         ("[inet:ipv4=4.4.4.4 +#tag.$x]", none.clone()),
         ("$t=hehe.haha [inet:ipv4=4.4.4.4 +#$t]", none.clone()),
         ("$t=(a, b) [inet:ipv4=4.4.4.4 +#$t]", none.clone()),
+        (
+            "for $t in (Foo.Bar, foo.bar, Foo.Bar) { [inet:ipv4=4.4.4.4 +#$t] }",
+            none.clone(),
+        ),
+        (
+            "for $t in (\"a..b\", \"a..b\") { [inet:ipv4=4.4.4.4 +?#$t] }",
+            none.clone(),
+        ),
         ("[inet:ipv4=4.4.4.4 +?#=bad]", none.clone()),
         ("[inet:ipv4=4.4.4.4 +#t2=newp]", none.clone()),
         ("[inet:ipv4=4.4.4.4 +#t2?=newp]", none.clone()),

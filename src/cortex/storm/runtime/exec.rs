@@ -11,7 +11,7 @@ use super::cmds;
 use super::cmpr;
 use super::expr;
 use super::value::Val;
-use super::{Flow, Item, Path, Res, Runt};
+use super::{Flow, Item, Path, Res, Runt, TAG_NORMS_KEPT};
 use crate::cortex::editor::with_valu;
 use crate::cortex::edits::Buid;
 use crate::cortex::model::{Form, StorCmpr};
@@ -1280,12 +1280,21 @@ fn tag_texts(rt: &Runt<'_>, tag: &TagName, item: Option<&Item>) -> Res<Vec<Strin
 }
 
 fn norm_tag(rt: &Runt<'_>, text: &str) -> Res<String> {
+    if let Some(norm) = rt.tag_norms.borrow().get(text) {
+        return Ok(norm.clone());
+    }
     let tagtype = rt
         .model
         .typ("syn:tag")
         .ok_or_else(|| SynErr::new("NoSuchType", "No type named syn:tag."))?;
     let norm = tagtype.norm(rt.model, &Value::from(text))?;
-    Ok(norm.valu.as_str().unwrap_or_default().to_string())
+    let norm = norm.valu.as_str().unwrap_or_default().to_string();
+    let mut kept = rt.tag_norms.borrow_mut();
+    if kept.len() >= TAG_NORMS_KEPT {
+        kept.clear();
+    }
+    kept.insert(text.to_owned(), norm.clone());
+    Ok(norm)
 }
 
 fn is_tag_const(tag: &TagName) -> bool {

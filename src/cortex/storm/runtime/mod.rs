@@ -240,7 +240,13 @@ pub(crate) struct Runt<'a> {
     /// The node [`Runt::reload`] read last, with the edit count at that moment: packing it
     /// needs no fresh read while no edit came after.
     pub reloaded: RefCell<Option<(Rc<Node>, u64)>>,
+    /// Tag texts this query normalized, with their norms (at most [`TAG_NORMS_KEPT`]): a
+    /// loop tagging every row with `#$tag` normalizes it once.
+    pub tag_norms: RefCell<HashMap<String, String>>,
 }
+
+/// How many tag norms a query keeps before it starts over.
+pub(crate) const TAG_NORMS_KEPT: usize = 1024;
 
 /// How much of the calling thread's stack storm function recursion may use. The service runs
 /// queries on tokio's blocking threads (2 MiB stacks); the parser bounds syntactic nesting, so
@@ -520,6 +526,7 @@ impl<'a> Runt<'a> {
             stack_base: stack_position(),
             mutated: RefCell::default(),
             reloaded: RefCell::default(),
+            tag_norms: RefCell::default(),
             emits: RefCell::default(),
         };
         exec::load_runtvars(&rt, &query.opers);
