@@ -162,6 +162,14 @@ impl<'a, 'w> Apply<'a, 'w> {
         }
     }
 
+    /// Start from storage nodes known to be what LMDB holds for their buids (the last batch's
+    /// writes), so the edits of those buids need not read them.
+    pub(super) fn start_from(&mut self, sodes: Vec<(Buid, Option<Sode>)>) {
+        for (buid, sode) in sodes {
+            self.slots.insert(buid, Slot { sode, dirty: false });
+        }
+    }
+
     /// The transaction, for writes outside the edits (log positions, the applied offset).
     pub(super) fn wtxn(&mut self) -> &mut WriteTxn<'w> {
         self.wtxn

@@ -390,6 +390,10 @@ struct Writer {
     commits: u64,
     /// Set when the log could not be cut back after a failed commit.
     broken: Option<String>,
+    /// The storage nodes the last committed batch wrote, as LMDB holds them: the next batch
+    /// starts from them instead of reading and decoding them again (every change to the
+    /// storage nodes goes through the writer).
+    recent: Vec<(Buid, Option<Sode>)>,
 }
 
 /// What a committed transaction created that the in-memory caches must learn.
@@ -409,6 +413,8 @@ struct Batch {
     /// The next log offset.
     next: u64,
     learned: Learned,
+    /// The storage nodes the batch wrote, for [`Writer::recent`] once committed.
+    recent: Vec<(Buid, Option<Sode>)>,
 }
 
 /// One `store` call as the writer sees it: edits, meta, `.created` tick, and whether to sync.
@@ -566,6 +572,7 @@ impl Layer {
                 lmdb_dirty: dirty.exists(),
                 commits: 0,
                 broken: None,
+                recent: Vec::new(),
             })),
             queue: Mutex::default(),
             positions: RwLock::new(positions),
@@ -775,6 +782,7 @@ impl Layer {
         writer.log.advance(batch.logged);
         writer.next_offset = batch.next;
         writer.commits += 1;
+        writer.recent = batch.recent;
         self.learn(batch.learned, writer);
         if batch.next > first {
             inner.offsets.send_replace(batch.next);
@@ -794,6 +802,8 @@ impl Layer {
         let first = writer.next_offset;
         let defer = inner.defer_indexes.load(Ordering::Acquire);
         let mut apply = Apply::new(&inner.dbs, wtxn, &inner.abrvs, defer);
+        // Taken, not copied: a committed batch sets it anew, a failed one leaves it empty.
+        apply.start_from(std::mem::take(&mut writer.recent));
         let mut stored = Vec::with_capacity(batch.len());
         let mut frames = Vec::new();
         let mut records = Vec::new();
@@ -816,6 +826,7 @@ impl Layer {
             offs += 1;
         }
         let written = apply.finish()?;
+        let recent = written.clone();
         hand_out(&mut stored, written, offs);
         let indexed = choose_indexed(writer.last_indexed, writer.log.segment(), &records);
         for (o, pos) in &indexed {
@@ -837,6 +848,7 @@ impl Layer {
             logged: frames.len() as u64,
             next: offs,
             learned: Learned { indexed, new_abrvs },
+            recent,
         })
     }
 

@@ -1062,3 +1062,36 @@ fn each_call_of_a_batch_gets_the_storage_nodes_of_the_buids_it_changed() {
     hand_out(&mut alone, written.clone(), 8);
     assert_eq!(alone[1].sodes, written);
 }
+
+#[test]
+fn a_failed_write_leaves_nothing_of_itself_for_the_next_write() {
+    let (_dir, layer) = fresh();
+    let one = Value::from(1u64);
+    let b = buid("inet:ipv4", &one);
+    layer
+        .store(
+            &[node(
+                "inet:ipv4",
+                one.clone(),
+                st::U32,
+                vec![tag("t", (None, None))],
+            )],
+            &meta(10),
+        )
+        .expect("store");
+    // The tag is staged on the node the last write left, then a bad prop fails the write.
+    let bad = on(
+        "inet:ipv4",
+        &one,
+        vec![
+            tag("u", (None, None)),
+            prop("asn", Value::from("x"), st::U32),
+        ],
+    );
+    assert!(layer.store(&[bad], &meta(20)).is_err());
+    let stored = store_on(&layer, "inet:ipv4", &one, vec![tag("v", (None, None))], 30);
+    let sode = layer.sode(&b).expect("sode").expect("node");
+    let tags: Vec<&str> = sode.tags.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(tags, ["t", "v"]);
+    assert_eq!(stored.sodes, vec![(b, Some(sode))]);
+}
