@@ -984,21 +984,22 @@ fn comp_values_lift_by_hash_and_regex() {
     );
 }
 
+/// Add the `inet:ipv4` node `valu` with the tag `name` at time 10.
+fn add_tagged_ipv4(layer: &Layer, valu: &Value, name: &str) -> Stored {
+    let edits = vec![tag(name, (None, None))];
+    layer
+        .store(
+            &[node("inet:ipv4", valu.clone(), st::U32, edits)],
+            &meta(10),
+        )
+        .expect("store")
+}
+
 #[test]
 fn a_store_returns_the_storage_nodes_it_left_and_the_version_after_it() {
     let (_dir, layer) = fresh();
     let one = Value::from(1u64);
-    let stored = layer
-        .store(
-            &[node(
-                "inet:ipv4",
-                one.clone(),
-                st::U32,
-                vec![tag("t", (None, None))],
-            )],
-            &meta(10),
-        )
-        .expect("store");
+    let stored = add_tagged_ipv4(&layer, &one, "t");
     let b = buid("inet:ipv4", &one);
     assert_eq!(stored.version, layer.next_offset());
     assert_eq!(stored.sodes, vec![(b, layer.sode(&b).expect("sode"))]);
@@ -1068,17 +1069,7 @@ fn a_failed_write_leaves_nothing_of_itself_for_the_next_write() {
     let (_dir, layer) = fresh();
     let one = Value::from(1u64);
     let b = buid("inet:ipv4", &one);
-    layer
-        .store(
-            &[node(
-                "inet:ipv4",
-                one.clone(),
-                st::U32,
-                vec![tag("t", (None, None))],
-            )],
-            &meta(10),
-        )
-        .expect("store");
+    add_tagged_ipv4(&layer, &one, "t");
     // The tag is staged on the node the last write left, then a bad prop fails the write.
     let bad = on(
         "inet:ipv4",
