@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use crate::cell::auth::Auth;
 use crate::clock::now_ms;
-use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, ival_from_value};
+use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, iden, ival_from_value};
 use crate::cortex::layer::{Sode, Stored};
 use crate::cortex::model::{Form, Model, Norm, Prop, buid, norm::py_value_repr};
 use crate::cortex::view::{Node, PropRef, View};
@@ -647,7 +647,7 @@ impl<'a> Editor<'a> {
         self.node(buid)?.ok_or_else(|| {
             SynErr::new(
                 "NoSuchIden",
-                format!("node {} vanished while editing", hex::encode(buid)),
+                format!("node {} vanished while editing", iden(buid)),
             )
         })
     }

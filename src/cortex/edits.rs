@@ -213,7 +213,7 @@ impl Edit {
             Edit::NodeDataSet { name, valu, oldv } => vec![sv(name), valu.clone(), oldv.clone()],
             Edit::NodeDataDel { name, oldv } => vec![sv(name), oldv.clone()],
             Edit::EdgeAdd { verb, n2 } | Edit::EdgeDel { verb, n2 } => {
-                vec![sv(verb), Value::from(hex::encode(n2))]
+                vec![sv(verb), Value::from(iden(n2))]
             }
         };
         Value::Array(vec![

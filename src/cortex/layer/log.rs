@@ -8,7 +8,7 @@
 //! ends at offset `n` is followed by the file named `n`.
 
 use super::LogPos;
-use crate::cortex::edits::{Edit, Ival, NodeEdit};
+use crate::cortex::edits::{Edit, Ival, NodeEdit, iden};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::{self, Value};
 use crate::storage::{AppendLogRegistration, register_append_log};
@@ -196,7 +196,7 @@ fn write_nodeedit(ne: &NodeEdit, out: &mut Vec<u8>) {
             Edit::EdgeAdd { verb, n2 } | Edit::EdgeDel { verb, n2 } => {
                 array(2, out);
                 text(verb, out);
-                text(&hex::encode(n2), out);
+                text(&iden(n2), out);
             }
         }
         array(0, out);
