@@ -74,6 +74,10 @@ pub struct Editor<'a> {
     written: RefCell<Option<Written>>,
 }
 
+/// The most nodes of one write an editor keeps for [`Editor::node`]: an edit block writes a
+/// node and the few it points to.
+const WRITTEN_KEPT: usize = 64;
+
 /// The nodes one write left, and the write layer's version right after it.
 struct Written {
     version: u64,
@@ -242,8 +246,13 @@ impl<'a> Editor<'a> {
         Ok(applied)
     }
 
-    /// Keep the nodes a write left, when they are the whole node (a one-layer view).
+    /// Keep the nodes a write left, when they are the whole node (a one-layer view) and few
+    /// (they are looked up one by one).
     fn remember(&self, sodes: Vec<(Buid, Option<Sode>)>, version: u64) {
+        if sodes.len() > WRITTEN_KEPT {
+            *self.written.borrow_mut() = None;
+            return;
+        }
         let nodes: Option<Vec<_>> = sodes
             .into_iter()
             .map(|(buid, sode)| {
@@ -1847,6 +1856,14 @@ mod tests {
             .expect("other set");
         let seen = editor.node(&node.buid).expect("read").expect("node");
         assert_eq!(seen.get("asn"), Some(&Value::Int(20)));
+
+        // A write of many nodes is not kept (the nodes are looked up one by one).
+        let mut batch = editor.batch();
+        for n in 0..=WRITTEN_KEPT as i128 {
+            batch.add_node("inet:ipv4", &Value::Int(n)).expect("stage");
+        }
+        batch.flush().expect("flush");
+        assert!(editor.written.borrow().is_none());
     }
 
     #[test]

@@ -279,6 +279,10 @@ struct Dbs {
     logpos: Db,
 }
 
+/// The most storage nodes [`Writer::recent`] keeps: an edit block writes one or two, while a
+/// bulk batch (a migration's 4,096 nodes) is not written again next and is not worth a copy.
+const RECENT_KEPT: usize = 64;
+
 /// Most named databases the layer's environment holds: the 13 of [`Dbs`] and room for a few
 /// more. LMDB zeroes a table of this size at every transaction's start, so it is kept small.
 const MAX_DBS: u32 = 16;
@@ -826,7 +830,11 @@ impl Layer {
             offs += 1;
         }
         let written = apply.finish()?;
-        let recent = written.clone();
+        let recent = if written.len() <= RECENT_KEPT {
+            written.clone()
+        } else {
+            Vec::new()
+        };
         hand_out(&mut stored, written, offs);
         let indexed = choose_indexed(writer.last_indexed, writer.log.segment(), &records);
         for (o, pos) in &indexed {
