@@ -829,7 +829,7 @@ impl<'a> Runt<'a> {
         self.runtvars.borrow().get(name).copied().unwrap_or(false)
     }
 
-    /// Read a node again after it was edited.
+    /// A node as it is after an edit: from the editor's last write, or read again.
     pub(crate) fn reload(&self, node: &Node) -> Res<Rc<Node>> {
         let fresh = match self.editor.node(&node.buid)? {
             Some(n) => Rc::new(n),
