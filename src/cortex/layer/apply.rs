@@ -124,11 +124,9 @@ pub(super) struct Apply<'a, 'w> {
     /// The layer's cache of abbreviations committed to LMDB.
     shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
     /// Abbreviations this transaction read from LMDB or created (not in the shared cache).
-    known_abrvs: HashMap<Vec<u8>, Abrv>,
+    unshared_abrvs: HashMap<Vec<u8>, Abrv>,
     /// Scratch space for the stored form of a name being looked up.
     name_buf: Vec<u8>,
-    /// The same abbreviations in the order found, for the shared cache after commit.
-    pub(super) new_abrvs: Vec<(Vec<u8>, Abrv)>,
     next_abrv: Option<u64>,
     slots: HashMap<Buid, Slot, BuidHash>,
     index_ops: Vec<IndexOp>,
@@ -150,9 +148,8 @@ impl<'a, 'w> Apply<'a, 'w> {
             dbs,
             wtxn,
             shared_abrvs,
-            known_abrvs: HashMap::new(),
+            unshared_abrvs: HashMap::new(),
             name_buf: Vec::new(),
-            new_abrvs: Vec::new(),
             next_abrv: None,
             slots: HashMap::default(),
             index_ops: Vec::new(),
@@ -168,6 +165,15 @@ impl<'a, 'w> Apply<'a, 'w> {
         for (buid, sode) in sodes {
             self.slots.insert(buid, Slot { sode, dirty: false });
         }
+    }
+
+    /// The abbreviations this transaction read from LMDB or created, for the shared cache
+    /// once it commits, and whether it created any (wrote them to LMDB).
+    pub(super) fn take_abrvs(&mut self) -> (HashMap<Vec<u8>, Abrv>, bool) {
+        (
+            std::mem::take(&mut self.unshared_abrvs),
+            self.next_abrv.is_some(),
+        )
     }
 
     /// The transaction, for writes outside the edits (log positions, the applied offset).
@@ -313,7 +319,7 @@ impl<'a, 'w> Apply<'a, 'w> {
     pub(super) fn abrv(&mut self, name: AbrvName<'_>) -> SynResult<Abrv> {
         name.write_key(&mut self.name_buf);
         let key = self.name_buf.as_slice();
-        if let Some(abrv) = self.known_abrvs.get(key) {
+        if let Some(abrv) = self.unshared_abrvs.get(key) {
             return Ok(*abrv);
         }
         let cached = self
@@ -345,8 +351,7 @@ impl<'a, 'w> Apply<'a, 'w> {
                 abrv
             }
         };
-        self.new_abrvs.push((key.clone(), abrv));
-        self.known_abrvs.insert(key, abrv);
+        self.unshared_abrvs.insert(key, abrv);
         Ok(abrv)
     }
 

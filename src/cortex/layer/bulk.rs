@@ -154,7 +154,7 @@ fn fill_runs(
     let mut spare = Some(RunBuffer::new());
     let mut after: Option<Buid> = None;
     loop {
-        let (chunk_ops, chunk_bytes, last, new_abrvs) = write_txn(&inner.slab, |wtxn| {
+        let (chunk_ops, chunk_bytes, last, (abrvs, created)) = write_txn(&inner.slab, |wtxn| {
             let start = match &after {
                 Some(b) => Bound::Excluded(&b[..]),
                 None => Bound::Unbounded,
@@ -175,19 +175,19 @@ fn fill_runs(
                 apply.index_sode(buid, sode)?;
             }
             let (ops, bytes) = apply.take_index_ops();
-            let new_abrvs = std::mem::take(&mut apply.new_abrvs);
-            Ok((ops, bytes, sodes.last().map(|(b, _)| *b), new_abrvs))
+            let abrvs = apply.take_abrvs();
+            Ok((ops, bytes, sodes.last().map(|(b, _)| *b), abrvs))
         })?;
-        if !new_abrvs.is_empty() {
-            // Only a name whose abbreviation was lost gets one here; publish it.
+        if created {
+            // Only a name whose abbreviation was lost gets one here: a write.
             writer.commits += 1;
-            layer.learn(
-                super::Learned {
-                    indexed: Vec::new(),
-                    new_abrvs,
-                },
-                writer,
-            );
+        }
+        if !abrvs.is_empty() {
+            let learned = super::Learned {
+                indexed: Vec::new(),
+                abrvs,
+            };
+            layer.learn(learned, writer);
         }
         let base = run.bytes.len();
         run.bytes.extend_from_slice(&chunk_bytes);

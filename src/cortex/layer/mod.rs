@@ -405,7 +405,7 @@ struct Learned {
     /// New entries of the sparse log position index.
     indexed: Vec<(u64, LogPos)>,
     /// Abbreviations created or first read from LMDB.
-    new_abrvs: Vec<(Vec<u8>, Abrv)>,
+    abrvs: HashMap<Vec<u8>, Abrv>,
 }
 
 /// What a batch's transaction produced.
@@ -850,26 +850,25 @@ impl Layer {
                 .put(apply.wtxn(), APPLIED_KEY, &int64en(offs))?;
             writer.log.write(&frames, sync)?;
         }
-        let new_abrvs = std::mem::take(&mut apply.new_abrvs);
+        let (abrvs, _) = apply.take_abrvs();
         Ok(Batch {
             stored,
             logged: frames.len() as u64,
             next: offs,
-            learned: Learned { indexed, new_abrvs },
+            learned: Learned { indexed, abrvs },
             recent,
         })
     }
 
     /// Publish what a committed transaction created or found: abbreviations and log positions.
     fn learn(&self, learned: Learned, writer: &mut Writer) {
-        let Learned { indexed, new_abrvs } = learned;
-        if !new_abrvs.is_empty() {
-            let mut abrvs = self
-                .inner
+        let Learned { indexed, abrvs } = learned;
+        if !abrvs.is_empty() {
+            self.inner
                 .abrvs
                 .write()
-                .unwrap_or_else(PoisonError::into_inner);
-            abrvs.extend(new_abrvs);
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(abrvs);
         }
         if let Some((_, last)) = indexed.last() {
             writer.last_indexed = Some(*last);
@@ -972,8 +971,8 @@ impl Layer {
             dbs.logpos.put(apply.wtxn(), &int64en(*o), &pos.encode())?;
         }
         dbs.meta.put(apply.wtxn(), APPLIED_KEY, &int64en(next))?;
-        let new_abrvs = std::mem::take(&mut apply.new_abrvs);
-        Ok(Learned { indexed, new_abrvs })
+        let (abrvs, _) = apply.take_abrvs();
+        Ok(Learned { indexed, abrvs })
     }
 
     fn start_flusher(&self, every: Duration) -> SynResult<()> {
