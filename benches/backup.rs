@@ -194,12 +194,14 @@ struct Row {
 }
 
 /// Back up `src` with each tool (and `syn backup --rebuild`) `ROUNDS` times, alternating;
-/// keep each tool's median.
+/// keep each tool's median. Each round starts with the next tool (no tool always follows the
+/// same one), and every output is deleted and the deletion flushed (`sync`) before the next
+/// tool starts, so no tool's fsyncs pay for another's cleanup.
 fn compare(tools: &Tools, src: &Path, envs: &[String], work: &Path) -> Vec<Row> {
     let mut times: [Vec<Duration>; 4] = Default::default();
     let mut sizes = [0u64; 4];
     for round in 0..ROUNDS {
-        for tool in 0..4 {
+        for tool in (0..4).map(|k| (round + k) % 4) {
             let dst = work.join(format!("out-{tool}-{round}"));
             let took = match tool {
                 0 => Some(tools.syn(src, &dst, &[])),
@@ -215,6 +217,7 @@ fn compare(tools: &Tools, src: &Path, envs: &[String], work: &Path) -> Vec<Row> 
                     .sum();
             }
             let _ = fs::remove_dir_all(&dst);
+            nix::unistd::sync();
         }
     }
     let names = [
