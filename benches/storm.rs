@@ -9,6 +9,7 @@
 //!   query passed as the var `$rows`; syn client → syn, Python client → syn, Python client →
 //!   Python;
 //! * lift: the same nodes back by tag (`#tag`), every node message read by the client;
+//! * for the syn client: the server's and the client's CPU time per node of both;
 //! * the curve: one syn cortex grown to 10^4, 10^5 and 10^6 nodes; at each size the lift cost
 //!   per node of a fixed 10^4-node tag (median wall time of 5 lifts, and the CPU time of the
 //!   server and of the client, which the machine's load moves much less) and of everything
@@ -159,16 +160,18 @@ fn main() {
     // syn client → syn cortex.
     let svc = SynService::start("cortex", &[]);
     let server = svc.daemon.pid().expect("server pid");
+    let client = std::process::id();
     let (ingest, lift, ingest_cpu, lift_cpu) = rt.block_on(async {
         let core = Proxy::open(&svc.url("cortex")).await.expect("connect");
         let n = nodes as usize;
-        let before = cpu_time(server);
+        let before = (cpu_time(server), cpu_time(client));
         let ingest = syn_ingest(&core, FIRST_IP, nodes, "bench").await;
-        let ingest_cpu = cpu_us(server, before, n);
-        let before = cpu_time(server);
+        let ingest_cpu = (cpu_us(server, before.0, n), cpu_us(client, before.1, n));
+        let before = (cpu_time(server), cpu_time(client));
         let (lifted, lift) = syn_lift(&core, "#bench").await;
         assert_eq!(lifted, n);
-        (ingest, lift, ingest_cpu, cpu_us(server, before, n))
+        let lift_cpu = (cpu_us(server, before.0, n), cpu_us(client, before.1, n));
+        (ingest, lift, ingest_cpu, lift_cpu)
     });
     drop(svc);
     let syn_rates = (
@@ -183,7 +186,13 @@ fn main() {
     );
     let _ = writeln!(
         out,
-        "| … `syn cortex` CPU per node | {ingest_cpu:.1} µs | {lift_cpu:.1} µs |"
+        "| … `syn cortex` CPU per node | {:.1} µs | {:.1} µs |",
+        ingest_cpu.0, lift_cpu.0
+    );
+    let _ = writeln!(
+        out,
+        "| … syn client CPU per node | {:.1} µs | {:.1} µs |",
+        ingest_cpu.1, lift_cpu.1
     );
     eprint!("{out}");
 
