@@ -22,7 +22,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{PyCortex, SynService, run_py_timeout, syn2_python};
+use common::{PyService, SynService, run_py_timeout, syn2_python};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use syn::msgpack::Value;
@@ -211,7 +211,7 @@ fn main() {
         eprintln!("{row}");
         let _ = writeln!(out, "{row}");
 
-        let pycore = PyCortex::start().expect("the Python cortex starts");
+        let pycore = PyService::cortex().expect("the Python cortex starts");
         let url = pycore.url();
         let ingest = py_ingest(&python, &url, nodes, "bench");
         let (lifted, lift) = py_run(&python, &[&url, "lift", "#bench"]);

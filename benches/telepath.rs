@@ -11,7 +11,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{NotifySocket, PyCortex, run_py_timeout, syn_bin};
+use common::{NotifySocket, PyService, run_py_timeout, syn_bin};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use syn::telepath::Proxy;
@@ -95,7 +95,7 @@ fn main() {
 
     if syn_only {
         rows.push(("Python rows".into(), "skipped (SYN_BENCH_SYN_ONLY)".into()));
-    } else if let Some(core) = PyCortex::start() {
+    } else if let Some(core) = PyService::cortex() {
         let py = core.python().to_owned();
         let r = python_calls(&py, &core.url());
         rows.push((

@@ -11,7 +11,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{PyCortex, SynService, run_py_timeout};
+use common::{PyService, SynService, run_py_timeout};
 use rustls::RootCertStore;
 use rustls::client::Resumption;
 use std::net::{IpAddr, Ipv4Addr};
@@ -89,9 +89,10 @@ fn main() {
     }
     drop(svc);
 
-    if let (Some(tcp_core), Some(ssl_core)) =
-        (PyCortex::start(), PyCortex::start_ssl(certs.path(), HOST))
-    {
+    if let (Some(tcp_core), Some(ssl_core)) = (
+        PyService::cortex(),
+        PyService::cortex_ssl(certs.path(), HOST),
+    ) {
         let hs = rt.block_on(handshakes(ssl_core.port(), HOST, &roots));
         rows.push((
             "TLS handshakes, Python Synapse 2.256 cortex, ECDSA P-256 certificate".into(),

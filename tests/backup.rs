@@ -9,7 +9,7 @@ mod common;
 mod fixture;
 
 use common::{
-    CortexWrite, Daemon, NotifySocket, PyCortex, ROOT_PASSWD, RunOut, SynService, free_port, syn,
+    CortexWrite, Daemon, NotifySocket, PyService, ROOT_PASSWD, RunOut, SynService, free_port, syn,
     syn_bin, syn_env,
 };
 use nix::sys::signal::{Signal, kill};
@@ -1010,7 +1010,7 @@ fn syn_backup_rebuild_from_the_environment_makes_a_smaller_backup() {
 
 #[test]
 fn a_python_synapse_cortex_directory_backs_up_and_python_serves_the_copy() {
-    let Some(mut core) = PyCortex::start() else {
+    let Some(mut core) = PyService::cortex() else {
         return;
     };
     let out = core.tele(&["storm", "for $i in $lib.range(300) { [ inet:ipv4=$i ] }"]);
@@ -1033,7 +1033,7 @@ fn a_python_synapse_cortex_directory_backs_up_and_python_serves_the_copy() {
     assert!(m["envs"].as_array().unwrap().len() >= 3, "{m}");
     assert!(!dst.join("sock").exists());
 
-    let copy = PyCortex::serve(&dst).expect("the peer is installed");
+    let copy = PyService::serve_cortex(&dst).expect("the peer is installed");
     let count = copy.tele(&["call", "count", "inet:ipv4"]);
     assert_eq!(
         count.stdout.trim(),
@@ -1083,7 +1083,7 @@ fn a_python_synapse_cortex_directory_backs_up_and_python_serves_the_copy() {
         smaller.values().sum::<u64>() < compacted.values().sum::<u64>(),
         "{compacted:?} {smaller:?}"
     );
-    let copy = PyCortex::serve(&rebuilt).expect("the peer is installed");
+    let copy = PyService::serve_cortex(&rebuilt).expect("the peer is installed");
     let lifted = copy.tele(&["storm", "inet:ipv4=0.0.1.1 inet:ipv4>=0.0.1.40"]);
     assert!(lifted.ok(), "{}\n{}", lifted.describe(), copy.log());
     assert_eq!(

@@ -483,7 +483,7 @@ fn storm_checks_edit_permissions_of_non_admin_users() {
         assert_eq!(g, w, "syn, step {i}: {}", steps[i]);
     }
     // The same steps against a Python Synapse 2.256 cortex give the same outcomes.
-    let Some(pycore) = common::PyCortex::start() else {
+    let Some(pycore) = common::PyService::cortex() else {
         eprintln!("skipping the Python comparison: no Python cortex");
         return;
     };

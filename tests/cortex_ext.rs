@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{PyCortex, SynService, run_py, syn2_python};
+use common::{PyService, SynService, run_py, syn2_python};
 use nix::sys::signal::Signal;
 use serde_json::{Value as J, json};
 use std::time::Duration;
@@ -23,7 +23,7 @@ fn run_steps(py: &std::path::Path, url: &str, steps: &J) -> Vec<J> {
 /// Give the same steps to syn and to a Python cortex; every step's result must agree.
 fn agree(steps: &J) -> Option<Vec<J>> {
     let py = syn2_python()?;
-    let pycore = PyCortex::start()?;
+    let pycore = PyService::cortex()?;
     let svc = SynService::start("cortex", &[]);
     let want = run_steps(&py, &pycore.url(), steps);
     let got = run_steps(&py, &svc.url("cortex"), steps);

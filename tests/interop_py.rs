@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{PyCortex, SynService, run_py, syn, syn2_python};
+use common::{PyService, SynService, run_py, syn, syn2_python};
 
 #[test]
 fn python_client_reaches_syn_cell_over_tcp_and_unix() {
@@ -95,7 +95,7 @@ fn syn_call_reaches_a_python_cortex() {
     if syn2_python().is_none() {
         return;
     }
-    let Some(core) = PyCortex::start() else {
+    let Some(core) = PyService::cortex() else {
         return;
     };
     let iden = std::fs::read_to_string(core.dir().join("cell.guid")).unwrap();

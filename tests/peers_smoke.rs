@@ -3,14 +3,14 @@
 
 mod common;
 
-use common::{PyCortex, is_hex32};
+use common::{PyService, is_hex32};
 
 /// The buid of `inet:ipv4=1.2.3.4` as Synapse 2.x computes it.
 const IPV4_1234_IDEN: &str = "20153b758f9d5eaaa38e4f4a65c36da797c3e59e549620fa7c4895e1a920991f";
 
 #[test]
 fn python_cortex_answers_tele() {
-    let Some(core) = PyCortex::start() else {
+    let Some(core) = PyService::cortex() else {
         return;
     };
     assert!(core.url().starts_with("tcp://root:secret@127.0.0.1:"));

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{PyCortex, SynService, run_py, syn, syn_bin, syn2_python};
+use common::{PyService, SynService, run_py, syn, syn_bin, syn2_python};
 use nix::sys::signal::Signal;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -1110,7 +1110,7 @@ fn python_client_reaches_syn_cell_over_ssl_by_password_and_certificate() {
 #[test]
 fn syn_call_reaches_a_python_cortex_serving_ssl_with_a_syn_easycert_certificate() {
     let pki = Pki::new("vertex");
-    let Some(core) = PyCortex::start_ssl(pki.path(), HOST) else {
+    let Some(core) = PyService::cortex_ssl(pki.path(), HOST) else {
         return;
     };
     let url = core.url();

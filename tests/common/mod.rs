@@ -9,7 +9,7 @@
 //! past the test harness's capture) and should return.
 //!
 //! Environment: `SYN_SKIP_PEERS=1` skips every peer test without trying; `SYN_PEER_START_SECS`
-//! bounds a [`PyCortex`] start (default 120).
+//! bounds a [`PyService`] start (default 120).
 //!
 //! Everything listens on 127.0.0.1 only (the Python cortex runs with HTTPS disabled).
 
@@ -30,12 +30,12 @@ use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
-/// The root password of every [`PyCortex`].
+/// The root password of every [`PyService`].
 pub const ROOT_PASSWD: &str = "secret";
 
-/// How long a [`PyCortex`] may take to answer telepath (override: `SYN_PEER_START_SECS`).
+/// How long a [`PyService`] may take to answer telepath (override: `SYN_PEER_START_SECS`).
 /// It starts in 11-17 s on an idle 2-core machine, but took 38 s beside parallel builds.
-const CORTEX_START_SECS: u64 = 120;
+const PEER_START_SECS: u64 = 120;
 
 /// Default bound on a [`run_py`] script.
 const RUN_PY_SECS: u64 = 300;
@@ -604,12 +604,12 @@ impl Drop for Daemon {
 }
 
 // ---------------------------------------------------------------------------------------------
-// A real Python cortex
+// A real Python service
 
-/// A real Python Synapse 2.256 Cortex on a free loopback port, root password `secret`, HTTPS
-/// disabled. The process group is stopped on drop; a cortex made by [`PyCortex::start`] lives
-/// in a temporary directory removed after it.
-pub struct PyCortex {
+/// A real Python Synapse 2.256 service (a Cortex or a CryoCell) on a free loopback port, root
+/// password `secret`, HTTPS disabled. The process group is stopped on drop; a service made in a
+/// temporary directory lives as long as it.
+pub struct PyService {
     // Field order: the daemon is stopped before the directory is removed.
     daemon: Daemon,
     python: PathBuf,
@@ -619,7 +619,7 @@ pub struct PyCortex {
     _tmp: Option<tempfile::TempDir>,
 }
 
-/// A [`PyCortex`] that listens on `ssl://` instead of `tcp://`.
+/// A [`PyService`] that listens on `ssl://` instead of `tcp://`.
 #[derive(Clone)]
 pub struct PyTls {
     /// The `hostname=` it serves (`DIR/certs/hosts/<hostname>.crt`).
@@ -628,25 +628,34 @@ pub struct PyTls {
     pub certdir: PathBuf,
 }
 
-impl PyCortex {
+impl PyService {
     /// A fresh cortex in a temporary directory. `None` (after a SKIP line) without the peer;
     /// panics with the cortex's log if the peer is there but the cortex does not come up.
-    pub fn start() -> Option<PyCortex> {
+    pub fn cortex() -> Option<PyService> {
+        Self::fresh("cortex")
+    }
+
+    /// A fresh CryoCell (`synapse.servers.cryotank`), as [`PyService::cortex`].
+    pub fn cryotank() -> Option<PyService> {
+        Self::fresh("cryotank")
+    }
+
+    fn fresh(kind: &'static str) -> Option<PyService> {
         let python = syn2_python()?;
         let tmp = tempfile::Builder::new()
-            .prefix("syn-pycortex-")
+            .prefix("syn-pyservice-")
             .tempdir()
             .expect("cannot make a temporary directory");
-        let dir = tmp.path().join("cortex");
-        Some(Self::launch(python, dir, Some(tmp), None))
+        let dir = tmp.path().join(kind);
+        Some(Self::launch(kind, python, dir, Some(tmp), None))
     }
 
     /// A fresh cortex serving `ssl://127.0.0.1:PORT/?hostname=HOSTNAME` with a copy of the
     /// certdir `certs` (which must hold `hosts/HOSTNAME.crt` and `.key`) as its `DIR/certs`.
-    pub fn start_ssl(certs: &Path, hostname: &str) -> Option<PyCortex> {
+    pub fn cortex_ssl(certs: &Path, hostname: &str) -> Option<PyService> {
         let python = syn2_python()?;
         let tmp = tempfile::Builder::new()
-            .prefix("syn-pycortex-")
+            .prefix("syn-pyservice-")
             .tempdir()
             .expect("cannot make a temporary directory");
         let dir = tmp.path().join("cortex");
@@ -662,29 +671,37 @@ impl PyCortex {
             hostname: hostname.to_owned(),
             certdir,
         };
-        Some(Self::launch(python, dir, Some(tmp), Some(tls)))
+        Some(Self::launch("cortex", python, dir, Some(tmp), Some(tls)))
     }
 
     /// Serves an existing cortex directory (made by Python Synapse 2.x, e.g. a backup copy).
-    pub fn serve(dir: &Path) -> Option<PyCortex> {
+    pub fn serve_cortex(dir: &Path) -> Option<PyService> {
         let python = syn2_python()?;
-        Some(Self::launch(python, dir.to_path_buf(), None, None))
+        Some(Self::launch(
+            "cortex",
+            python,
+            dir.to_path_buf(),
+            None,
+            None,
+        ))
     }
 
+    /// Start `python -m synapse.servers.KIND DIR`.
     fn launch(
+        kind: &'static str,
         python: PathBuf,
         dir: PathBuf,
         tmp: Option<tempfile::TempDir>,
         tls: Option<PyTls>,
-    ) -> PyCortex {
+    ) -> PyService {
         fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let secs = std::env::var("SYN_PEER_START_SECS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(CORTEX_START_SECS);
+            .unwrap_or(PEER_START_SECS);
         let t0 = Instant::now();
         let mut last_err = String::new();
-        // A free port can be taken by someone else before the cortex binds it: try a few.
+        // A free port can be taken by someone else before the service binds it: try a few.
         for _attempt in 0..3 {
             let port = free_port();
             let listen = match &tls {
@@ -695,7 +712,7 @@ impl PyCortex {
             if let Some(t) = &tls {
                 cmd.env("SYN_CERT_DIR", &t.certdir);
             }
-            cmd.args(["-m", "synapse.servers.cortex"])
+            cmd.args(["-m", &format!("synapse.servers.{kind}")])
                 .arg("--telepath")
                 .arg(listen)
                 .args(["--https", "0", "--auth-passwd", ROOT_PASSWD])
@@ -704,11 +721,15 @@ impl PyCortex {
                 // `--https 0` alone binds a random HTTPS port on all addresses; a null
                 // `https:port` from the environment (which wins over cell.yaml) turns HTTPS off,
                 // so only the loopback telepath port listens.
-                .env("SYN_CORTEX_HTTPS_PORT", "null")
+                .env(
+                    format!("SYN_{}_HTTPS_PORT", kind.to_ascii_uppercase()),
+                    "null",
+                )
                 .env("PYTHONUNBUFFERED", "1");
-            let daemon =
-                Daemon::spawn("python cortex", cmd).expect("cannot spawn the python cortex");
-            let mut core = PyCortex {
+            let name = format!("python {kind}");
+            let daemon = Daemon::spawn(&name, cmd)
+                .unwrap_or_else(|e| panic!("cannot spawn the {name}: {e}"));
+            let mut svc = PyService {
                 daemon,
                 python: python.clone(),
                 port,
@@ -716,31 +737,31 @@ impl PyCortex {
                 tls: tls.clone(),
                 _tmp: None,
             };
-            match core.wait_ready(Duration::from_secs(secs)) {
+            match svc.wait_ready(Duration::from_secs(secs)) {
                 Ok(()) => {
                     say(&format!(
-                        "python cortex up on 127.0.0.1:{port} in {:.1} s ({})",
+                        "{name} up on 127.0.0.1:{port} in {:.1} s ({})",
                         t0.elapsed().as_secs_f64(),
                         dir.display()
                     ));
-                    core._tmp = tmp;
-                    return core;
+                    svc._tmp = tmp;
+                    return svc;
                 }
                 Err(e) => {
-                    let log = core.daemon.stderr_log();
+                    let log = svc.daemon.stderr_log();
                     let clash = log.contains("Address already in use");
                     last_err = format!(
-                        "{e}\n--- cortex stdout ---\n{}\n--- cortex stderr ---\n{log}",
-                        core.daemon.stdout_log()
+                        "{e}\n--- {name} stdout ---\n{}\n--- {name} stderr ---\n{log}",
+                        svc.daemon.stdout_log()
                     );
-                    drop(core);
+                    drop(svc);
                     if !clash {
                         break;
                     }
                 }
             }
         }
-        panic!("the python cortex did not come up:\n{last_err}");
+        panic!("the python {kind} did not come up:\n{last_err}");
     }
 
     /// Bounded: the port must accept and a real `getCellIden()` over telepath must answer.
@@ -760,7 +781,7 @@ impl PyCortex {
             }
             if let Some(st) = self.daemon.exited() {
                 return Err(format!(
-                    "the cortex exited ({st}); last probe:\n{}",
+                    "the service exited ({st}); last probe:\n{}",
                     out.describe()
                 ));
             }
@@ -768,7 +789,7 @@ impl PyCortex {
         }
     }
 
-    /// `tcp://root:secret@127.0.0.1:PORT/`, or for [`PyCortex::start_ssl`]
+    /// `tcp://root:secret@127.0.0.1:PORT/`, or for [`PyService::cortex_ssl`]
     /// `ssl://root:secret@127.0.0.1:PORT/?hostname=HOSTNAME`.
     pub fn url(&self) -> String {
         match &self.tls {
@@ -780,12 +801,12 @@ impl PyCortex {
         }
     }
 
-    /// Its TLS listener, for a cortex made by [`PyCortex::start_ssl`].
+    /// Its TLS listener, for a cortex made by [`PyService::cortex_ssl`].
     pub fn tls(&self) -> Option<&PyTls> {
         self.tls.as_ref()
     }
 
-    /// `tele.py` arguments reaching this cortex: the URL, `args`, then `--certdir` for TLS.
+    /// `tele.py` arguments reaching this service: the URL, `args`, then `--certdir` for TLS.
     fn tele_argv(&self, args: &[&str]) -> Vec<String> {
         let mut argv = vec![self.url()];
         argv.extend(args.iter().map(|a| a.to_string()));
@@ -800,7 +821,7 @@ impl PyCortex {
         self.port
     }
 
-    /// The cortex directory.
+    /// The service directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -810,19 +831,19 @@ impl PyCortex {
         &self.python
     }
 
-    /// The cortex's log so far.
+    /// The service's log so far.
     pub fn log(&self) -> String {
         format!("{}{}", self.daemon.stdout_log(), self.daemon.stderr_log())
     }
 
-    /// `tele.py <url> ARGS...` against this cortex.
+    /// `tele.py <url> ARGS...` against this service.
     pub fn tele(&self, args: &[&str]) -> RunOut {
         let argv = self.tele_argv(args);
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
         run_py(&self.python, "tele.py", &argv)
     }
 
-    /// Stops the cortex now (gracefully, so its LMDB files are closed) and keeps the directory
+    /// Stops the service now (gracefully, so its LMDB files are closed) and keeps the directory
     /// for as long as `self` lives.
     pub fn stop(&mut self) -> Option<ExitStatus> {
         self.daemon.stop()
