@@ -50,6 +50,23 @@ impl sealed::Sealed for WriteTxn<'_> {
     }
 }
 
+/// LMDB's statistics of one database's tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TreeStat {
+    /// The page size in bytes.
+    pub page_size: u32,
+    /// The depth of the B-tree.
+    pub depth: u32,
+    /// Internal (branch) pages.
+    pub branch_pages: u64,
+    /// Leaf pages.
+    pub leaf_pages: u64,
+    /// Overflow pages (values too large for a leaf).
+    pub overflow_pages: u64,
+    /// Entries (every duplicate counts).
+    pub entries: u64,
+}
+
 /// A named database of byte keys and byte values; cheap to clone, keeps its slab open.
 ///
 /// Keys sort bytewise. In a dupsort database one key holds several sorted values: `get`
@@ -170,6 +187,19 @@ impl Db {
     pub(super) fn heed_stat(&self, txn: &impl Txn) -> Result<heed::DatabaseStat> {
         let txn = self.check(txn)?;
         self.db.stat(txn).map_err(|e| self.lmdb("stat", e))
+    }
+
+    /// The shape of the database's B-tree, as LMDB's `mdb_stat` reports it.
+    pub fn tree_stat(&self, txn: &impl Txn) -> Result<TreeStat> {
+        let stat = self.heed_stat(txn)?;
+        Ok(TreeStat {
+            page_size: stat.page_size,
+            depth: stat.depth,
+            branch_pages: stat.branch_pages as u64,
+            leaf_pages: stat.leaf_pages as u64,
+            overflow_pages: stat.overflow_pages as u64,
+            entries: stat.entries as u64,
+        })
     }
 
     /// The last entry in key order.

@@ -26,13 +26,13 @@ mod slab;
 #[cfg(test)]
 mod tests;
 
-pub use db::{Db, Entries, Txn};
+pub use db::{Db, Entries, TreeStat, Txn};
 pub use gate::{
     AppendLogRegistration, HoldError, LogCut, SnapshotPoint, WriteGate, WriteHold, WriteShare,
     register_append_log, write_gate,
 };
 pub use rebuild::RebuildSnapshot;
-pub use seqn::{Seqn, SeqnIter};
+pub use seqn::{Appended, Seqn, SeqnIter};
 pub use slab::{DbStats, ReadTxn, Slab, SlabOptions, SlabStats, WriteTxn, clear_stale_readers};
 
 use crate::error::SynErr;

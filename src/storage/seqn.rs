@@ -37,19 +37,25 @@ impl Seqn {
         Ok(offs)
     }
 
-    /// Append every item in order and return the range of offsets they got.
+    /// Append every item in order: the range of offsets they got and their encoded size.
     pub fn append_many<'v>(
         &self,
         wtxn: &mut WriteTxn<'_>,
         items: impl IntoIterator<Item = &'v Value>,
-    ) -> Result<Range<u64>> {
+    ) -> Result<Appended> {
         let start = self.next_offset(wtxn)?;
         let mut next = start;
+        let mut bytes = 0u64;
         for item in items {
-            self.db.append(wtxn, &int64en(next), &item.to_bytes())?;
+            let encoded = item.to_bytes();
+            bytes += encoded.len() as u64;
+            self.db.append(wtxn, &int64en(next), &encoded)?;
             next += 1;
         }
-        Ok(start..next)
+        Ok(Appended {
+            offsets: start..next,
+            bytes,
+        })
     }
 
     /// The item at `offs`.
@@ -78,6 +84,15 @@ impl Seqn {
             Some((key, _)) => decode_offset(&self.db, key).map(Some),
         }
     }
+}
+
+/// What [`Seqn::append_many`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The offsets the items got.
+    pub offsets: Range<u64>,
+    /// The items' msgpack bytes in all.
+    pub bytes: u64,
 }
 
 /// `(offset, item)` pairs of a [`Seqn`], borrowed from the transaction.

@@ -208,8 +208,21 @@ fn seqn_offsets_are_dense_and_iterate_from_an_offset() -> Result<()> {
         })?;
         assert_eq!(first, (0, 1));
         let items: Vec<Value> = (2..6).map(Value::Int).collect();
-        assert_eq!(slab.write(|w| seqn.append_many(w, &items))?, 2..6);
-        assert_eq!(slab.write(|w| seqn.append_many(w, &[]))?, 6..6);
+        // Each small int is one msgpack byte.
+        assert_eq!(
+            slab.write(|w| seqn.append_many(w, &items))?,
+            crate::storage::Appended {
+                offsets: 2..6,
+                bytes: 4
+            }
+        );
+        assert_eq!(
+            slab.write(|w| seqn.append_many(w, &[]))?,
+            crate::storage::Appended {
+                offsets: 6..6,
+                bytes: 0
+            }
+        );
     }
     // Reopen: the next offset comes from the data, not from memory.
     let slab = Slab::open(&path, SlabOptions::default())?;
