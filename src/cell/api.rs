@@ -154,15 +154,6 @@ async fn edit_rules(
     Ok(Value::Nil)
 }
 
-/// Run auth work off the async reactor: every change is a durable LMDB commit.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> SynResult<T> + Send + 'static,
-) -> SynResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SynErr::new("SynErr", format!("auth task failed: {e}")))?
-}
-
 /// Take the process's write gate for a backup (`backupHold`): wait for writes in progress,
 /// hold new ones back, yield one item describing the snapshot point, and keep holding until the
 /// caller closes the generator or `timeout` passes (then the generator ends with
@@ -635,6 +626,15 @@ impl HasMethods for CellApi {
     fn methods() -> &'static Methods<Self> {
         &CELL_METHODS
     }
+}
+
+/// Run an API call's blocking work (LMDB, storm) off the reactor, on tokio's blocking pool.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> SynResult<T> + Send + 'static,
+) -> SynResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SynErr::new("SynErr", format!("a blocking task failed: {e}")))?
 }
 
 /// The Cell API's method table, for services whose APIs inherit it.

@@ -67,6 +67,14 @@ pub trait Service: Send + Sync + 'static {
     fn close(&self) {}
 }
 
+/// Synapse's `NoSuchPath` for a share path a service does not serve.
+pub fn no_such_path(path: &[String]) -> SynErr {
+    SynErr::new("NoSuchPath", format!("no such path: {}", path.join("/"))).with(
+        "path",
+        Value::Array(path.iter().map(|p| p.as_str().into()).collect()),
+    )
+}
+
 /// How to make one kind of service: its name, options and constructor.
 pub struct ServiceKind<S> {
     /// The service type, also the subcommand and the `SYN_<NAME>_` prefix.

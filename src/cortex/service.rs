@@ -20,7 +20,7 @@ use super::model::Model;
 use super::model::ext::{ExtForm, ExtFormProp, ExtModel, ExtPropDef};
 use super::storm::runtime::{StormUser, call_storm, count_storm, run_storm};
 use super::view::{View, ViewCatalog};
-use crate::cell::api::{CellApi, cell_methods};
+use crate::cell::api::{CellApi, blocking, cell_methods};
 use crate::cell::auth::Auth;
 use crate::cell::config::{Kind, Opt};
 use crate::cell::{Cell, Service, ServiceKind};
@@ -424,12 +424,7 @@ impl Service for Cortex {
                     layer,
                 }))
             }
-            _ => Err(
-                SynErr::new("NoSuchPath", format!("no such path: {}", path.join("/"))).with(
-                    "path",
-                    Value::Array(path.iter().map(|p| p.as_str().into()).collect()),
-                ),
-            ),
+            _ => Err(crate::cell::no_such_path(path)),
         }
     }
 
@@ -516,15 +511,6 @@ fn propdef_args(mut args: Args) -> SynResult<ExtPropDef> {
     args.done()?;
     req_prop_name(&name, "name")?;
     Ok(ExtPropDef { name, tdef, info })
-}
-
-/// Run blocking Storm work off the reactor.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> SynResult<T> + Send + 'static,
-) -> SynResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| SynErr::new("SynErr", format!("storm task failed: {e}")))?
 }
 
 static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
