@@ -8,6 +8,7 @@ pub mod certs;
 pub mod cli;
 pub mod clock;
 pub mod cortex;
+pub mod cryotank;
 pub mod error;
 pub mod guid;
 pub mod migrate;
