@@ -341,9 +341,18 @@ pub struct CryoApi {
 }
 
 impl CryoApi {
+    /// The tank `name`; a missing one is made off the reactor (with `conf`).
+    async fn init(&self, name: String, conf: Value) -> SynResult<Arc<Tank>> {
+        if let Some(tank) = self.cryo.get(&name) {
+            return Ok(tank);
+        }
+        let (cryo, cell) = (self.cryo.clone(), self.cell.clone());
+        blocking(move || cryo.init(&name, conf, &cell)).await
+    }
+
     /// The tank `name` (made if missing), once the user may `cryo.tank.<perm>` on it.
-    fn tank(&self, name: &str, perm: &str) -> SynResult<Arc<Tank>> {
-        let tank = self.cryo.init(name, Value::Nil, &self.cell)?;
+    async fn tank(&self, name: String, perm: &str) -> SynResult<Arc<Tank>> {
+        let tank = self.init(name, Value::Nil).await?;
         self.cell
             .req_allowed(&["cryo", "tank", perm], Some(tank.iden()))?;
         Ok(tank)
@@ -356,18 +365,19 @@ static CRYO_METHODS: LazyLock<Methods<CryoApi>> = LazyLock::new(|| {
             let name: String = args.req(0, "name")?;
             let conf = args.opt::<Value>(1, "conf")?.unwrap_or(Value::Nil);
             args.done()?;
-            let tank = api.cryo.init(&name, conf, &api.cell)?;
+            let tank = api.init(name, conf).await?;
             Ok(Value::from(tank.iden()))
         })
         .call("list", |api, args| async move {
             args.done()?;
-            api.cryo.list(&api.cell)
+            let (cryo, cell) = (api.cryo.clone(), api.cell.clone());
+            blocking(move || cryo.list(&cell)).await
         })
         .call("last", |api, mut args| async move {
             let name: String = args.req(0, "name")?;
             args.done()?;
-            let tank = api.tank(&name, "read")?;
-            Ok(match tank.last()? {
+            let tank = api.tank(name, "read").await?;
+            Ok(match blocking(move || tank.last()).await? {
                 Some((indx, item)) => Value::Array(vec![Value::from(indx), item]),
                 None => Value::Nil,
             })
@@ -376,26 +386,26 @@ static CRYO_METHODS: LazyLock<Methods<CryoApi>> = LazyLock::new(|| {
             let name: String = args.req(0, "name")?;
             let items = items_arg(&mut args, 1)?;
             args.done()?;
-            let tank = api.tank(&name, "put")?;
+            let tank = api.tank(name, "put").await?;
             put_items(tank, items).await
         })
         .genr("slice", |api, mut args| async move {
             let name: String = args.req(0, "name")?;
             let reach = Reach::from_args(&mut args, 1)?.waiting(&mut args, 3)?;
             args.done()?;
-            Ok(stream(api.tank(&name, "read")?, Log::Items, reach))
+            Ok(stream(api.tank(name, "read").await?, Log::Items, reach))
         })
         .genr("rows", |api, mut args| async move {
             let name: String = args.req(0, "name")?;
             let reach = Reach::from_args(&mut args, 1)?;
             args.done()?;
-            Ok(stream(api.tank(&name, "read")?, Log::Rows, reach))
+            Ok(stream(api.tank(name, "read").await?, Log::Rows, reach))
         })
         .genr("metrics", |api, mut args| async move {
             let name: String = args.req(0, "name")?;
             let reach = Reach::from_args(&mut args, 1)?;
             args.done()?;
-            Ok(stream(api.tank(&name, "read")?, Log::Metrics, reach))
+            Ok(stream(api.tank(name, "read").await?, Log::Metrics, reach))
         })
         .call("delete", |api, mut args| async move {
             let name: String = args.req(0, "name")?;
