@@ -316,3 +316,36 @@ fn a_live_backup_of_a_cryotank_restores_to_a_working_service() {
         assert_eq!(values, items);
     });
 }
+
+#[test]
+fn a_deleted_tank_refuses_later_calls_and_ends_its_followers() {
+    let rt = rt();
+    let svc = SynService::start("cryotank", &[]);
+    rt.block_on(async {
+        let tank = Proxy::open(&svc.url("cryotank/gone")).await.expect("tank");
+        tank.call("puts", vec![strs(&["kept until deleted"])])
+            .await
+            .expect("puts");
+        let mut follow = tank
+            .genr(
+                "slice",
+                vec![1i64.into()],
+                vec![("wait", Value::Bool(true))],
+            )
+            .await
+            .expect("slice");
+        let cryo = Proxy::open(&svc.url("cryotank")).await.expect("cryo");
+        // Let the follower catch up and wait (it has no timeout).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let deleted = cryo.call("delete", vec!["gone".into()]).await;
+        assert_eq!(deleted.expect("delete"), Value::Bool(true));
+        let ended = tokio::time::timeout(Duration::from_secs(5), follow.next())
+            .await
+            .expect("the follower ends");
+        let err = ended.expect("an error item").unwrap_err();
+        assert_eq!(err.name, "IsFini");
+        // A session opened before the delete cannot write into the deleted tank.
+        let err = tank.call("puts", vec![strs(&["lost?"])]).await.unwrap_err();
+        assert_eq!(err.name, "IsFini");
+    });
+}

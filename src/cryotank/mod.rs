@@ -143,6 +143,7 @@ impl CryoCell {
             .slab
             .write(|wtxn| self.names.delete(wtxn, name.as_bytes()))?;
         self.write_tanks().retain(|(n, _)| n != name);
+        tank.mark_deleted();
         let dir = self.tank_dir(tank.iden());
         drop(tank);
         std::fs::remove_dir_all(&dir).map_err(|e| {
@@ -283,7 +284,7 @@ fn stream(tank: Arc<Tank>, log: Log, reach: Reach) -> Genr {
                     return;
                 }
                 let more = async {
-                    let more = added.wait_for(|end| *end > next);
+                    let more = added.wait_for(|end| *end > next || tank.req_present().is_err());
                     match reach.timeout {
                         Some(limit) => matches!(tokio::time::timeout(limit, more).await, Ok(Ok(_))),
                         None => more.await.is_ok(),

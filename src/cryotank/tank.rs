@@ -1,10 +1,11 @@
 //! One cryotank: an append-only log of msgpack items, with a metrics record per write.
 
 use crate::clock::now_ms;
-use crate::error::SynResult;
+use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
 use crate::storage::{Seqn, Slab, SlabOptions, int64en, int64un};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 use tokio::sync::watch;
@@ -25,6 +26,8 @@ pub struct Tank {
     next: watch::Sender<u64>,
     /// Puts one at a time, so that each chunk's offsets follow the last.
     writer: Mutex<()>,
+    /// Deleted: every later call fails (sessions may still hold the tank).
+    deleted: AtomicBool,
 }
 
 impl Tank {
@@ -47,6 +50,7 @@ impl Tank {
             metrics,
             next: watch::Sender::new(next),
             writer: Mutex::new(()),
+            deleted: AtomicBool::new(false),
         })
     }
 
@@ -59,6 +63,7 @@ impl Tank {
     /// metrics record; the number of items added.
     pub fn puts(&self, items: &[Value]) -> SynResult<usize> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.req_present()?;
         for chunk in items.chunks(PUT_CHUNK) {
             let tick = now_ms();
             let started = Instant::now();
@@ -83,16 +88,19 @@ impl Tank {
 
     /// The last item and its offset.
     pub fn last(&self) -> SynResult<Option<(u64, Value)>> {
+        self.req_present()?;
         Ok(self.slab.read(|rtxn| self.items.last(rtxn))?)
     }
 
     /// Up to `max` items from offset `offs`.
     pub fn items(&self, offs: u64, max: usize) -> SynResult<Vec<(u64, Value)>> {
+        self.req_present()?;
         read_seqn(&self.slab, &self.items, offs, max)
     }
 
     /// Up to `max` items from offset `offs`, as their stored msgpack bytes.
     pub fn rows(&self, offs: u64, max: usize) -> SynResult<Vec<(u64, Vec<u8>)>> {
+        self.req_present()?;
         Ok(self.slab.read(|rtxn| {
             self.items
                 .db()
@@ -105,12 +113,33 @@ impl Tank {
 
     /// Up to `max` metrics records from offset `offs`.
     pub fn metrics(&self, offs: u64, max: usize) -> SynResult<Vec<(u64, Value)>> {
+        self.req_present()?;
         read_seqn(&self.slab, &self.metrics, offs, max)
     }
 
-    /// Watch the next item offset (it changes after every committed chunk).
+    /// Watch the next item offset (it changes after every committed chunk, and wakes the
+    /// watchers when the tank is deleted).
     pub fn watch_next(&self) -> watch::Receiver<u64> {
         self.next.subscribe()
+    }
+
+    /// Mark the tank deleted once the put in progress (if any) is done: later calls fail with
+    /// `IsFini`, and waiting followers wake.
+    pub fn mark_deleted(&self) {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        self.deleted.store(true, Ordering::SeqCst);
+        self.next.send_modify(|_| {});
+    }
+
+    /// Fail with `IsFini` if the tank was deleted.
+    pub fn req_present(&self) -> SynResult<()> {
+        if self.deleted.load(Ordering::SeqCst) {
+            return Err(SynErr::new(
+                "IsFini",
+                format!("the tank {} was deleted", self.iden),
+            ));
+        }
+        Ok(())
     }
 
     /// Synapse's tank info: `{iden, indx, metrics, stat}`, `stat` being LMDB's statistics of
