@@ -1940,3 +1940,10 @@ fn matches_a_python_cortex_side_by_side() {
         queries.join("\n")
     );
 }
+
+#[test]
+fn sleep_with_a_delay_that_is_not_a_number_does_not_stop_the_query() {
+    let (_dir, view) = fresh();
+    let got = ok(&view, "[inet:ipv4=1.2.3.4] | sleep nan");
+    assert_eq!(got, [json!(["inet:ipv4", 16909060])]);
+}

@@ -243,7 +243,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if !(value > 0.0 && value.is_finite()) {
         return Err("must be more than 0".into());
     }
-    Ok(Duration::from_secs_f64(value * scale))
+    Duration::try_from_secs_f64(value * scale).map_err(|_| format!("too long: {text:?}"))
 }
 
 fn parse_hold_timeout(text: &str) -> Result<Duration, String> {
@@ -397,6 +397,8 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert!(parse_duration("3d").is_err());
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("1e300h").is_err());
+        assert!(parse_duration("inf").is_err());
         assert!(parse_hold_timeout("61").is_err());
     }
 

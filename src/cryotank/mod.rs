@@ -252,10 +252,10 @@ impl Reach {
                     Value::Float(f) => Some(f),
                     other => other.as_i64().map(|i| i as f64),
                 };
-                let secs = secs
-                    .filter(|s| s.is_finite() && *s >= 0.0)
-                    .ok_or_else(|| SynErr::bad_arg("timeout must be a number of seconds"))?;
-                Some(Duration::from_secs_f64(secs))
+                let limit = secs.and_then(|s| Duration::try_from_secs_f64(s).ok());
+                Some(limit.ok_or_else(|| {
+                    SynErr::bad_arg("timeout must be a number of seconds, not negative")
+                })?)
             }
         };
         Ok(self)
@@ -475,6 +475,34 @@ impl HasMethods for TankApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reach_of(args: Vec<Value>) -> SynResult<Reach> {
+        let mut args = Args::from_wire(args, Vec::new()).expect("args");
+        Reach::from_args(&mut args, 0)?.waiting(&mut args, 2)
+    }
+
+    #[test]
+    fn slice_arguments_are_checked_not_trusted() {
+        let ok = reach_of(vec![
+            3i64.into(),
+            Value::Nil,
+            true.into(),
+            Value::Float(0.5),
+        ]);
+        let ok = ok.expect("valid");
+        assert_eq!((ok.offs, ok.size, ok.wait), (3, None, true));
+        assert_eq!(ok.timeout, Some(Duration::from_millis(500)));
+        for bad in [
+            vec![(-1i64).into()],
+            vec![0i64.into(), "many".into()],
+            vec![0i64.into(), Value::Nil, true.into(), Value::Float(-1.0)],
+            vec![0i64.into(), Value::Nil, true.into(), Value::Float(f64::NAN)],
+            vec![0i64.into(), Value::Nil, true.into(), Value::Float(1e300)],
+        ] {
+            let err = reach_of(bad.clone()).err();
+            assert_eq!(err.map(|e| e.name), Some("BadArg".to_owned()), "{bad:?}");
+        }
+    }
 
     fn follow_all(tank: &Arc<Tank>, timeout: Option<Duration>) -> Genr {
         let reach = Reach {

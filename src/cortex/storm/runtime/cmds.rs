@@ -275,7 +275,13 @@ pub(super) fn run<'g>(rt: &'g Runt<'g>, cmd: &'g ast::Command, input: Genr<'g>) 
                 })?,
                 None => return Err(bad_arg("The argument <delay> is required.")),
             };
-            std::thread::sleep(std::time::Duration::from_secs_f64(secs.clamp(0.0, 60.0)));
+            // At most a minute; a NaN delay sleeps not at all.
+            let secs = if secs.is_nan() {
+                0.0
+            } else {
+                secs.clamp(0.0, 60.0)
+            };
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
             Ok(item)
         })),
         "tee" => tee(rt, cmd, tee_argv, input),
