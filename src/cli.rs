@@ -25,6 +25,7 @@ pub fn command() -> clap::Command {
         .subcommand(backup::cli::restore_command())
         .subcommand(runbook_command())
         .subcommand(migrate_command())
+        .subcommand(sync_command())
         .subcommand(
             certs::EasycertArgs::augment_args(clap::Command::new("easycert"))
                 .about("Make and manage TLS certificates in a certdir (Synapse's easycert)"),
@@ -619,6 +620,208 @@ pub fn migrate(m: &clap::ArgMatches) -> i32 {
         }
         Err(e) => {
             eprintln!("syn migrate-200: {}", e.mesg());
+            1
+        }
+    }
+}
+
+/// `syn sync-200`.
+fn sync_command() -> clap::Command {
+    use clap::{Arg, ArgAction, value_parser};
+    let seconds = |text: &str| -> Result<std::time::Duration, String> {
+        let secs: f64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+        std::time::Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("{text:?} must be more than 0 seconds"))
+    };
+    clap::Command::new("sync-200")
+        .about("Carry a running Synapse 0.1.x cortex's new splices into the migrated cortex until cut-over")
+        .long_about(
+            "After `syn migrate-200` copied a backup of a 0.1.x cortex, the 0.1.x cortex goes on \
+             taking writes. sync-200 reads each layer's splices from SRC (0.1.x, at \
+             SRC/cortex/layer/<iden>) starting where DEST_DIR/migration/lyroffs.yaml says the \
+             copy ended, turns the splices of each node into one nodeedit, and stores it in the \
+             same layer of DEST (a syn cortex, or Python Synapse 2.x, at \
+             DEST/cortex/layer/<iden>) with storNodeEditsNoLift. It follows new splices (a pull \
+             every --poll seconds once caught up) until SIGINT or SIGTERM, or with \
+             --until-caught-up until every layer has caught up. Migration mode is on at DEST \
+             while it runs (cron jobs and triggers do not fire) and is switched off at the end.\n\n\
+             Progress is saved every second and at the end in the state file (JSON: each \
+             layer's next splice offset, counts, and the errors); a new run goes on from there. \
+             A splice that cannot be translated, or a nodeedit DEST refuses, is recorded there \
+             and skipped; --err-lim errors stop the run. Lost connections are retried.\n\n\
+             Every option can also come from its SYN_SYNC200_* variable (shown below), so that \
+             passwords in URLs stay out of the process list.\n\n\
+             Cut-over: stop writes to the 0.1.x cortex, run with --until-caught-up, then point \
+             clients at DEST.\n\n\
+             Exit status: 0 done with no errors, 3 done but some splices were skipped (see the \
+             state file), 1 failed (one line says why), 2 bad arguments.\n\n\
+             Example:\n  syn sync-200 --src tcp://root:secret@old-cortex:27492/ \\\n    \
+             --dest tcp://root:secret@127.0.0.1:27492/ \\\n    \
+             --offsfile /var/lib/syn/cortex/migration/lyroffs.yaml",
+        )
+        .arg(
+            Arg::new("src")
+                .env("SYN_SYNC200_SRC")
+                .hide_env_values(true)
+                .long("src")
+                .value_name("URL")
+                .required(true)
+                .help("the 0.1.x cortex: tcp://user:passwd@host:port/ (ssl:// with --certdir)"),
+        )
+        .arg(
+            Arg::new("dest")
+                .env("SYN_SYNC200_DEST")
+                .hide_env_values(true)
+                .long("dest")
+                .value_name("URL")
+                .required(true)
+                .help("the 2.x cortex: tcp://, ssl:// or unix:// URL of its telepath listener"),
+        )
+        .arg(
+            Arg::new("offsfile")
+                .env("SYN_SYNC200_OFFSFILE")
+                .hide_env_values(true)
+                .long("offsfile")
+                .value_name("FILE")
+                .required(true)
+                .value_parser(value_parser!(std::path::PathBuf))
+                .help("lyroffs.yaml from the migration (DEST_DIR/migration/lyroffs.yaml)"),
+        )
+        .arg(
+            Arg::new("state")
+                .env("SYN_SYNC200_STATE")
+                .hide_env_values(true)
+                .long("state")
+                .value_name("FILE")
+                .value_parser(value_parser!(std::path::PathBuf))
+                .help("where progress is saved [default: sync200.json beside the offsfile]"),
+        )
+        .arg(
+            Arg::new("from-file")
+                .long("from-file")
+                .action(ArgAction::SetTrue)
+                .help("start every layer at the offsfile's offset, forgetting the saved state"),
+        )
+        .arg(
+            Arg::new("until-caught-up")
+                .long("until-caught-up")
+                .action(ArgAction::SetTrue)
+                .help("stop once every layer has caught up, instead of following"),
+        )
+        .arg(
+            Arg::new("keep-migration-mode")
+                .long("keep-migration-mode")
+                .action(ArgAction::SetTrue)
+                .help("leave migration mode on at DEST at the end"),
+        )
+        .arg(
+            Arg::new("poll")
+                .env("SYN_SYNC200_POLL")
+                .hide_env_values(true)
+                .long("poll")
+                .value_name("SECONDS")
+                .value_parser(seconds)
+                .default_value("2")
+                .help("the pause between pulls of a layer that has caught up"),
+        )
+        .arg(
+            Arg::new("batch")
+                .env("SYN_SYNC200_BATCH")
+                .hide_env_values(true)
+                .long("batch")
+                .value_name("N")
+                .value_parser(value_parser!(u64).range(1..=1_000_000))
+                .default_value("10000")
+                .help("splices read per pull"),
+        )
+        .arg(
+            Arg::new("err-lim")
+                .env("SYN_SYNC200_ERR_LIM")
+                .hide_env_values(true)
+                .long("err-lim")
+                .value_name("N")
+                .value_parser(value_parser!(i64).range(-1..))
+                .allow_negative_numbers(true)
+                .default_value("10")
+                .help("stop after N errors; -1 never stops"),
+        )
+        .arg(
+            Arg::new("status-every")
+                .long("status-every")
+                .value_name("SECONDS")
+                .value_parser(seconds)
+                .default_value("10")
+                .help("how often a progress line is printed (and sent to systemd)"),
+        )
+        .arg(
+            Arg::new("certdir")
+                .long("certdir")
+                .value_name("DIR")
+                .value_parser(value_parser!(std::path::PathBuf))
+                .help("certificates for ssl:// URLs [default: $SYN_CERTDIR, else ~/.syn/certs]"),
+        )
+}
+
+/// Run `syn sync-200`.
+pub fn sync200(m: &clap::ArgMatches) -> i32 {
+    use crate::migrate::sync;
+    use std::path::PathBuf;
+    use std::time::Duration;
+    let text = |name: &str| m.get_one::<String>(name).cloned().unwrap_or_default();
+    let certdir = m.get_one::<PathBuf>("certdir");
+    let client = |url: &str| -> Result<ClientOptions, String> {
+        let parsed = TeleUrl::parse(url).map_err(|e| e.mesg().to_owned())?;
+        tls::client_options(&parsed, certdir.map(PathBuf::as_path)).map_err(|e| e.to_string())
+    };
+    let (src_client, dest_client) = match (client(&text("src")), client(&text("dest"))) {
+        (Ok(s), Ok(d)) => (s, d),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("syn sync-200: {e}");
+            return 2;
+        }
+    };
+    let offsfile = m
+        .get_one::<PathBuf>("offsfile")
+        .cloned()
+        .unwrap_or_default();
+    let state = m.get_one::<PathBuf>("state").cloned().unwrap_or_else(|| {
+        offsfile
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(sync::STATE_FILE)
+    });
+    let seconds = |name: &str| m.get_one::<Duration>(name).copied().unwrap_or_default();
+    let opts = sync::Options {
+        src: text("src"),
+        dest: text("dest"),
+        offsfile,
+        state,
+        from_file: m.get_flag("from-file"),
+        batch: m.get_one::<u64>("batch").copied().unwrap_or(10_000),
+        poll: seconds("poll"),
+        err_lim: m
+            .get_one::<i64>("err-lim")
+            .and_then(|n| u64::try_from(*n).ok()),
+        until_caught_up: m.get_flag("until-caught-up"),
+        keep_migration_mode: m.get_flag("keep-migration-mode"),
+        status_every: seconds("status-every"),
+        src_client,
+        dest_client,
+    };
+    match sync::run(opts) {
+        Ok(0) => 0,
+        Ok(errors) => {
+            eprintln!(
+                "syn sync-200: {errors} splices were skipped this run (listed in the state file)"
+            );
+            3
+        }
+        Err(e) => {
+            eprintln!("syn sync-200: {}", e.mesg());
             1
         }
     }

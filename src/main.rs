@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Some(("restore", m)) => syn::backup::cli::run_restore(m),
         Some(("runbook", m)) => cli::runbook(m),
         Some(("migrate-200", m)) => cli::migrate(m),
+        Some(("sync-200", m)) => cli::sync200(m),
         _ => {
             // clap requires a subcommand, so this is unreachable in practice.
             eprintln!("syn: no command given (see syn --help)");

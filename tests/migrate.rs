@@ -19,16 +19,8 @@ const FORK_VIEW: &str = "efc6f35ab1a22d038f1ff9b3a2154b41";
 const MAIN_LAYER: &str = "fae94d338b3089351036762f47bf5023";
 const FORK_LAYER: &str = "5f11615dec983dff9ea0fe6bf8860756";
 
-fn fixture_dir() -> PathBuf {
-    common::repo_root()
-        .join("..")
-        .join("shared")
-        .join("fixtures")
-        .join("synapse-0.1.58")
-}
-
 fn manifest() -> Json {
-    let text = std::fs::read_to_string(fixture_dir().join("core01x.manifest.json"))
+    let text = std::fs::read_to_string(common::fixture_01x().join("core01x.manifest.json"))
         .expect("the fixture's manifest");
     serde_json::from_str(&text).expect("manifest is JSON")
 }
@@ -60,7 +52,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Option<Fixture> {
-        let src = fixture_dir().join("core01x");
+        let src = common::fixture_01x().join("core01x");
         if !src.is_dir() {
             common::skip(&format!("no fixture at {}", src.display()));
             return None;
@@ -101,7 +93,7 @@ impl Drop for Fixture {
             return;
         }
         assert_eq!(
-            tree_hash(&fixture_dir().join("core01x")),
+            tree_hash(&common::fixture_01x().join("core01x")),
             self.original,
             "the shared fixture changed"
         );

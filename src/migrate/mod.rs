@@ -24,6 +24,7 @@ pub mod legacy;
 pub mod progress;
 pub mod source;
 pub mod state;
+pub mod sync;
 pub mod translate;
 
 use std::collections::BTreeMap;

@@ -64,6 +64,15 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The genuine Synapse 0.1.58 cortex fixture (`../shared/fixtures/synapse-0.1.58`).
+pub fn fixture_01x() -> PathBuf {
+    repo_root()
+        .join("..")
+        .join("shared")
+        .join("fixtures")
+        .join("synapse-0.1.58")
+}
+
 /// Where peers are installed: `target/peers` under the crate root.
 pub fn peers_dir() -> PathBuf {
     repo_root().join("target").join("peers")
