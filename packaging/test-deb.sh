@@ -30,7 +30,7 @@ dpkg -i "$deb" >/dev/null
 
 check "binary installed" test -x /usr/bin/syn
 check "binary runs" /usr/bin/syn --version
-for service in cell cortex cryotank sync200; do
+for service in cell cortex cryotank axon sync200; do
     check "syn-$service@.service installed" test -f "/usr/lib/systemd/system/syn-$service@.service"
 done
 check "sysusers file installed" test -f /usr/lib/sysusers.d/syn.conf
@@ -39,7 +39,7 @@ check "man page installed" test -f /usr/share/man/man1/syn.1.gz
 check "man page renders" sh -c 'man -P cat syn | grep -q easycert'
 check "bash completion installed" test -f /usr/share/bash-completion/completions/syn
 check "example configurations installed" test -f /etc/syn/cell.env.example -a -f /etc/syn/cortex.env.example \
-    -a -f /etc/syn/cryotank.env.example -a -f /etc/syn/backup.env.example -a -f /etc/syn/sync200.env.example
+    -a -f /etc/syn/cryotank.env.example -a -f /etc/syn/backup.env.example -a -f /etc/syn/sync200.env.example -a -f /etc/syn/axon.env.example
 for timer in backup verify coldbackup; do
     check "syn-$timer@.timer installed" test -f "/usr/lib/systemd/system/syn-$timer@.timer"
     check "syn-$timer@.service installed" test -f "/usr/lib/systemd/system/syn-$timer@.service"
@@ -49,7 +49,7 @@ for runbook in nightly-live-backup restore-from-cold-backup verify-latest-backup
 done
 check "syn runbook runs" sh -c 'syn runbook --help | grep -q dry-run'
 check "runbook man page installed" test -f /usr/share/man/man1/syn-runbook.1.gz
-check "state directories made" test -d /var/lib/syn/cortex -a -d /var/lib/syn/cryotank -a -d /var/backups/syn
+check "state directories made" test -d /var/lib/syn/cortex -a -d /var/lib/syn/cryotank -a -d /var/lib/syn/axon -a -d /var/backups/syn
 for unit in /usr/lib/systemd/system/syn-*.service; do
     name=$(basename "$unit")
     # The failure reporter's instance is the name of the unit that failed.

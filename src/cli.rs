@@ -20,6 +20,7 @@ pub fn command() -> clap::Command {
         .arg_required_else_help(true)
         .subcommand(cell::BARE_CELL.command())
         .subcommand(crate::cortex::service::CORTEX.command())
+        .subcommand(crate::axon::AXON.command())
         .subcommand(crate::cryotank::CRYOTANK.command())
         .subcommand(backup::cli::backup_command())
         .subcommand(backup::cli::restore_command())

@@ -2,6 +2,7 @@
 //!
 //! One library crate with a module per concern; the `syn` binary is a thin CLI over it.
 
+pub mod axon;
 pub mod backup;
 pub mod cell;
 pub mod certs;

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
     let code = match matches.subcommand() {
         Some(("cell", m)) => cell::run(&cell::BARE_CELL, m),
         Some(("cortex", m)) => cell::run(&syn::cortex::service::CORTEX, m),
+        Some(("axon", m)) => cell::run(&syn::axon::AXON, m),
         Some(("cryotank", m)) => cell::run(&syn::cryotank::CRYOTANK, m),
         Some(("call", m)) => cli::call(m),
         Some(("storm", m)) => cli::storm(m),

@@ -85,22 +85,7 @@ fn matches_a_python_cryocell_side_by_side() {
         &format!("tcp://root:{ROOT_PASSWD}@127.0.0.1:{}", svc.port),
     );
     let theirs = python_session(&python, &py.url());
-    assert_eq!(
-        ours.len(),
-        theirs.len(),
-        "ours: {ours:#?}\ntheirs: {theirs:#?}"
-    );
-    let differ: Vec<String> = ours
-        .iter()
-        .zip(&theirs)
-        .filter(|(a, b)| a != b)
-        .map(|(a, b)| format!("syn:    {a}\npython: {b}"))
-        .collect();
-    assert!(differ.is_empty(), "{}", differ.join("\n"));
-    common::say(&format!(
-        "cryotank: {} steps agree with Python Synapse 2.256's CryoCell",
-        ours.len()
-    ));
+    common::assert_same_session("cryotank", &ours, &theirs);
 }
 
 #[test]

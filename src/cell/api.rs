@@ -637,6 +637,45 @@ pub async fn blocking<T: Send + 'static>(
         .map_err(|e| SynErr::new("SynErr", format!("a blocking task failed: {e}")))?
 }
 
+/// A follower's `timeout` argument at position `at`: seconds (int or float), or None for no
+/// limit; negative, NaN and huge values are a BadArg.
+pub fn timeout_arg(args: &mut Args, at: usize) -> SynResult<Option<Duration>> {
+    match args.opt::<Value>(at, "timeout")? {
+        None | Some(Value::Nil) => Ok(None),
+        Some(v) => {
+            let secs = match v {
+                Value::Float(f) => Some(f),
+                other => other.as_i64().map(|i| i as f64),
+            };
+            let limit = secs.and_then(|s| Duration::try_from_secs_f64(s).ok());
+            limit
+                .map(Some)
+                .ok_or_else(|| SynErr::bad_arg("timeout must be a number of seconds, not negative"))
+        }
+    }
+}
+
+/// Wait, for a generator that follows new records, until `more` holds for the watched value,
+/// at most `timeout`; false when the time ran out, the watch ended or the reader went away.
+pub async fn wait_for_more<V, T>(
+    watched: &mut tokio::sync::watch::Receiver<V>,
+    more: impl FnMut(&V) -> bool,
+    timeout: Option<Duration>,
+    reader: &mpsc::Sender<T>,
+) -> bool {
+    let arrived = async {
+        let arrived = watched.wait_for(more);
+        match timeout {
+            Some(limit) => matches!(tokio::time::timeout(limit, arrived).await, Ok(Ok(_))),
+            None => arrived.await.is_ok(),
+        }
+    };
+    tokio::select! {
+        arrived = arrived => arrived,
+        () = reader.closed() => false,
+    }
+}
+
 /// The Cell API's method table, for services whose APIs inherit it.
 pub fn cell_methods() -> &'static Methods<CellApi> {
     &CELL_METHODS

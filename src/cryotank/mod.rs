@@ -16,7 +16,7 @@ pub mod tank;
 
 pub use tank::Tank;
 
-use crate::cell::api::{CellApi, blocking, cell_methods};
+use crate::cell::api::{CellApi, blocking, cell_methods, timeout_arg, wait_for_more};
 use crate::cell::{Cell, Service, ServiceKind};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
@@ -245,19 +245,7 @@ impl Reach {
     /// Also `wait` and `timeout` from positions `at` and `at + 1`.
     fn waiting(mut self, args: &mut Args, at: usize) -> SynResult<Reach> {
         self.wait = args.opt::<bool>(at, "wait")?.unwrap_or(false);
-        self.timeout = match args.opt::<Value>(at + 1, "timeout")? {
-            None | Some(Value::Nil) => None,
-            Some(v) => {
-                let secs = match v {
-                    Value::Float(f) => Some(f),
-                    other => other.as_i64().map(|i| i as f64),
-                };
-                let limit = secs.and_then(|s| Duration::try_from_secs_f64(s).ok());
-                Some(limit.ok_or_else(|| {
-                    SynErr::bad_arg("timeout must be a number of seconds, not negative")
-                })?)
-            }
-        };
+        self.timeout = timeout_arg(args, at + 1)?;
         Ok(self)
     }
 }
@@ -283,19 +271,8 @@ fn stream(tank: Arc<Tank>, log: Log, reach: Reach) -> Genr {
                 if !reach.wait {
                     return;
                 }
-                let more = async {
-                    let more = added.wait_for(|end| *end > next || tank.req_present().is_err());
-                    match reach.timeout {
-                        Some(limit) => matches!(tokio::time::timeout(limit, more).await, Ok(Ok(_))),
-                        None => more.await.is_ok(),
-                    }
-                };
-                // A reader that went away while waiting ends the wait too.
-                let arrived = tokio::select! {
-                    arrived = more => arrived,
-                    () = tx.closed() => false,
-                };
-                if !arrived {
+                let more = |end: &u64| *end > next || tank.req_present().is_err();
+                if !wait_for_more(&mut added, more, reach.timeout, &tx).await {
                     return;
                 }
                 continue;

@@ -217,6 +217,27 @@ pub fn python_storm_results(python: &Path, cases: &[serde_json::Value]) -> Vec<s
     results
 }
 
+/// Assert that a side-by-side session gave the same lines from syn (`ours`) and from Python
+/// Synapse (`theirs`), showing every line that differs; then say how many agreed.
+pub fn assert_same_session(what: &str, ours: &[String], theirs: &[String]) {
+    assert_eq!(
+        ours.len(),
+        theirs.len(),
+        "ours: {ours:#?}\ntheirs: {theirs:#?}"
+    );
+    let differ: Vec<String> = ours
+        .iter()
+        .zip(theirs)
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| format!("syn:    {a}\npython: {b}"))
+        .collect();
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+    say(&format!(
+        "{what}: {} steps agree with Python Synapse 2.256's",
+        ours.len()
+    ));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Peer installs
 
@@ -647,6 +668,11 @@ impl PyService {
     /// A fresh CryoCell (`synapse.servers.cryotank`), as [`PyService::cortex`].
     pub fn cryotank() -> Option<PyService> {
         Self::fresh("cryotank")
+    }
+
+    /// A fresh Axon (`synapse.servers.axon`), as [`PyService::cortex`].
+    pub fn axon() -> Option<PyService> {
+        Self::fresh("axon")
     }
 
     fn fresh(kind: &'static str) -> Option<PyService> {

@@ -10,24 +10,9 @@ Bytes print as hex. Nothing is masked here: idens, times and took differ between
 and the caller masks them.
 '''
 import sys
-import json
 import asyncio
 
-
-def _fix(o):
-    if isinstance(o, (bytes, bytearray)):
-        return bytes(o).hex()
-    if isinstance(o, dict):
-        return {str(k): _fix(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_fix(v) for v in o]
-    return o
-
-
-def emit(step, **kwargs):
-    kwargs = {k: _fix(v) for k, v in kwargs.items()}
-    sys.stdout.write(json.dumps({'step': step, **kwargs}, separators=(',', ':')) + '\n')
-    sys.stdout.flush()
+from session import genr, step
 
 
 # Items of every msgpack kind Synapse stores in a tank.
@@ -43,18 +28,6 @@ ITEMS = [
 
 async def run(base):
     import synapse.telepath as s_telepath
-
-    async def step(name, coro):
-        try:
-            emit(name, result=await coro)
-        except Exception as e:
-            emit(name, err=type(e).__name__)
-
-    async def genr(name, agen):
-        try:
-            emit(name, result=[item async for item in agen])
-        except Exception as e:
-            emit(name, err=type(e).__name__)
 
     async with await s_telepath.openurl(base + '/cryotank') as cryo:
         await step('init', cryo.init('tank0'))
