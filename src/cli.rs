@@ -27,6 +27,8 @@ pub fn command() -> clap::Command {
         .subcommand(runbook_command())
         .subcommand(migrate_command())
         .subcommand(sync_command())
+        .subcommand(pushfile_command())
+        .subcommand(pullfile_command())
         .subcommand(
             certs::EasycertArgs::augment_args(clap::Command::new("easycert"))
                 .about("Make and manage TLS certificates in a certdir (Synapse's easycert)"),
@@ -228,7 +230,6 @@ pub fn json_arg(text: &str) -> Value {
 
 /// `syn call`: returns the exit code.
 pub fn call(m: &clap::ArgMatches) -> i32 {
-    let url = m.get_one::<String>("url").cloned().unwrap_or_default();
     let meth = m.get_one::<String>("method").cloned().unwrap_or_default();
     let args: Vec<Value> = m
         .get_many::<String>("args")
@@ -244,43 +245,7 @@ pub fn call(m: &clap::ArgMatches) -> i32 {
         };
         kwargs.push((k.to_owned(), json_arg(v)));
     }
-    let timeout = std::time::Duration::from_secs(*m.get_one::<u64>("timeout").unwrap_or(&30));
-    let certdir = m.get_one::<std::path::PathBuf>("certdir").cloned();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("syn call: {e}");
-            return 1;
-        }
-    };
-    runtime.block_on(async move {
-        let parsed = match TeleUrl::parse(&url) {
-            Ok(u) => u,
-            Err(e) => {
-                eprintln!("syn call: {}", e.mesg());
-                return 2;
-            }
-        };
-        let opts = match tls::client_options(&parsed, certdir.as_deref()) {
-            Ok(opts) => ClientOptions {
-                connect_timeout: timeout,
-                ..opts
-            },
-            Err(e) => {
-                eprintln!("syn call: {e}");
-                return 1;
-            }
-        };
-        let proxy = match Proxy::open_with(&parsed, opts).await {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("syn call: {e}");
-                return 1;
-            }
-        };
+    with_proxy(m, "call", async move |proxy| {
         let kwargs: Vec<(&str, Value)> = kwargs
             .iter()
             .map(|(k, v)| (k.as_str(), v.clone()))
@@ -826,4 +791,210 @@ pub fn sync200(m: &clap::ArgMatches) -> i32 {
             1
         }
     }
+}
+
+fn axon_url_arg() -> clap::Arg {
+    clap::Arg::new("url")
+        .value_name("URL")
+        .required(true)
+        .help("the axon: tcp://user:passwd@host:port/axon, ssl://..., unix:///path/sock:axon")
+}
+
+fn certdir_arg() -> clap::Arg {
+    clap::Arg::new("certdir")
+        .long("certdir")
+        .value_name("DIR")
+        .value_parser(clap::value_parser!(std::path::PathBuf))
+        .help("certificates for ssl:// URLs [default: $SYN_CERTDIR, else ~/.syn/certs]")
+}
+
+/// `syn pushfile URL FILE...`.
+fn pushfile_command() -> clap::Command {
+    clap::Command::new("pushfile")
+        .about("Upload files into an axon")
+        .long_about(
+            "Upload each FILE into the axon at URL (syn's or Python Synapse's) through an upload \
+             object, in pieces of 8 MiB, and print `SHA256 SIZE FILE` for each. The SHA-256 the \
+             axon saved is checked against the bytes read. A file that fails is reported and the \
+             others are still sent.\n\n\
+             Exit status: 0 when every file was stored, 1 otherwise, 2 on bad arguments.\n\n\
+             Example:\n  syn pushfile tcp://root:secret@127.0.0.1:27494/axon report.pdf sample.bin",
+        )
+        .arg(axon_url_arg())
+        .arg(
+            clap::Arg::new("files")
+                .value_name("FILE")
+                .required(true)
+                .num_args(1..)
+                .value_parser(clap::value_parser!(std::path::PathBuf)),
+        )
+        .arg(certdir_arg())
+}
+
+/// `syn pullfile URL SHA256... [-o DIR]`.
+fn pullfile_command() -> clap::Command {
+    clap::Command::new("pullfile")
+        .about("Download files from an axon by SHA-256")
+        .long_about(
+            "Download each file named by its SHA-256 (64 hex digits) from the axon at URL into \
+             DIR/<sha256>, as Synapse's pullfile does. Each is written to DIR/<sha256>.partial, \
+             checked against its SHA-256, synced and renamed, so a file is whole or absent.\n\n\
+             Exit status: 0 when every file was written, 1 otherwise, 2 on bad arguments.\n\n\
+             Example:\n  syn pullfile tcp://root:secret@127.0.0.1:27494/axon -o /tmp/out \
+             9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        )
+        .arg(axon_url_arg())
+        .arg(
+            clap::Arg::new("sha256")
+                .value_name("SHA256")
+                .required(true)
+                .num_args(1..)
+                .value_parser(|text: &str| -> Result<[u8; 32], String> {
+                    hex::decode(text)
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                        .ok_or_else(|| format!("{text:?} is not a SHA-256 (64 hex digits)"))
+                }),
+        )
+        .arg(
+            clap::Arg::new("out")
+                .short('o')
+                .long("out")
+                .value_name("DIR")
+                .default_value(".")
+                .value_parser(clap::value_parser!(std::path::PathBuf))
+                .help("where the files go"),
+        )
+        .arg(certdir_arg())
+}
+
+/// Connect to the URL of `m` (its `url` and `certdir`, and `timeout` where the command has
+/// one), then run `work` with the proxy; the exit status (2 for a bad URL, 1 when connecting
+/// fails).
+fn with_proxy(m: &clap::ArgMatches, name: &str, work: impl AsyncFnOnce(Proxy) -> i32) -> i32 {
+    let url = m.get_one::<String>("url").cloned().unwrap_or_default();
+    let certdir = m.get_one::<std::path::PathBuf>("certdir");
+    let timeout = m
+        .try_get_one::<u64>("timeout")
+        .ok()
+        .flatten()
+        .map(|secs| std::time::Duration::from_secs(*secs));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("syn {name}: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async move {
+        let parsed = match TeleUrl::parse(&url) {
+            Ok(u) => u,
+            Err(e) => {
+                eprintln!("syn {name}: {}", e.mesg());
+                return 2;
+            }
+        };
+        let opts = match tls::client_options(&parsed, certdir.map(|p| p.as_path())) {
+            Ok(opts) => ClientOptions {
+                connect_timeout: timeout.unwrap_or(opts.connect_timeout),
+                ..opts
+            },
+            Err(e) => {
+                eprintln!("syn {name}: {e}");
+                return 1;
+            }
+        };
+        match Proxy::open_with(&parsed, opts).await {
+            Ok(proxy) => work(proxy).await,
+            Err(e) => {
+                eprintln!("syn {name}: {e}");
+                1
+            }
+        }
+    })
+}
+
+/// A byte-count progress bar on a terminal, hidden otherwise.
+fn bytes_bar(len: u64, label: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_owned());
+    bar
+}
+
+/// Run `syn pushfile`.
+pub fn pushfile(m: &clap::ArgMatches) -> i32 {
+    let files: Vec<std::path::PathBuf> = m
+        .get_many::<std::path::PathBuf>("files")
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
+    with_proxy(m, "pushfile", async move |axon| {
+        let mut status = 0;
+        for path in files {
+            let len = std::fs::metadata(&path).map_or(0, |md| md.len());
+            let bar = bytes_bar(len, &path.display().to_string());
+            let pushed =
+                crate::axon::client::push(&axon, &path, &mut |n| bar.set_position(n)).await;
+            bar.finish_and_clear();
+            match pushed {
+                Ok((size, sha256)) => println!("{} {size} {}", hex::encode(sha256), path.display()),
+                Err(e) => {
+                    eprintln!("syn pushfile: {}", e.mesg());
+                    status = 1;
+                }
+            }
+        }
+        status
+    })
+}
+
+/// Run `syn pullfile`.
+pub fn pullfile(m: &clap::ArgMatches) -> i32 {
+    let hashes: Vec<[u8; 32]> = m
+        .get_many::<[u8; 32]>("sha256")
+        .map(|v| v.copied().collect())
+        .unwrap_or_default();
+    let out = m
+        .get_one::<std::path::PathBuf>("out")
+        .cloned()
+        .unwrap_or_default();
+    with_proxy(m, "pullfile", async move |axon| {
+        let mut status = 0;
+        for sha256 in hashes {
+            let name = hex::encode(sha256);
+            let size = axon
+                .call("size", vec![Value::Bin(sha256.to_vec())])
+                .await
+                .ok()
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0);
+            let bar = bytes_bar(size.max(0) as u64, &name[..16]);
+            let dest = out.join(&name);
+            let pulled =
+                crate::axon::client::pull(&axon, &sha256, &dest, &mut |n| bar.set_position(n))
+                    .await;
+            bar.finish_and_clear();
+            match pulled {
+                Ok(size) => println!("{name} {size} {}", dest.display()),
+                Err(e) => {
+                    eprintln!("syn pullfile: {name}: {}", e.mesg());
+                    status = 1;
+                }
+            }
+        }
+        status
+    })
 }

@@ -25,6 +25,8 @@ fn main() -> ExitCode {
         Some(("runbook", m)) => cli::runbook(m),
         Some(("migrate-200", m)) => cli::migrate(m),
         Some(("sync-200", m)) => cli::sync200(m),
+        Some(("pushfile", m)) => cli::pushfile(m),
+        Some(("pullfile", m)) => cli::pullfile(m),
         _ => {
             // clap requires a subcommand, so this is unreachable in practice.
             eprintln!("syn: no command given (see syn --help)");

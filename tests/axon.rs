@@ -212,3 +212,64 @@ fn a_live_backup_of_an_axon_restores_to_a_working_service() {
         }
     });
 }
+
+/// `syn pushfile` and `syn pullfile` against `url`: files go in and come back whole, and a
+/// missing file or hash is one line and status 1.
+fn push_and_pull(url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..9_000_000u32).map(|i| (i % 253) as u8).collect();
+    let (a, b) = (dir.path().join("a.bin"), dir.path().join("b.txt"));
+    std::fs::write(&a, &big).unwrap();
+    std::fs::write(&b, b"hello\n").unwrap();
+    let missing = dir.path().join("missing");
+    let paths = [&a, &b, &missing].map(|p| p.to_str().unwrap().to_owned());
+    let mut args = vec!["pushfile", url];
+    args.extend(paths.iter().map(String::as_str));
+    let out = common::syn(&args);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    let hex = |bytes: &[u8]| {
+        syn::guid::sha256(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let (ha, hb) = (hex(&big), hex(b"hello\n"));
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        [
+            format!("{ha} {} {}", big.len(), paths[0]),
+            format!("{hb} 6 {}", paths[1])
+        ]
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(out.stderr.contains("No such file"), "{}", out.stderr);
+
+    let got = dir.path().join("got");
+    std::fs::create_dir(&got).unwrap();
+    let unknown = "00".repeat(32);
+    let got_s = got.to_str().unwrap();
+    let out = common::syn(&["pullfile", url, "-o", got_s, &ha, &hb, &unknown]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("does not contain"), "{}", out.stderr);
+    assert_eq!(std::fs::read(got.join(&ha)).unwrap(), big);
+    assert_eq!(std::fs::read(got.join(&hb)).unwrap(), b"hello\n");
+    let mut names: Vec<String> = std::fs::read_dir(&got)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut want = vec![ha.clone(), hb.clone()];
+    want.sort();
+    assert_eq!(names, want, "nothing else, no .partial file");
+    let out = common::syn(&["pullfile", url, "nothex"]);
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+}
+
+#[test]
+fn pushfile_and_pullfile_move_files_whole_to_syn_and_to_python() {
+    let svc = SynService::start("axon", &[]);
+    push_and_pull(&svc.url("axon"));
+    if let Some(py) = PyService::axon() {
+        push_and_pull(&format!("{}axon", py.url()));
+    }
+}

@@ -8,6 +8,7 @@
 //! Uploads are spooled to an unlinked file in `DIR/tmp/` and hashed as they arrive; storage is
 //! in [`store`].
 
+pub mod client;
 pub mod store;
 
 use crate::cell::api::{CellApi, blocking, cell_methods, timeout_arg, wait_for_more};
