@@ -29,13 +29,6 @@ use syn::storage::{Slab, SlabOptions};
 const MIB: u64 = 1 << 20;
 const ROUNDS: usize = 9;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
@@ -126,11 +119,6 @@ fn timed(mut cmd: Command, dst: &Path) -> Duration {
     );
     sync_tree(dst);
     t0.elapsed()
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 /// The tools compared, each turning a source directory into a destination.
@@ -231,7 +219,7 @@ fn compare(tools: &Tools, src: &Path, envs: &[String], work: &Path) -> Vec<Row> 
         if !t.is_empty() {
             rows.push(Row {
                 tool: names[i],
-                time: median(t),
+                time: common::median(t),
                 size: sizes[i],
             });
         }
@@ -522,9 +510,9 @@ fn copies(tools: &Tools, work: &Path, mb: u64) {
 }
 
 fn main() {
-    let mb = env_u64("SYN_BENCH_BACKUP_MB", 1100);
-    let load_secs = env_u64("SYN_BENCH_LOAD_SECS", 15);
-    let nodes = env_u64("SYN_BENCH_CORTEX_NODES", 300_000) as u32;
+    let mb = common::env_or::<u64>("SYN_BENCH_BACKUP_MB", 1100);
+    let load_secs = common::env_or::<u64>("SYN_BENCH_LOAD_SECS", 15);
+    let nodes = common::env_or::<u32>("SYN_BENCH_CORTEX_NODES", 300_000);
     let _tmp;
     let work = match std::env::var_os("SYN_BENCH_BACKUP_DIR") {
         Some(d) => PathBuf::from(d),
@@ -547,7 +535,7 @@ fn main() {
         println!("load average after the copies: {}", load().trim());
     }
     if only != "copies" {
-        let rounds = env_u64("SYN_BENCH_LOAD_ROUNDS", 5).max(2) as usize;
+        let rounds = common::env_or::<usize>("SYN_BENCH_LOAD_ROUNDS", 5).max(2);
         write_rate_under_backups(&work, load_secs, nodes, rounds);
         println!("load average at the end: {}", load().trim());
     }

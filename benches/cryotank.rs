@@ -18,13 +18,6 @@ use syn::telepath::Proxy;
 
 const ROUNDS: usize = 3;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// One run of the Python script against `base`: (puts seconds, slice seconds).
 fn run(python: &std::path::Path, base: &str, items: usize, batch: usize) -> (f64, f64) {
     let (items_s, batch_s) = (items.to_string(), batch.to_string());
@@ -81,18 +74,13 @@ async fn run_syn_client(url: &str, items: usize, batch: usize) -> (f64, f64) {
     (puts, t0.elapsed().as_secs_f64())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     let Some(python) = syn2_python() else {
         eprintln!("no Python peer: nothing to compare");
         return;
     };
-    let items = env_usize("SYN_BENCH_ITEMS", 200_000);
-    let batch = env_usize("SYN_BENCH_BATCH", 1_000);
+    let items = common::env_or::<usize>("SYN_BENCH_ITEMS", 200_000);
+    let batch = common::env_or::<usize>("SYN_BENCH_BATCH", 1_000);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -125,7 +113,7 @@ fn main() {
     ];
     let mut rows = Vec::new();
     for (name, (puts, slice)) in names.iter().zip(times) {
-        let (p, s) = (median(puts), median(slice));
+        let (p, s) = (common::median(puts), common::median(slice));
         println!("| {name} | {} | {} |", rate(p), rate(s));
         rows.push((p, s));
     }

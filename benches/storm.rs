@@ -33,13 +33,6 @@ const INGEST: &str = "for ($ip, $asn) in $rows { [ inet:ipv4=$ip :asn=$asn +#$ta
 /// The first address used; the bench counts up from here.
 const FIRST_IP: u32 = 0x0a00_0000;
 
-fn env_u32(name: &str, default: u32) -> u32 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// CPU time (user + system) of process `pid` so far, threads that have ended included (they
 /// run storm queries and come and go), from `/proc/<pid>/stat` in clock ticks of 10 ms.
 fn cpu_time(pid: u32) -> Duration {
@@ -146,8 +139,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let nodes = env_u32("SYN_BENCH_NODES", 50_000);
-    let curve_max = env_u32("SYN_BENCH_CURVE_MAX", 1_000_000);
+    let nodes = common::env_or::<u32>("SYN_BENCH_NODES", 50_000);
+    let curve_max = common::env_or::<u32>("SYN_BENCH_CURVE_MAX", 1_000_000);
     let syn_only = std::env::var_os("SYN_BENCH_SYN_ONLY").is_some();
     let mut out = String::new();
     let _ = writeln!(out, "Load average at start: {}\n", loadavg());

@@ -138,11 +138,19 @@ impl Spool {
     }
 }
 
-/// Store `bytes` as one file; `(size, sha256)`.
-fn put(cell: &Cell, store: &Store, bytes: &[u8]) -> SynResult<Value> {
-    let mut spool = Spool::new(cell)?;
-    spool.write(bytes)?;
-    spool.save(store)
+/// Store files held in memory; `(size, sha256)` of each.
+fn put_all(store: &Store, files: &[&[u8]]) -> SynResult<Vec<Value>> {
+    let hashed: Vec<(Sha256, &[u8])> = files
+        .iter()
+        .map(|bytes| (crate::guid::sha256(bytes), *bytes))
+        .collect();
+    store.save_bytes(&hashed)?;
+    Ok(hashed
+        .iter()
+        .map(|(sha256, bytes)| {
+            Value::Array(vec![Value::from(bytes.len()), Value::Bin(sha256.to_vec())])
+        })
+        .collect())
 }
 
 /// Stream the chunks of `sha256` from byte `offs`, at most `size` bytes in all.
@@ -388,23 +396,23 @@ static AXON_METHODS: LazyLock<Methods<AxonApi>> = LazyLock::new(|| {
                 .as_bin()
                 .ok_or_else(|| SynErr::bad_arg("byts must be bytes"))?
                 .to_vec();
-            let (cell, store) = (api.axon.cell.clone(), api.store());
-            blocking(move || put(&cell, &store, &bytes)).await
+            let store = api.store();
+            blocking(move || Ok(put_all(&store, &[&bytes])?.remove(0))).await
         })
         .call("puts", |api, mut args| async move {
             let files: Vec<Value> = args.req(0, "files")?;
             args.done()?;
             api.req("upload")?;
-            let (cell, store) = (api.axon.cell.clone(), api.store());
+            let store = api.store();
             blocking(move || {
-                let mut out = Vec::with_capacity(files.len());
-                for f in files {
-                    let bytes = f
-                        .as_bin()
-                        .ok_or_else(|| SynErr::bad_arg("files must be a list of bytes"))?;
-                    out.push(put(&cell, &store, bytes)?);
-                }
-                Ok(Value::Array(out))
+                let bytes = files
+                    .iter()
+                    .map(|f| {
+                        f.as_bin()
+                            .ok_or_else(|| SynErr::bad_arg("files must be a list of bytes"))
+                    })
+                    .collect::<SynResult<Vec<&[u8]>>>()?;
+                Ok(Value::Array(put_all(&store, &bytes)?))
             })
             .await
         })

@@ -5,9 +5,9 @@
 //! the order files were added, with `metrics` (`file:count`, `size:bytes`). `blob.lmdb` holds
 //! the bytes: `blobs` (sha256 + 8-byte chunk index -> chunk of at most [`CHUNK_SIZE`]) and
 //! `offsets` (sha256 + 8-byte end offset of a chunk -> its chunk index), as Synapse 2.x lays
-//! them out. A file's chunks are written and committed before its index entries, so a crash
-//! leaves either a whole file or one nobody can see, whose chunks the next save of the same
-//! bytes overwrites.
+//! them out. A file's chunks are committed (without a sync each) and synced before its index
+//! entries are committed durably, so a crash leaves either a whole file or one nobody can see,
+//! whose chunks the next save of the same bytes overwrites.
 
 use crate::clock::now_ms;
 use crate::error::{SynErr, SynResult};
@@ -72,7 +72,15 @@ impl Store {
     /// Open (or create) the axon's environments in `dir`.
     pub fn open(dir: &Path) -> SynResult<Store> {
         let index = Slab::open(dir.join("axon.lmdb"), SlabOptions::default())?;
-        let blob = Slab::open(dir.join("blob.lmdb"), SlabOptions::default())?;
+        // The blobs are synced by hand, once per save, before the index entry that makes them
+        // visible is committed (durably).
+        let blob = Slab::open(
+            dir.join("blob.lmdb"),
+            SlabOptions {
+                sync_commits: false,
+                ..SlabOptions::default()
+            },
+        )?;
         let seqn = Seqn::open(&index, "axonseqn")?;
         let next = index.read(|rtxn| seqn.next_offset(rtxn))?;
         Ok(Store {
@@ -115,45 +123,114 @@ impl Store {
     }
 
     /// Store `size` bytes read from `file` (from its start) as `sha256`, unless stored
-    /// already; whether it was added.
+    /// already; whether it was added. Each chunk is its own transaction; the blobs are synced
+    /// once, before the index entry is committed.
     pub fn save(&self, sha256: &Sha256, file: &mut std::fs::File, size: u64) -> SynResult<bool> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if self.size(sha256)?.is_some() {
             return Ok(false);
         }
+        let unreadable = |source| crate::storage::StorageError::Io {
+            path: self.blob.path().to_path_buf(),
+            op: "reading an upload",
+            source,
+        };
+        file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
         let mut chunk = vec![0u8; CHUNK_SIZE.min(size as usize)];
-        self.blob.write(|wtxn| {
-            let unreadable = |source| crate::storage::StorageError::Io {
-                path: self.blob.path().to_path_buf(),
-                op: "reading an upload",
-                source,
-            };
-            file.seek(SeekFrom::Start(0)).map_err(unreadable)?;
-            let (mut indx, mut offs) = (0u64, 0u64);
-            while offs < size {
-                let len = CHUNK_SIZE.min((size - offs) as usize);
-                file.read_exact(&mut chunk[..len]).map_err(unreadable)?;
-                offs += len as u64;
-                self.blobs.put(wtxn, &key(sha256, indx), &chunk[..len])?;
-                self.offsets
-                    .put(wtxn, &key(sha256, offs), &indx.to_be_bytes())?;
-                indx += 1;
+        let (mut indx, mut offs) = (0u64, 0u64);
+        while offs < size {
+            let len = CHUNK_SIZE.min((size - offs) as usize);
+            file.read_exact(&mut chunk[..len]).map_err(unreadable)?;
+            self.blob
+                .write(|wtxn| self.put_chunk(wtxn, sha256, indx, offs, &chunk[..len]))?;
+            offs += len as u64;
+            indx += 1;
+        }
+        self.blob.sync()?;
+        Ok(self.index_files(&[(*sha256, size)])?[0])
+    }
+
+    /// Store files held in memory (`put`, `puts`): every chunk in one transaction, one sync,
+    /// then every index entry in one transaction. Whether each was added (false when stored
+    /// already, or given twice).
+    pub fn save_bytes(&self, files: &[(Sha256, &[u8])]) -> SynResult<Vec<bool>> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut new = Vec::new();
+        for (sha256, bytes) in files {
+            if self.size(sha256)?.is_none()
+                && !new.iter().any(|(s, _): &(Sha256, &[u8])| s == sha256)
+            {
+                new.push((*sha256, *bytes));
             }
-            Ok(())
-        })?;
+        }
+        if !new.is_empty() {
+            self.blob.write(|wtxn| {
+                for (sha256, bytes) in &new {
+                    let mut offs = 0u64;
+                    for (indx, piece) in bytes.chunks(CHUNK_SIZE).enumerate() {
+                        self.put_chunk(wtxn, sha256, indx as u64, offs, piece)?;
+                        offs += piece.len() as u64;
+                    }
+                }
+                Ok(())
+            })?;
+            self.blob.sync()?;
+        }
+        let sizes: Vec<(Sha256, u64)> = new.iter().map(|(s, b)| (*s, b.len() as u64)).collect();
+        let added = self.index_files(&sizes)?;
+        Ok(files
+            .iter()
+            .map(|(sha256, _)| {
+                sizes
+                    .iter()
+                    .position(|(s, _)| s == sha256)
+                    .is_some_and(|i| added[i])
+            })
+            .collect())
+    }
+
+    /// Chunk `indx` of `sha256`, which starts at byte `offs` of the file.
+    fn put_chunk(
+        &self,
+        wtxn: &mut crate::storage::WriteTxn<'_>,
+        sha256: &Sha256,
+        indx: u64,
+        offs: u64,
+        bytes: &[u8],
+    ) -> crate::storage::Result<()> {
+        self.blobs.put(wtxn, &key(sha256, indx), bytes)?;
+        let end = offs + bytes.len() as u64;
+        self.offsets
+            .put(wtxn, &key(sha256, end), &indx.to_be_bytes())
+    }
+
+    /// Make files whose chunks are on disk visible, in one durable transaction: their sizes,
+    /// history rows, `axonseqn` rows and the metrics. Whether each was added.
+    fn index_files(&self, files: &[(Sha256, u64)]) -> SynResult<Vec<bool>> {
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
         let tick = now_ms().max(0) as u64;
-        let next = self.index.write(|wtxn| {
-            self.sizes.put(wtxn, sha256, &size.to_be_bytes())?;
-            let mut hkey = [0u8; 40];
-            hkey[..8].copy_from_slice(&tick.to_be_bytes());
-            hkey[8..].copy_from_slice(sha256);
-            self.history.put(wtxn, &hkey, &size.to_be_bytes())?;
-            self.seqn.append(wtxn, &hash_row(sha256, size))?;
-            self.bump(wtxn, 1, size as i128)?;
-            self.seqn.next_offset(wtxn)
+        let (added, next) = self.index.write(|wtxn| {
+            let mut added = Vec::with_capacity(files.len());
+            for (sha256, size) in files {
+                if self.sizes.get(wtxn, sha256)?.is_some() {
+                    added.push(false);
+                    continue;
+                }
+                self.sizes.put(wtxn, sha256, &size.to_be_bytes())?;
+                let mut hkey = [0u8; 40];
+                hkey[..8].copy_from_slice(&tick.to_be_bytes());
+                hkey[8..].copy_from_slice(sha256);
+                self.history.put(wtxn, &hkey, &size.to_be_bytes())?;
+                self.seqn.append(wtxn, &hash_row(sha256, *size))?;
+                self.bump(wtxn, 1, *size as i128)?;
+                added.push(true);
+            }
+            Ok((added, self.seqn.next_offset(wtxn)?))
         })?;
         self.next.send_replace(next);
-        Ok(true)
+        Ok(added)
     }
 
     fn bump(

@@ -217,6 +217,20 @@ pub fn python_storm_results(python: &Path, cases: &[serde_json::Value]) -> Vec<s
     results
 }
 
+/// A bench's size knob: the number in the environment variable `name`, else `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The middle of the values (the upper middle of an even count), as benches report runs.
+pub fn median<T: PartialOrd + Copy>(mut v: Vec<T>) -> T {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
 /// Assert that a side-by-side session gave the same lines from syn (`ours`) and from Python
 /// Synapse (`theirs`), showing every line that differs; then say how many agreed.
 pub fn assert_same_session(what: &str, ours: &[String], theirs: &[String]) {
