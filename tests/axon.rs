@@ -273,3 +273,41 @@ fn pushfile_and_pullfile_move_files_whole_to_syn_and_to_python() {
         push_and_pull(&format!("{}axon", py.url()));
     }
 }
+
+#[test]
+fn max_count_and_max_bytes_refuse_new_files_with_hitlimit() {
+    let rt = rt();
+    let svc = SynService::start("axon", &["--max-count", "2"]);
+    rt.block_on(async {
+        let axon = Proxy::open(&svc.url("axon")).await.expect("connect");
+        let put = |bytes: &'static [u8]| axon.call("put", vec![Value::Bin(bytes.to_vec())]);
+        put(b"a").await.expect("first");
+        put(b"b").await.expect("second");
+        let e = put(b"c").await.unwrap_err();
+        assert_eq!(e.name, "HitLimit");
+        assert_eq!(e.mesg(), "Axon is at file:count limit: 2");
+        put(b"a").await.expect("a stored file is not a new one");
+        axon.call("del_", vec![sha256(b"a")]).await.expect("del");
+        put(b"c").await.expect("room again after a delete");
+    });
+    drop(svc);
+    let svc = SynService::start("axon", &["--max-bytes", "10"]);
+    rt.block_on(async {
+        let axon = Proxy::open(&svc.url("axon")).await.expect("connect");
+        let put = |bytes: Vec<u8>| axon.call("puts", vec![Value::Array(vec![Value::Bin(bytes)])]);
+        put(vec![1; 12])
+            .await
+            .expect("below the limit when it starts");
+        let e = put(vec![2; 1]).await.unwrap_err();
+        assert_eq!(e.mesg(), "Axon is at size:bytes limit: 10");
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a");
+    let out = common::syn(&["axon", path.to_str().unwrap(), "--max-count", "0"]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("max-count must be at least 1, not 0"),
+        "{}",
+        out.stderr
+    );
+}

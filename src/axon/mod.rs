@@ -12,6 +12,7 @@ pub mod client;
 pub mod store;
 
 use crate::cell::api::{CellApi, blocking, cell_methods, timeout_arg, wait_for_more};
+use crate::cell::config::{Config, Kind, Opt};
 use crate::cell::{Cell, Service, ServiceKind};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
@@ -35,13 +36,46 @@ pub struct AxonCell {
 pub const AXON: ServiceKind<AxonCell> = ServiceKind {
     name: "axon",
     about: "Run a Synapse axon: files stored and fetched by SHA-256 over telepath",
-    options: Vec::new,
+    options: axon_options,
     open: AxonCell::open,
 };
+
+fn axon_options() -> Vec<Opt> {
+    let limit = |key, help| Opt {
+        key,
+        kind: Kind::Int,
+        default: None,
+        help,
+    };
+    vec![
+        limit(
+            "max-bytes",
+            "refuse new files (HitLimit) once the stored files hold this many bytes (Synapse's max:bytes)",
+        ),
+        limit(
+            "max-count",
+            "refuse new files (HitLimit) once this many files are stored (Synapse's max:count)",
+        ),
+    ]
+}
+
+/// The limits the configuration sets; each must be at least 1.
+fn configured_limits(conf: &Config) -> anyhow::Result<store::Limits> {
+    let positive = |key: &str| match conf.int(key) {
+        None => Ok(None),
+        Some(n) if n >= 1 => Ok(Some(n as u64)),
+        Some(n) => Err(anyhow::anyhow!("{key} must be at least 1, not {n}")),
+    };
+    Ok(store::Limits {
+        max_bytes: positive("max-bytes")?,
+        max_count: positive("max-count")?,
+    })
+}
 
 impl AxonCell {
     fn open(cell: Arc<Cell>) -> anyhow::Result<Arc<AxonCell>> {
         let store = Store::open(cell.path()).map_err(|e| anyhow::anyhow!("{}", e.mesg()))?;
+        store.set_limits(configured_limits(&cell.conf())?);
         Ok(Arc::new(AxonCell {
             cell,
             store: Arc::new(store),
@@ -62,6 +96,13 @@ impl Service for AxonCell {
 
     fn share_names(&self) -> &'static [&'static str] {
         &["axon"]
+    }
+
+    fn reload(&self, conf: &Config) {
+        match configured_limits(conf) {
+            Ok(limits) => self.store.set_limits(limits),
+            Err(e) => tracing::warn!(error = %e, "the limits are kept as they were"),
+        }
     }
 }
 

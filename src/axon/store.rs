@@ -39,6 +39,18 @@ pub struct Store {
     next: watch::Sender<u64>,
     /// Saves and deletes one at a time.
     writer: Mutex<()>,
+    /// `max-bytes` and `max-count`: no new file once the axon holds that many.
+    limits: std::sync::RwLock<Limits>,
+}
+
+/// How much an axon may hold (Synapse's `max:bytes` and `max:count`): a new file is refused
+/// with `HitLimit` once the stored bytes or files reach a limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes stored.
+    pub max_bytes: Option<u64>,
+    /// Most files stored.
+    pub max_count: Option<u64>,
 }
 
 /// A `sha256` argument: bytes of any length (as Synapse, bytes that are not a stored file's
@@ -94,6 +106,7 @@ impl Store {
             blob,
             next: watch::Sender::new(next),
             writer: Mutex::new(()),
+            limits: std::sync::RwLock::new(Limits::default()),
         })
     }
 
@@ -104,9 +117,31 @@ impl Store {
             .read(|rtxn| Ok(self.sizes.get(rtxn, sha256)?.map(u64_of)))?)
     }
 
-    /// `{size:bytes, file:count}`.
-    pub fn metrics(&self) -> SynResult<Value> {
-        let (bytes, count) = self.index.read(|rtxn| {
+    /// Set the limits (at start and on a configuration reload).
+    pub fn set_limits(&self, limits: Limits) {
+        *self.limits.write().unwrap_or_else(PoisonError::into_inner) = limits;
+    }
+
+    /// `HitLimit` when a limit is reached (checked before a new file is written).
+    fn req_below_limit(&self) -> SynResult<()> {
+        let limits = *self.limits.read().unwrap_or_else(PoisonError::into_inner);
+        if limits == Limits::default() {
+            return Ok(());
+        }
+        let (bytes, count) = self.totals()?;
+        let hit = |what: &str, max: u64| {
+            SynErr::new("HitLimit", format!("Axon is at {what} limit: {max}"))
+        };
+        match (limits.max_bytes, limits.max_count) {
+            (Some(max), _) if max <= bytes => Err(hit("size:bytes", max)),
+            (_, Some(max)) if max <= count => Err(hit("file:count", max)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stored bytes and files.
+    fn totals(&self) -> SynResult<(u64, u64)> {
+        Ok(self.index.read(|rtxn| {
             let get = |name: &str| -> crate::storage::Result<u64> {
                 Ok(self
                     .metrics
@@ -115,7 +150,12 @@ impl Store {
                     .unwrap_or(0))
             };
             Ok((get("size:bytes")?, get("file:count")?))
-        })?;
+        })?)
+    }
+
+    /// `{size:bytes, file:count}`.
+    pub fn metrics(&self) -> SynResult<Value> {
+        let (bytes, count) = self.totals()?;
         Ok(Value::map([
             ("size:bytes", Value::from(bytes)),
             ("file:count", Value::from(count)),
@@ -130,6 +170,7 @@ impl Store {
         if self.size(sha256)?.is_some() {
             return Ok(false);
         }
+        self.req_below_limit()?;
         let unreadable = |source| crate::storage::StorageError::Io {
             path: self.blob.path().to_path_buf(),
             op: "reading an upload",
@@ -164,6 +205,7 @@ impl Store {
             }
         }
         if !new.is_empty() {
+            self.req_below_limit()?;
             self.blob.write(|wtxn| {
                 for (sha256, bytes) in &new {
                     let mut offs = 0u64;

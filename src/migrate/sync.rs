@@ -330,22 +330,15 @@ pub fn edit_of(splice: &Splice, form: &str, types: &Stortypes) -> Result<Value, 
             .unwrap_or(Value::Nil)
     };
     let prop = || splice.field("prop");
-    let prop_st = || {
-        let name = splice
+    let prop_name = || {
+        splice
             .info
             .get("prop")
             .and_then(Value::as_str)
-            .unwrap_or("");
-        types.prop(form, name)
+            .unwrap_or("")
     };
-    let tagprop_st = || {
-        let name = splice
-            .info
-            .get("prop")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        types.tagprop(name)
-    };
+    let prop_st = || types.prop(form, prop_name());
+    let tagprop_st = || types.tagprop(prop_name());
     let valu = || splice.field("valu");
     let tag = || splice.field("tag");
     Ok(match splice.name.as_str() {
