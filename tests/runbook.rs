@@ -472,6 +472,26 @@ fn the_sandbox_stops_endless_loops_and_forbidden_operations_with_clear_messages(
 }
 
 #[test]
+fn a_dry_run_of_the_nightly_backup_before_any_backup_changes_nothing() {
+    let site = Site::new();
+    site.start_with_nodes();
+    let out = site.runbook(&shipped("nightly-live-backup.rhai"), &["--dry-run"]);
+    assert!(out.ok(), "{}", out.describe());
+    assert!(
+        out.stderr.contains("dry run: would back up"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("dry run: would prune backups of"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("nothing was backed up"), "{}", out.stderr);
+    assert!(!site.backups.exists(), "the dry run made the backup root");
+}
+
+#[test]
 fn bad_arguments_are_one_line_errors() {
     let out = syn(&["runbook", "/nonexistent.rhai", "--audit", "/tmp/x.jsonl"]);
     assert_eq!(out.code(), Some(2), "{}", out.describe());

@@ -594,6 +594,12 @@ fn register_backups(engine: &mut Engine, runner: &Arc<Runner>) {
                     .map_err(|f| f.message)
             };
             if r.dry_run {
+                if !root.exists() {
+                    // The first dry run: the backup it would have taken is not there either.
+                    let why = format!("none yet in {}", root.display());
+                    r.record_dry("prune backups of", &s.describe(), &why);
+                    return Ok(0);
+                }
                 let (n, _) = prune(true).map_err(|e| rhai_err("prune", &s.describe(), &e))?;
                 r.record_dry("prune backups of", &s.describe(), &format!("{n} to delete"));
                 return Ok(n);
