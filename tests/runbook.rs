@@ -487,7 +487,11 @@ fn a_dry_run_of_the_nightly_backup_before_any_backup_changes_nothing() {
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("nothing was backed up"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("nothing was backed up"),
+        "{}",
+        out.stderr
+    );
     assert!(!site.backups.exists(), "the dry run made the backup root");
 }
 

@@ -346,4 +346,24 @@ fn bad_input_and_unreachable_cortexes_fail_with_one_line() {
         out.stderr
     );
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+
+    // A layer the cortex does not have is a failure, not something to wait for.
+    let unknown = dir.path().join("unknown.yaml");
+    std::fs::write(
+        &unknown,
+        "00000000000000000000000000000000:\n  nextoffs: 0\n",
+    )
+    .unwrap();
+    let out = syn(&[
+        "sync-200",
+        "--src",
+        &dest,
+        "--dest",
+        &dest,
+        "--offsfile",
+        unknown.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("refused"), "{}", out.stderr);
+    assert!(out.stderr.contains("NoSuchLayer"), "{}", out.stderr);
 }

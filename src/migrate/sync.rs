@@ -528,6 +528,11 @@ impl Run {
             }
             match Proxy::open_with(url, client.clone()).await {
                 Ok(p) => return Some(p),
+                Err(e) if !is_link_error(&e) => {
+                    // A refusal (no such layer, a wrong password) does not mend by waiting.
+                    self.fail(format!("the {what} refused {}: {e}", url.redacted()));
+                    return None;
+                }
                 Err(e) => {
                     eprintln!(
                         "syn sync-200: cannot reach the {what} ({}); trying again in {} s",
