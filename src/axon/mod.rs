@@ -194,26 +194,42 @@ fn put_all(store: &Store, files: &[&[u8]]) -> SynResult<Vec<Value>> {
         .collect())
 }
 
-/// Stream the chunks of `sha256` from byte `offs`, at most `size` bytes in all.
-fn chunks(store: Arc<Store>, sha256: Sha256, offs: u64, size: Option<u64>) -> Genr {
+/// Stream `len` bytes of `sha256` from byte `offs`, chunk by chunk. A file deleted while it
+/// is read ends the stream with NoSuchFile rather than short.
+fn chunks(store: Arc<Store>, sha256: Sha256, offs: u64, len: u64) -> Genr {
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
+        if len == 0 {
+            return;
+        }
+        let gone = || {
+            Err(
+                SynErr::new("NoSuchFile", "The file was deleted while it was read.")
+                    .with("sha256", hex::encode(sha256)),
+            )
+        };
         let reader = store.clone();
         let start = match blocking(move || reader.chunk_at(&sha256, offs)).await {
             Ok(Some(start)) => start,
-            Ok(None) => return,
+            Ok(None) => {
+                let _ = tx.send(gone()).await;
+                return;
+            }
             Err(e) => {
                 let _ = tx.send(Err(e)).await;
                 return;
             }
         };
         let (mut indx, mut skip) = (start.0, (offs - start.1) as usize);
-        let mut left = size.unwrap_or(u64::MAX);
+        let mut left = len;
         while left > 0 {
             let reader = store.clone();
             let chunk = match blocking(move || reader.chunk(&sha256, indx)).await {
                 Ok(Some(chunk)) => chunk,
-                Ok(None) => return,
+                Ok(None) => {
+                    let _ = tx.send(gone()).await;
+                    return;
+                }
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
                     return;
@@ -351,7 +367,7 @@ static AXON_METHODS: LazyLock<Methods<AxonApi>> = LazyLock::new(|| {
             api.req("get")?;
             let (sha256, fsize) = api.req_has(sha256).await?;
             if offs.is_none() && size.is_none() {
-                return Ok(chunks(api.store(), sha256, 0, None));
+                return Ok(chunks(api.store(), sha256, 0, fsize));
             }
             let offs = offs.unwrap_or(0);
             if offs < 0 {
@@ -367,7 +383,13 @@ static AXON_METHODS: LazyLock<Methods<AxonApi>> = LazyLock::new(|| {
                 let _ = tx.send(Ok(Value::Bin(Vec::new()))).await;
                 return Ok(rx);
             }
-            Ok(chunks(api.store(), sha256, offs as u64, Some(size as u64)))
+            let offs = offs as u64;
+            Ok(chunks(
+                api.store(),
+                sha256,
+                offs,
+                (size as u64).min(fsize - offs),
+            ))
         })
         .call("has", |api, mut args| async move {
             let sha256 = sha256_arg(&args.req::<Value>(0, "sha256")?)?;
@@ -570,5 +592,34 @@ static UPLOAD_METHODS: LazyLock<Methods<UploadApi>> = LazyLock::new(|| {
 impl HasMethods for UploadApi {
     fn methods() -> &'static Methods<Self> {
         &UPLOAD_METHODS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_deleted_while_it_is_read_ends_the_stream_with_nosuchfile() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let sha256 = crate::guid::sha256(b"abc");
+        store.save_bytes(&[(sha256, b"abc")]).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut whole = chunks(store.clone(), sha256, 1, 2);
+            let got = whole.recv().await.unwrap().unwrap();
+            assert_eq!(got, Value::Bin(b"bc".to_vec()));
+            assert!(whole.recv().await.is_none());
+
+            store.delete(&sha256).unwrap();
+            let mut gone = chunks(store.clone(), sha256, 0, 3);
+            let err = gone.recv().await.unwrap().unwrap_err();
+            assert_eq!(err.name, "NoSuchFile");
+            assert!(gone.recv().await.is_none());
+        });
     }
 }
