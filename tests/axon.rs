@@ -311,3 +311,44 @@ fn max_count_and_max_bytes_refuse_new_files_with_hitlimit() {
         out.stderr
     );
 }
+
+#[test]
+fn a_waiting_hashes_follows_new_files_until_its_timeout() {
+    let rt = rt();
+    let svc = SynService::start("axon", &[]);
+    rt.block_on(async {
+        let axon = Proxy::open(&svc.url("axon")).await.expect("connect");
+        axon.call("put", vec![Value::Bin(b"first".to_vec())])
+            .await
+            .expect("put");
+        let watcher = Proxy::open(&svc.url("axon")).await.expect("connect");
+        let mut follow = watcher
+            .genr(
+                "hashes",
+                vec![0i64.into()],
+                vec![("wait", Value::Bool(true)), ("timeout", Value::Float(2.0))],
+            )
+            .await
+            .expect("hashes");
+        let row = |indx: i64, bytes: &[u8]| {
+            Value::Array(vec![
+                indx.into(),
+                Value::Array(vec![sha256(bytes), Value::from(bytes.len() as i64)]),
+            ])
+        };
+        let first = follow.next().await.expect("a row").expect("ok");
+        assert_eq!(first, row(0, b"first"));
+        // Saved through another connection after the follower caught up.
+        axon.call(
+            "puts",
+            vec![Value::Array(vec![Value::Bin(b"second".to_vec())])],
+        )
+        .await
+        .expect("puts");
+        let second = follow.next().await.expect("a row").expect("ok");
+        assert_eq!(second, row(1, b"second"));
+        let waited = std::time::Instant::now();
+        assert!(follow.next().await.is_none());
+        assert!(waited.elapsed() >= Duration::from_millis(1900));
+    });
+}
