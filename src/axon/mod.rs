@@ -194,6 +194,23 @@ fn put_all(store: &Store, files: &[&[u8]]) -> SynResult<Vec<Value>> {
         .collect())
 }
 
+/// Read off the reactor what a stream needs next; `None` once the reader has been told why
+/// there is nothing (the error, or NoSuchFile for a file deleted while it was read).
+async fn read_next<T: Send + 'static>(
+    tx: &mpsc::Sender<SynResult<Value>>,
+    sha256: &Sha256,
+    read: impl FnOnce() -> SynResult<Option<T>> + Send + 'static,
+) -> Option<T> {
+    let failure = match blocking(read).await {
+        Ok(Some(found)) => return Some(found),
+        Ok(None) => SynErr::new("NoSuchFile", "The file was deleted while it was read.")
+            .with("sha256", hex::encode(sha256)),
+        Err(e) => e,
+    };
+    let _ = tx.send(Err(failure)).await;
+    None
+}
+
 /// Stream `len` bytes of `sha256` from byte `offs`, chunk by chunk. A file deleted while it
 /// is read ends the stream with NoSuchFile rather than short.
 fn chunks(store: Arc<Store>, sha256: Sha256, offs: u64, len: u64) -> Genr {
@@ -202,38 +219,18 @@ fn chunks(store: Arc<Store>, sha256: Sha256, offs: u64, len: u64) -> Genr {
         if len == 0 {
             return;
         }
-        let gone = || {
-            Err(
-                SynErr::new("NoSuchFile", "The file was deleted while it was read.")
-                    .with("sha256", hex::encode(sha256)),
-            )
-        };
         let reader = store.clone();
-        let start = match blocking(move || reader.chunk_at(&sha256, offs)).await {
-            Ok(Some(start)) => start,
-            Ok(None) => {
-                let _ = tx.send(gone()).await;
-                return;
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
+        let Some(start) = read_next(&tx, &sha256, move || reader.chunk_at(&sha256, offs)).await
+        else {
+            return;
         };
         let (mut indx, mut skip) = (start.0, (offs - start.1) as usize);
         let mut left = len;
         while left > 0 {
             let reader = store.clone();
-            let chunk = match blocking(move || reader.chunk(&sha256, indx)).await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => {
-                    let _ = tx.send(gone()).await;
-                    return;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
+            let Some(chunk) = read_next(&tx, &sha256, move || reader.chunk(&sha256, indx)).await
+            else {
+                return;
             };
             let mut piece = if skip > 0 {
                 chunk[skip.min(chunk.len())..].to_vec()
