@@ -101,13 +101,7 @@ pub fn command() -> clap::Command {
                         .action(clap::ArgAction::Append)
                         .help("a keyword argument"),
                 )
-                .arg(
-                    clap::Arg::new("certdir")
-                        .long("certdir")
-                        .value_name("DIR")
-                        .value_parser(clap::value_parser!(std::path::PathBuf))
-                        .help("certificates for ssl:// URLs [default: $SYN_CERTDIR, else ~/.syn/certs]"),
-                )
+                .arg(certdir_arg())
                 .arg(
                     clap::Arg::new("timeout")
                         .long("timeout")
@@ -723,13 +717,7 @@ fn sync_command() -> clap::Command {
                 .default_value("10")
                 .help("how often a progress line is printed (and sent to systemd)"),
         )
-        .arg(
-            Arg::new("certdir")
-                .long("certdir")
-                .value_name("DIR")
-                .value_parser(value_parser!(std::path::PathBuf))
-                .help("certificates for ssl:// URLs [default: $SYN_CERTDIR, else ~/.syn/certs]"),
-        )
+        .arg(certdir_arg())
 }
 
 /// Run `syn sync-200`.

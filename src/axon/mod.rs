@@ -172,11 +172,13 @@ impl Spool {
             .and_then(|()| self.file.seek(SeekFrom::Start(0)).map(|_| ()));
         saved?;
         reset.map_err(|e| SynErr::new("AxonErr", format!("cannot reset an upload: {e}")))?;
-        Ok(Value::Array(vec![
-            Value::from(size),
-            Value::Bin(sha256.to_vec()),
-        ]))
+        Ok(saved_pair(size, &sha256))
     }
+}
+
+/// `(size, sha256)`, as a save answers.
+fn saved_pair(size: u64, sha256: &Sha256) -> Value {
+    Value::Array(vec![Value::from(size), Value::Bin(sha256.to_vec())])
 }
 
 /// Store files held in memory; `(size, sha256)` of each.
@@ -188,9 +190,7 @@ fn put_all(store: &Store, files: &[&[u8]]) -> SynResult<Vec<Value>> {
     store.save_bytes(&hashed)?;
     Ok(hashed
         .iter()
-        .map(|(sha256, bytes)| {
-            Value::Array(vec![Value::from(bytes.len()), Value::Bin(sha256.to_vec())])
-        })
+        .map(|(sha256, bytes)| saved_pair(bytes.len() as u64, sha256))
         .collect())
 }
 

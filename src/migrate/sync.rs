@@ -81,6 +81,9 @@ pub struct LayerState {
     pub nodeedits: u64,
     /// Errors recorded for this layer.
     pub errors: u64,
+    /// Whether the last pull found nothing more to read (for the status lines; not saved).
+    #[serde(skip)]
+    pub caught_up: bool,
 }
 
 /// One splice or group that was skipped.
@@ -502,12 +505,10 @@ impl Run {
         }
     }
 
-    fn advance(&self, layer: &str, nextoffs: u64, splices: u64, stored: bool) {
+    /// Change `layer`'s progress under the state's lock.
+    fn update(&self, layer: &str, change: impl FnOnce(&mut LayerState)) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = state.layers.entry(layer.to_owned()).or_default();
-        entry.nextoffs = nextoffs;
-        entry.splices += splices;
-        entry.nodeedits += u64::from(stored);
+        change(state.layers.entry(layer.to_owned()).or_default());
     }
 
     fn save(&self) -> SynResult<()> {
@@ -559,19 +560,15 @@ impl Run {
     }
 }
 
-/// Progress of one layer, for the status lines.
-#[derive(Clone, Debug, Default)]
-struct Seen {
-    nextoffs: u64,
-    caught_up: bool,
-}
-
 /// Follow one layer until the run stops (or, with `--until-caught-up`, until it caught up).
-async fn follow(run: Arc<Run>, iden: String, mut offs: u64, seen: Arc<Mutex<Seen>>) {
+async fn follow(run: Arc<Run>, iden: String, mut offs: u64) {
     let src_url = with_share(&run.src, &format!("cortex/layer/{iden}"));
     let dest_url = with_share(&run.dest, &format!("cortex/layer/{iden}"));
     let mut src: Option<Proxy> = None;
     let mut dest: Option<Proxy> = None;
+    // The run switched migration mode on at its start; after a reconnection the destination
+    // may have restarted and forgotten it.
+    let mut reconnecting = false;
     while !run.stopped() {
         if src.is_none() {
             src = run
@@ -584,6 +581,7 @@ async fn follow(run: Arc<Run>, iden: String, mut offs: u64, seen: Arc<Mutex<Seen
                 .connect(&dest_url, &run.opts.dest_client, "2.x cortex")
                 .await;
             if dest.is_some()
+                && std::mem::replace(&mut reconnecting, true)
                 && let Err(e) = run.migration_mode(true).await
             {
                 eprintln!(
@@ -658,14 +656,17 @@ async fn follow(run: Arc<Run>, iden: String, mut offs: u64, seen: Arc<Mutex<Seen
                 }
             }
             offs = group[group.len() - 1].offs + 1;
-            run.advance(&iden, offs, group.len() as u64, stored);
-            seen.lock().unwrap_or_else(|e| e.into_inner()).nextoffs = offs;
+            run.update(&iden, |l| {
+                l.nextoffs = offs;
+                l.splices += group.len() as u64;
+                l.nodeedits += u64::from(stored);
+            });
         }
         if dest.is_none() || run.stopped() {
             continue;
         }
         let caught_up = (items.len() as u64) < run.opts.batch;
-        seen.lock().unwrap_or_else(|e| e.into_inner()).caught_up = caught_up;
+        run.update(&iden, |l| l.caught_up = caught_up);
         if caught_up {
             if run.opts.until_caught_up {
                 return;
@@ -753,14 +754,10 @@ async fn run_async(opts: Options) -> SynResult<u64> {
     }
 
     let mut tasks = tokio::task::JoinSet::new();
-    let mut seen = Vec::new();
+    // Where each layer was at the last status line, for its rate.
+    let mut last: Vec<(String, u64)> = plan.clone();
     for (iden, offs) in plan {
-        let s = Arc::new(Mutex::new(Seen {
-            nextoffs: offs,
-            caught_up: false,
-        }));
-        seen.push((iden.clone(), offs, s.clone()));
-        tasks.spawn(follow(run.clone(), iden, offs, s));
+        tasks.spawn(follow(run.clone(), iden, offs));
     }
     crate::cell::notify::ready("following the 0.1.x cortex");
     watch_signals(run.clone());
@@ -769,7 +766,6 @@ async fn run_async(opts: Options) -> SynResult<u64> {
     let mut save_tick = tokio::time::interval(Duration::from_secs(1));
     let mut status_tick = tokio::time::interval(opts.status_every);
     status_tick.tick().await;
-    let mut last: Vec<u64> = seen.iter().map(|(_, o, _)| *o).collect();
     loop {
         tokio::select! {
             done = tasks.join_next() => {
@@ -786,12 +782,13 @@ async fn run_async(opts: Options) -> SynResult<u64> {
             }
             _ = status_tick.tick() => {
                 let mut lines = Vec::new();
-                for ((iden, _, s), prev) in seen.iter().zip(last.iter_mut()) {
-                    let s = s.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    let rate = (s.nextoffs - *prev) as f64 / opts.status_every.as_secs_f64();
-                    *prev = s.nextoffs;
-                    let how = if s.caught_up { "caught up" } else { "catching up" };
-                    lines.push(format!("layer {}: at {} ({rate:.0} splices/s), {how}", &iden[..8], s.nextoffs));
+                let state = run.state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                for (iden, prev) in &mut last {
+                    let l = state.layers.get(iden.as_str()).cloned().unwrap_or_default();
+                    let rate = l.nextoffs.saturating_sub(*prev) as f64 / opts.status_every.as_secs_f64();
+                    *prev = l.nextoffs;
+                    let how = if l.caught_up { "caught up" } else { "catching up" };
+                    lines.push(format!("layer {}: at {} ({rate:.0} splices/s), {how}", &iden[..8], l.nextoffs));
                 }
                 let line = lines.join("; ");
                 eprintln!("syn sync-200: {line}");
@@ -1150,6 +1147,7 @@ mod tests {
                 splices: 3,
                 nodeedits: 1,
                 errors: 1,
+                caught_up: false,
             },
         );
         state.errors.push(SyncError {
