@@ -1057,9 +1057,6 @@ impl Worker {
         let (full_tx, full_rx) = mpsc::sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
         let full_rx = Arc::new(Mutex::new(full_rx));
         let (empty_tx, empty_rx) = mpsc::channel::<Chunk>();
-        for _ in 0..CHUNKS_IN_FLIGHT {
-            let _ = empty_tx.send(Chunk::new());
-        }
         let failed = Arc::new(AtomicBool::new(false));
         let mut writers = Vec::with_capacity(DISK_WRITERS);
         for _ in 0..DISK_WRITERS {
@@ -1108,7 +1105,19 @@ impl Worker {
         let mut hash = Hasher::new(self.digest);
         let mut size = 0u64;
         let writer_gone = || Failure::failed("the writer stopped");
-        let mut chunk = empty.recv().map_err(|_| writer_gone())?;
+        // A buffer is made only when every one made so far is still with the writers: fresh
+        // memory costs its first touch (the kernel zeroes it), so a copy makes only as many as
+        // its disk keeps busy.
+        let mut made = 1;
+        let mut next_chunk = || match empty.try_recv() {
+            Ok(chunk) => Ok(chunk),
+            Err(_) if made < CHUNKS_IN_FLIGHT => {
+                made += 1;
+                Ok(Chunk::new())
+            }
+            Err(_) => empty.recv().map_err(|_| writer_gone()),
+        };
+        let mut chunk = Chunk::new();
         let mut ended = false;
         while !ended {
             if self.abort.load(Ordering::SeqCst) {
@@ -1133,7 +1142,7 @@ impl Worker {
                 size += chunk.len as u64;
                 let _ = self.events.send(Event::Bytes(chunk.len as u64));
                 full.send(chunk).map_err(|_| writer_gone())?;
-                chunk = empty.recv().map_err(|_| writer_gone())?;
+                chunk = next_chunk()?;
                 chunk.len = 0;
             }
         }
