@@ -73,6 +73,14 @@ impl SynErr {
         SynErr::new("AuthDeny", mesg)
     }
 
+    /// Whether the error means a telepath link went away (worth trying again), not a refusal.
+    pub fn is_link_error(&self) -> bool {
+        matches!(
+            self.name.as_str(),
+            "LinkErr" | "LinkShutDown" | "TimeOut" | "IsFini" | "ConnectionRefusedError"
+        )
+    }
+
     /// `BadArg`.
     pub fn bad_arg(mesg: impl Into<String>) -> Self {
         SynErr::new("BadArg", mesg)

@@ -63,6 +63,12 @@ pub trait Service: Send + Sync + 'static {
     /// Apply a configuration re-read on SIGHUP.
     fn reload(&self, _conf: &Config) {}
 
+    /// Start the service's background work once it serves (a mirror's follower). If the
+    /// task ends with an error, the service stops and exits with it.
+    fn start(self: Arc<Self>) -> Option<tokio::task::JoinHandle<anyhow::Result<()>>> {
+        None
+    }
+
     /// Flush and close before the process exits.
     fn close(&self) {}
 }
@@ -500,14 +506,28 @@ async fn serve<S: Service>(
     }
     spawn_reader_sweep();
 
-    let why = loop {
+    let mut background = service.clone().start();
+    let (why, failure) = loop {
         tokio::select! {
-            _ = sigterm.recv() => break "SIGTERM",
-            _ = sigint.recv() => break "SIGINT",
+            _ = sigterm.recv() => break ("SIGTERM", None),
+            _ = sigint.recv() => break ("SIGINT", None),
             _ = sighup.recv() => reload(kind, &cell, &*service, matches, &tls_listeners),
+            ended = async { background.as_mut().expect("guarded by the condition").await },
+                if background.is_some() =>
+            {
+                background = None;
+                match ended {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => break ("failure", Some(e)),
+                    Err(e) => break ("failure", Some(anyhow::anyhow!("a background task failed: {e}"))),
+                }
+            }
         }
     };
-    info!("{why}: stopping");
+    match &failure {
+        Some(e) => error!("{e:#}: stopping"),
+        None => info!("{why}: stopping"),
+    }
     notify::stopping(&format!("stopping ({why})"));
     let grace = Duration::from_secs(conf.int("shutdown-timeout").unwrap_or(10).max(0) as u64);
     daemon.shutdown(grace).await;
@@ -516,12 +536,12 @@ async fn serve<S: Service>(
         warn!(error = %e, "final sync of the cell slab failed");
     }
     info!("stopped");
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
 /// The certdir of a cell's ssl:// listeners: its `certdir` option, else `$SYN_CERTDIR`, else
 /// `DIR/certs`, else `~/.syn/certs`.
-fn cell_certdir(cell: &Cell, conf: &Config) -> Result<CertDir, CertError> {
+pub(crate) fn cell_certdir(cell: &Cell, conf: &Config) -> Result<CertDir, CertError> {
     CertDir::locate(conf.str("certdir").map(Path::new), Some(cell.path()))
 }
 

@@ -48,6 +48,8 @@ pub struct Catalog {
     /// The cell's users, roles and rules.
     auth: Arc<Auth>,
     state: RwLock<State>,
+    /// Why views, layers and the model may not change, while they may not (a mirror).
+    read_only: RwLock<Option<String>>,
     /// This catalog, for the views to reach it without keeping it alive.
     me: Weak<Catalog>,
 }
@@ -99,6 +101,7 @@ impl Catalog {
                 model: RwLock::new(model),
                 auth,
                 state: RwLock::new(state),
+                read_only: RwLock::new(None),
                 me: me.clone(),
             }
         }))
@@ -106,6 +109,31 @@ impl Catalog {
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Refuse every change with `IsReadOnly` and `why` (`None`: take changes again): edits to
+    /// every layer, forks, merges, view deletions, and (through [`Catalog::req_writable`]) the
+    /// model.
+    pub fn set_read_only(&self, why: Option<String>) {
+        for layer in self.layers() {
+            layer.set_read_only(why.clone());
+        }
+        *self
+            .read_only
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = why;
+    }
+
+    /// `IsReadOnly` while [`Catalog::set_read_only`] holds.
+    pub fn req_writable(&self) -> SynResult<()> {
+        match &*self
+            .read_only
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            Some(why) => Err(SynErr::new("IsReadOnly", why.clone())),
+            None => Ok(()),
+        }
     }
 
     /// The view with iden `iden`, or the default view for `None`.
@@ -177,6 +205,7 @@ impl Catalog {
     /// `view.read` and `view.fork` on `iden`, and becomes admin of both. The topology is saved
     /// before this returns.
     pub fn fork(&self, iden: &str, user: &str, name: Option<String>) -> SynResult<ViewDef> {
+        self.req_writable()?;
         self.confirm(user, &["view", "add"], None)?;
         self.confirm(user, &["view", "read"], Some(iden))?;
         self.confirm(user, &["view", "fork"], Some(iden))?;
@@ -236,6 +265,7 @@ impl Catalog {
     /// its own (`CantMergeView`), and for a user who is neither an admin nor admin of the
     /// parent's write layer (Synapse would check each edit's permission instead).
     pub fn merge(&self, iden: &str, user: &str) -> SynResult<()> {
+        self.req_writable()?;
         let (fork, parent) = {
             let state = self.read();
             let def = state
@@ -293,6 +323,7 @@ impl Catalog {
     /// Delete view `iden` as Synapse's `delView` does: its layers stay. `user` needs
     /// `view.del` on the view; the default view and a view with forks cannot be deleted.
     pub fn del_view(&self, iden: &str, user: &str) -> SynResult<()> {
+        self.req_writable()?;
         let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
         if state.topology.view(iden).is_none() {
             return Err(SynErr::new(

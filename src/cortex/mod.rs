@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod editor;
 pub mod edits;
 pub mod layer;
+pub mod mirror;
 pub mod model;
 pub mod service;
 pub mod storm;

@@ -16,6 +16,7 @@
 use super::catalog::{Catalog, no_such_view};
 use super::editor::{Durability, EditSink, Editor};
 use super::layer::Layer;
+use super::mirror::{MIRROR_OPT, Mirror};
 use super::model::Model;
 use super::model::ext::{ExtForm, ExtFormProp, ExtModel, ExtPropDef};
 use super::storm::runtime::{StormUser, call_storm, count_storm, run_storm};
@@ -46,6 +47,8 @@ pub struct Cortex {
     /// Every view and layer.
     catalog: Arc<Catalog>,
     migration_mode: AtomicBool,
+    /// The mirror following a leader, while this cortex is one.
+    mirror: Mutex<Option<Arc<Mirror>>>,
 }
 
 /// `syn cortex`.
@@ -60,12 +63,20 @@ pub const CORTEX: ServiceKind<Cortex> = ServiceKind {
 const EXT_MODEL_OPT: &str = "ext-model";
 
 fn cortex_options() -> Vec<Opt> {
-    vec![Opt {
-        key: EXT_MODEL_OPT,
-        kind: Kind::Str,
-        default: None,
-        help: "JSON file of extended model items added at start if missing: {\"forms\": [{formname, basetype, typeopts, typeinfo}], \"formprops\": [{form, prop, tdef, info}], \"univprops\": [{name, tdef, info}], \"tagprops\": [{name, tdef, info}]}",
-    }]
+    vec![
+        Opt {
+            key: MIRROR_OPT,
+            kind: Kind::Secret,
+            default: None,
+            help: "telepath URL of the leader cortex this one mirrors (start it from a backup of the leader); while set, changes are refused; remove it and reload to promote",
+        },
+        Opt {
+            key: EXT_MODEL_OPT,
+            kind: Kind::Str,
+            default: None,
+            help: "JSON file of extended model items added at start if missing: {\"forms\": [{formname, basetype, typeopts, typeinfo}], \"formprops\": [{form, prop, tdef, info}], \"univprops\": [{name, tdef, info}], \"tagprops\": [{name, tdef, info}]}",
+        },
+    ]
 }
 
 /// Read the `ext-model` file named by the configuration, if any.
@@ -109,11 +120,14 @@ impl Cortex {
             ext: Mutex::new(ext),
             catalog,
             migration_mode: AtomicBool::new(false),
+            mirror: Mutex::new(None),
         });
         if let Some(wanted) = configured_ext_model(&cell)? {
             core.add_configured(&wanted)
                 .map_err(|e| anyhow::anyhow!("{EXT_MODEL_OPT}: {e}"))?;
         }
+        *core.mirror.lock().unwrap_or_else(PoisonError::into_inner) =
+            Mirror::configured(&cell, core.catalog.clone())?;
         Ok(core)
     }
 
@@ -139,6 +153,7 @@ impl Cortex {
         &self,
         change: impl FnOnce(&mut Model, &mut ExtModel) -> SynResult<()>,
     ) -> SynResult<()> {
+        self.catalog.req_writable()?;
         let mut ext = self.ext.lock().unwrap_or_else(PoisonError::into_inner);
         let mut model = Model::clone(&self.model());
         let mut next = ext.clone();
@@ -430,6 +445,44 @@ impl Service for Cortex {
 
     fn share_names(&self) -> &'static [&'static str] {
         &["cortex"]
+    }
+
+    fn start(self: Arc<Self>) -> Option<tokio::task::JoinHandle<anyhow::Result<()>>> {
+        let mirror = self
+            .mirror
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        Some(tokio::spawn(mirror.run()))
+    }
+
+    /// A mirror whose `mirror` option is gone is promoted: it stops following and takes
+    /// changes. Starting to mirror, or another leader, needs a restart.
+    fn reload(&self, conf: &crate::cell::config::Config) {
+        let mut mirror = self.mirror.lock().unwrap_or_else(PoisonError::into_inner);
+        match (mirror.as_ref(), conf.str(MIRROR_OPT)) {
+            (Some(running), None) => {
+                running.stop();
+                tracing::info!(
+                    "promoted: no longer mirroring {}; taking changes",
+                    running.leader()
+                );
+                *mirror = None;
+            }
+            (None, Some(_)) => {
+                tracing::warn!("{MIRROR_OPT} was set: restart the service to start mirroring")
+            }
+            (Some(running), Some(url)) => {
+                let same = crate::telepath::TeleUrl::parse(url)
+                    .is_ok_and(|u| u.redacted() == running.leader());
+                if !same {
+                    tracing::warn!(
+                        "{MIRROR_OPT} changed: restart the service to follow another leader"
+                    );
+                }
+            }
+            (None, None) => {}
+        }
     }
 
     fn close(&self) {
@@ -768,6 +821,51 @@ impl LayerApi {
     }
 }
 
+impl LayerApi {
+    /// `syncNodeEdits(offs, wait=True)` and `syncNodeEdits2`: the log's records from `offs`,
+    /// each as `item` makes it, then (with `wait`) each new one as it lands.
+    fn sync_edits(
+        self: Arc<Self>,
+        mut args: Args,
+        item: fn(&super::layer::LogEntry) -> Value,
+    ) -> SynResult<Genr> {
+        let offs = offset_arg(&mut args, 0, "offs")?;
+        let wait = args.opt::<bool>(1, "wait")?.unwrap_or(true);
+        args.done()?;
+        self.req_read()?;
+        let (tx, rx): (mpsc::Sender<SynResult<Value>>, Genr) = mpsc::channel(64);
+        if wait {
+            let mut entries = self.layer.sync_edits(offs);
+            tokio::spawn(async move {
+                while let Some(entry) = entries.recv().await {
+                    if tx.send(entry.map(|e| item(&e))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        } else {
+            // Only what is in the log now.
+            let layer = self.layer.clone();
+            tokio::task::spawn_blocking(move || {
+                let entries = match layer.edits_from(offs) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                };
+                for entry in entries {
+                    let failed = entry.is_err();
+                    if tx.blocking_send(entry.map(|e| item(&e))).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+        }
+        Ok(rx)
+    }
+}
+
 /// A log record as `syncNodeEdits` yields it: `(offset, nodeedits)`.
 fn log_item(entry: &super::layer::LogEntry) -> Value {
     let edits = entry.edits.iter().map(|ne| ne.to_value()).collect();
@@ -820,42 +918,11 @@ static LAYER_METHODS: LazyLock<Methods<LayerApi>> = LazyLock::new(|| {
             api.store(args).await?;
             Ok(Value::Nil)
         })
-        .genr("syncNodeEdits", |api, mut args| async move {
-            let offs = offset_arg(&mut args, 0, "offs")?;
-            let wait = args.opt::<bool>(1, "wait")?.unwrap_or(true);
-            args.done()?;
-            api.req_read()?;
-            let (tx, rx): (mpsc::Sender<SynResult<Value>>, Genr) = mpsc::channel(64);
-            if wait {
-                // Everything from offs, then each new record as it lands.
-                let mut entries = api.layer.sync_edits(offs);
-                tokio::spawn(async move {
-                    while let Some(entry) = entries.recv().await {
-                        if tx.send(entry.map(|e| log_item(&e))).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            } else {
-                // Only what is in the log now.
-                let layer = api.layer.clone();
-                tokio::task::spawn_blocking(move || {
-                    let entries = match layer.edits_from(offs) {
-                        Ok(entries) => entries,
-                        Err(e) => {
-                            let _ = tx.blocking_send(Err(e));
-                            return;
-                        }
-                    };
-                    for entry in entries {
-                        let failed = entry.is_err();
-                        if tx.blocking_send(entry.map(|e| log_item(&e))).is_err() || failed {
-                            return;
-                        }
-                    }
-                });
-            }
-            Ok(rx)
+        .genr("syncNodeEdits", |api, args| async move {
+            api.sync_edits(args, log_item)
+        })
+        .genr("syncNodeEdits2", |api, args| async move {
+            api.sync_edits(args, super::layer::LogEntry::to_value)
         })
         .genr("splices", |api, mut args| async move {
             let offs = match args.opt::<Vec<Value>>(0, "offs")? {

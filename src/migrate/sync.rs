@@ -424,21 +424,6 @@ fn fatal(mesg: impl Into<String>) -> SynErr {
     SynErr::new("SyncFailed", mesg)
 }
 
-/// Whether an error means the connection went away (retry) rather than a refusal (record).
-fn is_link_error(e: &SynErr) -> bool {
-    matches!(
-        e.name.as_str(),
-        "LinkErr" | "LinkShutDown" | "TimeOut" | "IsFini" | "ConnectionRefusedError"
-    )
-}
-
-/// The same URL with another share path (`cortex/layer/<iden>`, or `*` for the cortex).
-fn with_share(base: &TeleUrl, share: &str) -> TeleUrl {
-    let mut url = base.clone();
-    url.share = share.to_owned();
-    url
-}
-
 /// What the layer tasks share.
 struct Run {
     opts: Options,
@@ -529,7 +514,7 @@ impl Run {
             }
             match Proxy::open_with(url, client.clone()).await {
                 Ok(p) => return Some(p),
-                Err(e) if !is_link_error(&e) => {
+                Err(e) if !e.is_link_error() => {
                     // A refusal (no such layer, a wrong password) does not mend by waiting.
                     self.fail(format!("the {what} refused {}: {e}", url.redacted()));
                     return None;
@@ -550,7 +535,7 @@ impl Run {
     /// Switch migration mode on at the destination (cron and triggers do not run).
     async fn migration_mode(&self, on: bool) -> SynResult<()> {
         let core =
-            Proxy::open_with(&with_share(&self.dest, "*"), self.opts.dest_client.clone()).await?;
+            Proxy::open_with(&self.dest.with_share("*"), self.opts.dest_client.clone()).await?;
         let meth = if on {
             "enableMigrationMode"
         } else {
@@ -562,8 +547,8 @@ impl Run {
 
 /// Follow one layer until the run stops (or, with `--until-caught-up`, until it caught up).
 async fn follow(run: Arc<Run>, iden: String, mut offs: u64) {
-    let src_url = with_share(&run.src, &format!("cortex/layer/{iden}"));
-    let dest_url = with_share(&run.dest, &format!("cortex/layer/{iden}"));
+    let src_url = run.src.with_share(&format!("cortex/layer/{iden}"));
+    let dest_url = run.dest.with_share(&format!("cortex/layer/{iden}"));
     let mut src: Option<Proxy> = None;
     let mut dest: Option<Proxy> = None;
     // The run switched migration mode on at its start; after a reconnection the destination
@@ -609,7 +594,7 @@ async fn follow(run: Arc<Run>, iden: String, mut offs: u64) {
                 ));
                 return;
             }
-            Err(e) if is_link_error(&e) => {
+            Err(e) if e.is_link_error() => {
                 eprintln!(
                     "syn sync-200: layer {iden}: lost the 0.1.x cortex: {}",
                     e.mesg()
@@ -642,7 +627,7 @@ async fn follow(run: Arc<Run>, iden: String, mut offs: u64) {
                 let args = vec![Value::Array(vec![nodeedit]), translated.meta];
                 match d.call("storNodeEditsNoLift", args).await {
                     Ok(_) => stored = true,
-                    Err(e) if is_link_error(&e) => {
+                    Err(e) if e.is_link_error() => {
                         eprintln!(
                             "syn sync-200: layer {iden}: lost the 2.x cortex: {}",
                             e.mesg()
@@ -697,7 +682,7 @@ async fn run_async(opts: Options) -> SynResult<u64> {
         State::load(&opts.state)?
     };
     // The destination first: its model says how to store what is read.
-    let core = Proxy::open_with(&with_share(&dest, "*"), opts.dest_client.clone())
+    let core = Proxy::open_with(&dest.with_share("*"), opts.dest_client.clone())
         .await
         .map_err(|e| fatal(format!("cannot reach the 2.x cortex: {}", e.mesg())))?;
     let model = core
@@ -705,7 +690,7 @@ async fn run_async(opts: Options) -> SynResult<u64> {
         .await
         .map_err(|e| fatal(format!("the 2.x cortex did not give its model: {e}")))?;
     let types = Stortypes::from_model_dict(&model);
-    Proxy::open_with(&with_share(&src, "*"), opts.src_client.clone())
+    Proxy::open_with(&src.with_share("*"), opts.src_client.clone())
         .await
         .map_err(|e| fatal(format!("cannot reach the 0.1.x cortex: {}", e.mesg())))?;
 

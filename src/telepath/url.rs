@@ -131,6 +131,13 @@ impl TeleUrl {
             .and_then(|(_, v)| v.as_deref())
     }
 
+    /// The same URL with another share path (`cortex/layer/<iden>`, or `*` for the service).
+    pub fn with_share(&self, share: &str) -> TeleUrl {
+        let mut url = self.clone();
+        url.share = share.to_owned();
+        url
+    }
+
     /// The URL with any password replaced by `****`, for logs and messages.
     pub fn redacted(&self) -> String {
         Shown {

@@ -1008,8 +1008,19 @@ impl SynService {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<SynService, String> {
+        Self::start_on(kind, dir, free_port(), extra, env)
+    }
+
+    /// [`SynService::start_in`] listening on `port` (to start a service again where its
+    /// clients look for it).
+    pub fn start_on(
+        kind: &str,
+        dir: &Path,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<SynService, String> {
         let notify = NotifySocket::new();
-        let port = free_port();
         let mut cmd = Command::new(syn_bin());
         cmd.arg(kind)
             .arg(dir)

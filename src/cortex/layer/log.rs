@@ -49,6 +49,11 @@ impl LogEntry {
 
     fn from_payload(payload: &[u8]) -> Result<LogEntry, String> {
         let value = msgpack::decode_exact(payload).map_err(|e| e.to_string())?;
+        LogEntry::from_value(&value)
+    }
+
+    /// Read the wire form `(offset, nodeedits, meta)` (`syncNodeEdits2`'s items).
+    pub fn from_value(value: &Value) -> Result<LogEntry, String> {
         let Some([offset, Value::Array(edits), meta]) = value.as_array() else {
             return Err("not an (offset, nodeedits, meta) record".into());
         };

@@ -421,8 +421,19 @@ struct Batch {
     recent: Vec<(Buid, Option<Sode>)>,
 }
 
-/// One `store` call as the writer sees it: edits, meta, `.created` tick, and whether to sync.
-type StoreCall<'a> = (&'a [NodeEdit], &'a Value, i64, bool);
+/// One call as the writer sees it: edits, meta, where they come from, and whether to sync.
+type StoreCall<'a> = (&'a [NodeEdit], &'a Value, Origin, bool);
+
+/// Where a call's edits come from.
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    /// Made here: added nodes get this `.created` tick, and only the edits that changed
+    /// something are logged.
+    Local(i64),
+    /// A leader's log record at this offset, which must be this layer's next: applied as
+    /// logged and logged as it was (see [`Layer::replicate`]).
+    Leader(u64),
+}
 
 /// A `store` call waiting for the writer.
 struct Request {
@@ -455,6 +466,8 @@ struct Inner {
     segment_size: u64,
     /// Writes leave the index databases to [`Layer::build_indexes`].
     defer_indexes: AtomicBool,
+    /// Why `store` refuses, while it does (a mirror takes its leader's records only).
+    read_only: RwLock<Option<String>>,
     stop: Arc<Stop>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     _lock: Flock<File>,
@@ -481,6 +494,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn io_err(path: &Path, op: &str, err: std::io::Error) -> SynErr {
     log::io_err(path, op, err)
+}
+
+/// A leader's record that is not this layer's next: the two logs differ.
+fn desync(iden: &str, at: u64, next: u64) -> SynErr {
+    SynErr::new(
+        "MirrorDesync",
+        format!("layer {iden}: the leader's record {at} is not this layer's next ({next})"),
+    )
 }
 
 /// A `store` call whose batch ended without a result for it (the writer panicked).
@@ -583,6 +604,7 @@ impl Layer {
             offsets: watch::Sender::new(applied),
             segment_size: opts.segment_size,
             defer_indexes: AtomicBool::new(deferred),
+            read_only: RwLock::new(None),
             stop: Arc::default(),
             flusher: Mutex::default(),
             _lock: lock,
@@ -689,7 +711,46 @@ impl Layer {
         lock(&self.inner.writer).log.syncs()
     }
 
+    /// Refuse [`Layer::store`] with `IsReadOnly` and `why` (or take stores again: `None`).
+    /// [`Layer::replicate`] still writes.
+    pub fn set_read_only(&self, why: Option<String>) {
+        *self
+            .inner
+            .read_only
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = why;
+    }
+
+    /// Append a leader's log records to this layer, which must hold exactly the leader's
+    /// records before the first of them (a mirror started from a backup of the leader): each
+    /// is applied as logged and logged unchanged at the same offset, in one transaction. A
+    /// record whose offset is not this layer's next is refused with `MirrorDesync`, and
+    /// nothing of the call is written. With `sync` false they are durable after the next
+    /// [`Layer::make_durable`].
+    pub fn replicate(&self, records: &[LogEntry], sync: bool) -> SynResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        for record in records {
+            apply::validate(&record.edits)?;
+        }
+        let batch: Vec<StoreCall<'_>> = records
+            .iter()
+            .map(|r| (&r.edits[..], &r.meta, Origin::Leader(r.offset), sync))
+            .collect();
+        let mut writer = lock(&self.inner.writer);
+        self.try_write_batch(&mut writer, &batch).map(|_| ())
+    }
+
     fn store_with(&self, edits: &[NodeEdit], meta: &Value, sync: bool) -> SynResult<Stored> {
+        if let Some(why) = &*self
+            .inner
+            .read_only
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+        {
+            return Err(SynErr::new("IsReadOnly", why.clone()));
+        }
         apply::validate(edits)?;
         if edits.iter().all(|ne| ne.edits.is_empty()) {
             return Ok(Stored::nothing(self.next_offset()));
@@ -701,11 +762,11 @@ impl Layer {
         let inner = &self.inner;
         if let Ok(mut writer) = inner.writer.try_lock() {
             let queued = std::mem::take(&mut *lock(&inner.queue));
-            let mut batch = vec![(edits, meta, tick, sync)];
+            let mut batch = vec![(edits, meta, Origin::Local(tick), sync)];
             batch.extend(
                 queued
                     .iter()
-                    .map(|r| (&r.edits[..], &r.meta, r.tick, r.sync)),
+                    .map(|r| (&r.edits[..], &r.meta, Origin::Local(r.tick), r.sync)),
             );
             let mut results = self.write_batch(&mut writer, &batch).into_iter();
             let mine = results.next();
@@ -729,7 +790,7 @@ impl Layer {
         let queued = std::mem::take(&mut *lock(&inner.queue));
         let batch: Vec<_> = queued
             .iter()
-            .map(|r| (&r.edits[..], &r.meta, r.tick, r.sync))
+            .map(|r| (&r.edits[..], &r.meta, Origin::Local(r.tick), r.sync))
             .collect();
         let results = self.write_batch(&mut writer, &batch);
         for (req, res) in queued.iter().zip(results) {
@@ -813,9 +874,17 @@ impl Layer {
         let mut records = Vec::new();
         let mut offs = first;
         let sync = batch.iter().any(|call| call.3);
-        for (edits, meta, tick, _) in batch {
-            let applied = apply.nodeedits(edits, *tick, false)?;
-            if applied.is_empty() {
+        for (edits, meta, origin, _) in batch {
+            let applied = match *origin {
+                Origin::Local(tick) => apply.nodeedits(edits, tick, false)?,
+                Origin::Leader(at) if at == offs => {
+                    apply.nodeedits(edits, 0, true)?;
+                    edits.to_vec()
+                }
+                Origin::Leader(at) => return Err(desync(&inner.iden, at, offs)),
+            };
+            // A leader's record keeps its offset even if it holds nothing.
+            if applied.is_empty() && matches!(origin, Origin::Local(_)) {
                 stored.push(Stored::nothing(first));
                 continue;
             }

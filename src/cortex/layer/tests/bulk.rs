@@ -9,7 +9,7 @@ use super::*;
 type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Every entry of every database of a layer, by database name.
-fn dump(layer: &Layer) -> Vec<(String, Entries)> {
+pub(super) fn dump(layer: &Layer) -> Vec<(String, Entries)> {
     let d = &layer.inner.dbs;
     let dbs = [
         &d.bybuid,
@@ -45,7 +45,7 @@ fn dump(layer: &Layer) -> Vec<(String, Entries)> {
 }
 
 /// The log's records, as read back.
-fn log_of(layer: &Layer) -> Vec<LogEntry> {
+pub(super) fn log_of(layer: &Layer) -> Vec<LogEntry> {
     layer
         .edits_from(0)
         .expect("log")
@@ -56,7 +56,7 @@ fn log_of(layer: &Layer) -> Vec<LogEntry> {
 /// Many nodes that share prop values, tags and tag props (repeated keys), arrays with
 /// repeated items, universal props and node data, in calls of 40 nodes; then random edits,
 /// deletes and changes among them on a few more nodes.
-fn calls() -> Vec<Vec<NodeEdit>> {
+pub(super) fn calls() -> Vec<Vec<NodeEdit>> {
     let mut rng = Rng(0xb01c_0000_5eed_0007);
     let mut out = Vec::new();
     let words = ["apple", "apricot", "banana", "cherry"];
@@ -103,7 +103,7 @@ fn calls() -> Vec<Vec<NodeEdit>> {
 }
 
 /// Store `calls`, the first at time `start` (ms), the next one later, and so on.
-fn store_from(layer: &Layer, calls: &[Vec<NodeEdit>], start: usize) {
+pub(super) fn store_from(layer: &Layer, calls: &[Vec<NodeEdit>], start: usize) {
     for (n, call) in calls.iter().enumerate() {
         layer.store(call, &meta((start + n) as i64)).expect("store");
     }

@@ -4,6 +4,7 @@ mod bulk;
 mod durability;
 mod history;
 mod random;
+mod replicate;
 
 use super::*;
 use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, stortype as st};
