@@ -339,7 +339,14 @@ impl Started {
 }
 
 /// An environment's copy, begun at the snapshot point or when a worker takes it up.
-enum EnvCopy {
+struct EnvCopy {
+    kind: CopyKind,
+    /// The size the copy is expected to have: the pages in use just before it began.
+    expected: u64,
+}
+
+/// How an environment is copied.
+enum CopyKind {
     /// Written again in key order from a read snapshot.
     Rebuild(RebuildSnapshot),
     /// LMDB's compacting copy, running into a pipe (environments that cannot be rebuilt).
@@ -349,32 +356,37 @@ enum EnvCopy {
 impl EnvCopy {
     /// Whether its read snapshot has begun.
     fn has_begun(&self) -> bool {
-        match self {
-            EnvCopy::Rebuild(_) => true,
-            EnvCopy::Compact(started) => started.has_begun(),
+        match &self.kind {
+            CopyKind::Rebuild(_) => true,
+            CopyKind::Compact(started) => started.has_begun(),
         }
     }
 
     /// Give it up (see [`Started::stop`]).
     fn stop(self) {
-        if let EnvCopy::Compact(started) = self {
+        if let CopyKind::Compact(started) = self.kind {
             let _ = started.stop();
         }
     }
 }
 
 /// Begin the copy of `slab`: its rebuild snapshot if `rebuild` is asked for and the
-/// environment can be rebuilt, else its compacted copy into a pipe.
+/// environment can be rebuilt, else its compacted copy into a pipe. Its size is read first:
+/// once its snapshot is open, a new transaction on the environment could have to wait for
+/// that snapshot to end (when the service has grown the map meanwhile).
 fn begin_copy(slab: &Slab, rebuild: bool) -> Result<EnvCopy, Failure> {
+    let stats = slab.stats()?;
+    let expected = stats.used_pages * u64::from(stats.page_size);
     let snapshot = if rebuild {
         slab.rebuild_snapshot()?
     } else {
         None
     };
-    match snapshot {
-        Some(snapshot) => Ok(EnvCopy::Rebuild(snapshot)),
-        None => start_copy(slab).map(EnvCopy::Compact),
-    }
+    let kind = match snapshot {
+        Some(snapshot) => CopyKind::Rebuild(snapshot),
+        None => CopyKind::Compact(start_copy(slab)?),
+    };
+    Ok(EnvCopy { kind, expected })
 }
 
 /// Start the compacted copy of `slab` into a pipe.
@@ -716,11 +728,17 @@ impl Run<'_> {
             }
             // A copy that ended without writing anything failed, and says why.
             let ended = waiting.iter().find_map(|rel| match started.get(rel) {
-                Some(EnvCopy::Compact(copy)) if copy.thread.is_finished() => Some(rel.clone()),
+                Some(EnvCopy {
+                    kind: CopyKind::Compact(copy),
+                    ..
+                }) if copy.thread.is_finished() => Some(rel.clone()),
                 _ => None,
             });
             if let Some(rel) = ended
-                && let Some(EnvCopy::Compact(copy)) = started.remove(&rel)
+                && let Some(EnvCopy {
+                    kind: CopyKind::Compact(copy),
+                    ..
+                }) = started.remove(&rel)
             {
                 let err = match copy.thread.join() {
                     Ok(Err(e)) => e.to_string(),
@@ -959,17 +977,10 @@ impl Worker {
             Some(copy) => copy,
             None => begin_copy(slab, self.rebuild)?,
         };
-        // The compacted copy is the pages in use (of the snapshot the copy reads, or close).
-        let expected = match slab.stats() {
-            Ok(stats) => stats.used_pages * u64::from(stats.page_size),
-            Err(e) => {
-                copy.stop();
-                return Err(e.into());
-            }
-        };
-        let written = match copy {
-            EnvCopy::Rebuild(snapshot) => self.rebuild(snapshot, &dir, expected)?,
-            EnvCopy::Compact(started) => self.compact(started, &rel, expected)?,
+        let expected = copy.expected;
+        let written = match copy.kind {
+            CopyKind::Rebuild(snapshot) => self.rebuild(snapshot, &dir, expected)?,
+            CopyKind::Compact(started) => self.compact(started, &rel, expected)?,
         };
         if let Ok(meta) = fs::metadata(self.src.join(&rel).join("data.mdb")) {
             let _ = fs::set_permissions(&dst, meta.permissions());
