@@ -429,3 +429,78 @@ async fn a_mirror_user_who_may_not_read_the_log_stops_the_mirror() {
         "{last}"
     );
 }
+
+/// Whether `user:passwd` can log in to `svc`.
+async fn logs_in(svc: &SynService, user: &str, passwd: &str) -> bool {
+    let url = format!("tcp://{user}:{passwd}@127.0.0.1:{}/", svc.port);
+    Proxy::open(&url).await.is_ok()
+}
+
+/// Wait until `check` holds, for up to 30 s.
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, check: impl Fn() -> F) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "{what}: not within 30 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_roles_and_passwords_follow_the_leader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let leader = SynService::start_in("cortex", &tmp.path().join("leader"), &[], &[]).unwrap();
+    let mirror = start_mirror(&leader, &follower_dir(&leader, tmp.path()));
+    let root = Proxy::open(&leader.url("")).await.unwrap();
+    let visi = root
+        .call("addUser", vec!["visi".into(), "first".into()])
+        .await
+        .unwrap();
+    let visi = visi.get("iden").and_then(Value::as_str).unwrap().to_owned();
+    let role = root.call("addRole", vec!["analysts".into()]).await.unwrap();
+    let role = role.get("iden").and_then(Value::as_str).unwrap().to_owned();
+    root.call(
+        "addUserRole",
+        vec![visi.as_str().into(), role.as_str().into()],
+    )
+    .await
+    .unwrap();
+    eventually("visi logs in to the mirror", || {
+        logs_in(&mirror, "visi", "first")
+    })
+    .await;
+    let mroot = Proxy::open(&mirror.url("")).await.unwrap();
+    let def = mroot
+        .call("getUserDefByName", vec!["visi".into()])
+        .await
+        .unwrap();
+    let roles = def.get("roles").and_then(Value::as_array).unwrap().to_vec();
+    assert!(
+        roles
+            .iter()
+            .any(|r| r.get("iden").and_then(Value::as_str) == Some(role.as_str())),
+        "{def:?}"
+    );
+
+    root.call("setUserPasswd", vec![visi.as_str().into(), "second".into()])
+        .await
+        .unwrap();
+    eventually("the new password works", || {
+        logs_in(&mirror, "visi", "second")
+    })
+    .await;
+    assert!(!logs_in(&mirror, "visi", "first").await);
+    root.call("delUser", vec![visi.as_str().into()])
+        .await
+        .unwrap();
+    eventually("the deleted user is gone", || async {
+        !logs_in(&mirror, "visi", "second").await
+    })
+    .await;
+    // Changes on the mirror itself are refused like every other change.
+    assert!(
+        mroot
+            .call("addUser", vec!["eve".into(), "x".into()])
+            .await
+            .is_err_and(|e| e.name == "IsReadOnly")
+    );
+}

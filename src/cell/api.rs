@@ -592,6 +592,11 @@ static CELL_METHODS: LazyLock<Methods<CellApi>> =
             api.req_admin()?;
             backup_hold(api.cell.clone(), timeout).await
         })
+        .genr("syncAuth", |api, args| async move {
+            args.done()?;
+            api.req_admin()?;
+            sync_auth(api.cell.auth.clone())
+        })
         .genr("watch", |api, mut args| async move {
             let last = args.opt::<i64>(0, "last")?.unwrap_or(100).max(0) as usize;
             args.done()?;
@@ -621,6 +626,28 @@ static CELL_METHODS: LazyLock<Methods<CellApi>> =
         })
         .build()
     });
+
+/// `syncAuth()` (syn's own, admin only): every user and role as stored, password shadows
+/// included, now and again after each change, as msgpack bytes of `(users, roles)` (what
+/// [`crate::cell::auth::decode_auth`] reads). Mirrors follow it.
+fn sync_auth(auth: Arc<super::auth::Auth>) -> SynResult<crate::telepath::Genr> {
+    let mut changes = auth.changes();
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        loop {
+            changes.mark_unchanged();
+            let item = super::auth::encode_auth(&auth.snapshot());
+            if tx.send(item).await.is_err() {
+                return;
+            }
+            tokio::select! {
+                _ = tx.closed() => return,
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+        }
+    });
+    Ok(rx)
+}
 
 impl HasMethods for CellApi {
     fn methods() -> &'static Methods<Self> {

@@ -243,6 +243,10 @@ pub struct Auth {
     /// login skips the deliberately slow PBKDF2.
     verified: Mutex<HashMap<String, Vec<u8>>>,
     cache_key: ring::hmac::Key,
+    /// Counts the changes since start, for those who follow them ([`Auth::changes`]).
+    version: tokio::sync::watch::Sender<u64>,
+    /// Why changes are refused, while they are (a mirror takes its leader's users and roles).
+    read_only: RwLock<Option<String>>,
 }
 
 /// Who or what a rule change applies to.
@@ -282,6 +286,8 @@ impl Auth {
             writer: Mutex::new(()),
             verified: Mutex::new(HashMap::new()),
             cache_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &guid::random_bytes::<32>()),
+            version: tokio::sync::watch::Sender::new(0),
+            read_only: RwLock::new(None),
         });
         if auth.role_by_name(ALL_ROLE).is_none() {
             auth.add_role(ALL_ROLE, None)?;
@@ -395,6 +401,7 @@ impl Auth {
             Some(i) => return Err(SynErr::bad_arg(format!("user iden {i:?} is not a guid"))),
             None => guid::guid(),
         };
+        self.req_writable()?;
         let shadow = passwd.map(validated_shadow).transpose()?;
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         if self.user_by_name(name).is_some() {
@@ -431,6 +438,7 @@ impl Auth {
 
     /// Delete a user (never root).
     pub fn del_user(&self, iden: &str) -> SynResult<()> {
+        self.req_writable()?;
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let user = self.req_user(iden)?;
         if user.name == ROOT_USER {
@@ -447,11 +455,13 @@ impl Auth {
             .users
             .remove(iden);
         self.forget_verified(iden);
+        self.changed();
         Ok(())
     }
 
     /// Add a role.
     pub fn add_role(&self, name: &str, iden: Option<&str>) -> SynResult<Role> {
+        self.req_writable()?;
         check_name(name, "role")?;
         let iden = match iden {
             Some(i) if guid::is_guid(i) => i.to_owned(),
@@ -477,6 +487,7 @@ impl Auth {
 
     /// Delete a role (never `all`) and take it from every user.
     pub fn del_role(&self, iden: &str) -> SynResult<()> {
+        self.req_writable()?;
         let role = self.req_role(iden)?;
         if role.name == ALL_ROLE {
             return Err(SynErr::new(
@@ -505,6 +516,7 @@ impl Auth {
             .unwrap_or_else(|e| e.into_inner())
             .roles
             .remove(iden);
+        self.changed();
         Ok(())
     }
 
@@ -514,6 +526,7 @@ impl Auth {
         iden: &str,
         f: impl FnOnce(&mut User) -> SynResult<()>,
     ) -> SynResult<User> {
+        self.req_writable()?;
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut user = self.req_user(iden)?;
         f(&mut user)?;
@@ -530,6 +543,7 @@ impl Auth {
         iden: &str,
         f: impl FnOnce(&mut Role) -> SynResult<()>,
     ) -> SynResult<Role> {
+        self.req_writable()?;
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut role = self.req_role(iden)?;
         f(&mut role)?;
@@ -597,7 +611,7 @@ impl Auth {
         if !shadow.verify(passwd) {
             return false;
         }
-        if shadow.is_legacy() {
+        if shadow.is_legacy() && self.req_writable().is_ok() {
             let upgraded = Shadow::new(passwd);
             if let Err(e) = self.update_user(iden, |u| {
                 u.shadow = Some(upgraded);
@@ -768,6 +782,7 @@ impl Auth {
             .unwrap_or_else(|e| e.into_inner())
             .users
             .insert(user.iden.clone(), user.clone());
+        self.changed();
         Ok(())
     }
 
@@ -779,8 +794,107 @@ impl Auth {
             .unwrap_or_else(|e| e.into_inner())
             .roles
             .insert(role.iden.clone(), role.clone());
+        self.changed();
         Ok(())
     }
+
+    /// Refuse every change with `IsReadOnly` and `why` (`None`: take changes again);
+    /// [`Auth::replace_all`] still writes.
+    pub fn set_read_only(&self, why: Option<String>) {
+        *self.read_only.write().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    fn req_writable(&self) -> SynResult<()> {
+        match &*self.read_only.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(why) => Err(SynErr::new("IsReadOnly", why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn changed(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// A receiver that sees a new value after every change of a user or role.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Every user and role as stored, password shadows included (for mirrors).
+    pub fn snapshot(&self) -> (Vec<User>, Vec<Role>) {
+        let state = self.read();
+        let mut users: Vec<User> = state.users.values().cloned().collect();
+        let mut roles: Vec<Role> = state.roles.values().cloned().collect();
+        users.sort_by(|a, b| a.iden.cmp(&b.iden));
+        roles.sort_by(|a, b| a.iden.cmp(&b.iden));
+        (users, roles)
+    }
+
+    /// Make the users and roles exactly `users` and `roles` (a leader's [`Auth::snapshot`]),
+    /// durably and in one transaction; nothing changes if they are the same already. Root and
+    /// role `all` must be among them. Whether anything changed.
+    pub fn replace_all(&self, users: Vec<User>, roles: Vec<Role>) -> SynResult<bool> {
+        let has_root = users
+            .iter()
+            .any(|u| u.name == ROOT_USER && u.admin && !u.locked);
+        if !has_root || !roles.iter().any(|r| r.name == ALL_ROLE) {
+            return Err(SynErr::bad_arg(
+                "a replacement must hold an unlocked admin root and role all",
+            ));
+        }
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if self.snapshot() == (users.clone(), roles.clone()) {
+            return Ok(false);
+        }
+        self.slab.write(|txn| {
+            for key in keys(&self.users_db, txn)? {
+                self.users_db.delete(txn, &key)?;
+            }
+            for key in keys(&self.roles_db, txn)? {
+                self.roles_db.delete(txn, &key)?;
+            }
+            for user in &users {
+                self.users_db.put_serde(txn, user.iden.as_bytes(), user)?;
+            }
+            for role in &roles {
+                self.roles_db.put_serde(txn, role.iden.as_bytes(), role)?;
+            }
+            Ok(())
+        })?;
+        {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            state.users = users.into_iter().map(|u| (u.iden.clone(), u)).collect();
+            state.roles = roles.into_iter().map(|r| (r.iden.clone(), r)).collect();
+        }
+        self.verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.changed();
+        Ok(true)
+    }
+}
+
+/// The users and roles of [`Auth::snapshot`] as `syncAuth` sends them: msgpack bytes.
+pub fn encode_auth(state: &(Vec<User>, Vec<Role>)) -> SynResult<Value> {
+    rmp_serde::to_vec_named(state)
+        .map(Value::Bin)
+        .map_err(|e| SynErr::new("SynErr", format!("encoding users and roles: {e}")))
+}
+
+/// Read what [`encode_auth`] wrote.
+pub fn decode_auth(item: &Value) -> SynResult<(Vec<User>, Vec<Role>)> {
+    let bytes = match item {
+        Value::Bin(bytes) => bytes,
+        other => {
+            return Err(SynErr::new(
+                "BadMesgFormat",
+                format!("users and roles must be bytes, not a {}", other.type_name()),
+            ));
+        }
+    };
+    rmp_serde::from_slice(bytes)
+        .map_err(|e| SynErr::new("BadMesgFormat", format!("users and roles: {e}")))
 }
 
 /// The wire definition of a role.
@@ -859,6 +973,45 @@ mod tests {
         let all = auth.role_by_name(ALL_ROLE).unwrap();
         let visi = auth.add_user("visi", None, None, None).unwrap();
         assert_eq!(visi.roles, vec![all.iden]);
+    }
+
+    #[test]
+    fn a_snapshot_replaces_another_auth_whole_and_read_only_refuses_changes() {
+        let (_l, leader) = auth();
+        let visi = leader.add_user("visi", Some("pw"), None, None).unwrap();
+        let role = leader.add_role("analysts", None).unwrap();
+        leader
+            .update_user(&visi.iden, |u| {
+                u.roles.push(role.iden.clone());
+                Ok(())
+            })
+            .unwrap();
+        let (_m, mirror) = auth();
+        mirror.add_user("eve", Some("x"), None, None).unwrap();
+        let mut changes = mirror.changes();
+        changes.mark_unchanged();
+        mirror.set_read_only(Some("a mirror".into()));
+        let err = mirror.add_user("mallory", None, None, None).unwrap_err();
+        assert_eq!((err.name.as_str(), err.mesg()), ("IsReadOnly", "a mirror"));
+        assert!(mirror.set_passwd(&visi.iden, Some("x")).is_err());
+
+        let (users, roles) = leader.snapshot();
+        let wire = encode_auth(&(users.clone(), roles.clone())).unwrap();
+        let (users, roles) = decode_auth(&wire).unwrap();
+        assert!(mirror.replace_all(users.clone(), roles.clone()).unwrap());
+        assert!(changes.has_changed().unwrap());
+        assert_eq!(mirror.snapshot(), leader.snapshot());
+        assert!(mirror.user_by_name("eve").is_none());
+        assert!(mirror.try_passwd(&visi.iden, "pw"));
+        assert!(!mirror.replace_all(users, roles).unwrap(), "the same again");
+        // Without root, a replacement is refused and nothing changes.
+        let (mut users, roles) = leader.snapshot();
+        users.retain(|u| u.name != ROOT_USER);
+        assert!(mirror.replace_all(users, roles).is_err());
+        assert_eq!(mirror.snapshot(), leader.snapshot());
+        // What replace_all wrote is what a reopened auth reads.
+        let reopened = Auth::open(&mirror.slab).unwrap();
+        assert_eq!(reopened.snapshot(), leader.snapshot());
     }
 
     #[test]

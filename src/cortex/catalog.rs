@@ -112,12 +112,13 @@ impl Catalog {
     }
 
     /// Refuse every change with `IsReadOnly` and `why` (`None`: take changes again): edits to
-    /// every layer, forks, merges, view deletions, and (through [`Catalog::req_writable`]) the
-    /// model.
+    /// every layer, forks, merges, view deletions, users and roles, and (through
+    /// [`Catalog::req_writable`]) the model.
     pub fn set_read_only(&self, why: Option<String>) {
         for layer in self.layers() {
             layer.set_read_only(why.clone());
         }
+        self.auth.set_read_only(why.clone());
         *self
             .read_only
             .write()

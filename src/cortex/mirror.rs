@@ -10,13 +10,16 @@
 //! refuses (no such layer, no permission) stops the service with one line; a lost link is
 //! tried again, at 1 s and doubling to a minute.
 //!
-//! While it mirrors, every change is refused with `IsReadOnly` (storm edits, feeds,
-//! `storNodeEdits`, forks, merges, model changes); lifts and reads answer from its copy.
+//! The users and roles (passwords included) follow the leader's `syncAuth`, when the mirror's
+//! user is an admin there. While it mirrors, every change is refused with `IsReadOnly` (storm
+//! edits, feeds, `storNodeEdits`, forks, merges, users and roles, model changes); lifts and
+//! reads answer from its copy.
 //! Removing the option and sending SIGHUP (or restarting) promotes it: it stops following
 //! and takes writes.
 
 use super::catalog::Catalog;
 use super::layer::{Layer, LogEntry};
+use crate::cell::auth::{Auth, decode_auth};
 use crate::cell::{Cell, notify};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
@@ -47,6 +50,8 @@ pub struct Mirror {
     /// This cortex's cell iden, which the leader's must equal.
     iden: String,
     catalog: Arc<Catalog>,
+    /// The cell's users and roles, which become the leader's.
+    auth: Arc<Auth>,
     stop: watch::Sender<bool>,
     /// Per layer iden: whether it has caught up with the leader since it (re)connected.
     caught_up: Mutex<BTreeMap<String, bool>>,
@@ -87,6 +92,7 @@ impl Mirror {
             client,
             iden: cell.iden().to_owned(),
             catalog,
+            auth: cell.auth.clone(),
             stop: watch::Sender::new(false),
             caught_up: Mutex::new(caught_up),
         })))
@@ -109,6 +115,8 @@ impl Mirror {
                 }
             });
         }
+        let mirror = self.clone();
+        tokio::spawn(async move { mirror.follow_auth().await });
         drop(failed);
         self.report();
         let mut stopped = self.stop.subscribe();
@@ -161,9 +169,8 @@ impl Mirror {
         Ok(())
     }
 
-    /// One connection: check the leader's iden, then append its records until the link
-    /// drops (an error) or the mirror stops (`Ok`).
-    async fn session(&self, layer: &Layer, backoff: &mut Duration) -> SynResult<()> {
+    /// The leader's Cell API, once its iden is checked to be this cell's.
+    async fn open_leader(&self) -> SynResult<Proxy> {
         let cell = Proxy::open_with(&self.leader.with_share("*"), self.client.clone()).await?;
         let theirs = cell.call("getCellIden", Vec::new()).await?;
         if theirs.as_str() != Some(self.iden.as_str()) {
@@ -177,6 +184,63 @@ impl Mirror {
                 ),
             ));
         }
+        Ok(cell)
+    }
+
+    /// Keep the users and roles (passwords too) those of the leader, through its `syncAuth`,
+    /// until stopped. A leader that refuses (the mirror's user is not an admin there) leaves
+    /// them as they are, with a warning; a lost link is tried again.
+    async fn follow_auth(&self) {
+        let mut backoff = FIRST_BACKOFF;
+        while !self.stopped() {
+            let ended = self.auth_session(&mut backoff).await;
+            match ended {
+                Ok(()) => {}
+                Err(e) if e.is_link_error() => {
+                    self.pause(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => {
+                    warn!(
+                        "mirror: users and roles are not mirrored: the leader {} refused: {e}",
+                        self.leader()
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn auth_session(&self, backoff: &mut Duration) -> SynResult<()> {
+        let cell = self.open_leader().await?;
+        let mut states = cell.genr("syncAuth", Vec::new(), Vec::new()).await?;
+        *backoff = FIRST_BACKOFF;
+        let mut stopped = self.stop.subscribe();
+        loop {
+            let item = tokio::select! {
+                item = states.next() => item,
+                _ = stopped.wait_for(|s| *s) => return Ok(()),
+            };
+            let Some(item) = item else {
+                return Err(SynErr::new("LinkShutDown", "the leader ended syncAuth"));
+            };
+            let (users, roles) = decode_auth(&item?)?;
+            let auth = self.auth.clone();
+            let changed = tokio::task::spawn_blocking(move || auth.replace_all(users, roles))
+                .await
+                .map_err(|e| {
+                    SynErr::new("StorageError", format!("mirror auth write failed: {e}"))
+                })??;
+            if changed {
+                info!("mirror: users and roles are now the leader's");
+            }
+        }
+    }
+
+    /// One connection: check the leader's iden, then append its records until the link
+    /// drops (an error) or the mirror stops (`Ok`).
+    async fn session(&self, layer: &Layer, backoff: &mut Duration) -> SynResult<()> {
+        self.open_leader().await?;
         let share = format!("cortex/layer/{}", layer.iden());
         let remote = Proxy::open_with(&self.leader.with_share(&share), self.client.clone()).await?;
         let leader_next = remote
