@@ -167,6 +167,26 @@ async fn a_mirror_follows_every_kind_of_edit_record_for_record() {
     .await;
     assert_mirrored(&leader, &mirror).await;
     let mirror_core = Proxy::open(&mirror.url("cortex")).await.unwrap();
+    let status = mirror_core.call("getMirrorStatus", vec![]).await.unwrap();
+    let layers = status.get("layers").and_then(Value::as_map).unwrap();
+    assert_eq!(layers.len(), 1, "{status:?}");
+    let layer = &layers[0].1;
+    assert_eq!(
+        layer.get("offs").and_then(Value::as_i64),
+        Some(next_offset(&leader).await)
+    );
+    assert_eq!(layer.get("caughtup"), Some(&Value::from(true)));
+    assert!(
+        status
+            .get("leader")
+            .and_then(Value::as_str)
+            .is_some_and(|l| l.starts_with("tcp://root:****@"))
+    );
+    let leader_core = Proxy::open(&leader.url("cortex")).await.unwrap();
+    assert_eq!(
+        leader_core.call("getMirrorStatus", vec![]).await.unwrap(),
+        Value::Nil
+    );
     let count = mirror_core
         .call("count", vec!["inet:fqdn=vertex.link".into()])
         .await
@@ -296,7 +316,7 @@ async fn removing_the_option_and_reloading_promotes_the_mirror() {
     let conf = dir.join("cell.toml");
     let kept = std::fs::read_to_string(&conf).unwrap_or_default();
     std::fs::write(&conf, format!("{kept}\nmirror = \"{}\"\n", leader.url(""))).unwrap();
-    let mirror = SynService::start_in("cortex", &dir, &[], &[]).unwrap();
+    let mut mirror = SynService::start_in("cortex", &dir, &[], &[]).unwrap();
     mirror
         .notify
         .wait_for("1 of 1 layers caught up", Duration::from_secs(30))
@@ -320,7 +340,6 @@ async fn removing_the_option_and_reloading_promotes_the_mirror() {
     assert_eq!(count("inet:ipv4#promoted").await.unwrap(), Value::Int(1));
 
     // Written to since, it cannot mirror that leader again.
-    let mut mirror = mirror;
     mirror.daemon.stop();
     let last = mirror_stops(&dir, &leader.url(""));
     assert!(

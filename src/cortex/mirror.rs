@@ -103,6 +103,30 @@ impl Mirror {
         self.leader.redacted()
     }
 
+    /// `getMirrorStatus()`: `{leader, layers: {iden: {offs, caughtup}}}`, where `offs` is
+    /// the layer's next offset and `caughtup` whether it has reached the leader's since it
+    /// last connected.
+    pub fn status(&self) -> Value {
+        let caught_up = self
+            .caught_up
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let layers = self.catalog.layers();
+        let layers = layers.iter().map(|layer| {
+            let done = caught_up.get(layer.iden()).copied().unwrap_or(false);
+            let info = Value::map([
+                ("offs", Value::from(layer.next_offset())),
+                ("caughtup", Value::from(done)),
+            ]);
+            (layer.iden().to_owned(), info)
+        });
+        Value::map([
+            ("leader", Value::from(self.leader())),
+            ("layers", Value::map(layers)),
+        ])
+    }
+
     /// Follow every layer until [`Mirror::stop`]; the first failure that waiting cannot mend
     /// ends it with that error.
     pub async fn run(self: Arc<Self>) -> anyhow::Result<()> {

@@ -749,6 +749,17 @@ static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
             api.core.migration_mode.store(false, Ordering::SeqCst);
             Ok(Value::Nil)
         })
+        .call("getMirrorStatus", |api, args| async move {
+            args.done()?;
+            api.cell.req_admin()?;
+            let mirror = api
+                .core
+                .mirror
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            Ok(mirror.map_or(Value::Nil, |m| m.status()))
+        })
         .call("getViewIden", |api, args| async move {
             args.done()?;
             Ok(Value::from(api.core.view_iden()))
