@@ -523,3 +523,39 @@ async fn users_roles_and_passwords_follow_the_leader() {
             .is_err_and(|e| e.name == "IsReadOnly")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_layer_made_on_the_leader_after_the_backup_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let leader = SynService::start_in("cortex", &tmp.path().join("leader"), &[], &[]).unwrap();
+    let dir = follower_dir(&leader, tmp.path());
+    let core = Proxy::open(&leader.url("cortex")).await.unwrap();
+    let fork = core
+        .call("callStorm", vec!["return($lib.view.get().fork())".into()])
+        .await
+        .unwrap();
+    let layers = fork.get("layers").and_then(Value::as_array).unwrap();
+    let new_layer = layers[0]
+        .get("iden")
+        .and_then(Value::as_str)
+        .unwrap()
+        .to_owned();
+    let mirror = start_mirror(&leader, &dir);
+    let mcore = Proxy::open(&mirror.url("cortex")).await.unwrap();
+    eventually("the new layer is reported", || async {
+        let status = mcore.call("getMirrorStatus", vec![]).await.unwrap();
+        status.get("unmirrored") == Some(&Value::Array(vec![new_layer.as_str().into()]))
+    })
+    .await;
+    assert!(
+        mirror
+            .daemon
+            .stderr_log()
+            .contains("the leader has a layer this cortex does not"),
+        "{}",
+        mirror.daemon.stderr_log()
+    );
+    // The layers it has are still mirrored.
+    storm(&core, "[inet:ipv4=4.4.4.4]").await;
+    assert_mirrored(&leader, &mirror).await;
+}

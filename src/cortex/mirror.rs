@@ -42,6 +42,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const READ_AHEAD: usize = 4096;
 /// The most records appended in one transaction.
 const BATCH: usize = 1024;
+/// How often the leader's layers are compared with the mirror's.
+const LAYER_CHECK: Duration = Duration::from_secs(60);
 
 /// A running mirror: what it follows and how far each layer got.
 pub struct Mirror {
@@ -55,6 +57,8 @@ pub struct Mirror {
     stop: watch::Sender<bool>,
     /// Per layer iden: whether it has caught up with the leader since it (re)connected.
     caught_up: Mutex<BTreeMap<String, bool>>,
+    /// Layers of the leader that this cortex does not have (made after its backup).
+    unmirrored: Mutex<Vec<String>>,
 }
 
 impl Mirror {
@@ -95,6 +99,7 @@ impl Mirror {
             auth: cell.auth.clone(),
             stop: watch::Sender::new(false),
             caught_up: Mutex::new(caught_up),
+            unmirrored: Mutex::new(Vec::new()),
         })))
     }
 
@@ -103,9 +108,9 @@ impl Mirror {
         self.leader.redacted()
     }
 
-    /// `getMirrorStatus()`: `{leader, layers: {iden: {offs, caughtup}}}`, where `offs` is
-    /// the layer's next offset and `caughtup` whether it has reached the leader's since it
-    /// last connected.
+    /// `getMirrorStatus()`: `{leader, layers: {iden: {offs, caughtup}}, unmirrored}`, where
+    /// `offs` is the layer's next offset, `caughtup` whether it has reached the leader's since
+    /// it last connected, and `unmirrored` the leader's layers this cortex does not have.
     pub fn status(&self) -> Value {
         let caught_up = self
             .caught_up
@@ -121,9 +126,17 @@ impl Mirror {
             ]);
             (layer.iden().to_owned(), info)
         });
+        let unmirrored = self
+            .unmirrored
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|l| Value::from(l.as_str()))
+            .collect();
         Value::map([
             ("leader", Value::from(self.leader())),
             ("layers", Value::map(layers)),
+            ("unmirrored", Value::Array(unmirrored)),
         ])
     }
 
@@ -141,6 +154,8 @@ impl Mirror {
         }
         let mirror = self.clone();
         tokio::spawn(async move { mirror.follow_auth().await });
+        let mirror = self.clone();
+        tokio::spawn(async move { mirror.watch_layers().await });
         drop(failed);
         self.report();
         let mut stopped = self.stop.subscribe();
@@ -233,6 +248,58 @@ impl Mirror {
                 }
             }
         }
+    }
+
+    /// Every [`LAYER_CHECK`], list the leader's layers (`$lib.layer.list()`) and warn of those
+    /// this cortex does not have: they are not mirrored. Ends when stopped or refused.
+    async fn watch_layers(&self) {
+        while !self.stopped() {
+            match self.leader_layers().await {
+                Ok(theirs) => {
+                    let ours: Vec<String> = self
+                        .catalog
+                        .layers()
+                        .iter()
+                        .map(|l| l.iden().to_owned())
+                        .collect();
+                    let missing: Vec<String> =
+                        theirs.into_iter().filter(|l| !ours.contains(l)).collect();
+                    let mut unmirrored = self
+                        .unmirrored
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    for layer in missing.iter().filter(|l| !unmirrored.contains(l)) {
+                        warn!(
+                            layer = %layer,
+                            "mirror: the leader has a layer this cortex does not (made after its \
+                             backup?); it is not mirrored: start the mirror again from a new \
+                             backup to include it"
+                        );
+                    }
+                    *unmirrored = missing;
+                }
+                Err(e) if e.is_link_error() => {}
+                Err(e) => {
+                    warn!("mirror: cannot list the leader's layers: {e}");
+                    return;
+                }
+            }
+            self.pause(LAYER_CHECK).await;
+        }
+    }
+
+    async fn leader_layers(&self) -> SynResult<Vec<String>> {
+        self.open_leader().await?;
+        let core = Proxy::open_with(&self.leader.with_share("cortex"), self.client.clone()).await?;
+        let list = core
+            .call("callStorm", vec![Value::from("return($lib.layer.list())")])
+            .await?;
+        Ok(list
+            .as_array()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|def| def.get("iden").and_then(Value::as_str).map(str::to_owned))
+            .collect())
     }
 
     async fn auth_session(&self, backoff: &mut Duration) -> SynResult<()> {
