@@ -261,6 +261,40 @@ fn python_client_uses_the_layer_api() {
     );
     assert!(out.ok(), "{}", out.describe());
     assert_eq!(out.stdout.trim(), "");
+    // syncNodeEdits2: (offs, nodeedits, meta), as Synapse's client reads it.
+    let out = run_py(
+        &py,
+        "tele.py",
+        &[
+            &svc.url("cortex"),
+            "call",
+            "callStorm",
+            "[inet:ipv4=1.2.3.4]",
+        ],
+    );
+    assert!(out.ok(), "{}", out.describe());
+    let out = run_py(
+        &py,
+        "tele.py",
+        &[
+            &url,
+            "genr",
+            "syncNodeEdits2",
+            "0",
+            "--kwargs",
+            "{\"wait\": false}",
+        ],
+    );
+    let items = out.json_lines();
+    assert!(!items.is_empty(), "{}", out.describe());
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(item[0], serde_json::json!(i), "{item}");
+        assert!(item[1].as_array().is_some_and(|e| !e.is_empty()), "{item}");
+        assert!(
+            item[2]["time"].is_i64() && item[2]["user"].is_string(),
+            "{item}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
