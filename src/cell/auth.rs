@@ -246,7 +246,7 @@ pub struct Auth {
     /// Counts the changes since start, for those who follow them ([`Auth::changes`]).
     version: tokio::sync::watch::Sender<u64>,
     /// Why changes are refused, while they are (a mirror takes its leader's users and roles).
-    read_only: RwLock<Option<String>>,
+    read_only: super::ReadOnly,
 }
 
 /// Who or what a rule change applies to.
@@ -287,7 +287,7 @@ impl Auth {
             verified: Mutex::new(HashMap::new()),
             cache_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &guid::random_bytes::<32>()),
             version: tokio::sync::watch::Sender::new(0),
-            read_only: RwLock::new(None),
+            read_only: super::ReadOnly::default(),
         });
         if auth.role_by_name(ALL_ROLE).is_none() {
             auth.add_role(ALL_ROLE, None)?;
@@ -801,14 +801,11 @@ impl Auth {
     /// Refuse every change with `IsReadOnly` and `why` (`None`: take changes again);
     /// [`Auth::replace_all`] still writes.
     pub fn set_read_only(&self, why: Option<String>) {
-        *self.read_only.write().unwrap_or_else(|e| e.into_inner()) = why;
+        self.read_only.set(why);
     }
 
     fn req_writable(&self) -> SynResult<()> {
-        match &*self.read_only.read().unwrap_or_else(|e| e.into_inner()) {
-            Some(why) => Err(SynErr::new("IsReadOnly", why.clone())),
-            None => Ok(()),
-        }
+        self.read_only.check()
     }
 
     fn changed(&self) {
@@ -843,7 +840,8 @@ impl Auth {
             ));
         }
         let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        if self.snapshot() == (users.clone(), roles.clone()) {
+        let (have_users, have_roles) = self.snapshot();
+        if have_users == users && have_roles == roles {
             return Ok(false);
         }
         self.slab.write(|txn| {

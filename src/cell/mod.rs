@@ -73,6 +73,26 @@ pub trait Service: Send + Sync + 'static {
     fn close(&self) {}
 }
 
+/// A switch that refuses changes with `IsReadOnly` and a reason while it is set (a mirror's
+/// layers, catalog and auth take only what their leader sends).
+#[derive(Debug, Default)]
+pub struct ReadOnly(std::sync::RwLock<Option<String>>);
+
+impl ReadOnly {
+    /// Refuse changes with `why`, or take them again (`None`).
+    pub fn set(&self, why: Option<String>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// `IsReadOnly` with the reason while set.
+    pub fn check(&self) -> SynResult<()> {
+        match &*self.0.read().unwrap_or_else(|e| e.into_inner()) {
+            Some(why) => Err(SynErr::new("IsReadOnly", why.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Synapse's `NoSuchPath` for a share path a service does not serve.
 pub fn no_such_path(path: &[String]) -> SynErr {
     SynErr::new("NoSuchPath", format!("no such path: {}", path.join("/"))).with(

@@ -49,7 +49,7 @@ pub struct Catalog {
     auth: Arc<Auth>,
     state: RwLock<State>,
     /// Why views, layers and the model may not change, while they may not (a mirror).
-    read_only: RwLock<Option<String>>,
+    read_only: crate::cell::ReadOnly,
     /// This catalog, for the views to reach it without keeping it alive.
     me: Weak<Catalog>,
 }
@@ -101,7 +101,7 @@ impl Catalog {
                 model: RwLock::new(model),
                 auth,
                 state: RwLock::new(state),
-                read_only: RwLock::new(None),
+                read_only: crate::cell::ReadOnly::default(),
                 me: me.clone(),
             }
         }))
@@ -119,22 +119,12 @@ impl Catalog {
             layer.set_read_only(why.clone());
         }
         self.auth.set_read_only(why.clone());
-        *self
-            .read_only
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = why;
+        self.read_only.set(why);
     }
 
     /// `IsReadOnly` while [`Catalog::set_read_only`] holds.
     pub fn req_writable(&self) -> SynResult<()> {
-        match &*self
-            .read_only
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-        {
-            Some(why) => Err(SynErr::new("IsReadOnly", why.clone())),
-            None => Ok(()),
-        }
+        self.read_only.check()
     }
 
     /// The view with iden `iden`, or the default view for `None`.

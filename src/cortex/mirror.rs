@@ -208,9 +208,10 @@ impl Mirror {
         Ok(())
     }
 
-    /// The leader's Cell API, once its iden is checked to be this cell's.
-    async fn open_leader(&self) -> SynResult<Proxy> {
-        let cell = Proxy::open_with(&self.leader.with_share("*"), self.client.clone()).await?;
+    /// The leader's `share`, once the leader's iden (every share answers `getCellIden`) is
+    /// checked to be this cell's.
+    async fn open_leader(&self, share: &str) -> SynResult<Proxy> {
+        let cell = Proxy::open_with(&self.leader.with_share(share), self.client.clone()).await?;
         let theirs = cell.call("getCellIden", Vec::new()).await?;
         if theirs.as_str() != Some(self.iden.as_str()) {
             return Err(SynErr::new(
@@ -289,8 +290,7 @@ impl Mirror {
     }
 
     async fn leader_layers(&self) -> SynResult<Vec<String>> {
-        self.open_leader().await?;
-        let core = Proxy::open_with(&self.leader.with_share("cortex"), self.client.clone()).await?;
+        let core = self.open_leader("cortex").await?;
         let list = core
             .call("callStorm", vec![Value::from("return($lib.layer.list())")])
             .await?;
@@ -303,7 +303,7 @@ impl Mirror {
     }
 
     async fn auth_session(&self, backoff: &mut Duration) -> SynResult<()> {
-        let cell = self.open_leader().await?;
+        let cell = self.open_leader("*").await?;
         let mut states = cell.genr("syncAuth", Vec::new(), Vec::new()).await?;
         *backoff = FIRST_BACKOFF;
         let mut stopped = self.stop.subscribe();
@@ -331,7 +331,9 @@ impl Mirror {
     /// One connection: check the leader's iden, then append its records until the link
     /// drops (an error) or the mirror stops (`Ok`).
     async fn session(&self, layer: &Layer, backoff: &mut Duration) -> SynResult<()> {
-        self.open_leader().await?;
+        // The cell first: a leader of another cell is named as such, not as one that lacks
+        // the layer.
+        self.open_leader("*").await?;
         let share = format!("cortex/layer/{}", layer.iden());
         let remote = Proxy::open_with(&self.leader.with_share(&share), self.client.clone()).await?;
         let leader_next = remote

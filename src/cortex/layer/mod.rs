@@ -467,7 +467,7 @@ struct Inner {
     /// Writes leave the index databases to [`Layer::build_indexes`].
     defer_indexes: AtomicBool,
     /// Why `store` refuses, while it does (a mirror takes its leader's records only).
-    read_only: RwLock<Option<String>>,
+    read_only: crate::cell::ReadOnly,
     stop: Arc<Stop>,
     flusher: Mutex<Option<JoinHandle<()>>>,
     _lock: Flock<File>,
@@ -604,7 +604,7 @@ impl Layer {
             offsets: watch::Sender::new(applied),
             segment_size: opts.segment_size,
             defer_indexes: AtomicBool::new(deferred),
-            read_only: RwLock::new(None),
+            read_only: crate::cell::ReadOnly::default(),
             stop: Arc::default(),
             flusher: Mutex::default(),
             _lock: lock,
@@ -714,11 +714,7 @@ impl Layer {
     /// Refuse [`Layer::store`] with `IsReadOnly` and `why` (or take stores again: `None`).
     /// [`Layer::replicate`] still writes.
     pub fn set_read_only(&self, why: Option<String>) {
-        *self
-            .inner
-            .read_only
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = why;
+        self.inner.read_only.set(why);
     }
 
     /// Append a leader's log records to this layer, which must hold exactly the leader's
@@ -743,14 +739,7 @@ impl Layer {
     }
 
     fn store_with(&self, edits: &[NodeEdit], meta: &Value, sync: bool) -> SynResult<Stored> {
-        if let Some(why) = &*self
-            .inner
-            .read_only
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-        {
-            return Err(SynErr::new("IsReadOnly", why.clone()));
-        }
+        self.inner.read_only.check()?;
         apply::validate(edits)?;
         if edits.iter().all(|ne| ne.edits.is_empty()) {
             return Ok(Stored::nothing(self.next_offset()));
