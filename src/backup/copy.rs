@@ -1,23 +1,23 @@
 //! `syn backup SRCDIR DSTDIR`: the copy itself.
 //!
-//! By default every environment is copied by LMDB's compacting copy into a pipe: a worker
-//! hashes what comes out while writer threads put earlier chunks on disk with O_DIRECT (as
-//! `mdb_copy` does: the copy goes straight to the disk and does not push the service's pages
-//! out of the page cache; unlike `mdb_copy`, several writes are in flight at once, into a file
-//! allocated to the copy's size beforehand). With `--rebuild`, an environment that holds only
+//! By default every environment is copied as `mdb_copy -c` copies it, by the page walk of
+//! [`CompactSnapshot`]: a worker reads the snapshot's pages into 1 MiB buffers and hashes each
+//! full one, while writer threads put earlier buffers on disk with O_DIRECT (as `mdb_copy`
+//! does: the copy goes straight to the disk and does not push the service's pages out of the
+//! page cache; unlike `mdb_copy`, several writes are in flight at once, into a file allocated
+//! to the copy's exact size beforehand). With `--rebuild`, an environment that holds only
 //! named databases (every syn and Python Synapse 2.x slab) is rebuilt instead: its records are
 //! written again in key order into a new environment from one read snapshot
 //! ([`RebuildSnapshot`]), which fills every page, and the file is hashed and fsynced after.
 //! For a live backup every environment's read snapshot begins while the service's writes are
-//! held (a compacting copy's before its first byte comes out of the pipe), and the hold is
-//! released as soon as all have begun: from then on the copies read their snapshots while the
+//! held, and the hold is released as soon as all have begun: from then on the copies read their snapshots while the
 //! service writes on. Under `--limit-rate` every chunk of a compacting copy or a file, and
 //! every transaction of a rebuild, waits for its turn at the shared [`RateLimit`].
 
 use super::fsutil::{
-    Aligned, CHUNK, DIRECT_ALIGN, DirLock, DirUse, Hasher, HashingWriter, Written,
-    claim_service_dir, create_new, free_space, hash_file, parent_of, remove_as_partial, set_direct,
-    sync_dir, with_suffix, write_failure,
+    Aligned, DIRECT_ALIGN, DirLock, DirUse, Hasher, HashingWriter, Written, claim_service_dir,
+    create_new, free_space, hash_file, parent_of, remove_as_partial, set_direct, sync_dir,
+    with_suffix, write_failure,
 };
 use super::limit::RateLimit;
 use super::live::LiveHold;
@@ -28,19 +28,17 @@ use super::{Exit, Failure, PARTIAL_SUFFIX, human_bytes};
 use crate::cell::SYN_VERSION;
 use crate::cell::dir::GUID_FILE;
 use crate::clock::{now_ms, utc_string};
-use crate::storage::{RebuildSnapshot, Slab, StorageError};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use crate::storage::{CompactSnapshot, CopySink, RebuildSnapshot, Slab};
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 /// How often blocked workers and the main loop look for an interruption or a deadline.
@@ -52,8 +50,6 @@ const CHUNKS_IN_FLIGHT: usize = 8;
 /// Threads writing one environment's copy to disk: several writes in flight keep a disk
 /// busier than one at a time (`mdb_copy` writes one at a time).
 const DISK_WRITERS: usize = 4;
-/// How often the hold checks whether every copy has begun.
-const BEGIN_POLL: Duration = Duration::from_millis(1);
 /// Room asked for beyond the estimate: estimates of duplicate-heavy databases run low.
 const SPACE_MARGIN_DIVISOR: u64 = 20;
 
@@ -309,39 +305,11 @@ struct Run<'a> {
     deadline: Option<(Instant, Duration)>,
 }
 
-/// A compacted copy running into a pipe.
-struct Started {
-    pipe: OwnedFd,
-    thread: JoinHandle<Result<(), StorageError>>,
-}
-
-impl Started {
-    /// Whether the copy has written anything yet.
-    fn has_begun(&self) -> bool {
-        let mut pending: nix::libc::c_int = 0;
-        // SAFETY: FIONREAD writes one int through the pointer, which outlives the call.
-        let rc = unsafe {
-            nix::libc::ioctl(
-                std::os::fd::AsRawFd::as_raw_fd(&self.pipe),
-                nix::libc::FIONREAD,
-                &mut pending,
-            )
-        };
-        rc == 0 && pending > 0
-    }
-
-    /// Close the pipe, so the copy's next write fails and it ends, and wait for it; whether the
-    /// copy ended with an error (false if it was already complete).
-    fn stop(self) -> bool {
-        drop(self.pipe);
-        !matches!(self.thread.join(), Ok(Ok(())))
-    }
-}
-
-/// An environment's copy, begun at the snapshot point or when a worker takes it up.
+/// An environment's copy, its read snapshot begun at the snapshot point or when a worker
+/// takes it up.
 struct EnvCopy {
     kind: CopyKind,
-    /// The size the copy is expected to have: the pages in use just before it began.
+    /// The size the copy is expected to have (exact for a compacted copy).
     expected: u64,
 }
 
@@ -349,67 +317,30 @@ struct EnvCopy {
 enum CopyKind {
     /// Written again in key order from a read snapshot.
     Rebuild(RebuildSnapshot),
-    /// LMDB's compacting copy, running into a pipe (environments that cannot be rebuilt).
-    Compact(Started),
-}
-
-impl EnvCopy {
-    /// Whether its read snapshot has begun.
-    fn has_begun(&self) -> bool {
-        match &self.kind {
-            CopyKind::Rebuild(_) => true,
-            CopyKind::Compact(started) => started.has_begun(),
-        }
-    }
-
-    /// Give it up (see [`Started::stop`]).
-    fn stop(self) {
-        if let CopyKind::Compact(started) = self.kind {
-            let _ = started.stop();
-        }
-    }
+    /// Its pages copied as they are, renumbered, without the free ones.
+    Compact(CompactSnapshot),
 }
 
 /// Begin the copy of `slab`: its rebuild snapshot if `rebuild` is asked for and the
-/// environment can be rebuilt, else its compacted copy into a pipe. Its size is read first:
-/// once its snapshot is open, a new transaction on the environment could have to wait for
-/// that snapshot to end (when the service has grown the map meanwhile).
+/// environment can be rebuilt, else its compacted copy's.
 fn begin_copy(slab: &Slab, rebuild: bool) -> Result<EnvCopy, Failure> {
-    let stats = slab.stats()?;
-    let expected = stats.used_pages * u64::from(stats.page_size);
-    let snapshot = if rebuild {
-        slab.rebuild_snapshot()?
-    } else {
-        None
-    };
-    let kind = match snapshot {
-        Some(snapshot) => CopyKind::Rebuild(snapshot),
-        None => CopyKind::Compact(start_copy(slab)?),
-    };
-    Ok(EnvCopy { kind, expected })
-}
-
-/// Start the compacted copy of `slab` into a pipe.
-fn start_copy(slab: &Slab) -> Result<Started, Failure> {
-    let fail = |e: nix::Error| {
-        Failure::failed(format!(
-            "{}: cannot make a pipe: {e}",
-            slab.path().display()
-        ))
-    };
-    let (pipe, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fail)?;
-    // A bigger pipe means fewer wake-ups; the default size works too.
-    let _ = nix::fcntl::fcntl(&write_end, nix::fcntl::FcntlArg::F_SETPIPE_SZ(CHUNK as i32));
-    let slab = slab.clone();
-    let thread = thread::Builder::new()
-        .name("backup-copy".into())
-        .spawn(move || {
-            let copied = slab.copy_compacted_to_fd(write_end.as_fd());
-            drop(write_end);
-            copied
-        })
-        .map_err(|e| Failure::failed(format!("cannot start a copy thread: {e}")))?;
-    Ok(Started { pipe, thread })
+    if rebuild {
+        // Its size is read first: once its snapshot is open, a new transaction on the
+        // environment could have to wait for that snapshot to end (when the service has grown
+        // the map meanwhile).
+        let stats = slab.stats()?;
+        if let Some(snapshot) = slab.rebuild_snapshot()? {
+            return Ok(EnvCopy {
+                kind: CopyKind::Rebuild(snapshot),
+                expected: stats.used_pages * u64::from(stats.page_size),
+            });
+        }
+    }
+    let snapshot = slab.compact_snapshot()?;
+    Ok(EnvCopy {
+        expected: snapshot.bytes(),
+        kind: CopyKind::Compact(snapshot),
+    })
 }
 
 /// Let the running service come first: every thread of this process gets the CPU only when
@@ -463,9 +394,11 @@ impl Chunk {
     fn filled(&mut self) -> &[u8] {
         &self.buffer.get()[..self.len]
     }
+}
 
-    fn room(&mut self) -> &mut [u8] {
-        &mut self.buffer.get()[self.len..]
+impl AsMut<[u8]> for Chunk {
+    fn as_mut(&mut self) -> &mut [u8] {
+        self.buffer.get()
     }
 }
 
@@ -608,31 +541,11 @@ impl Run<'_> {
             }
             self.envs
                 .retain(|rel, _| self.src.join(rel).join("data.mdb").is_file());
+            // Every snapshot begins here; on a failure those begun end as they are dropped.
             for (rel, slab) in &self.envs {
-                match begin_copy(slab, opts.rebuild) {
-                    Ok(copy) => {
-                        started.insert(rel.clone(), copy);
-                    }
-                    Err(failure) => {
-                        for (_, copy) in std::mem::take(&mut started) {
-                            copy.stop();
-                        }
-                        return Err(failure);
-                    }
-                }
+                started.insert(rel.clone(), begin_copy(slab, opts.rebuild)?);
             }
-            let begun = self
-                .wait_until_begun(&mut started, opts.hold_timeout)
-                .and_then(|()| hold.release());
-            let held = match begun {
-                Ok(held) => held,
-                Err(failure) => {
-                    for (_, copy) in std::mem::take(&mut started) {
-                        copy.stop();
-                    }
-                    return Err(failure);
-                }
-            };
+            let held = hold.release()?;
             held_ms = Some(held.as_millis() as u64);
             yield_to_service();
             for (rel, length) in point.logs {
@@ -707,55 +620,6 @@ impl Run<'_> {
         manifest.logs.sort_by(|a, b| a.path.cmp(&b.path));
         manifest.unreadable.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(manifest)
-    }
-
-    /// Wait until every copy has written its first bytes (so its read transaction has begun),
-    /// within the hold's timeout.
-    fn wait_until_begun(
-        &self,
-        started: &mut BTreeMap<String, EnvCopy>,
-        timeout: Duration,
-    ) -> Result<(), Failure> {
-        let deadline = Instant::now() + timeout;
-        let mut waiting: Vec<String> = started.keys().cloned().collect();
-        loop {
-            waiting.retain(|rel| !started[rel].has_begun());
-            let Some(first) = waiting.first() else {
-                return Ok(());
-            };
-            if let Some(stop) = self.stop_reason() {
-                return Err(stop);
-            }
-            // A copy that ended without writing anything failed, and says why.
-            let ended = waiting.iter().find_map(|rel| match started.get(rel) {
-                Some(EnvCopy {
-                    kind: CopyKind::Compact(copy),
-                    ..
-                }) if copy.thread.is_finished() => Some(rel.clone()),
-                _ => None,
-            });
-            if let Some(rel) = ended
-                && let Some(EnvCopy {
-                    kind: CopyKind::Compact(copy),
-                    ..
-                }) = started.remove(&rel)
-            {
-                let err = match copy.thread.join() {
-                    Ok(Err(e)) => e.to_string(),
-                    Ok(Ok(())) => format!("{rel}: the copy wrote nothing"),
-                    Err(_) => format!("{rel}: the copy thread panicked"),
-                };
-                return Err(Failure::failed(err));
-            }
-            if Instant::now() >= deadline {
-                return Err(Failure::failed(format!(
-                    "the snapshot of {first} did not begin within the hold ({}ms); try a larger \
-                     --hold-timeout",
-                    timeout.as_millis()
-                )));
-            }
-            thread::sleep(BEGIN_POLL);
-        }
     }
 
     /// Run the jobs on `parallel` workers, reporting progress, until all are done or one
@@ -841,19 +705,8 @@ impl Run<'_> {
         for w in workers {
             let _ = w.join();
         }
-        // Copies no worker got to (a live run stopped early) are stopped.
-        let left: Vec<Job> = queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-            .collect();
-        for job in left {
-            if let Job::Env(_, copy, _) = job
-                && let Some(started) = copy.lock().unwrap_or_else(PoisonError::into_inner).take()
-            {
-                started.stop();
-            }
-        }
+        // Snapshots no worker got to (a live run stopped early) end here.
+        queue.lock().unwrap_or_else(PoisonError::into_inner).clear();
         reporter.finish_progress(progress);
         match failure {
             Some(f) => Err(f),
@@ -980,7 +833,7 @@ impl Worker {
         let expected = copy.expected;
         let written = match copy.kind {
             CopyKind::Rebuild(snapshot) => self.rebuild(snapshot, &dir, expected)?,
-            CopyKind::Compact(started) => self.compact(started, &rel, expected)?,
+            CopyKind::Compact(snapshot) => self.compact(snapshot, &dst)?,
         };
         if let Ok(meta) = fs::metadata(self.src.join(&rel).join("data.mdb")) {
             let _ = fs::set_permissions(&dst, meta.permissions());
@@ -1039,28 +892,13 @@ impl Worker {
         Ok(written)
     }
 
-    /// Drain LMDB's compacting copy of `rel` from its pipe into the backup.
-    fn compact(&self, started: Started, rel: &str, expected: u64) -> Result<Written, Failure> {
-        let dst = self.partial.join(rel).join("data.mdb");
-        let Started { pipe, thread } = started;
-        let drained = self.drain(&pipe, &dst, expected);
-        // Closing the pipe stops a copy that is still writing (after a failure).
-        drop(pipe);
-        let copied = thread.join();
-        let written = drained?;
-        match copied {
-            Ok(Ok(())) => Ok(written),
-            Ok(Err(e)) => Err(Failure::failed(e.to_string())),
-            Err(_) => Err(Failure::failed(format!("{rel}: the copy panicked"))),
-        }
-    }
-
-    /// Hash what comes out of the pipe while writer threads put it on disk at `dst`; fsync
-    /// it. `expected` (the environment's pages in use: the compacted copy's size) is
-    /// allocated up front, so the copy cannot run out of room half-way for want of it, and
-    /// so that the writers' O_DIRECT writes overwrite allocated blocks: a file system (ext4)
-    /// runs those side by side, while writes that extend a file go one at a time.
-    fn drain(&self, pipe: &OwnedFd, dst: &Path, expected: u64) -> Result<Written, Failure> {
+    /// Write the compacted copy into `dst`: the walk fills and hashes chunks (each waits its
+    /// turn under `--limit-rate`) while writer threads put them on disk; fsync it. The copy's
+    /// exact size is allocated up front, so the copy cannot run out of room half-way for want
+    /// of it, and so that the writers' O_DIRECT writes overwrite allocated blocks: a file
+    /// system (ext4) runs those side by side, while writes that extend a file go one at a time.
+    fn compact(&self, snapshot: CompactSnapshot, dst: &Path) -> Result<Written, Failure> {
+        let expected = snapshot.bytes();
         let file = create_new(dst).map_err(|e| write_failure(dst, "copying", e))?;
         allocate(&file, expected).map_err(|e| write_failure(dst, "allocating", e))?;
         let direct = set_direct(&file, true);
@@ -1083,8 +921,41 @@ impl Worker {
             }
         }
         drop((empty_tx, full_rx));
-        let hashed = self.hash_pipe(pipe, &full_tx, &empty_rx);
-        drop(full_tx);
+        // Hashing runs beside the walk, on its own thread, in the copy's order.
+        let (hash_tx, hash_rx) = mpsc::sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
+        let digest = self.digest;
+        let hasher = thread::Builder::new()
+            .name("backup-hash".into())
+            .spawn(move || {
+                let mut hash = Hasher::new(digest);
+                for mut chunk in hash_rx {
+                    hash.update(chunk.filled());
+                    if full_tx.send(chunk).is_err() {
+                        break;
+                    }
+                }
+                hash.finish()
+            })
+            .map_err(|e| Failure::failed(format!("cannot start a hasher: {e}")))?;
+        let mut sink = ChunkSink {
+            worker: self,
+            size: 0,
+            hashing: hash_tx,
+            empty: empty_rx,
+            made: 0,
+            stop: None,
+        };
+        let walked = snapshot.write_to(&mut sink);
+        let ChunkSink {
+            size,
+            hashing,
+            stop,
+            ..
+        } = sink;
+        drop(hashing);
+        let digest = hasher
+            .join()
+            .map_err(|_| Failure::failed(format!("{}: the hasher panicked", dst.display())));
         let mut written = Ok(());
         for writer in writers {
             let result = writer
@@ -1095,71 +966,14 @@ impl Worker {
         }
         // The writers' error is the cause when both failed.
         written?;
-        let hashed = hashed?;
-        if hashed.size != expected {
-            file.set_len(hashed.size)
-                .map_err(|e| write_failure(dst, "copying", e))?;
+        if let Err(e) = walked {
+            return Err(stop.unwrap_or_else(|| e.into()));
         }
         file.sync_all()
             .map_err(|e| write_failure(dst, "syncing", e))?;
-        Ok(hashed)
-    }
-
-    /// Read the pipe chunk by chunk (each waits its turn under `--limit-rate`), hash each and
-    /// hand it to the writers.
-    fn hash_pipe(
-        &self,
-        pipe: &OwnedFd,
-        full: &mpsc::SyncSender<Chunk>,
-        empty: &mpsc::Receiver<Chunk>,
-    ) -> Result<Written, Failure> {
-        let mut hash = Hasher::new(self.digest);
-        let mut size = 0u64;
-        let writer_gone = || Failure::failed("the writer stopped");
-        // A buffer is made only when every one made so far is still with the writers: fresh
-        // memory costs its first touch (the kernel zeroes it), so a copy makes only as many as
-        // its disk keeps busy.
-        let mut made = 1;
-        let mut next_chunk = || match empty.try_recv() {
-            Ok(chunk) => Ok(chunk),
-            Err(_) if made < CHUNKS_IN_FLIGHT => {
-                made += 1;
-                Ok(Chunk::new())
-            }
-            Err(_) => empty.recv().map_err(|_| writer_gone()),
-        };
-        let mut chunk = Chunk::new();
-        let mut ended = false;
-        while !ended {
-            if self.abort.load(Ordering::SeqCst) {
-                return Err(self.aborted());
-            }
-            let mut fds = [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)];
-            let ready = poll(&mut fds, PollTimeout::from(TICK.as_millis() as u16))
-                .map_err(|e| Failure::failed(format!("poll: {e}")))?;
-            if ready == 0 {
-                continue;
-            }
-            match nix::unistd::read(pipe, chunk.room()) {
-                Ok(0) => ended = true,
-                Ok(n) => chunk.len += n,
-                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => continue,
-                Err(e) => return Err(Failure::failed(format!("reading a copy: {e}"))),
-            }
-            if chunk.len == CHUNK || (ended && chunk.len > 0) {
-                self.pace(chunk.len as u64)?;
-                hash.update(chunk.filled());
-                chunk.offset = size;
-                size += chunk.len as u64;
-                let _ = self.events.send(Event::Bytes(chunk.len as u64));
-                full.send(chunk).map_err(|_| writer_gone())?;
-                chunk = next_chunk()?;
-                chunk.len = 0;
-            }
-        }
         Ok(Written {
             size,
-            digest: hash.finish(),
+            digest: digest?,
         })
     }
 
@@ -1241,6 +1055,65 @@ impl Worker {
                 "{rel}: the append-only log vanished during the backup"
             ))),
         }
+    }
+}
+
+/// Where a worker's compacted copy goes: chunks handed in order to the hasher, which hands
+/// them to the writers.
+struct ChunkSink<'a> {
+    worker: &'a Worker,
+    /// Bytes handed on so far.
+    size: u64,
+    hashing: mpsc::SyncSender<Chunk>,
+    empty: mpsc::Receiver<Chunk>,
+    /// Buffers made so far.
+    made: usize,
+    /// Why the copy was stopped, if it was.
+    stop: Option<Failure>,
+}
+
+impl CopySink for ChunkSink<'_> {
+    type Buffer = Chunk;
+
+    /// A buffer back from the writers, or a new one while every one made so far is still with
+    /// them: fresh memory costs its first touch (the kernel zeroes it), so a copy makes only
+    /// as many as its disk keeps busy.
+    fn empty(&mut self) -> Option<Chunk> {
+        if self.worker.abort.load(Ordering::SeqCst) {
+            self.stop = Some(self.worker.aborted());
+            return None;
+        }
+        let chunk = match self.empty.try_recv() {
+            Ok(chunk) => chunk,
+            Err(_) if self.made < CHUNKS_IN_FLIGHT => {
+                self.made += 1;
+                Chunk::new()
+            }
+            Err(_) => match self.empty.recv() {
+                Ok(chunk) => chunk,
+                Err(_) => {
+                    self.stop = Some(Failure::failed("the writer stopped"));
+                    return None;
+                }
+            },
+        };
+        Some(chunk)
+    }
+
+    fn filled(&mut self, mut chunk: Chunk, len: usize) -> bool {
+        if let Err(failure) = self.worker.pace(len as u64) {
+            self.stop = Some(failure);
+            return false;
+        }
+        chunk.len = len;
+        chunk.offset = self.size;
+        self.size += len as u64;
+        let _ = self.worker.events.send(Event::Bytes(len as u64));
+        if self.hashing.send(chunk).is_err() {
+            self.stop = Some(Failure::failed("the writer stopped"));
+            return false;
+        }
+        true
     }
 }
 
@@ -1335,19 +1208,18 @@ mod tests {
         slab
     }
 
-    /// A copy whose pipe closes ends with an error instead of hanging.
+    /// A compacted copy whose worker is told to stop ends with an error.
     #[test]
     fn a_stopped_copy_ends() {
         let tmp = tempfile::tempdir().unwrap();
         let slab = slab_of(&tmp.path().join("big.lmdb"), 20_000, |_| vec![1u8; 512]);
-        let started = start_copy(&slab).unwrap();
-        let mut first = [0u8; 16];
-        assert!(nix::unistd::read(&started.pipe, &mut first).unwrap() > 0);
-        assert!(started.has_begun());
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || tx.send(started.stop()).unwrap());
-        // 10 MB cannot fit in the pipe: the copy was cut short.
-        assert_eq!(rx.recv_timeout(Duration::from_secs(60)), Ok(true));
+        let (worker, _events) = worker(tmp.path(), tmp.path());
+        worker.abort.store(true, Ordering::SeqCst);
+        let snapshot = slab.compact_snapshot().unwrap();
+        let failure = worker
+            .compact(snapshot, &tmp.path().join("copy"))
+            .unwrap_err();
+        assert_eq!(failure.message, "stopped");
     }
 
     /// A worker that copies from `src` into `partial`, and the receiver of its events.
@@ -1366,35 +1238,48 @@ mod tests {
         (worker, rx)
     }
 
-    /// However much room was allocated for it, a drained copy is exactly LMDB's compacted
-    /// copy, and its size and digest are the file's.
+    /// A compacted copy written by a worker is as large as LMDB's, holds every record, and
+    /// its size and digest are the file's; progress counts every byte.
     #[test]
-    fn a_drained_copy_is_the_compacted_copy_whatever_was_allocated() {
+    fn a_worker_writes_the_compacted_copy() {
         let tmp = tempfile::tempdir().unwrap();
         let slab = slab_of(&tmp.path().join("env.lmdb"), 30_000, |i| {
             vec![(i % 251) as u8; 300]
         });
         let reference = tmp.path().join("reference");
         let size = slab.copy_compacted_to(&reference).unwrap();
-        let reference = fs::read(reference.join("data.mdb")).unwrap();
-        assert_eq!(size, reference.len() as u64);
-        assert!(size > 3 * CHUNK as u64, "several chunks: {size}");
-        let (worker, _events) = worker(tmp.path(), tmp.path());
-        for (n, expected) in [0, size - 8192, size, size + 5 * CHUNK as u64 + 100]
-            .into_iter()
-            .enumerate()
-        {
-            let dst = tmp.path().join(format!("copy-{n}"));
-            let started = start_copy(&slab).unwrap();
-            let written = worker.drain(&started.pipe, &dst, expected).unwrap();
-            assert!(matches!(started.thread.join(), Ok(Ok(()))));
-            let copied = fs::read(&dst).unwrap();
-            assert!(
-                copied == reference,
-                "allocated {expected}: the copy differs"
+        assert!(
+            size > 3 * crate::backup::fsutil::CHUNK as u64,
+            "several chunks: {size}"
+        );
+        let (worker, events) = worker(tmp.path(), tmp.path());
+        let dir = tmp.path().join("copy");
+        fs::create_dir(&dir).unwrap();
+        let dst = dir.join("data.mdb");
+        let written = worker
+            .compact(slab.compact_snapshot().unwrap(), &dst)
+            .unwrap();
+        let on_disk = hash_file(&dst, HashKind::Blake3, &mut |_| {}).unwrap();
+        assert_eq!((written.size, &written.digest), (size, &on_disk.digest));
+        drop(worker);
+        let told: u64 = events
+            .iter()
+            .map(|e| match e {
+                Event::Bytes(n) => n,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(told, size);
+        let copy = Slab::open_snapshot(&dir).unwrap();
+        assert_eq!(copy.stats().unwrap().dbs, slab.stats().unwrap().dbs);
+        let items = copy.db("items", false).unwrap();
+        copy.read(|r| {
+            assert_eq!(
+                items.get(r, &29_999u32.to_be_bytes())?,
+                Some(&[130u8; 300][..])
             );
-            let on_disk = hash_file(&dst, HashKind::Blake3, &mut |_| {}).unwrap();
-            assert_eq!((written.size, &written.digest), (size, &on_disk.digest));
-        }
+            Ok(())
+        })
+        .unwrap();
     }
 }

@@ -18,6 +18,7 @@
 //!   other durable writes (append-only logs) take it with [`write_gate`] and register their
 //!   files with [`register_append_log`], so a backup can cut one consistent moment.
 
+mod compact;
 mod db;
 mod gate;
 mod rebuild;
@@ -26,6 +27,7 @@ mod slab;
 #[cfg(test)]
 mod tests;
 
+pub use compact::{CompactSnapshot, CopySink};
 pub use db::{Db, Entries, TreeStat, Txn};
 pub use gate::{
     AppendLogRegistration, HoldError, LogCut, SnapshotPoint, WriteGate, WriteHold, WriteShare,
@@ -176,6 +178,14 @@ pub enum StorageError {
         /// The caller's reason.
         reason: String,
     },
+    /// An environment's pages are not what LMDB writes (found by a compacting copy).
+    #[error("{}: damaged environment: {reason}", path.display())]
+    Damaged {
+        /// The environment directory.
+        path: PathBuf,
+        /// What is wrong, and where.
+        reason: String,
+    },
     /// A destination that must not exist yet already exists.
     #[error("{}: already exists", path.display())]
     Exists {
@@ -209,6 +219,7 @@ impl StorageError {
             | StorageError::Encode { path, .. }
             | StorageError::ResizeTimeout { path, .. }
             | StorageError::Aborted { path, .. }
+            | StorageError::Damaged { path, .. }
             | StorageError::Exists { path } => path,
         }
     }

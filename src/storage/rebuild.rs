@@ -55,7 +55,7 @@ impl<D: OnCommit> OnCommit for Created<D> {
 impl Slab {
     /// Begin a read snapshot of every named database for [`RebuildSnapshot::write_to`], or
     /// `None` when the environment holds anything besides named databases (copy it with
-    /// [`Slab::copy_compacted_to_fd`] then). The snapshot is the moment of this call.
+    /// [`Slab::compact_snapshot`] then). The snapshot is the moment of this call.
     pub fn rebuild_snapshot(&self) -> Result<Option<RebuildSnapshot>> {
         let (dbs, only_named) = self.named_dbs()?;
         if !only_named {

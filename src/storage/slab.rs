@@ -539,8 +539,10 @@ impl Slab {
         })
     }
 
-    /// Write a compacted copy of the environment to `dst_dir/data.mdb` (a consistent snapshot,
-    /// fsynced, renamed into place) and return its size. `dst_dir/data.mdb` must not exist.
+    /// Write LMDB's own compacted copy of the environment (`mdb_env_copyfd2`, what
+    /// `mdb_copy -c` writes) to `dst_dir/data.mdb` (a consistent snapshot, fsynced, renamed
+    /// into place) and return its size. `dst_dir/data.mdb` must not exist. Backups use
+    /// [`Slab::compact_snapshot`]; this is the reference it is checked against.
     ///
     /// Other writers keep going during the copy, but the map cannot grow until it ends.
     pub fn copy_compacted_to(&self, dst_dir: impl AsRef<Path>) -> Result<u64> {
@@ -570,10 +572,10 @@ impl Slab {
         Ok(size)
     }
 
-    /// Write a compacted copy of the environment, sequentially, to `fd` (a file, a pipe or a
-    /// socket). The copy is the snapshot of one read transaction, which begins before the first
-    /// byte is written and ends when the copy does. Nothing is synced.
-    pub fn copy_compacted_to_fd(&self, fd: BorrowedFd<'_>) -> Result<()> {
+    /// Write LMDB's compacted copy of the environment, sequentially, to `fd`. The copy is the
+    /// snapshot of one read transaction, which begins before the first byte is written and
+    /// ends when the copy does. Nothing is synced.
+    fn copy_compacted_to_fd(&self, fd: BorrowedFd<'_>) -> Result<()> {
         loop {
             // The copy reads through the map under its own read transaction.
             let ticket = Ticket::new(&self.inner);

@@ -901,3 +901,269 @@ fn an_environment_with_plain_keys_in_its_main_database_is_not_rebuilt() -> Resul
     assert!(slab.rebuild_snapshot()?.is_none());
     Ok(())
 }
+
+/// A [`CopySink`] that keeps the copy in memory, in buffers of `pages` pages filled with a
+/// marker byte, so that any byte the copy leaves unwritten shows.
+struct MemorySink {
+    buffer_len: usize,
+    copy: Vec<u8>,
+    buffers: usize,
+    stop_after: usize,
+}
+
+impl MemorySink {
+    fn new(buffer_len: usize) -> MemorySink {
+        MemorySink {
+            buffer_len,
+            copy: Vec::new(),
+            buffers: 0,
+            stop_after: usize::MAX,
+        }
+    }
+}
+
+impl CopySink for MemorySink {
+    type Buffer = Vec<u8>;
+
+    fn empty(&mut self) -> Option<Vec<u8>> {
+        (self.buffers < self.stop_after).then(|| vec![0xfb; self.buffer_len])
+    }
+
+    fn filled(&mut self, buffer: Vec<u8>, len: usize) -> bool {
+        self.buffers += 1;
+        self.copy.extend_from_slice(&buffer[..len]);
+        true
+    }
+}
+
+/// `heed_env`'s databases, plus values on overflow pages (one and several pages), a key with
+/// thousands of duplicates (a tree of its own, of packed fixed-size keys in "fixed"), and a
+/// plain record with a large value in the main database; a quarter of the big values deleted.
+#[allow(deprecated)]
+fn varied_env(path: &Path) {
+    use heed::DatabaseFlags as F;
+    heed_env(path);
+    let mut o = heed::EnvOpenOptions::new().read_txn_without_tls();
+    o.map_size(64 << 20).max_dbs(8);
+    // SAFETY: an environment that only this test opens.
+    let env = unsafe { o.open(path) }.expect("open");
+    let main = create_db(&env, None, F::empty());
+    let big = create_db(&env, Some("big"), F::empty());
+    let dups = create_db(&env, Some("dups"), F::DUP_SORT);
+    let fixed = create_db(
+        &env,
+        Some("fixed"),
+        F::DUP_SORT | F::DUP_FIXED | F::INTEGER_DUP,
+    );
+    let mut w = env.write_txn().expect("write");
+    for i in 0..60u32 {
+        let len = [3000, 4100, 9000, 30_000][i as usize % 4] + i as usize;
+        big.put(&mut w, &i.to_be_bytes(), &vec![i as u8; len])
+            .expect("put");
+    }
+    for i in (0..60u32).step_by(4) {
+        big.delete(&mut w, &i.to_be_bytes()).expect("delete");
+    }
+    for i in 0..3000u64 {
+        dups.put(&mut w, b"many", format!("v{i:06}").as_bytes())
+            .expect("put");
+        fixed.put(&mut w, b"many", &i.to_ne_bytes()).expect("put");
+    }
+    main.put(&mut w, b"record", &[9u8; 10_000]).expect("put");
+    w.commit().expect("commit");
+}
+
+/// Every record of every named database, and the main database's plain record.
+fn varied_dump(path: &Path) -> (Dump, Option<Vec<u8>>) {
+    let slab = Slab::open_snapshot(path).expect("open");
+    let (named, _) = slab.named_dbs().expect("list");
+    let dump = named
+        .into_iter()
+        .map(|named| {
+            let records = slab
+                .read(|r| {
+                    Ok(named
+                        .db
+                        .iter(&r.txn)
+                        .expect("iter")
+                        .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).expect("entry"))
+                        .collect())
+                })
+                .expect("read");
+            (named.name, u32::from(named.flags), records)
+        })
+        .collect();
+    let plain = slab
+        .read(|r| {
+            Ok(slab
+                .main_db()?
+                .get(&r.txn, b"record")
+                .expect("get")
+                .map(<[u8]>::to_vec))
+        })
+        .expect("read");
+    (dump, plain)
+}
+
+/// Whether two compacted copies hold the same pages, each page's unused middle aside.
+fn same_pages(a: &[u8], b: &[u8], page: usize) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut n = 2;
+    while n * page < a.len() {
+        let (x, y) = (&a[n * page..(n + 1) * page], &b[n * page..(n + 1) * page]);
+        let flags = u16::from_le_bytes([x[10], x[11]]);
+        if flags & 0x04 != 0 {
+            // An overflow run: its pages whole.
+            let pages = u32::from_le_bytes([x[12], x[13], x[14], x[15]]) as usize;
+            let end = ((n + pages) * page).min(a.len());
+            if a[n * page..end] != b[n * page..end] {
+                return false;
+            }
+            n += pages;
+            continue;
+        }
+        let lower = usize::from(u16::from_le_bytes([x[12], x[13]]));
+        let upper = usize::from(u16::from_le_bytes([x[14], x[15]]));
+        let used = if flags & 0x20 != 0 {
+            [0..page - (upper - lower), page..page]
+        } else {
+            [0..lower, upper..page]
+        };
+        if used.into_iter().any(|r| x[r.clone()] != y[r]) {
+            return false;
+        }
+        n += 1;
+    }
+    true
+}
+
+#[test]
+fn a_compacted_copy_is_lmdbs_page_for_page() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.lmdb");
+    varied_env(&src);
+    let slab = Slab::open_readonly(&src)?;
+    let reference = dir.path().join("reference");
+    let reference_size = slab.copy_compacted_to(&reference)?;
+    let lmdb = std::fs::read(reference.join("data.mdb")).expect("read");
+    let page = 4096;
+
+    // Buffers of three pages: overflow runs and the meta pages cross buffer ends.
+    let snapshot = slab.compact_snapshot()?;
+    assert_eq!(snapshot.bytes(), reference_size);
+    let mut sink = MemorySink::new(3 * page);
+    snapshot.write_to(&mut sink)?;
+    assert_eq!(sink.copy.len() as u64, reference_size);
+    assert!(sink.buffers > 10, "{} buffers", sink.buffers);
+    assert!(same_pages(&sink.copy, &lmdb, page));
+    // Nothing left unwritten, and the same bytes every time, whatever the buffers.
+    assert!(!sink.copy.windows(64).any(|w| w.iter().all(|&b| b == 0xfb)));
+    let mut again = MemorySink::new(256 * page);
+    slab.compact_snapshot()?.write_to(&mut again)?;
+    assert_eq!(again.copy, sink.copy);
+
+    // LMDB opens it and finds every record.
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).expect("mkdir");
+    std::fs::write(copy.join("data.mdb"), &sink.copy).expect("write");
+    let original = varied_dump(&src);
+    assert_eq!(original.0.len(), 6);
+    assert_eq!(original.1.as_deref(), Some(&[9u8; 10_000][..]));
+    assert_eq!(varied_dump(&copy), original);
+    assert_eq!(varied_dump(&reference), original);
+    Ok(())
+}
+
+#[test]
+fn a_compacted_copy_is_its_snapshots_moment_and_stops_when_told() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let slab = Slab::open(dir.path().join("src.lmdb"), SlabOptions::default())?;
+    let db = slab.db("items", false)?;
+    let put = |from: u32, to: u32| {
+        slab.write(|w| {
+            for i in from..to {
+                db.put(w, &i.to_be_bytes(), &[1u8; 1000])?;
+            }
+            Ok(())
+        })
+    };
+    // An environment without databases: the two meta pages, which LMDB opens.
+    let bare = Slab::open(dir.path().join("bare.lmdb"), SlabOptions::default())?;
+    let mut empty = MemorySink::new(1 << 20);
+    bare.compact_snapshot()?.write_to(&mut empty)?;
+    assert_eq!(empty.copy.len(), 2 * 4096);
+    let bare_copy = dir.path().join("bare-copy");
+    std::fs::create_dir(&bare_copy).expect("mkdir");
+    std::fs::write(bare_copy.join("data.mdb"), &empty.copy).expect("write");
+    assert!(Slab::open_snapshot(&bare_copy)?.stats()?.dbs.is_empty());
+
+    put(0, 100)?;
+    let snapshot = slab.compact_snapshot()?;
+    // Written on, and freed pages reused, after the snapshot began.
+    put(100, 2000)?;
+    slab.write(|w| {
+        for i in 0..50u32 {
+            db.delete(w, &i.to_be_bytes())?;
+        }
+        Ok(())
+    })?;
+    put(2000, 3000)?;
+    let mut sink = MemorySink::new(1 << 20);
+    snapshot.write_to(&mut sink)?;
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).expect("mkdir");
+    std::fs::write(copy.join("data.mdb"), &sink.copy).expect("write");
+    let dumped = dump(&copy);
+    assert_eq!(dumped.len(), 1);
+    let keys: Vec<u32> = dumped[0]
+        .2
+        .iter()
+        .map(|(k, _)| u32::from_be_bytes(k[..4].try_into().expect("key")))
+        .collect();
+    assert_eq!(keys, (0..100).collect::<Vec<_>>());
+
+    // Told to stop, the copy ends with an error.
+    let mut stopping = MemorySink::new(4096);
+    stopping.stop_after = 3;
+    let err = slab
+        .compact_snapshot()?
+        .write_to(&mut stopping)
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Aborted { .. }), "{err}");
+    Ok(())
+}
+
+#[test]
+fn a_damaged_environment_fails_its_compacted_copy_with_a_reason() -> Result<()> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src.lmdb");
+    varied_env(&src);
+    let data = src.join("data.mdb");
+    let pristine = std::fs::read(&data).expect("read");
+    let page = 4096;
+    // Pages in turn, their headers and first node pointers overwritten: each copy fails with
+    // a reason or (where the page is free or a value's) succeeds, never a panic.
+    let mut damaged = 0;
+    for (n, fill) in (2..pristine.len() / page)
+        .step_by(7)
+        .zip([0xffu8, 0x00, 0x02].iter().cycle())
+    {
+        let mut bytes = pristine.clone();
+        bytes[n * page + 8..n * page + 64].fill(*fill);
+        std::fs::write(&data, &bytes).expect("write");
+        let slab = Slab::open_snapshot(&src)?;
+        let mut sink = MemorySink::new(1 << 20);
+        match slab.compact_snapshot().and_then(|s| s.write_to(&mut sink)) {
+            Err(StorageError::Damaged { reason, .. }) => {
+                assert!(!reason.is_empty());
+                damaged += 1;
+            }
+            Err(other) => panic!("page {n}: {other}"),
+            Ok(()) => {}
+        }
+    }
+    assert!(damaged > 10, "{damaged} damaged copies");
+    Ok(())
+}
