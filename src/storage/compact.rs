@@ -128,7 +128,7 @@ fn read_meta(file: &File, path: &Path, txnid: u64) -> Result<Option<(usize, Vec<
     }
     let mut second = vec![0u8; PAGE_HEADER + META_LEN];
     read_at(file, path, &mut second, page_size as u64)?;
-    for page in [first, second] {
+    for (number, page) in [first, second].into_iter().enumerate() {
         let meta = &page[PAGE_HEADER..];
         if u16_at(&page, 10) & P_META == 0
             || u32_at(meta, 0) != META_MAGIC
@@ -137,7 +137,11 @@ fn read_meta(file: &File, path: &Path, txnid: u64) -> Result<Option<(usize, Vec<
             return Err(corrupt(path, "not an LMDB meta page".into()));
         }
         if u64_at(meta, META_TXNID) == txnid {
-            return Ok(Some((page_size, meta.to_vec())));
+            // Read again: a writer overwriting this page as it was read (two commits later)
+            // would show as a difference.
+            let mut again = vec![0u8; PAGE_HEADER + META_LEN];
+            read_at(file, path, &mut again, (number * page_size) as u64)?;
+            return Ok((again == page).then(|| (page_size, meta.to_vec())));
         }
     }
     Ok(None)

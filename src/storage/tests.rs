@@ -690,10 +690,16 @@ fn another_process_grows_the_map() -> Result<()> {
 type Dump = Vec<(String, u32, Vec<(Vec<u8>, Vec<u8>)>)>;
 
 fn dump(path: &Path) -> Dump {
-    let slab = Slab::open_snapshot(path).expect("open");
-    let (named, only_named) = slab.named_dbs().expect("list");
+    let (dump, only_named) = dump_named(&Slab::open_snapshot(path).expect("open"));
     assert!(only_named);
-    named
+    dump
+}
+
+/// Every record of every named database with its flags, and whether the main database holds
+/// only named databases.
+fn dump_named(slab: &Slab) -> (Dump, bool) {
+    let (named, only_named) = slab.named_dbs().expect("list");
+    let dump = named
         .into_iter()
         .map(|named| {
             let records = slab
@@ -708,7 +714,8 @@ fn dump(path: &Path) -> Dump {
                 .expect("read");
             (named.name, u32::from(named.flags), records)
         })
-        .collect()
+        .collect();
+    (dump, only_named)
 }
 
 /// An environment made with heed directly: databases with every kind of flag, filled in
@@ -845,19 +852,22 @@ fn a_rebuilt_copy_holds_every_record_and_flag_in_full_pages() -> Result<()> {
     Ok(())
 }
 
+/// Write a 1000-byte record at each key of `keys` (big-endian), in one transaction.
+fn put_kilobytes(slab: &Slab, db: &Db, keys: std::ops::Range<u32>) -> Result<()> {
+    slab.write(|w| {
+        for i in keys.clone() {
+            db.put(w, &i.to_be_bytes(), &[1u8; 1000])?;
+        }
+        Ok(())
+    })
+}
+
 #[test]
 fn a_rebuild_holds_its_snapshot_and_stops_when_told() -> Result<()> {
     let dir = tempfile::tempdir().expect("tempdir");
     let slab = Slab::open(dir.path().join("src.lmdb"), SlabOptions::default())?;
     let db = slab.db("items", false)?;
-    let put = |from: u32, to: u32| {
-        slab.write(|w| {
-            for i in from..to {
-                db.put(w, &i.to_be_bytes(), &[1u8; 1000])?;
-            }
-            Ok(())
-        })
-    };
+    let put = |from: u32, to: u32| put_kilobytes(&slab, &db, from..to);
     put(0, 100)?;
     let snapshot = slab.rebuild_snapshot()?.expect("snapshot");
     put(100, 200)?;
@@ -976,24 +986,7 @@ fn varied_env(path: &Path) {
 /// Every record of every named database, and the main database's plain record.
 fn varied_dump(path: &Path) -> (Dump, Option<Vec<u8>>) {
     let slab = Slab::open_snapshot(path).expect("open");
-    let (named, _) = slab.named_dbs().expect("list");
-    let dump = named
-        .into_iter()
-        .map(|named| {
-            let records = slab
-                .read(|r| {
-                    Ok(named
-                        .db
-                        .iter(&r.txn)
-                        .expect("iter")
-                        .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).expect("entry"))
-                        .collect())
-                })
-                .expect("read");
-            (named.name, u32::from(named.flags), records)
-        })
-        .collect();
-    let plain = slab
+    let record = slab
         .read(|r| {
             Ok(slab
                 .main_db()?
@@ -1002,7 +995,7 @@ fn varied_dump(path: &Path) -> (Dump, Option<Vec<u8>>) {
                 .map(<[u8]>::to_vec))
         })
         .expect("read");
-    (dump, plain)
+    (dump_named(&slab).0, record)
 }
 
 /// Whether two compacted copies hold the same pages, each page's unused middle aside.
@@ -1081,14 +1074,7 @@ fn a_compacted_copy_is_its_snapshots_moment_and_stops_when_told() -> Result<()> 
     let dir = tempfile::tempdir().expect("tempdir");
     let slab = Slab::open(dir.path().join("src.lmdb"), SlabOptions::default())?;
     let db = slab.db("items", false)?;
-    let put = |from: u32, to: u32| {
-        slab.write(|w| {
-            for i in from..to {
-                db.put(w, &i.to_be_bytes(), &[1u8; 1000])?;
-            }
-            Ok(())
-        })
-    };
+    let put = |from: u32, to: u32| put_kilobytes(&slab, &db, from..to);
     // An environment without databases: the two meta pages, which LMDB opens.
     let bare = Slab::open(dir.path().join("bare.lmdb"), SlabOptions::default())?;
     let mut empty = MemorySink::new(1 << 20);
