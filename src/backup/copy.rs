@@ -307,16 +307,13 @@ struct Run<'a> {
 
 /// An environment's copy, its read snapshot begun at the snapshot point or when a worker
 /// takes it up.
-struct EnvCopy {
-    kind: CopyKind,
-    /// The size the copy is expected to have (exact for a compacted copy).
-    expected: u64,
-}
-
-/// How an environment is copied.
-enum CopyKind {
-    /// Written again in key order from a read snapshot.
-    Rebuild(RebuildSnapshot),
+enum EnvCopy {
+    /// Written again in key order from a read snapshot; `expected` is its size as the
+    /// environment's page counts estimate it.
+    Rebuild {
+        snapshot: RebuildSnapshot,
+        expected: u64,
+    },
     /// Its pages copied as they are, renumbered, without the free ones.
     Compact(CompactSnapshot),
 }
@@ -330,17 +327,13 @@ fn begin_copy(slab: &Slab, rebuild: bool) -> Result<EnvCopy, Failure> {
         // the map meanwhile).
         let stats = slab.stats()?;
         if let Some(snapshot) = slab.rebuild_snapshot()? {
-            return Ok(EnvCopy {
-                kind: CopyKind::Rebuild(snapshot),
+            return Ok(EnvCopy::Rebuild {
+                snapshot,
                 expected: stats.used_pages * u64::from(stats.page_size),
             });
         }
     }
-    let snapshot = slab.compact_snapshot()?;
-    Ok(EnvCopy {
-        expected: snapshot.bytes(),
-        kind: CopyKind::Compact(snapshot),
-    })
+    Ok(EnvCopy::Compact(slab.compact_snapshot()?))
 }
 
 /// Let the running service come first: every thread of this process gets the CPU only when
@@ -830,10 +823,9 @@ impl Worker {
             Some(copy) => copy,
             None => begin_copy(slab, self.rebuild)?,
         };
-        let expected = copy.expected;
-        let written = match copy.kind {
-            CopyKind::Rebuild(snapshot) => self.rebuild(snapshot, &dir, expected)?,
-            CopyKind::Compact(snapshot) => self.compact(snapshot, &dst)?,
+        let written = match copy {
+            EnvCopy::Rebuild { snapshot, expected } => self.rebuild(snapshot, &dir, expected)?,
+            EnvCopy::Compact(snapshot) => self.compact(snapshot, &dst)?,
         };
         if let Ok(meta) = fs::metadata(self.src.join(&rel).join("data.mdb")) {
             let _ = fs::set_permissions(&dst, meta.permissions());
@@ -897,8 +889,8 @@ impl Worker {
     /// exact size is allocated up front, so the copy cannot run out of room half-way for want
     /// of it, and so that the writers' O_DIRECT writes overwrite allocated blocks: a file
     /// system (ext4) runs those side by side, while writes that extend a file go one at a time.
-    fn compact(&self, snapshot: CompactSnapshot, dst: &Path) -> Result<Written, Failure> {
-        let expected = snapshot.bytes();
+    fn compact(&self, mut snapshot: CompactSnapshot, dst: &Path) -> Result<Written, Failure> {
+        let expected = snapshot.bytes()?;
         let file = create_new(dst).map_err(|e| write_failure(dst, "copying", e))?;
         allocate(&file, expected).map_err(|e| write_failure(dst, "allocating", e))?;
         let direct = set_direct(&file, true);

@@ -82,8 +82,9 @@ pub struct CompactSnapshot {
     page_size: usize,
     /// The meta page of the snapshot's transaction (after the page header).
     meta: Vec<u8>,
-    /// The copy's last page number: pages in use, less one.
-    last_page: u64,
+    /// The copy's last page number (pages in use, less one), once counted: counting reads the
+    /// free-page list, which is left until after a backup's hold.
+    last_page: Option<u64>,
     /// Whether the kernel can say that a read would wait for the disk (`RWF_NOWAIT`).
     nowait: AtomicBool,
     // Held to keep the snapshot's pages from being reused while they are read.
@@ -104,17 +105,15 @@ impl Slab {
             let Some((page_size, meta)) = read_meta(&file, &path, txnid)? else {
                 continue;
             };
-            let mut snapshot = CompactSnapshot {
+            return Ok(CompactSnapshot {
                 path,
                 file,
                 page_size,
                 meta,
-                last_page: 0,
+                last_page: None,
                 nowait: AtomicBool::new(true),
                 _txn: txn,
-            };
-            snapshot.last_page = snapshot.pages_in_use()? - 1;
-            return Ok(snapshot);
+            });
         }
         Err(corrupt(
             &path,
@@ -154,13 +153,23 @@ fn read_meta(file: &File, path: &Path, txnid: u64) -> Result<Option<(usize, Vec<
 
 impl CompactSnapshot {
     /// The copy's size in bytes.
-    pub fn bytes(&self) -> u64 {
-        (self.last_page + 1) * self.page_size as u64
+    pub fn bytes(&mut self) -> Result<u64> {
+        Ok((self.last_page()? + 1) * self.page_size as u64)
+    }
+
+    fn last_page(&mut self) -> Result<u64> {
+        if let Some(last) = self.last_page {
+            return Ok(last);
+        }
+        let last = self.pages_in_use()? - 1;
+        self.last_page = Some(last);
+        Ok(last)
     }
 
     /// Write the copy into `sink`'s buffers, ending with a partly filled buffer if the copy
     /// does not fill its last one. Every buffer must be a whole number of pages.
-    pub fn write_to<S: CopySink>(self, sink: &mut S) -> Result<()> {
+    pub fn write_to<S: CopySink>(mut self, sink: &mut S) -> Result<()> {
+        let last_page = self.last_page()?;
         let mut walk = Walk {
             snapshot: &self,
             out: Out {
@@ -168,7 +177,7 @@ impl CompactSnapshot {
                 buffer: None,
                 filled: 0,
                 next_page: 0,
-                pages: self.last_page + 1,
+                pages: last_page + 1,
                 page_size: self.page_size,
                 path: &self.path,
             },
@@ -183,9 +192,9 @@ impl CompactSnapshot {
         let expected = if root == NO_PAGE {
             META_PAGES
         } else {
-            self.last_page + 1
+            last_page + 1
         };
-        if written != expected || (root != NO_PAGE && new_root != self.last_page) {
+        if written != expected || (root != NO_PAGE && new_root != last_page) {
             return Err(corrupt(
                 &self.path,
                 format!(
@@ -506,6 +515,7 @@ impl<S: CopySink> Walk<'_, '_, S> {
     fn metas(&mut self, root: u64) -> Result<()> {
         let snapshot = self.snapshot;
         let source = &snapshot.meta;
+        let last_page = self.out.pages - 1;
         for number in 0..META_PAGES {
             let (page, at) = self.out.take(1)?;
             if at != number {
@@ -534,9 +544,8 @@ impl<S: CopySink> Walk<'_, '_, S> {
                 }
             } else {
                 meta[main..main + DB_RECORD].copy_from_slice(&source[main..main + DB_RECORD]);
-                meta[main + DB_ROOT..main + DB_RECORD]
-                    .copy_from_slice(&snapshot.last_page.to_le_bytes());
-                meta[META_LAST_PAGE..META_TXNID].copy_from_slice(&snapshot.last_page.to_le_bytes());
+                meta[main + DB_ROOT..main + DB_RECORD].copy_from_slice(&last_page.to_le_bytes());
+                meta[META_LAST_PAGE..META_TXNID].copy_from_slice(&last_page.to_le_bytes());
                 txnid = 1;
             }
             // LMDB opens the meta with the higher transaction id: the second, unless the

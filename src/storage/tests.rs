@@ -1051,13 +1051,15 @@ fn a_compacted_copy_is_lmdbs_page_for_page() -> Result<()> {
     let page = 4096;
 
     // Buffers of three pages: overflow runs and the meta pages cross buffer ends.
-    let snapshot = slab.compact_snapshot()?;
+    let mut snapshot = slab.compact_snapshot()?;
+    let told = snapshot.bytes()?;
     let mut sink = MemorySink::new(3 * page);
     snapshot.write_to(&mut sink)?;
     let reference = dir.path().join("reference");
     let reference_size = slab.copy_compacted_to(&reference)?;
     let lmdb = std::fs::read(reference.join("data.mdb")).expect("read");
     assert_eq!(sink.copy.len() as u64, reference_size);
+    assert_eq!(told, reference_size);
     assert!(sink.buffers > 10, "{} buffers", sink.buffers);
     assert!(same_pages(&sink.copy, &lmdb, page));
     // Nothing left unwritten, and the same bytes every time, whatever the buffers.
