@@ -8,6 +8,7 @@
 //! guids, password shadows) are computed over these exact bytes, so [`encode`] must match
 //! msgpack-python's output.
 
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
 /// Deepest nesting of arrays and maps the decoder accepts.
@@ -141,6 +142,12 @@ impl Value {
         let mut out = Vec::with_capacity(64);
         encode(self, &mut out);
         out
+    }
+
+    /// Parse JSON text, keeping each object's keys in the text's order (as Python's `json`
+    /// does).
+    pub fn from_json_text(text: &str) -> Result<Value, serde_json::Error> {
+        serde_json::from_str::<Ordered>(text).map(|o| o.0)
     }
 
     /// Convert JSON to a value: integers stay ints, objects become str-keyed maps.
@@ -605,6 +612,70 @@ enum Head {
     Ext(usize),
     Array(usize),
     Map(usize),
+}
+
+/// A serde document (JSON, or msgpack through rmp-serde) as a [`Value`], maps in document
+/// order.
+pub struct Ordered(pub Value);
+
+impl<'de> Deserialize<'de> for Ordered {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(OrderedVisitor).map(Ordered)
+    }
+}
+
+struct OrderedVisitor;
+
+impl<'de> Visitor<'de> for OrderedVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Nil)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i.into()))
+    }
+    fn visit_u64<E>(self, i: u64) -> Result<Value, E> {
+        Ok(Value::Int(i.into()))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::Float(f))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::Str(s.to_string()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::Str(s))
+    }
+    fn visit_bytes<E>(self, b: &[u8]) -> Result<Value, E> {
+        Ok(Value::Bin(b.to_vec()))
+    }
+    fn visit_byte_buf<E>(self, b: Vec<u8>) -> Result<Value, E> {
+        Ok(Value::Bin(b))
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Nil)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(Ordered(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
+        while let Some((Ordered(k), Ordered(v))) = map.next_entry::<Ordered, Ordered>()? {
+            pairs.push((k, v));
+        }
+        Ok(Value::Map(pairs))
+    }
 }
 
 #[cfg(test)]

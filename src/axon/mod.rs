@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod store;
+mod text;
 
 use crate::cell::api::{CellApi, blocking, cell_methods, timeout_arg, wait_for_more};
 use crate::cell::config::{Config, Kind, Opt};
@@ -104,6 +105,23 @@ impl Service for AxonCell {
             Err(e) => tracing::warn!(error = %e, "the limits are kept as they were"),
         }
     }
+}
+
+/// The arguments of `readlines` and `jsonlines`: the file's SHA-256 (hex, as Synapse takes it
+/// there, or bytes) and `errors` (default `ignore`).
+fn text_args(mut args: Args) -> SynResult<(Vec<u8>, text::Errors)> {
+    let sha256 = match args.req::<Value>(0, "sha256")? {
+        Value::Str(hex) => hex::decode(&hex).map_err(|_| {
+            SynErr::bad_arg("sha256 must be a hex string").with("sha256", hex.as_str())
+        })?,
+        other => sha256_arg(&other)?,
+    };
+    let errors = args.opt::<String>(1, "errors")?;
+    args.done()?;
+    Ok((
+        sha256,
+        text::Errors::parse(errors.as_deref().unwrap_or("ignore"))?,
+    ))
 }
 
 fn no_such_file(sha256: &[u8]) -> SynErr {
@@ -387,6 +405,19 @@ static AXON_METHODS: LazyLock<Methods<AxonApi>> = LazyLock::new(|| {
                 offs,
                 (size as u64).min(fsize - offs),
             ))
+        })
+        .genr("readlines", |api, args| async move {
+            let (sha256, errors) = text_args(args)?;
+            api.req("get")?;
+            let (sha256, size) = api.req_has(sha256).await?;
+            Ok(text::lines(chunks(api.store(), sha256, 0, size), errors))
+        })
+        .genr("jsonlines", |api, args| async move {
+            let (sha256, errors) = text_args(args)?;
+            api.req("get")?;
+            let (sha256, size) = api.req_has(sha256).await?;
+            let lines = text::lines(chunks(api.store(), sha256, 0, size), errors);
+            Ok(text::json_lines(lines, hex::encode(sha256)))
         })
         .call("has", |api, mut args| async move {
             let sha256 = sha256_arg(&args.req::<Value>(0, "sha256")?)?;

@@ -96,6 +96,31 @@ async def run(base):
         await genr('short.get', axon.get(b'short'))
         await step('short.wants', axon.wants([b'short']))
 
+        # Text files line by line: every kind of line ending, undecodable bytes, JSON lines.
+        text = b'one\ntwo\r\nthree\rfour\n\nlast'
+        bad = b'ok\xff\xfeyes\n\xe2\x82\n'
+        jsonl = b'{"a": 1, "b": [1, 2.5, null, true, "x"]}\n\n  {"z": "x", "a": 2}  \r\n[1,2]\n"s"\n'
+        badjson = b'{"a": 1}\nnot json\n'
+        for byts in (text, bad, jsonl, badjson, BIG):
+            await axon.put(byts)
+
+        def hexof(byts):
+            return hashlib.sha256(byts).hexdigest()
+
+        await genr('readlines', axon.readlines(hexof(text)))
+        await genr('readlines.ignore', axon.readlines(hexof(bad)))
+        await genr('readlines.replace', axon.readlines(hexof(bad), errors='replace'))
+        await genr('readlines.strict', axon.readlines(hexof(bad), errors='strict'))
+        await genr('readlines.missing', axon.readlines(hexof(b'nope')))
+        await genr('jsonlines', axon.jsonlines(hexof(jsonl)))
+        await genr('jsonlines.replace', axon.jsonlines(hexof(jsonl), errors='replace'))
+        await genr('jsonlines.bad', axon.jsonlines(hexof(badjson)))
+        await genr('jsonlines.missing', axon.jsonlines(hexof(b'nope')))
+        # Binary bytes over three 16 MiB chunks: the lines, counted and hashed.
+        lines = [line async for line in axon.readlines(hexof(BIG), errors='replace')]
+        digest = hashlib.sha256('\n'.join(lines).encode('utf8')).hexdigest()
+        emit('readlines.big', result=[len(lines), digest])
+
 
 if __name__ == '__main__':
     asyncio.run(run(sys.argv[1]))

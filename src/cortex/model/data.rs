@@ -4,10 +4,7 @@
 //! `tests/py/make_model_data.py` from a real Synapse; see the module doc of [`super`].
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::OnceLock;
-
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
@@ -18,74 +15,9 @@ pub(crate) const MODEL_JSON: &str = include_str!("model.json");
 /// Lookup tables that norms read.
 const LOOKUPS_JSON: &str = include_str!("lookups.json");
 
-/// A serde document (JSON, or msgpack through rmp-serde) as a [`Value`], maps in document
-/// order.
-pub(crate) struct Ordered(pub(crate) Value);
-
-impl<'de> Deserialize<'de> for Ordered {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(OrderedVisitor).map(Ordered)
-    }
-}
-
-struct OrderedVisitor;
-
-impl<'de> Visitor<'de> for OrderedVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Nil)
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
-        Ok(Value::Bool(b))
-    }
-    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
-        Ok(Value::Int(i.into()))
-    }
-    fn visit_u64<E>(self, i: u64) -> Result<Value, E> {
-        Ok(Value::Int(i.into()))
-    }
-    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
-        Ok(Value::Float(f))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
-        Ok(Value::Str(s.to_string()))
-    }
-    fn visit_string<E>(self, s: String) -> Result<Value, E> {
-        Ok(Value::Str(s))
-    }
-    fn visit_bytes<E>(self, b: &[u8]) -> Result<Value, E> {
-        Ok(Value::Bin(b.to_vec()))
-    }
-    fn visit_byte_buf<E>(self, b: Vec<u8>) -> Result<Value, E> {
-        Ok(Value::Bin(b))
-    }
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Nil)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(Ordered(v)) = seq.next_element()? {
-            items.push(v);
-        }
-        Ok(Value::Array(items))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
-        while let Some((Ordered(k), Ordered(v))) = map.next_entry::<Ordered, Ordered>()? {
-            pairs.push((k, v));
-        }
-        Ok(Value::Map(pairs))
-    }
-}
-
 /// Parse JSON text into a [`Value`], keeping map key order.
 pub(crate) fn parse_json(text: &str) -> SynResult<Value> {
-    serde_json::from_str::<Ordered>(text)
-        .map(|o| o.0)
+    Value::from_json_text(text)
         .map_err(|e| SynErr::new("BadJsonText", format!("bad model data: {e}")))
 }
 

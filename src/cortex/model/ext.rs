@@ -163,8 +163,7 @@ mod value_serde {
     use serde::ser::{SerializeMap, SerializeSeq};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use crate::cortex::model::data::Ordered;
-    use crate::msgpack::Value;
+    use crate::msgpack::{Ordered, Value};
 
     struct Ser<'a>(&'a Value);
 
