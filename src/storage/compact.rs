@@ -154,7 +154,7 @@ fn read_meta(file: &File, path: &Path, txnid: u64) -> Result<Option<(usize, Vec<
 impl CompactSnapshot {
     /// The copy's size in bytes.
     pub fn bytes(&mut self) -> Result<u64> {
-        Ok((self.last_page()? + 1) * self.page_size as u64)
+        Ok((self.last_page()? + 1).saturating_mul(self.page_size as u64))
     }
 
     fn last_page(&mut self) -> Result<u64> {
@@ -214,18 +214,17 @@ impl CompactSnapshot {
         if main_root == NO_PAGE {
             return Ok(META_PAGES);
         }
-        let mut free = u64_at(free_db, 8) + u64_at(free_db, 16) + u64_at(free_db, 24);
+        let mut free = u64_at(free_db, 8)
+            .saturating_add(u64_at(free_db, 16))
+            .saturating_add(u64_at(free_db, 24));
         let root = u64_at(free_db, DB_ROOT);
         if root != NO_PAGE {
-            free += self.free_list_len(root, 0)?;
+            free = free.saturating_add(self.free_list_len(root, 0)?);
         }
-        let last = u64_at(&self.meta, META_LAST_PAGE);
-        match (last + 1).checked_sub(free) {
+        let pages = u64_at(&self.meta, META_LAST_PAGE).saturating_add(1);
+        match pages.checked_sub(free) {
             Some(used) if used > META_PAGES => Ok(used),
-            _ => Err(corrupt(
-                &self.path,
-                format!("{free} free pages of {}", last + 1),
-            )),
+            _ => Err(corrupt(&self.path, format!("{free} free pages of {pages}"))),
         }
     }
 
@@ -242,25 +241,26 @@ impl CompactSnapshot {
         for i in 0..node_count(&page) {
             let node = self.node(pgno, &page, i)?;
             if kind == P_BRANCH {
-                total += self.free_list_len(node.child(&page), depth + 1)?;
+                total = total.saturating_add(self.free_list_len(node.child(&page), depth + 1)?);
             } else if node.flags & F_BIGDATA != 0 {
                 let first = self.big_value_page(pgno, &page, &node)?;
+                self.check_in_snapshot(first, self.page_size)?;
                 let mut head = vec![0u8; PAGE_HEADER + 8];
                 read_at(&self.file, &self.path, &mut head, self.offset(first))?;
-                total += u64_at(&head, PAGE_HEADER);
+                total = total.saturating_add(u64_at(&head, PAGE_HEADER));
             } else {
                 let data = node.data(&page);
                 if data.len() < 8 {
                     return Err(self.damaged(pgno, "a free-list record is too short"));
                 }
-                total += u64_at(data, 0);
+                total = total.saturating_add(u64_at(data, 0));
             }
         }
         Ok(total)
     }
 
     fn offset(&self, pgno: u64) -> u64 {
-        pgno * self.page_size as u64
+        pgno.saturating_mul(self.page_size as u64)
     }
 
     /// Read page `pgno` into `into` as [`CompactSnapshot::read_page`] does; but where the page
@@ -310,10 +310,11 @@ impl CompactSnapshot {
         }
     }
 
+    /// Check that the `len` bytes from page `pgno` are pages of the snapshot.
     fn check_in_snapshot(&self, pgno: u64, len: usize) -> Result<()> {
         let last = u64_at(&self.meta, META_LAST_PAGE);
         let pages = (len / self.page_size) as u64;
-        if pgno < META_PAGES || pgno.saturating_add(pages) > last + 1 {
+        if pgno < META_PAGES || pgno.saturating_add(pages) > last.saturating_add(1) {
             return Err(corrupt(
                 &self.path,
                 format!("page {pgno} is outside the snapshot (last page {last})"),

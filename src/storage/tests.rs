@@ -1162,5 +1162,18 @@ fn a_damaged_environment_fails_its_compacted_copy_with_a_reason() -> Result<()> 
         }
     }
     assert!(damaged > 10, "{damaged} damaged copies");
+    // Page counts of the free-page tree in both meta pages that no file could hold (LMDB
+    // itself opens the environment as before): refused, not added up past their range.
+    let mut bytes = pristine;
+    for meta in [0, page] {
+        bytes[meta + 48..meta + 64].fill(0xff);
+    }
+    std::fs::write(&data, &bytes).expect("write");
+    let slab = Slab::open_snapshot(&src)?;
+    let err = slab
+        .compact_snapshot()
+        .and_then(|s| s.write_to(&mut MemorySink::new(1 << 20)))
+        .unwrap_err();
+    assert!(matches!(err, StorageError::Damaged { .. }), "{err}");
     Ok(())
 }
