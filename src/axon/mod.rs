@@ -110,18 +110,77 @@ impl Service for AxonCell {
 /// The arguments of `readlines` and `jsonlines`: the file's SHA-256 (hex, as Synapse takes it
 /// there, or bytes) and `errors` (default `ignore`).
 fn text_args(mut args: Args) -> SynResult<(Vec<u8>, text::Errors)> {
-    let sha256 = match args.req::<Value>(0, "sha256")? {
-        Value::Str(hex) => hex::decode(&hex).map_err(|_| {
-            SynErr::bad_arg("sha256 must be a hex string").with("sha256", hex.as_str())
-        })?,
-        other => sha256_arg(&other)?,
-    };
+    let sha256 = sha256_of(args.req::<Value>(0, "sha256")?)?;
     let errors = args.opt::<String>(1, "errors")?;
     args.done()?;
     Ok((
         sha256,
         text::Errors::parse(errors.as_deref().unwrap_or("ignore"))?,
     ))
+}
+
+/// A file's SHA-256 given as bytes or as a hex string.
+fn sha256_of(value: Value) -> SynResult<Vec<u8>> {
+    match value {
+        Value::Str(hex) => hex::decode(&hex).map_err(|_| {
+            SynErr::bad_arg("sha256 must be a hex string").with("sha256", hex.as_str())
+        }),
+        other => sha256_arg(&other),
+    }
+}
+
+/// The format parameters of `csvrows` that Python's `csv.reader` takes as keywords, over the
+/// dialect's: `delimiter`, `quotechar`, `escapechar` (one character each; the last two may be
+/// None), `doublequote`, `skipinitialspace`, `strict` and `quoting` (0 or 1; 3, no quoting).
+fn csv_params(args: &mut Args, format: &mut text::CsvFormat) -> SynResult<()> {
+    // Keywords only: no position holds them.
+    const KW: usize = usize::MAX;
+    let one_char = |name: &str, text: String| -> SynResult<char> {
+        let mut chars = text.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => Ok(c),
+            _ => Err(SynErr::bad_arg(format!(
+                "\"{name}\" must be a 1-character string"
+            ))),
+        }
+    };
+    if let Some(text) = args.opt::<String>(KW, "delimiter")? {
+        format.delimiter = one_char("delimiter", text)?;
+    }
+    for (name, slot) in [
+        ("quotechar", &mut format.quotechar),
+        ("escapechar", &mut format.escapechar),
+    ] {
+        match args.take(KW, name) {
+            None => {}
+            Some(Value::Nil) => *slot = None,
+            Some(Value::Str(text)) => *slot = Some(one_char(name, text)?),
+            Some(_) => {
+                return Err(SynErr::bad_arg(format!(
+                    "\"{name}\" must be a 1-character string or None"
+                )));
+            }
+        }
+    }
+    for (name, slot) in [
+        ("doublequote", &mut format.doublequote),
+        ("skipinitialspace", &mut format.skipinitialspace),
+        ("strict", &mut format.strict),
+    ] {
+        if let Some(flag) = args.opt::<bool>(KW, name)? {
+            *slot = flag;
+        }
+    }
+    match args.opt::<i64>(KW, "quoting")? {
+        None | Some(0 | 1) => {}
+        Some(3) => format.quotechar = None,
+        Some(other) => {
+            return Err(SynErr::bad_arg(format!(
+                "quoting {other} is not read here (0, 1 and 3 are)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn no_such_file(sha256: &[u8]) -> SynErr {
@@ -416,8 +475,24 @@ static AXON_METHODS: LazyLock<Methods<AxonApi>> = LazyLock::new(|| {
             let (sha256, errors) = text_args(args)?;
             api.req("get")?;
             let (sha256, size) = api.req_has(sha256).await?;
-            let lines = text::lines(chunks(api.store(), sha256, 0, size), errors);
-            Ok(text::json_lines(lines, hex::encode(sha256)))
+            let bytes = chunks(api.store(), sha256, 0, size);
+            Ok(text::json_lines(bytes, errors, hex::encode(sha256)))
+        })
+        .genr("csvrows", |api, mut args| async move {
+            let sha256 = sha256_of(args.req::<Value>(0, "sha256")?)?;
+            let dialect = args.opt::<String>(1, "dialect")?;
+            let errors = args.opt::<String>(2, "errors")?;
+            let mut format = text::CsvFormat::dialect(dialect.as_deref().unwrap_or("excel"))?;
+            csv_params(&mut args, &mut format)?;
+            args.done()?;
+            let errors = text::Errors::parse(errors.as_deref().unwrap_or("ignore"))?;
+            api.req("get")?;
+            let (sha256, size) = api.req_has(sha256).await?;
+            Ok(text::csv_rows(
+                chunks(api.store(), sha256, 0, size),
+                errors,
+                format,
+            ))
         })
         .call("has", |api, mut args| async move {
             let sha256 = sha256_arg(&args.req::<Value>(0, "sha256")?)?;

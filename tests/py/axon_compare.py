@@ -116,6 +116,25 @@ async def run(base):
         await genr('jsonlines.replace', axon.jsonlines(hexof(jsonl), errors='replace'))
         await genr('jsonlines.bad', axon.jsonlines(hexof(badjson)))
         await genr('jsonlines.missing', axon.jsonlines(hexof(b'nope')))
+        # CSV rows (the hash as bytes here, as Synapse takes it for csvrows).
+        table = b'a,b,c\r\n1,"two, too","say ""hi"""\n\n"multi\r\nline",x\n  sp, q\nlast,row'
+        tabs = b'a\tb\n"c\td"\te\n'
+        escaped = b'a\\,b,c\n"q\\"x",y\n'
+        unterminated = b'a,"open\n'
+        for byts in (table, tabs, escaped, unterminated):
+            await axon.put(byts)
+        sha = hashlib.sha256
+        await genr('csvrows', axon.csvrows(sha(table).digest()))
+        await genr('csvrows.skipinitialspace', axon.csvrows(sha(table).digest(), skipinitialspace=True))
+        await genr('csvrows.quoting.none', axon.csvrows(sha(table).digest(), quoting=3))
+        await genr('csvrows.excel-tab', axon.csvrows(sha(tabs).digest(), dialect='excel-tab'))
+        await genr('csvrows.delimiter', axon.csvrows(sha(tabs).digest(), delimiter='\t'))
+        await genr('csvrows.escapechar', axon.csvrows(sha(escaped).digest(), escapechar='\\'))
+        await genr('csvrows.unterminated', axon.csvrows(sha(unterminated).digest()))
+        await genr('csvrows.strict', axon.csvrows(sha(unterminated).digest(), strict=True))
+        await genr('csvrows.dialect', axon.csvrows(sha(table).digest(), dialect='nope'))
+        await genr('csvrows.missing', axon.csvrows(sha(b'nope').digest()))
+
         # Binary bytes over three 16 MiB chunks: the lines, counted and hashed.
         lines = [line async for line in axon.readlines(hexof(BIG), errors='replace')]
         digest = hashlib.sha256('\n'.join(lines).encode('utf8')).hexdigest()
