@@ -316,6 +316,15 @@ impl CsvParser {
         Ok(())
     }
 
+    /// End the field at a line ending (`c` is `\n` or `\r`) or at the end of a line (`None`).
+    fn end_field_at_newline(&mut self, c: Option<char>) {
+        self.save();
+        self.state = match c {
+            None => CsvState::StartRecord,
+            Some(_) => CsvState::EatCrnl,
+        };
+    }
+
     /// One character, or `None` for the end of a line.
     fn char(&mut self, c: Option<char>) -> SynResult<()> {
         use CsvState::*;
@@ -345,8 +354,7 @@ impl CsvParser {
                 }
                 StartField => {
                     if newline || c.is_none() {
-                        self.save();
-                        self.state = if c.is_none() { StartRecord } else { EatCrnl };
+                        self.end_field_at_newline(c);
                     } else if c == quote && quote.is_some() {
                         self.state = InQuotedField;
                     } else if c == escape && escape.is_some() {
@@ -385,8 +393,7 @@ impl CsvParser {
                 }
                 InField => {
                     if newline || c.is_none() {
-                        self.save();
-                        self.state = if c.is_none() { StartRecord } else { EatCrnl };
+                        self.end_field_at_newline(c);
                     } else if c == escape && escape.is_some() {
                         self.state = EscapedChar;
                     } else if c == delim {
@@ -426,8 +433,7 @@ impl CsvParser {
                         self.save();
                         self.state = StartField;
                     } else if newline || c.is_none() {
-                        self.save();
-                        self.state = if c.is_none() { StartRecord } else { EatCrnl };
+                        self.end_field_at_newline(c);
                     } else if !strict {
                         self.add(c.unwrap_or_default())?;
                         self.state = InField;

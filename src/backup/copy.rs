@@ -45,7 +45,7 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(100);
 /// The most threads that fsync the backup's directories at once.
 const SYNC_THREADS: usize = 16;
-/// Chunks in flight per environment: one being filled and hashed, others being written.
+/// Chunks in flight per environment: one being filled, others being hashed or written.
 const CHUNKS_IN_FLIGHT: usize = 8;
 /// Threads writing one environment's copy to disk: several writes in flight keep a disk
 /// busier than one at a time (`mdb_copy` writes one at a time).
@@ -411,10 +411,10 @@ fn allocate(file: &File, len: u64) -> io::Result<()> {
     }
 }
 
-/// A writer thread of [`Worker::drain`]: write each full chunk at its offset until there are
+/// A writer thread of [`Worker::compact`]: write each full chunk at its offset until there are
 /// no more, and hand the empty buffer back. A chunk that is not whole blocks (the end of the
 /// copy) turns O_DIRECT off for the file. The first writer that fails sets `failed`, and
-/// the others stop too, so the reader finds every writer gone.
+/// the others stop too, so the hasher finds every writer gone.
 fn write_chunks(
     file: &File,
     mut direct: bool,
@@ -747,7 +747,7 @@ impl Run<'_> {
     }
 }
 
-/// One of the threads that copy files and drain environment copies.
+/// One of the threads that copy files and environments.
 struct Worker {
     src: PathBuf,
     partial: PathBuf,

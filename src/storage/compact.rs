@@ -608,23 +608,23 @@ impl<S: CopySink> Walk<'_, '_, S> {
     /// and database trees) and set their new page numbers in `page`.
     fn children(&mut self, pgno: u64, page: &mut [u8], kind: u16, depth: usize) -> Result<()> {
         let snapshot = self.snapshot;
-        let mut kids = Vec::new();
-        if kind == P_BRANCH {
-            for i in 0..node_count(page) {
-                kids.push(snapshot.node(pgno, page, i)?.child(page));
-            }
-        }
+        let nodes = (0..node_count(page))
+            .map(|i| snapshot.node(pgno, page, i))
+            .collect::<Result<Vec<_>>>()?;
+        let kids: Vec<u64> = match kind {
+            P_BRANCH => nodes.iter().map(|node| node.child(page)).collect(),
+            _ => Vec::new(),
+        };
         // The children are read ahead once, at the first that is not in the page cache.
         let mut read_ahead = true;
-        for i in 0..node_count(page) {
-            let node = snapshot.node(pgno, page, i)?;
+        for (i, node) in nodes.iter().enumerate() {
             if kind == P_BRANCH {
                 let mut ahead = if read_ahead { &kids[i..] } else { &[][..] };
                 let child = self.page(kids[i], false, depth + 1, &mut ahead)?;
                 read_ahead &= !ahead.is_empty();
                 node.set_child(page, child);
             } else if node.flags & F_BIGDATA != 0 {
-                let first = snapshot.big_value_page(pgno, page, &node)?;
+                let first = snapshot.big_value_page(pgno, page, node)?;
                 let new = self.overflow(first)?;
                 let at = node.data_at();
                 page[at..at + 8].copy_from_slice(&new.to_le_bytes());
