@@ -489,9 +489,9 @@ impl View {
         buids.iter().map(|buid| node_in(&readers, buid)).collect()
     }
 
-    /// A reader of each layer, top first.
+    /// A reader of each layer for nodes by buid, top first.
     fn readers(&self) -> SynResult<Vec<LayerReader>> {
-        self.layers.iter().map(Layer::reader).collect()
+        self.layers.iter().map(Layer::node_reader).collect()
     }
 
     /// The node `(form, norm)` (the value must be normalized).

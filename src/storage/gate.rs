@@ -10,6 +10,11 @@
 //! Entering is re-entrant on one thread (a write closure that writes to a second slab does not
 //! deadlock against a pending hold), but a writer must not wait for another thread's write while
 //! it holds the gate.
+//!
+//! A write begun on one thread and finished on another (a cortex layer logs a record on the
+//! caller's thread and applies it to LMDB on its applier thread) carries a [`HandedShare`]
+//! from one to the other: a hold waits for it, and the finishing thread
+//! [`adopts`](HandedShare::adopt) it to write without waiting for a pending hold.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -88,8 +93,20 @@ impl WriteGate {
         DEPTH.set(depth + 1);
         WriteShare {
             gate: self,
+            adopted: false,
             _not_send: PhantomData,
         }
+    }
+
+    /// A further share for work this thread begins inside its write and another thread
+    /// finishes (a record logged now and applied to LMDB later): a hold waits for it as for
+    /// a write in progress. Returns `None` when the calling thread holds no share.
+    pub fn hand_over(&'static self) -> Option<HandedShare> {
+        if DEPTH.get() == 0 {
+            return None;
+        }
+        self.lock().writers += 1;
+        Some(HandedShare { gate: self })
     }
 
     /// Take the gate exclusively: new writers wait, writers inside finish first. Gives up after
@@ -140,6 +157,8 @@ impl WriteGate {
 /// A writer's share of the gate; dropping it leaves. Not `Send`: it belongs to its thread.
 pub struct WriteShare {
     gate: &'static WriteGate,
+    /// Entered through a [`HandedShare`], which counts the writer.
+    adopted: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -147,15 +166,49 @@ impl Drop for WriteShare {
     fn drop(&mut self) {
         let depth = DEPTH.get() - 1;
         DEPTH.set(depth);
-        if depth == 0 {
-            let mut state = self.gate.lock();
-            state.writers -= 1;
-            // Only a pending hold waits for the last writer; a notify costs a system call even
-            // when nobody waits, and shares come and go with every write.
-            if state.writers == 0 && state.hold == HoldState::Pending {
-                self.gate.changed.notify_all();
-            }
+        if depth == 0 && !self.adopted {
+            self.gate.leave();
         }
+    }
+}
+
+impl WriteGate {
+    /// One writer fewer.
+    fn leave(&self) {
+        let mut state = self.lock();
+        state.writers -= 1;
+        // Only a pending hold waits for the last writer; a notify costs a system call even
+        // when nobody waits, and shares come and go with every write.
+        if state.writers == 0 && state.hold == HoldState::Pending {
+            self.changed.notify_all();
+        }
+    }
+}
+
+/// A share handed from one thread to another ([`WriteGate::hand_over`]); `Send`. Dropping it
+/// leaves.
+pub struct HandedShare {
+    gate: &'static WriteGate,
+}
+
+impl HandedShare {
+    /// Write on this thread under the handed share: the returned share lets the thread in
+    /// without waiting for a pending hold (which waits for this work). Keep the handed share
+    /// alive until the returned one drops.
+    pub fn adopt(&self) -> WriteShare {
+        let depth = DEPTH.get();
+        DEPTH.set(depth + 1);
+        WriteShare {
+            gate: self.gate,
+            adopted: depth == 0,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for HandedShare {
+    fn drop(&mut self) {
+        self.gate.leave();
     }
 }
 

@@ -30,8 +30,8 @@ mod tests;
 pub use compact::{CompactSnapshot, CopySink};
 pub use db::{Db, Entries, TreeStat, Txn};
 pub use gate::{
-    AppendLogRegistration, HoldError, LogCut, SnapshotPoint, WriteGate, WriteHold, WriteShare,
-    register_append_log, write_gate,
+    AppendLogRegistration, HandedShare, HoldError, LogCut, SnapshotPoint, WriteGate, WriteHold,
+    WriteShare, register_append_log, write_gate,
 };
 pub use rebuild::RebuildSnapshot;
 pub use seqn::{Appended, Seqn, SeqnIter};

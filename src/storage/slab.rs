@@ -402,6 +402,20 @@ impl Slab {
         }
     }
 
+    /// Hold LMDB's write lock, outside the write gate, until `until` returns: a stalled
+    /// writer for tests of the writers that wait behind it.
+    #[cfg(test)]
+    pub(crate) fn stall_writes(&self, until: impl FnOnce()) -> Result<()> {
+        let txn = self
+            .inner
+            .env
+            .write_txn()
+            .map_err(|e| self.lmdb(None, "begin a write", e))?;
+        until();
+        txn.abort();
+        Ok(())
+    }
+
     /// Begin a write transaction; also returns the map size it started with.
     fn begin_write(&self) -> Result<(WriteTxn<'_>, usize)> {
         if self.readonly {

@@ -1,5 +1,7 @@
 //! Applying nodeedits inside one LMDB write transaction: the sodes, every index, node data,
-//! edges and form counts, keeping only the edits that changed something.
+//! edges and form counts, keeping only the edits that changed something; or, planning
+//! ([`Apply::plan`]), working out which edits change something and the storage nodes they
+//! leave without writing anything.
 
 use super::keys::{index_keys, is_array, write_index_key};
 use super::sode::Sode;
@@ -7,7 +9,7 @@ use super::{Abrv, AbrvName, Dbs};
 use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, stortype as st};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::{self, Value};
-use crate::storage::{WriteTxn, int64en, int64un};
+use crate::storage::{ReadTxn, Txn, WriteTxn, int64en, int64un};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -117,10 +119,22 @@ struct Slot {
     dirty: bool,
 }
 
+/// The storage node of a buid as records logged but not yet applied to LMDB leave it:
+/// `None` when no such record touched it, `Some(None)` when they removed it.
+pub(super) type Unapplied<'a> = &'a dyn Fn(&Buid) -> Option<Option<Sode>>;
+
+/// What a planning [`Apply`] reads: the unapplied records first, then a read snapshot.
+struct PlanSource<'a> {
+    rtxn: &'a ReadTxn,
+    unapplied: Unapplied<'a>,
+}
+
 /// One write transaction's worth of edits.
 pub(super) struct Apply<'a, 'w> {
     dbs: &'a Dbs,
-    wtxn: &'a mut WriteTxn<'w>,
+    /// `None` while planning.
+    wtxn: Option<&'a mut WriteTxn<'w>>,
+    plan: Option<PlanSource<'a>>,
     /// The layer's cache of abbreviations committed to LMDB.
     shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
     /// Abbreviations this transaction read from LMDB or created (not in the shared cache).
@@ -144,9 +158,20 @@ impl<'a, 'w> Apply<'a, 'w> {
         shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
         defer_indexes: bool,
     ) -> Self {
+        Apply::with(dbs, Some(wtxn), None, shared_abrvs, defer_indexes)
+    }
+
+    fn with(
+        dbs: &'a Dbs,
+        wtxn: Option<&'a mut WriteTxn<'w>>,
+        plan: Option<PlanSource<'a>>,
+        shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
+        defer_indexes: bool,
+    ) -> Self {
         Apply {
             dbs,
             wtxn,
+            plan,
             shared_abrvs,
             unshared_abrvs: HashMap::new(),
             name_buf: Vec::new(),
@@ -156,6 +181,52 @@ impl<'a, 'w> Apply<'a, 'w> {
             op_bytes: Vec::new(),
             counts: HashMap::new(),
             defer_indexes,
+        }
+    }
+
+    /// An `Apply` that only plans: [`Apply::nodeedits`] works out the edits that change
+    /// something against the storage nodes `unapplied` gives, else those of `rtxn`, and
+    /// [`Apply::planned`] tells the storage nodes they leave. It writes nothing, so it takes
+    /// no node data or edge edits and no node deletions (those read and write other
+    /// databases: see [`plannable`]).
+    pub(super) fn plan(
+        dbs: &'a Dbs,
+        rtxn: &'a ReadTxn,
+        unapplied: Unapplied<'a>,
+        shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
+    ) -> Self {
+        let plan = PlanSource { rtxn, unapplied };
+        // No index changes are queued: planning sets `defer_indexes`.
+        Apply::with(dbs, None, Some(plan), shared_abrvs, true)
+    }
+
+    /// The storage nodes a planning `Apply`'s edits leave, by buid (`None`: removed).
+    pub(super) fn planned(&mut self) -> SynResult<Vec<(Buid, Option<Sode>)>> {
+        let slots = std::mem::take(&mut self.slots);
+        let mut out = Vec::with_capacity(slots.len());
+        for (buid, slot) in slots {
+            if !slot.dirty {
+                continue;
+            }
+            let sode = match slot.sode {
+                Some(sode) if !sode.is_bare() || self.has_data_or_edges(&buid)? => Some(sode),
+                _ => None,
+            };
+            out.push((buid, sode));
+        }
+        // In buid order, as `finish` gives them.
+        out.sort_unstable_by_key(|(buid, _)| *buid);
+        Ok(out)
+    }
+
+    /// The write transaction; an error while planning (nothing may be written then).
+    fn w(&mut self) -> SynResult<&mut WriteTxn<'w>> {
+        match self.wtxn.as_deref_mut() {
+            Some(wtxn) => Ok(wtxn),
+            None => Err(SynErr::new(
+                "StorageError",
+                "a planned write cannot change node data, edges or delete nodes",
+            )),
         }
     }
 
@@ -177,8 +248,8 @@ impl<'a, 'w> Apply<'a, 'w> {
     }
 
     /// The transaction, for writes outside the edits (log positions, the applied offset).
-    pub(super) fn wtxn(&mut self) -> &mut WriteTxn<'w> {
-        self.wtxn
+    pub(super) fn wtxn(&mut self) -> SynResult<&mut WriteTxn<'w>> {
+        self.w()
     }
 
     /// Apply nodeedits; returns those that changed something, one per buid in order of first
@@ -251,50 +322,50 @@ impl<'a, 'w> Apply<'a, 'w> {
     /// Returns the edited sodes as written, by buid (`None`: the buid's sode was removed).
     pub(super) fn finish(&mut self) -> SynResult<Vec<(Buid, Option<Sode>)>> {
         let (mut ops, bytes) = self.take_index_ops();
+        let slots = std::mem::take(&mut self.slots);
+        let counts = std::mem::take(&mut self.counts);
+        let dbs = self.dbs;
+        let wtxn = self.w()?;
         // Stable: changes to one entry keep their order.
         ops.sort_by(|a, b| op_order(&bytes, a, b));
         for op in &ops {
-            let db = op.index.db(self.dbs);
+            let db = op.index.db(dbs);
             let key = &bytes[op.key.clone()];
             if op.put {
-                db.put(self.wtxn, key, &op.buid)?;
+                db.put(wtxn, key, &op.buid)?;
             } else {
-                db.delete_dup(self.wtxn, key, &op.buid)?;
+                db.delete_dup(wtxn, key, &op.buid)?;
             }
         }
-        let mut slots: Vec<(Buid, Slot)> = std::mem::take(&mut self.slots)
-            .into_iter()
-            .filter(|(_, slot)| slot.dirty)
-            .collect();
+        let mut slots: Vec<(Buid, Slot)> = slots.into_iter().filter(|(_, s)| s.dirty).collect();
         slots.sort_unstable_by_key(|(buid, _)| *buid);
-        let mut last: Option<Vec<u8>> = self.dbs.bybuid.last(self.wtxn)?.map(|(k, _)| k.to_vec());
+        let mut last: Option<Vec<u8>> = dbs.bybuid.last(wtxn)?.map(|(k, _)| k.to_vec());
         let mut written = Vec::with_capacity(slots.len());
         for (buid, slot) in slots {
             match slot.sode {
-                Some(sode) if !sode.is_bare() || self.has_data_or_edges(&buid)? => {
+                Some(sode) if !sode.is_bare() || data_or_edges(dbs, wtxn, &buid)? => {
                     if last.as_deref().is_none_or(|l| buid.as_slice() > l) {
-                        self.dbs.bybuid.append(self.wtxn, &buid, &sode.encode())?;
+                        dbs.bybuid.append(wtxn, &buid, &sode.encode())?;
                         last = Some(buid.to_vec());
                     } else {
-                        self.dbs.bybuid.put(self.wtxn, &buid, &sode.encode())?;
+                        dbs.bybuid.put(wtxn, &buid, &sode.encode())?;
                     }
                     written.push((buid, Some(sode)));
                 }
                 _ => {
-                    self.dbs.bybuid.delete(self.wtxn, &buid)?;
+                    dbs.bybuid.delete(wtxn, &buid)?;
                     written.push((buid, None));
                 }
             }
         }
-        let counts = std::mem::take(&mut self.counts);
         for (form, delta) in counts {
             if delta == 0 {
                 continue;
             }
             let key = form.as_bytes();
-            let old = self.dbs.counts.get(self.wtxn, key)?.map_or(0, int64un);
+            let old = dbs.counts.get(wtxn, key)?.map_or(0, int64un);
             let new = old.saturating_add_signed(delta);
-            self.dbs.counts.put(self.wtxn, key, &int64en(new))?;
+            dbs.counts.put(wtxn, key, &int64en(new))?;
         }
         Ok(written)
     }
@@ -303,7 +374,15 @@ impl<'a, 'w> Apply<'a, 'w> {
         if let Some(slot) = self.slots.remove(buid) {
             return Ok(slot);
         }
-        let sode = match self.dbs.bybuid.get(self.wtxn, buid)? {
+        let bytes = match (&self.wtxn, &self.plan) {
+            (Some(wtxn), _) => self.dbs.bybuid.get(&**wtxn, buid)?,
+            (None, Some(plan)) => match (plan.unapplied)(buid) {
+                Some(sode) => return Ok(Slot { sode, dirty: false }),
+                None => self.dbs.bybuid.get(plan.rtxn, buid)?,
+            },
+            (None, None) => None,
+        };
+        let sode = match bytes {
             Some(bytes) => Some(Sode::decode(bytes)?),
             None => None,
         };
@@ -311,12 +390,19 @@ impl<'a, 'w> Apply<'a, 'w> {
     }
 
     fn has_data_or_edges(&self, buid: &Buid) -> SynResult<bool> {
-        Ok(self.dbs.nodedata.prefix(self.wtxn, buid)?.next().is_some()
-            || self.dbs.edgesn1.prefix(self.wtxn, buid)?.next().is_some())
+        match (&self.wtxn, &self.plan) {
+            (Some(wtxn), _) => data_or_edges(self.dbs, &**wtxn, buid),
+            (None, Some(plan)) => data_or_edges(self.dbs, plan.rtxn, buid),
+            (None, None) => Ok(false),
+        }
     }
 
-    /// The abbreviation of a name, created if new.
+    /// The abbreviation of a name, created if new. Planning keeps no index keys, so there it
+    /// is never looked up.
     pub(super) fn abrv(&mut self, name: AbrvName<'_>) -> SynResult<Abrv> {
+        if self.wtxn.is_none() {
+            return Ok([0; 8]);
+        }
         name.write_key(&mut self.name_buf);
         let key = self.name_buf.as_slice();
         if let Some(abrv) = self.unshared_abrvs.get(key) {
@@ -332,22 +418,25 @@ impl<'a, 'w> Apply<'a, 'w> {
             return Ok(abrv);
         }
         let key = key.to_vec();
-        let abrv = match self.dbs.abrv.get(self.wtxn, &key)? {
+        let dbs = self.dbs;
+        let next_abrv = self.next_abrv;
+        let wtxn = self.w()?;
+        let abrv = match dbs.abrv.get(wtxn, &key)? {
             Some(bytes) => bytes
                 .try_into()
                 .map_err(|_| SynErr::new("StorageError", "bad stored abbreviation".to_string()))?,
             None => {
-                let next = match self.next_abrv {
+                let next = match next_abrv {
                     Some(next) => next,
-                    None => match self.dbs.abrvrev.last(self.wtxn)? {
+                    None => match dbs.abrvrev.last(wtxn)? {
                         Some((last, _)) => int64un(last) + 1,
                         None => 0,
                     },
                 };
-                self.next_abrv = Some(next + 1);
                 let abrv = int64en(next);
-                self.dbs.abrv.put(self.wtxn, &key, &abrv)?;
-                self.dbs.abrvrev.put(self.wtxn, &abrv, &key)?;
+                dbs.abrv.put(wtxn, &key, &abrv)?;
+                dbs.abrvrev.put(wtxn, &abrv, &key)?;
+                self.next_abrv = Some(next + 1);
                 abrv
             }
         };
@@ -543,12 +632,14 @@ impl<'a, 'w> Apply<'a, 'w> {
             Edit::NodeDataSet { name, valu, .. } => {
                 let key = self.data_key(buid, name)?;
                 let bytes = valu.to_bytes();
-                let oldv = match self.dbs.nodedata.get(self.wtxn, &key)? {
+                let dbs = self.dbs;
+                let wtxn = self.w()?;
+                let oldv = match dbs.nodedata.get(wtxn, &key)? {
                     Some(old) if old == bytes.as_slice() => return Ok(false),
                     Some(old) => decode_stored(old)?,
                     None => Value::Nil,
                 };
-                self.dbs.nodedata.put(self.wtxn, &key, &bytes)?;
+                dbs.nodedata.put(wtxn, &key, &bytes)?;
                 sode.get_or_insert_with(new_sode);
                 out.push(Edit::NodeDataSet {
                     name: name.clone(),
@@ -559,11 +650,13 @@ impl<'a, 'w> Apply<'a, 'w> {
             }
             Edit::NodeDataDel { name, .. } => {
                 let key = self.data_key(buid, name)?;
-                let Some(old) = self.dbs.nodedata.get(self.wtxn, &key)? else {
+                let dbs = self.dbs;
+                let wtxn = self.w()?;
+                let Some(old) = dbs.nodedata.get(wtxn, &key)? else {
                     return Ok(false);
                 };
                 let oldv = decode_stored(old)?;
-                self.dbs.nodedata.delete(self.wtxn, &key)?;
+                dbs.nodedata.delete(wtxn, &key)?;
                 out.push(Edit::NodeDataDel {
                     name: name.clone(),
                     oldv,
@@ -572,28 +665,24 @@ impl<'a, 'w> Apply<'a, 'w> {
             }
             Edit::EdgeAdd { verb, n2 } => {
                 let n1key = edge_key(buid, verb, n2);
-                if self.dbs.edgesn1.get(self.wtxn, &n1key)?.is_some() {
+                let dbs = self.dbs;
+                let wtxn = self.w()?;
+                if dbs.edgesn1.get(wtxn, &n1key)?.is_some() {
                     return Ok(false);
                 }
-                self.dbs.edgesn1.put(self.wtxn, &n1key, &[])?;
-                self.dbs
-                    .edgesn2
-                    .put(self.wtxn, &edge_key(n2, verb, buid), &[])?;
+                dbs.edgesn1.put(wtxn, &n1key, &[])?;
+                dbs.edgesn2.put(wtxn, &edge_key(n2, verb, buid), &[])?;
                 sode.get_or_insert_with(new_sode);
                 out.push(edit.clone());
                 Ok(true)
             }
             Edit::EdgeDel { verb, n2 } => {
-                if !self
-                    .dbs
-                    .edgesn1
-                    .delete(self.wtxn, &edge_key(buid, verb, n2))?
-                {
+                let dbs = self.dbs;
+                let wtxn = self.w()?;
+                if !dbs.edgesn1.delete(wtxn, &edge_key(buid, verb, n2))? {
                     return Ok(false);
                 }
-                self.dbs
-                    .edgesn2
-                    .delete(self.wtxn, &edge_key(n2, verb, buid))?;
+                dbs.edgesn2.delete(wtxn, &edge_key(n2, verb, buid))?;
                 out.push(edit.clone());
                 Ok(true)
             }
@@ -757,19 +846,21 @@ impl<'a, 'w> Apply<'a, 'w> {
 
     /// A deleted node loses its node data and the edges it starts (as in Synapse).
     fn wipe_data_and_edges(&mut self, buid: &Buid) -> SynResult<()> {
-        let data_keys = collect_keys(self.dbs.nodedata.prefix(self.wtxn, buid)?)?;
+        let dbs = self.dbs;
+        let wtxn = self.w()?;
+        let data_keys = collect_keys(dbs.nodedata.prefix(wtxn, buid)?)?;
         for key in data_keys {
-            self.dbs.nodedata.delete(self.wtxn, &key)?;
+            dbs.nodedata.delete(wtxn, &key)?;
         }
-        let edge_keys = collect_keys(self.dbs.edgesn1.prefix(self.wtxn, buid)?)?;
+        let edge_keys = collect_keys(dbs.edgesn1.prefix(wtxn, buid)?)?;
         for key in edge_keys {
-            self.dbs.edgesn1.delete(self.wtxn, &key)?;
+            dbs.edgesn1.delete(wtxn, &key)?;
             // key = n1 (32) + verb + 0 + n2 (32); its mirror is n2 + verb + 0 + n1.
             let (verb, n2) = key[32..].split_at(key.len() - 64);
             let mut mirror = n2.to_vec();
             mirror.extend_from_slice(verb);
             mirror.extend_from_slice(buid);
-            self.dbs.edgesn2.delete(self.wtxn, &mirror)?;
+            dbs.edgesn2.delete(wtxn, &mirror)?;
         }
         Ok(())
     }
@@ -812,6 +903,26 @@ pub(super) struct IndexOp {
 /// cursor on neighbouring pages (and lets a bulk build append).
 pub(super) fn op_order(bytes: &[u8], a: &IndexOp, b: &IndexOp) -> Ordering {
     (a.index, &bytes[a.key.clone()], &a.buid).cmp(&(b.index, &bytes[b.key.clone()], &b.buid))
+}
+
+/// Whether `buid` has node data or edges starting from it in `txn`.
+fn data_or_edges(dbs: &Dbs, txn: &impl Txn, buid: &Buid) -> SynResult<bool> {
+    Ok(dbs.nodedata.prefix(txn, buid)?.next().is_some()
+        || dbs.edgesn1.prefix(txn, buid)?.next().is_some())
+}
+
+/// Whether a planning [`Apply`] can take these edits: storage node changes only.
+pub(super) fn plannable(nodeedits: &[NodeEdit]) -> bool {
+    nodeedits.iter().flat_map(|ne| &ne.edits).all(|edit| {
+        !matches!(
+            edit,
+            Edit::NodeDel { .. }
+                | Edit::NodeDataSet { .. }
+                | Edit::NodeDataDel { .. }
+                | Edit::EdgeAdd { .. }
+                | Edit::EdgeDel { .. }
+        )
+    })
 }
 
 fn collect_keys(entries: crate::storage::Entries<'_>) -> SynResult<Vec<Vec<u8>>> {

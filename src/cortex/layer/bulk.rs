@@ -78,7 +78,7 @@ pub(super) fn build(layer: &Layer, writer: &mut Writer) -> SynResult<()> {
             }
             Ok(())
         })?;
-        writer.commits += 1;
+        inner.pipeline.count_commit();
         first = false;
         if let Some(op) = ops.last() {
             prev = Some((op.index, bytes[op.key.clone()].to_vec()));
@@ -180,7 +180,7 @@ fn fill_runs(
         })?;
         if created {
             // Only a name whose abbreviation was lost gets one here: a write.
-            writer.commits += 1;
+            inner.pipeline.count_commit();
         }
         if !abrvs.is_empty() {
             let learned = super::Learned {

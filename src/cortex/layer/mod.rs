@@ -38,6 +38,19 @@
 //! all waiting calls in one transaction and one `fdatasync`, each call still getting its own
 //! record and offset (group commit).
 //!
+//! Calls whose edits change storage nodes only (node adds, props, tags, tag props: the bulk
+//! of ingest) take a faster path that leaves LMDB to a second thread. The caller works out
+//! which edits change something against the storage nodes as the queued writes leave them
+//! (else as LMDB holds them), appends the record to the log (step 3) and queues it; the
+//! layer's applier thread (`syn-layer-apply`, see `pipeline.rs`) applies every queued record
+//! in one write transaction, as a replay would, with the applied offset. Until then storage
+//! nodes by buid are read from the queue ([`Layer::node_reader`], [`Layer::sode`]), and
+//! [`Layer::reader`] (lifts, edges, node data, counts) first waits for the writes queued
+//! before it. Every other write (node deletions, node data, edges, a leader's records, bulk
+//! loads) waits for the queue, then runs as above. Durability is the same: the record is in
+//! the log before the call returns; if the applier fails, the layer refuses writes until it
+//! is opened again, which applies the logged records.
+//!
 //! [`Layer::store_deferred`] is `store` without the `fdatasync` of step 3, for many small
 //! writes acknowledged together (a storm query's edits): the caller acknowledges after one
 //! [`Layer::make_durable`]. Until then its records survive the death of the process but not of
@@ -96,6 +109,7 @@ mod apply;
 mod bulk;
 mod keys;
 pub mod log;
+mod pipeline;
 mod reader;
 mod sode;
 mod splice;
@@ -116,6 +130,7 @@ use crate::storage::{Db, Slab, SlabOptions, WriteTxn, int64en, int64un};
 use apply::Apply;
 use log::{EditIter as LogIter, Frame, LogWriter, SEGMENT_START, SegmentReader};
 use nix::fcntl::{Flock, FlockArg};
+use pipeline::{Pipeline, Planned};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -279,8 +294,7 @@ struct Dbs {
     logpos: Db,
 }
 
-/// The most storage nodes [`Writer::recent`] keeps: an edit block writes one or two, while a
-/// bulk batch (a migration's 4,096 nodes) is not written again next and is not worth a copy.
+/// The most storage nodes a commit keeps for the next to start from ([`kept_recent`]).
 const RECENT_KEPT: usize = 64;
 
 /// Most named databases the layer's environment holds: the 13 of [`Dbs`] and room for a few
@@ -390,14 +404,8 @@ struct Writer {
     last_indexed: Option<LogPos>,
     /// Whether LMDB has commits not yet flushed (and the dirty marker exists).
     lmdb_dirty: bool,
-    /// LMDB commits so far, so a flush can tell whether a commit raced it.
-    commits: u64,
     /// Set when the log could not be cut back after a failed commit.
     broken: Option<String>,
-    /// The storage nodes the last committed batch wrote, as LMDB holds them: the next batch
-    /// starts from them instead of reading and decoding them again (every change to the
-    /// storage nodes goes through the writer).
-    recent: Vec<(Buid, Option<Sode>)>,
 }
 
 /// What a committed transaction created that the in-memory caches must learn.
@@ -417,7 +425,7 @@ struct Batch {
     /// The next log offset.
     next: u64,
     learned: Learned,
-    /// The storage nodes the batch wrote, for [`Writer::recent`] once committed.
+    /// The storage nodes the batch wrote, for the next commit to start from.
     recent: Vec<(Buid, Option<Sode>)>,
 }
 
@@ -456,10 +464,14 @@ struct Inner {
     dir: PathBuf,
     log_dir: PathBuf,
     slab: Slab,
-    dbs: Dbs,
-    abrvs: RwLock<HashMap<Vec<u8>, Abrv>>,
+    /// Shared with the applier thread, which must never hold the layer itself.
+    dbs: Arc<Dbs>,
+    abrvs: Arc<RwLock<HashMap<Vec<u8>, Abrv>>>,
     /// Shared with the flush thread, which must never hold the layer itself.
     writer: Arc<Mutex<Writer>>,
+    /// Planned writes on their way to LMDB (see [`pipeline`]).
+    pipeline: Arc<Pipeline>,
+    applier: Mutex<Option<JoinHandle<()>>>,
     queue: Mutex<Vec<Arc<Request>>>,
     positions: RwLock<BTreeMap<u64, LogPos>>,
     offsets: watch::Sender<u64>,
@@ -588,17 +600,17 @@ impl Layer {
             dir: dir.to_path_buf(),
             log_dir,
             slab,
-            dbs,
-            abrvs: RwLock::default(),
+            dbs: Arc::new(dbs),
+            abrvs: Arc::default(),
             writer: Arc::new(Mutex::new(Writer {
                 log,
                 next_offset: log_next,
                 last_indexed,
                 lmdb_dirty: dirty.exists(),
-                commits: 0,
                 broken: None,
-                recent: Vec::new(),
             })),
+            pipeline: Arc::default(),
+            applier: Mutex::default(),
             queue: Mutex::default(),
             positions: RwLock::new(positions),
             offsets: watch::Sender::new(applied),
@@ -618,6 +630,7 @@ impl Layer {
             layer.build_indexes()?;
         }
         layer.start_flusher(opts.sync_interval)?;
+        layer.start_applier()?;
         Ok(layer)
     }
 
@@ -629,11 +642,12 @@ impl Layer {
         if inner.defer_indexes.load(Ordering::Acquire) {
             return Ok(());
         }
+        inner.pipeline.wait_applied()?;
         self.mark_dirty(&mut writer)?;
         write_txn(&inner.slab, |wtxn| {
             Ok(inner.dbs.meta.put(wtxn, bulk::DEFERRED_KEY, &[])?)
         })?;
-        writer.commits += 1;
+        inner.pipeline.count_commit();
         inner.defer_indexes.store(true, Ordering::Release);
         Ok(())
     }
@@ -648,6 +662,7 @@ impl Layer {
         if !inner.defer_indexes.load(Ordering::Acquire) {
             return Ok(());
         }
+        inner.pipeline.wait_applied()?;
         bulk::build(self, &mut writer)?;
         inner.defer_indexes.store(false, Ordering::Release);
         Ok(())
@@ -749,6 +764,8 @@ impl Layer {
             .and_then(Value::as_i64)
             .unwrap_or_else(now_ms);
         let inner = &self.inner;
+        // Before the writer lock and the write gate: the applier may need the gate for room.
+        inner.pipeline.wait_room();
         if let Ok(mut writer) = inner.writer.try_lock() {
             let queued = std::mem::take(&mut *lock(&inner.queue));
             let mut batch = vec![(edits, meta, Origin::Local(tick), sync)];
@@ -804,16 +821,13 @@ impl Layer {
         writer: &mut Writer,
         batch: &[StoreCall<'_>],
     ) -> SynResult<Vec<Stored>> {
-        if let Some(why) = &writer.broken {
+        let inner = &self.inner;
+        if let Some(why) = writer.broken.clone().or_else(|| inner.pipeline.failed()) {
             return Err(SynErr::new(
                 "StorageError",
-                format!(
-                    "layer {} refuses writes until reopened: {why}",
-                    self.inner.iden
-                ),
+                format!("layer {} refuses writes until reopened: {why}", inner.iden),
             ));
         }
-        let inner = &self.inner;
         // One share of the write gate over the whole batch (the slab's write re-enters it):
         // a backup's snapshot point never falls between the LMDB commit and the log's end
         // moving, nor inside a roll to a new segment.
@@ -822,6 +836,15 @@ impl Layer {
             .log
             .roll_if_full(writer.next_offset, inner.segment_size)?;
         self.mark_dirty(writer)?;
+        let plannable = !inner.defer_indexes.load(Ordering::Acquire)
+            && batch.iter().all(|(edits, _, origin, _)| {
+                matches!(origin, Origin::Local(_)) && apply::plannable(edits)
+            });
+        if plannable {
+            return self.plan_batch(writer, batch);
+        }
+        // Everything planned before must be in LMDB before this transaction reads it.
+        inner.pipeline.wait_applied()?;
         let first = writer.next_offset;
         let written = write_txn(&inner.slab, |wtxn| self.apply_batch(wtxn, writer, batch));
         let batch = match written {
@@ -835,13 +858,83 @@ impl Layer {
         };
         writer.log.advance(batch.logged);
         writer.next_offset = batch.next;
-        writer.commits += 1;
-        writer.recent = batch.recent;
+        inner.pipeline.committed(batch.recent);
         self.learn(batch.learned, writer);
         if batch.next > first {
             inner.offsets.send_replace(batch.next);
         }
         Ok(batch.stored)
+    }
+
+    /// Work out a batch of calls that change storage nodes only, log their records and queue
+    /// them for the applier thread: the caller does not wait for LMDB. What they changed is
+    /// worked out against the storage nodes as the queued writes leave them, else as LMDB
+    /// holds them.
+    fn plan_batch(&self, writer: &mut Writer, batch: &[StoreCall<'_>]) -> SynResult<Vec<Stored>> {
+        let inner = &self.inner;
+        let first = writer.next_offset;
+        let unapplied = inner.pipeline.unapplied();
+        // Opened after taking the queue: what left it since is in this snapshot.
+        let rtxn = inner.slab.read_txn()?;
+        let lookup = |buid: &Buid| pipeline::lookup(&unapplied, 0, buid);
+        let mut apply = Apply::plan(&inner.dbs, &rtxn, &lookup, &inner.abrvs);
+        let mut stored = Vec::with_capacity(batch.len());
+        let mut framed = Framed::new(writer.log.end());
+        let mut records = Vec::new();
+        let mut offs = first;
+        let sync = batch.iter().any(|call| call.3);
+        for (edits, meta, origin, _) in batch {
+            let Origin::Local(tick) = *origin else {
+                return Err(SynErr::new(
+                    "StorageError",
+                    "a leader's record cannot be planned",
+                ));
+            };
+            let applied = apply.nodeedits(edits, tick, false)?;
+            if applied.is_empty() {
+                stored.push(Stored::nothing(first));
+                continue;
+            }
+            records.push(applied.clone());
+            stored.push(framed.record(offs, applied, meta)?);
+            offs += 1;
+        }
+        let written = apply.planned()?;
+        drop(apply);
+        drop(rtxn);
+        if offs == first {
+            hand_out(&mut stored, written, offs);
+            return Ok(stored);
+        }
+        let Framed {
+            frames, positions, ..
+        } = framed;
+        let indexed = choose_indexed(writer.last_indexed, writer.log.segment(), &positions);
+        if let Err(err) = writer.log.write(&frames, sync) {
+            if let Err(cut) = writer.log.rollback() {
+                writer.broken = Some(cut.mesg().to_owned());
+            }
+            return Err(err);
+        }
+        writer.log.advance(frames.len() as u64);
+        writer.next_offset = offs;
+        self.learn(
+            Learned {
+                indexed: indexed.clone(),
+                abrvs: HashMap::new(),
+            },
+            writer,
+        );
+        hand_out(&mut stored, written.clone(), offs);
+        inner.pipeline.push(Planned {
+            records,
+            indexed,
+            next: offs,
+            sodes: written,
+            share: crate::storage::write_gate().hand_over(),
+        });
+        inner.offsets.send_replace(offs);
+        Ok(stored)
     }
 
     /// The body of a batch's write transaction: apply every call, log the records that
@@ -857,10 +950,9 @@ impl Layer {
         let defer = inner.defer_indexes.load(Ordering::Acquire);
         let mut apply = Apply::new(&inner.dbs, wtxn, &inner.abrvs, defer);
         // Taken, not copied: a committed batch sets it anew, a failed one leaves it empty.
-        apply.start_from(std::mem::take(&mut writer.recent));
+        apply.start_from(inner.pipeline.take_recent());
         let mut stored = Vec::with_capacity(batch.len());
-        let mut frames = Vec::new();
-        let mut records = Vec::new();
+        let mut framed = Framed::new(writer.log.end());
         let mut offs = first;
         let sync = batch.iter().any(|call| call.3);
         for (edits, meta, origin, _) in batch {
@@ -877,35 +969,27 @@ impl Layer {
                 stored.push(Stored::nothing(first));
                 continue;
             }
-            records.push((offs, writer.log.end() + frames.len() as u64));
-            log::frame_record(offs, &applied, meta, &mut frames)?;
-            stored.push(Stored {
-                offset: Some(offs),
-                applied,
-                sodes: Vec::new(),
-                version: 0,
-            });
+            stored.push(framed.record(offs, applied, meta)?);
             offs += 1;
         }
         let written = apply.finish()?;
-        let recent = if written.len() <= RECENT_KEPT {
-            written.clone()
-        } else {
-            Vec::new()
-        };
+        let recent = kept_recent(&written);
         hand_out(&mut stored, written, offs);
-        let indexed = choose_indexed(writer.last_indexed, writer.log.segment(), &records);
+        let Framed {
+            frames, positions, ..
+        } = framed;
+        let indexed = choose_indexed(writer.last_indexed, writer.log.segment(), &positions);
         for (o, pos) in &indexed {
             inner
                 .dbs
                 .logpos
-                .put(apply.wtxn(), &int64en(*o), &pos.encode())?;
+                .put(apply.wtxn()?, &int64en(*o), &pos.encode())?;
         }
         if offs > first {
             inner
                 .dbs
                 .meta
-                .put(apply.wtxn(), APPLIED_KEY, &int64en(offs))?;
+                .put(apply.wtxn()?, APPLIED_KEY, &int64en(offs))?;
             writer.log.write(&frames, sync)?;
         }
         let (abrvs, _) = apply.take_abrvs();
@@ -994,7 +1078,7 @@ impl Layer {
             let learned = write_txn(&inner.slab, |wtxn| {
                 self.replay_chunk(wtxn, &chunk, last_indexed, next)
             })?;
-            writer.commits += 1;
+            inner.pipeline.count_commit();
             self.learn(learned, &mut writer);
             offs = next;
         }
@@ -1009,13 +1093,6 @@ impl Layer {
         last_indexed: Option<LogPos>,
         next: u64,
     ) -> SynResult<Learned> {
-        let dbs = &self.inner.dbs;
-        let defer = self.inner.defer_indexes.load(Ordering::Acquire);
-        let mut apply = Apply::new(dbs, wtxn, &self.inner.abrvs, defer);
-        for (_, entry) in chunk {
-            apply.nodeedits(&entry.edits, 0, true)?;
-        }
-        apply.finish()?;
         let mut indexed = Vec::new();
         let mut last = last_indexed;
         for (pos, entry) in chunk {
@@ -1025,16 +1102,56 @@ impl Layer {
             }
             indexed.extend(chosen);
         }
-        for (o, pos) in &indexed {
-            dbs.logpos.put(apply.wtxn(), &int64en(*o), &pos.encode())?;
-        }
-        dbs.meta.put(apply.wtxn(), APPLIED_KEY, &int64en(next))?;
-        let (abrvs, _) = apply.take_abrvs();
+        let inner = &self.inner;
+        let records = chunk.iter().map(|(_, entry)| &entry.edits[..]);
+        let (_, abrvs) = apply_logged(
+            &inner.dbs,
+            &inner.abrvs,
+            inner.defer_indexes.load(Ordering::Acquire),
+            wtxn,
+            Vec::new(),
+            records,
+            &indexed,
+            next,
+        )?;
         Ok(Learned { indexed, abrvs })
+    }
+
+    /// Start the thread that applies planned writes to LMDB.
+    fn start_applier(&self) -> SynResult<()> {
+        let inner = &self.inner;
+        let (slab, dbs, abrvs) = (inner.slab.clone(), inner.dbs.clone(), inner.abrvs.clone());
+        let apply = move |batch: &[Arc<Planned>], recent: Vec<(Buid, Option<Sode>)>| {
+            let Some(next) = batch.last().map(|job| job.next) else {
+                return Ok(recent);
+            };
+            let mut recent = Some(recent);
+            let indexed: Vec<(u64, LogPos)> =
+                batch.iter().flat_map(|job| job.indexed.clone()).collect();
+            let (written, learned) = write_txn(&slab, |wtxn| {
+                let records = batch
+                    .iter()
+                    .flat_map(|job| job.records.iter().map(|edits| &edits[..]));
+                let start = recent.take().unwrap_or_default();
+                apply_logged(&dbs, &abrvs, false, wtxn, start, records, &indexed, next)
+            })?;
+            if !learned.is_empty() {
+                abrvs
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .extend(learned);
+            }
+            Ok(kept_recent(&written))
+        };
+        let handle = pipeline::spawn_applier(inner.pipeline.clone(), "syn-layer-apply", apply)
+            .map_err(|e| io_err(&inner.dir, "start the applier thread", e))?;
+        *lock(&inner.applier) = Some(handle);
+        Ok(())
     }
 
     fn start_flusher(&self, every: Duration) -> SynResult<()> {
         let (slab, writer) = (self.inner.slab.clone(), self.inner.writer.clone());
+        let pipeline = self.inner.pipeline.clone();
         let (dir, iden) = (self.inner.dir.clone(), self.inner.iden.clone());
         let stop = self.inner.stop.clone();
         let handle = std::thread::Builder::new()
@@ -1050,7 +1167,7 @@ impl Layer {
                         return;
                     }
                     drop(stopped);
-                    if let Err(err) = flush(&slab, &writer, &dir) {
+                    if let Err(err) = flush(&slab, &writer, &pipeline, &dir) {
                         tracing::warn!(%iden, %err, "flushing the layer's LMDB failed");
                     }
                 }
@@ -1159,9 +1276,17 @@ impl Layer {
         rx
     }
 
-    /// Open a read snapshot for lifts and lookups.
+    /// Open a read snapshot for lifts and lookups, once every write so far is in LMDB.
     pub fn reader(&self) -> SynResult<LayerReader> {
-        LayerReader::new(self.clone())
+        self.inner.pipeline.wait_applied()?;
+        LayerReader::new(self.clone(), Vec::new())
+    }
+
+    /// Open a read snapshot for storage nodes by buid ([`LayerReader::sode`]) without waiting
+    /// for LMDB: nodes of writes not yet applied come from memory. Its lifts, edges and node
+    /// data may miss the latest writes: use [`Layer::reader`] for those.
+    pub fn node_reader(&self) -> SynResult<LayerReader> {
+        LayerReader::new(self.clone(), self.inner.pipeline.unapplied())
     }
 
     /// Run one lift in a fresh snapshot and collect its buids, in index order:
@@ -1176,7 +1301,7 @@ impl Layer {
 
     /// The storage node of a buid.
     pub fn sode(&self, buid: &Buid) -> SynResult<Option<Sode>> {
-        self.reader()?.sode(buid)
+        self.node_reader()?.sode(buid)
     }
 
     /// The number of nodes of each form.
@@ -1206,6 +1331,77 @@ fn write_txn<T>(
         }
     })
     .map_err(|err| failure.unwrap_or_else(|| err.into()))
+}
+
+/// Records framed for one write to the log.
+struct Framed {
+    /// Where the log ends before them.
+    end: u64,
+    frames: Vec<u8>,
+    /// Each record's `(offset, position in its segment)`.
+    positions: Vec<(u64, u64)>,
+}
+
+impl Framed {
+    fn new(end: u64) -> Framed {
+        Framed {
+            end,
+            frames: Vec::new(),
+            positions: Vec::new(),
+        }
+    }
+
+    /// Frame the record of one call's applied edits at log offset `offs`; the call's result.
+    fn record(&mut self, offs: u64, applied: Vec<NodeEdit>, meta: &Value) -> SynResult<Stored> {
+        let pos = self.end + self.frames.len() as u64;
+        self.positions.push((offs, pos));
+        log::frame_record(offs, &applied, meta, &mut self.frames)?;
+        Ok(Stored {
+            offset: Some(offs),
+            applied,
+            sodes: Vec::new(),
+            version: 0,
+        })
+    }
+}
+
+/// The storage nodes a commit wrote, kept for the next to start from when they are few: an
+/// edit block writes one or two, a bulk batch thousands that are not written again next.
+fn kept_recent(written: &[(Buid, Option<Sode>)]) -> Vec<(Buid, Option<Sode>)> {
+    if written.len() <= RECENT_KEPT {
+        written.to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
+/// Apply logged records as they are in `wtxn` (a replay, or the applier's batch of planned
+/// writes), starting from the storage nodes `recent` (what LMDB holds for their buids), with
+/// their entries of the sparse position index and the applied offset `next`. The storage
+/// nodes written, and the abbreviations read or made.
+#[allow(clippy::too_many_arguments)]
+fn apply_logged<'e>(
+    dbs: &Dbs,
+    abrvs: &RwLock<HashMap<Vec<u8>, Abrv>>,
+    defer: bool,
+    wtxn: &mut WriteTxn<'_>,
+    recent: Vec<(Buid, Option<Sode>)>,
+    records: impl Iterator<Item = &'e [NodeEdit]>,
+    indexed: &[(u64, LogPos)],
+    next: u64,
+) -> SynResult<(pipeline::Sodes, HashMap<Vec<u8>, Abrv>)> {
+    let mut apply = Apply::new(dbs, wtxn, abrvs, defer);
+    apply.start_from(recent);
+    for edits in records {
+        apply.nodeedits(edits, 0, true)?;
+    }
+    let written = apply.finish()?;
+    for (o, pos) in indexed {
+        dbs.logpos.put(apply.wtxn()?, &int64en(*o), &pos.encode())?;
+    }
+    dbs.meta.put(apply.wtxn()?, APPLIED_KEY, &int64en(next))?;
+    let (learned, _) = apply.take_abrvs();
+    Ok((written, learned))
 }
 
 /// Entries of the sparse position index for new records `(offset, position)` in `segment`:
@@ -1246,18 +1442,19 @@ fn parse_marker_position(marker: &str) -> LogPos {
 }
 
 /// Flush LMDB and the edit log, and clear the dirty marker in `dir` if no commit raced the
-/// flush.
-fn flush(slab: &Slab, writer: &Mutex<Writer>, dir: &Path) -> SynResult<()> {
+/// flush and no planned write is still on its way to LMDB.
+fn flush(slab: &Slab, writer: &Mutex<Writer>, pipeline: &Pipeline, dir: &Path) -> SynResult<()> {
     let commits = {
         let writer = lock(writer);
         if !writer.lmdb_dirty {
             return Ok(());
         }
-        writer.commits
+        pipeline.idle_commits().1
     };
     slab.sync()?;
     let mut writer = lock(writer);
-    if writer.commits == commits && writer.lmdb_dirty {
+    // Under the writer lock nothing new is planned: idle now means LMDB holds every record.
+    if pipeline.idle_commits() == (true, commits) && writer.lmdb_dirty {
         writer.log.sync()?;
         let path = dir.join(DIRTY_FILE);
         match fs::remove_file(&path) {
@@ -1272,8 +1469,10 @@ fn flush(slab: &Slab, writer: &Mutex<Writer>, dir: &Path) -> SynResult<()> {
 }
 
 impl Inner {
+    /// Wait for the applier (unless it failed), then flush.
     fn flush(&self) -> SynResult<()> {
-        flush(&self.slab, &self.writer, &self.dir)
+        self.pipeline.wait_applied()?;
+        flush(&self.slab, &self.writer, &self.pipeline, &self.dir)
     }
 }
 
@@ -1282,6 +1481,11 @@ impl Drop for Inner {
         *lock(&self.stop.stopped) = true;
         self.stop.wake.notify_all();
         if let Some(handle) = lock(&self.flusher).take() {
+            let _ = handle.join();
+        }
+        // The applier applies what is queued, then ends.
+        self.pipeline.stop();
+        if let Some(handle) = lock(&self.applier).take() {
             let _ = handle.join();
         }
         if let Err(err) = self.flush() {

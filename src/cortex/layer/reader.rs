@@ -1,15 +1,16 @@
 //! Read snapshots of a layer: storage nodes, lifts in index order, edges and node data.
 
 use super::keys::{self, KeyFilter, KeyRange, Scan, is_array, prefix_end};
+use super::pipeline::{self, Planned};
 use super::sode::Sode;
-use super::{Abrv, AbrvName, Cmp, Dbs, Layer};
+use super::{APPLIED_KEY, Abrv, AbrvName, Cmp, Dbs, Layer};
 use crate::cortex::edits::{Buid, Ival, ival_from_value, stortype as st};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::{self, Value};
 use crate::storage::{Db, ReadTxn, int64un};
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
 
 /// A consistent read snapshot of a layer; `Send`, so it can live in `spawn_blocking`.
 ///
@@ -17,6 +18,10 @@ use std::sync::PoisonError;
 pub struct LayerReader {
     layer: Layer,
     txn: ReadTxn,
+    /// Planned writes that were not in LMDB when the snapshot was taken (see
+    /// [`Layer::node_reader`]), and the log offset the snapshot has applied up to.
+    unapplied: Vec<Arc<Planned>>,
+    applied: u64,
 }
 
 /// An index entry of a lift: the key below the name's abbreviation (empty for tag lifts,
@@ -64,9 +69,25 @@ fn stored_buid(val: &[u8]) -> SynResult<Buid> {
 }
 
 impl LayerReader {
-    pub(super) fn new(layer: Layer) -> SynResult<LayerReader> {
+    /// A snapshot; `unapplied` (taken before it) are the planned writes its storage nodes
+    /// are read through.
+    pub(super) fn new(layer: Layer, unapplied: Vec<Arc<Planned>>) -> SynResult<LayerReader> {
         let txn = layer.inner.slab.read_txn()?;
-        Ok(LayerReader { layer, txn })
+        let applied = match unapplied.is_empty() {
+            true => 0,
+            false => layer
+                .inner
+                .dbs
+                .meta
+                .get(&txn, APPLIED_KEY)?
+                .map_or(0, int64un),
+        };
+        Ok(LayerReader {
+            layer,
+            txn,
+            unapplied,
+            applied,
+        })
     }
 
     fn dbs(&self) -> &Dbs {
@@ -99,6 +120,9 @@ impl LayerReader {
 
     /// The storage node of a buid.
     pub fn sode(&self, buid: &Buid) -> SynResult<Option<Sode>> {
+        if let Some(sode) = pipeline::lookup(&self.unapplied, self.applied, buid) {
+            return Ok(sode);
+        }
         match self.dbs().bybuid.get(&self.txn, buid)? {
             Some(bytes) => Sode::decode(bytes).map(Some),
             None => Ok(None),

@@ -3,6 +3,7 @@
 mod bulk;
 mod durability;
 mod history;
+mod pipeline;
 mod random;
 mod replicate;
 
@@ -1086,7 +1087,8 @@ fn a_failed_write_leaves_nothing_of_itself_for_the_next_write() {
     let tags: Vec<&str> = sode.tags.iter().map(|(t, _)| t.as_str()).collect();
     assert_eq!(tags, ["t", "v"]);
     assert_eq!(stored.sodes, vec![(b, Some(sode))]);
-    assert_eq!(lock(&layer.inner.writer).recent.len(), 1);
+    layer.inner.pipeline.wait_applied().expect("applied");
+    assert_eq!(layer.inner.pipeline.take_recent().len(), 1);
 
     // A bulk batch is not kept for the next write.
     let many: Vec<NodeEdit> = (10..10 + RECENT_KEPT as u64 + 1)
@@ -1094,5 +1096,6 @@ fn a_failed_write_leaves_nothing_of_itself_for_the_next_write() {
         .collect();
     let stored = layer.store(&many, &meta(40)).expect("store many");
     assert_eq!(stored.sodes.len(), many.len());
-    assert!(lock(&layer.inner.writer).recent.is_empty());
+    layer.inner.pipeline.wait_applied().expect("applied");
+    assert!(layer.inner.pipeline.take_recent().is_empty());
 }

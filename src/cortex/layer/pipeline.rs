@@ -1,0 +1,237 @@
+//! Writes that are logged but not yet in LMDB: the queue between the callers of
+//! [`super::Layer::store`], which work out each write's changes and log it on their own thread,
+//! and the layer's applier thread, which applies the logged records to LMDB in batches (one
+//! write transaction for all that waited).
+//!
+//! Until a record is applied, the storage nodes it left are read from here
+//! ([`lookup`]); index lifts wait for the applier ([`Pipeline::wait_applied`]).
+
+use super::LogPos;
+use super::sode::Sode;
+use crate::cortex::edits::{Buid, NodeEdit};
+use crate::error::{SynErr, SynResult};
+use crate::storage::HandedShare;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// The most planned writes waiting for the applier before a caller waits for it: bounds the
+/// memory of a writer faster than LMDB.
+const MAX_UNAPPLIED: usize = 256;
+
+/// Storage nodes by buid as a write left them (`None`: removed).
+pub(super) type Sodes = Vec<(Buid, Option<Sode>)>;
+
+/// Pauses before the applier tries a failed batch again, and then gives up.
+const RETRY_PAUSES: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+];
+
+/// One planned write: logged records waiting to be applied to LMDB.
+pub(super) struct Planned {
+    /// Each record's applied nodeedits, in log order.
+    pub records: Vec<Vec<NodeEdit>>,
+    /// New entries of the sparse log position index.
+    pub indexed: Vec<(u64, LogPos)>,
+    /// The offset after the last record.
+    pub next: u64,
+    /// The storage nodes the records leave (`None`: removed).
+    pub sodes: Sodes,
+    /// The planner's share of the write gate, left once the records are in LMDB: a backup's
+    /// snapshot point never falls between a record logged and applied.
+    pub share: Option<HandedShare>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Planned writes not yet committed to LMDB, oldest first.
+    jobs: VecDeque<Arc<Planned>>,
+    /// Why the applier stopped applying (the layer refuses writes until reopened).
+    failed: Option<String>,
+    stop: bool,
+    /// The storage nodes the last LMDB commit wrote, as LMDB holds them.
+    recent: Sodes,
+    /// LMDB commits so far, so a flush can tell whether a commit raced it.
+    commits: u64,
+}
+
+/// The queue of planned writes and the applier's progress.
+#[derive(Default)]
+pub(super) struct Pipeline {
+    state: Mutex<State>,
+    /// Wakes the applier.
+    work: Condvar,
+    /// Wakes callers waiting for the applier.
+    done: Condvar,
+}
+
+impl Pipeline {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wait<'a>(&self, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.done
+            .wait(guard)
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Wait while the queue is full (call before planning, holding no write gate share: the
+    /// applier may need the gate to make room).
+    pub(super) fn wait_room(&self) {
+        let mut state = self.state();
+        while state.jobs.len() >= MAX_UNAPPLIED && state.failed.is_none() && !state.stop {
+            state = self.wait(state);
+        }
+    }
+
+    /// Queue a planned write for the applier.
+    pub(super) fn push(&self, job: Planned) {
+        self.state().jobs.push_back(Arc::new(job));
+        self.work.notify_one();
+    }
+
+    /// The planned writes not yet in LMDB, oldest first.
+    pub(super) fn unapplied(&self) -> Vec<Arc<Planned>> {
+        self.state().jobs.iter().cloned().collect()
+    }
+
+    /// Wait until every write queued before this call is in LMDB (later ones do not hold it
+    /// up); the applier's error if it failed.
+    pub(super) fn wait_applied(&self) -> SynResult<()> {
+        let mut state = self.state();
+        let Some(target) = state.jobs.back().map(|job| job.next) else {
+            return Ok(());
+        };
+        loop {
+            if let Some(why) = &state.failed {
+                return Err(SynErr::new("StorageError", why.clone()));
+            }
+            if state.jobs.front().is_none_or(|job| job.next > target) {
+                return Ok(());
+            }
+            state = self.wait(state);
+        }
+    }
+
+    /// Why the applier failed, if it did.
+    pub(super) fn failed(&self) -> Option<String> {
+        self.state().failed.clone()
+    }
+
+    /// Whether nothing waits for the applier, and the LMDB commits so far.
+    pub(super) fn idle_commits(&self) -> (bool, u64) {
+        let state = self.state();
+        (state.jobs.is_empty(), state.commits)
+    }
+
+    /// Take the storage nodes the last commit wrote (for a writer that has waited for the
+    /// applier: nothing else commits meanwhile).
+    pub(super) fn take_recent(&self) -> Sodes {
+        std::mem::take(&mut self.state().recent)
+    }
+
+    /// Note a commit made outside the applier and the storage nodes it wrote.
+    pub(super) fn committed(&self, recent: Sodes) {
+        let mut state = self.state();
+        state.recent = recent;
+        state.commits += 1;
+    }
+
+    /// Note a commit made outside the applier that may have changed any storage node.
+    pub(super) fn count_commit(&self) {
+        self.committed(Vec::new());
+    }
+
+    /// Let the applier finish what is queued and end.
+    pub(super) fn stop(&self) {
+        self.state().stop = true;
+        self.work.notify_all();
+        self.done.notify_all();
+    }
+
+    /// The next batch: everything queued; `None` once stopped with nothing queued.
+    fn next_batch(&self) -> Option<(Vec<Arc<Planned>>, Sodes)> {
+        let mut state = self.state();
+        loop {
+            if !state.jobs.is_empty() && state.failed.is_none() {
+                let batch = state.jobs.iter().cloned().collect();
+                return Some((batch, std::mem::take(&mut state.recent)));
+            }
+            if state.stop {
+                return None;
+            }
+            state = self
+                .work
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Record the outcome of applying the first `count` queued writes.
+    fn finished(&self, count: usize, outcome: SynResult<Sodes>) {
+        let mut state = self.state();
+        match outcome {
+            Ok(recent) => {
+                state.jobs.drain(..count);
+                state.recent = recent;
+                state.commits += 1;
+            }
+            Err(err) => state.failed = Some(err.mesg().to_owned()),
+        }
+        self.done.notify_all();
+    }
+}
+
+/// The storage node of `buid` as the planned writes `unapplied` leave it, if one touched it;
+/// writes whose records all lie before offset `applied` (in the reader's snapshot) are
+/// skipped: the snapshot holds them, or newer.
+pub(super) fn lookup(
+    unapplied: &[Arc<Planned>],
+    applied: u64,
+    buid: &Buid,
+) -> Option<Option<Sode>> {
+    let newer = unapplied.iter().rev().take_while(|job| job.next > applied);
+    newer.into_iter().find_map(|job| {
+        job.sodes
+            .iter()
+            .find(|(b, _)| b == buid)
+            .map(|(_, sode)| sode.clone())
+    })
+}
+
+/// Start the applier thread: it hands each batch of queued writes, with the storage nodes the
+/// previous commit wrote, to `apply`, which commits them to LMDB and returns the storage nodes
+/// it wrote. A batch that still fails after [`RETRY_PAUSES`] stops it: nothing more is
+/// applied (the records stay in the log and are applied when the layer is opened again).
+pub(super) fn spawn_applier(
+    pipeline: Arc<Pipeline>,
+    name: &str,
+    mut apply: impl FnMut(&[Arc<Planned>], Sodes) -> SynResult<Sodes> + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            while let Some((batch, recent)) = pipeline.next_batch() {
+                // Inside the planners' shares: a pending hold waits for this batch.
+                let inside = batch.iter().find_map(|job| job.share.as_ref().map(HandedShare::adopt));
+                let mut outcome = apply(&batch, recent);
+                // A failed transaction changed nothing: try again after a pause, for what
+                // passes (the map could not grow while long reads were open).
+                for pause in RETRY_PAUSES {
+                    let Err(err) = &outcome else { break };
+                    tracing::warn!(%err, "applying logged edits to LMDB failed; trying again");
+                    std::thread::sleep(pause);
+                    outcome = apply(&batch, Vec::new());
+                }
+                drop(inside);
+                if let Err(err) = &outcome {
+                    tracing::error!(%err, "applying logged edits to LMDB failed; the layer refuses writes until reopened");
+                }
+                pipeline.finished(batch.len(), outcome);
+            }
+        })
+}
