@@ -23,6 +23,12 @@ const MAX_UNAPPLIED: usize = 256;
 /// Storage nodes by buid as a write left them (`None`: removed).
 pub(super) type Sodes = Vec<(Buid, Option<Sode>)>;
 
+/// How many queued writes make the applier start at once, and how long it otherwise lets
+/// writes gather so that one commit (with its page copies) serves many: a busy writer queues
+/// several a millisecond. A caller waiting for the applier cuts the wait short.
+const GATHER: usize = 64;
+const GATHER_WAIT: Duration = Duration::from_millis(1);
+
 /// Pauses before the applier tries a failed batch again, and then gives up.
 const RETRY_PAUSES: [Duration; 3] = [
     Duration::from_millis(100),
@@ -56,6 +62,8 @@ struct State {
     recent: Sodes,
     /// LMDB commits so far, so a flush can tell whether a commit raced it.
     commits: u64,
+    /// Callers waiting for the applier (it does not let writes gather meanwhile).
+    waiting: usize,
 }
 
 /// The queue of planned writes and the applier's progress.
@@ -90,8 +98,12 @@ impl Pipeline {
 
     /// Queue a planned write for the applier.
     pub(super) fn push(&self, job: Planned) {
-        self.state().jobs.push_back(Arc::new(job));
-        self.work.notify_one();
+        let mut state = self.state();
+        state.jobs.push_back(Arc::new(job));
+        // The applier waits for a first write, or lets writes gather up to `GATHER`.
+        if state.jobs.len() == 1 || state.jobs.len() >= GATHER {
+            self.work.notify_one();
+        }
     }
 
     /// The planned writes not yet in LMDB, oldest first.
@@ -153,13 +165,26 @@ impl Pipeline {
         self.done.notify_all();
     }
 
-    /// The next batch: everything queued; `None` once stopped with nothing queued.
+    /// The next batch: everything queued, once `GATHER` writes are or `GATHER_WAIT` has
+    /// passed since the first (at once when a caller waits); `None` once stopped with
+    /// nothing queued.
     fn next_batch(&self) -> Option<(Vec<Arc<Planned>>, Sodes)> {
         let mut state = self.state();
+        let mut gathered = false;
         loop {
             if !state.jobs.is_empty() && state.failed.is_none() {
-                let batch = state.jobs.iter().cloned().collect();
-                return Some((batch, std::mem::take(&mut state.recent)));
+                let now = gathered || state.waiting > 0 || state.stop;
+                if now || state.jobs.len() >= GATHER {
+                    let batch = state.jobs.iter().cloned().collect();
+                    return Some((batch, std::mem::take(&mut state.recent)));
+                }
+                state = self
+                    .work
+                    .wait_timeout(state, GATHER_WAIT)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+                gathered = true;
+                continue;
             }
             if state.stop {
                 return None;

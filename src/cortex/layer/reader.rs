@@ -13,6 +13,9 @@ use std::ops::Bound;
 use std::sync::{Arc, PoisonError};
 
 /// A consistent read snapshot of a layer; `Send`, so it can live in `spawn_blocking`.
+/// One from [`Layer::reader`] holds every write made before it; one from
+/// [`Layer::node_reader`] answers [`LayerReader::sode`] with those writes too (from memory
+/// where LMDB does not have them yet), the rest from LMDB as it was.
 ///
 /// Drop it when done: the LMDB map cannot grow while it is open.
 pub struct LayerReader {
