@@ -828,9 +828,10 @@ impl Layer {
                 format!("layer {} refuses writes until reopened: {why}", inner.iden),
             ));
         }
-        // One share of the write gate over the whole batch (the slab's write re-enters it):
-        // a backup's snapshot point never falls between the LMDB commit and the log's end
-        // moving, nor inside a roll to a new segment.
+        // One share of the write gate over the whole batch (the slab's write re-enters it;
+        // a planned batch hands a share on to the applier): a backup's snapshot point never
+        // falls between the LMDB commit and the log's end moving, nor inside a roll to a new
+        // segment.
         let _share = crate::storage::write_gate().enter();
         writer
             .log
@@ -1121,7 +1122,7 @@ impl Layer {
     fn start_applier(&self) -> SynResult<()> {
         let inner = &self.inner;
         let (slab, dbs, abrvs) = (inner.slab.clone(), inner.dbs.clone(), inner.abrvs.clone());
-        let apply = move |batch: &[Arc<Planned>], recent: Vec<(Buid, Option<Sode>)>| {
+        let apply = move |batch: &[Arc<Planned>], recent: pipeline::Sodes| {
             let Some(next) = batch.last().map(|job| job.next) else {
                 return Ok(recent);
             };
