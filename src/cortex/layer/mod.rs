@@ -126,7 +126,7 @@ use crate::clock::now_ms;
 use crate::cortex::edits::{Buid, NodeEdit};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
-use crate::storage::{Db, Slab, SlabOptions, WriteTxn, int64en, int64un};
+use crate::storage::{Db, Slab, SlabOptions, Txn, WriteTxn, int64en, int64un};
 use apply::Apply;
 use log::{EditIter as LogIter, Frame, LogWriter, SEGMENT_START, SegmentReader};
 use nix::fcntl::{Flock, FlockArg};
@@ -302,6 +302,25 @@ const RECENT_KEPT: usize = 64;
 const MAX_DBS: u32 = 16;
 
 impl Dbs {
+    /// The offset of the first log record LMDB has not applied, as `txn` sees it.
+    fn applied(&self, txn: &impl Txn) -> crate::storage::Result<u64> {
+        Ok(self.meta.get(txn, APPLIED_KEY)?.map_or(0, int64un))
+    }
+
+    /// Note in `wtxn` new entries of the sparse log position index and that LMDB has applied
+    /// the log up to `next`.
+    fn note_applied(
+        &self,
+        wtxn: &mut WriteTxn<'_>,
+        indexed: &[(u64, LogPos)],
+        next: u64,
+    ) -> crate::storage::Result<()> {
+        for (offs, pos) in indexed {
+            self.logpos.put(wtxn, &int64en(*offs), &pos.encode())?;
+        }
+        self.meta.put(wtxn, APPLIED_KEY, &int64en(next))
+    }
+
     fn open(slab: &Slab) -> SynResult<Dbs> {
         Ok(Dbs {
             bybuid: slab.db("bybuid", false)?,
@@ -563,7 +582,7 @@ impl Layer {
         )?;
         let dbs = Dbs::open(&slab)?;
         let (applied, positions, deferred) = slab.read(|r| {
-            let applied = dbs.meta.get(r, APPLIED_KEY)?.map_or(0, int64un);
+            let applied = dbs.applied(r)?;
             let mut positions = Vec::new();
             for entry in dbs.logpos.iter(r)? {
                 let (key, val) = entry?;
@@ -980,17 +999,9 @@ impl Layer {
             frames, positions, ..
         } = framed;
         let indexed = choose_indexed(writer.last_indexed, writer.log.segment(), &positions);
-        for (o, pos) in &indexed {
-            inner
-                .dbs
-                .logpos
-                .put(apply.wtxn()?, &int64en(*o), &pos.encode())?;
-        }
+        // Without records there are no positions to index and the applied offset stays.
         if offs > first {
-            inner
-                .dbs
-                .meta
-                .put(apply.wtxn()?, APPLIED_KEY, &int64en(offs))?;
+            inner.dbs.note_applied(apply.wtxn()?, &indexed, offs)?;
             writer.log.write(&frames, sync)?;
         }
         let (abrvs, _) = apply.take_abrvs();
@@ -1397,10 +1408,7 @@ fn apply_logged<'e>(
         apply.nodeedits(edits, 0, true)?;
     }
     let written = apply.finish()?;
-    for (o, pos) in indexed {
-        dbs.logpos.put(apply.wtxn()?, &int64en(*o), &pos.encode())?;
-    }
-    dbs.meta.put(apply.wtxn()?, APPLIED_KEY, &int64en(next))?;
+    dbs.note_applied(apply.wtxn()?, indexed, next)?;
     let (learned, _) = apply.take_abrvs();
     Ok((written, learned))
 }

@@ -3,7 +3,7 @@
 use super::keys::{self, KeyFilter, KeyRange, Scan, is_array, prefix_end};
 use super::pipeline::{self, Planned};
 use super::sode::Sode;
-use super::{APPLIED_KEY, Abrv, AbrvName, Cmp, Dbs, Layer};
+use super::{Abrv, AbrvName, Cmp, Dbs, Layer};
 use crate::cortex::edits::{Buid, Ival, ival_from_value, stortype as st};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::{self, Value};
@@ -78,12 +78,7 @@ impl LayerReader {
         let txn = layer.inner.slab.read_txn()?;
         let applied = match unapplied.is_empty() {
             true => 0,
-            false => layer
-                .inner
-                .dbs
-                .meta
-                .get(&txn, APPLIED_KEY)?
-                .map_or(0, int64un),
+            false => layer.inner.dbs.applied(&txn)?,
         };
         Ok(LayerReader {
             layer,

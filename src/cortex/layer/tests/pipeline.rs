@@ -27,7 +27,7 @@ fn lmdb_applied(layer: &Layer) -> u64 {
     let inner = &layer.inner;
     inner
         .slab
-        .read(|r| Ok(inner.dbs.meta.get(r, APPLIED_KEY)?.map_or(0, int64un)))
+        .read(|r| inner.dbs.applied(r))
         .expect("read applied")
 }
 
