@@ -437,11 +437,12 @@ async fn a_mirror_user_who_may_not_read_the_log_stops_the_mirror() {
     let tmp = tempfile::tempdir().unwrap();
     let leader = SynService::start_in("cortex", &tmp.path().join("leader"), &[], &[]).unwrap();
     let root = Proxy::open(&leader.url("")).await.unwrap();
-    root.call("addUser", vec!["reader".into(), "pw".into()])
+    // A password no temporary path or iden can contain by chance: the test looks for it in stderr.
+    root.call("addUser", vec!["reader".into(), "Secret-Of-Reader".into()])
         .await
         .unwrap();
     let dir = follower_dir(&leader, tmp.path());
-    let url = format!("tcp://reader:pw@127.0.0.1:{}/", leader.port);
+    let url = format!("tcp://reader:Secret-Of-Reader@127.0.0.1:{}/", leader.port);
     let last = mirror_stops(&dir, &url);
     assert!(
         last.starts_with("syn cortex: mirror of tcp://reader:****@") && last.contains("AuthDeny"),
