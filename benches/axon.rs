@@ -11,6 +11,10 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+/// The allocator of the `syn` binary, so the in-process syn client runs as `syn` itself does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use common::{PyService, ROOT_PASSWD, SynService, run_py_timeout, syn2_python};
 use std::time::{Duration, Instant};
 use syn::msgpack::Value;

@@ -17,6 +17,10 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+/// The allocator of the `syn` binary, so the in-process syn client runs as `syn` itself does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use common::{CortexWrite, SynService, syn_bin};
 use std::fs;
 use std::path::{Path, PathBuf};

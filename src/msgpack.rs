@@ -15,9 +15,10 @@ use std::fmt;
 pub const MAX_DEPTH: usize = 512;
 
 /// One msgpack value as Synapse sees it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub enum Value {
     /// `None`.
+    #[default]
     Nil,
     /// `True` / `False`.
     Bool(bool),
@@ -120,6 +121,18 @@ impl Value {
             .iter()
             .find(|(k, _)| k.as_str() == Some(key))
             .map(|(_, v)| v)
+    }
+
+    /// Take the value of a string key out of a map (the first match), leaving `None` in its
+    /// place; `None` when absent or for other types.
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        match self {
+            Value::Map(m) => m
+                .iter_mut()
+                .find(|(k, _)| k.as_str() == Some(key))
+                .map(|(_, v)| std::mem::take(v)),
+            _ => None,
+        }
     }
 
     /// The Python type name of this value, for error messages.

@@ -24,7 +24,8 @@ use std::sync::Arc;
 
 use crate::cell::auth::Auth;
 use crate::clock::now_ms;
-use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, iden, ival_from_value};
+use crate::cortex::NameMap;
+use crate::cortex::edits::{Buid, BuidMap, Edit, Ival, NodeEdit, iden, ival_from_value};
 use crate::cortex::layer::{Sode, Stored};
 use crate::cortex::model::{Form, Model, Norm, Prop, buid, norm::py_value_repr};
 use crate::cortex::view::{Node, PropRef, View};
@@ -68,7 +69,7 @@ pub struct Editor<'a> {
     /// `syn:tag` nodes this editor found in the view, by the tag text it was given: the
     /// normalized tag and its `up` (Synapse's snap keeps such a cache too). Deleting a
     /// `syn:tag` node through the editor empties it.
-    tag_nodes: RefCell<HashMap<String, (String, Option<String>)>>,
+    tag_nodes: RefCell<NameMap<(String, Option<String>)>>,
     /// The nodes this editor's last write left (one-layer views only): reading a node just
     /// edited needs no trip to LMDB.
     written: RefCell<Option<Written>>,
@@ -196,7 +197,7 @@ impl<'a> Editor<'a> {
         EditBatch {
             editor: self,
             protos: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
         }
     }
 
@@ -226,19 +227,17 @@ impl<'a> Editor<'a> {
         for ne in &applied {
             for edit in &ne.edits {
                 match edit {
-                    Edit::NodeAdd { .. } => hooks.push(Hook::Added(ne.buid, ne.form.clone())),
+                    Edit::NodeAdd { .. } => hooks.push(Hook::Added(&ne.buid, &ne.form)),
                     Edit::NodeDel { .. } if ne.form == "syn:tag" => {
                         self.tag_nodes.borrow_mut().clear();
                     }
-                    Edit::PropSet { prop, .. } => {
-                        hooks.push(Hook::Set(ne.buid, ne.form.clone(), prop.clone()))
-                    }
+                    Edit::PropSet { prop, .. } => hooks.push(Hook::Set(&ne.buid, &ne.form, prop)),
                     _ => {}
                 }
             }
         }
         for hook in hooks {
-            self.run_hook(&hook)?;
+            self.run_hook(hook)?;
         }
         if !applied.is_empty() {
             self.sink.node_edits(&applied);
@@ -664,10 +663,10 @@ impl<'a> Editor<'a> {
     // -----------------------------------------------------------------------------------------
     // Hooks: Synapse's form onAdd and prop onSet callbacks of the data model.
 
-    fn run_hook(&self, hook: &Hook) -> SynResult<()> {
+    fn run_hook(&self, hook: Hook<'_>) -> SynResult<()> {
         let (buid, form, prop) = match hook {
-            Hook::Added(b, f) => (b, f.as_str(), None),
-            Hook::Set(b, f, p) => (b, f.as_str(), Some(p.as_str())),
+            Hook::Added(b, f) => (b, f, None),
+            Hook::Set(b, f, p) => (b, f, Some(p)),
         };
         // Deprecated forms and props warn first (their callbacks come first in Synapse).
         if let Some(formobj) = self.model().form(form) {
@@ -866,11 +865,11 @@ impl<'a> Editor<'a> {
 }
 
 /// A model callback to run after a batch is stored.
-enum Hook {
+enum Hook<'e> {
     /// A node of the form was added.
-    Added(Buid, String),
+    Added(&'e Buid, &'e str),
     /// A prop of a node of the form was set.
-    Set(Buid, String, String),
+    Set(&'e Buid, &'e str, &'e str),
 }
 
 /// Whether the model marks a prop, or its type, deprecated (it warns when set).
@@ -1128,7 +1127,7 @@ impl Op {
 pub struct EditBatch<'e, 'a> {
     editor: &'e Editor<'a>,
     protos: Vec<Proto>,
-    index: HashMap<Buid, usize>,
+    index: BuidMap<usize>,
 }
 
 impl EditBatch<'_, '_> {

@@ -10,6 +10,40 @@ use crate::msgpack::Value;
 /// A 32-byte node identifier: `sha256(msgpack((form, norm)))`.
 pub type Buid = [u8; 32];
 
+/// Hashes a buid by its first 8 bytes: buids are SHA-256 digests, already uniform. Only for
+/// maps keyed by [`Buid`].
+#[derive(Clone, Copy, Default)]
+pub struct BuidHash;
+
+impl std::hash::BuildHasher for BuidHash {
+    type Hasher = BuidHasher;
+
+    fn build_hasher(&self) -> BuidHasher {
+        BuidHasher(0)
+    }
+}
+
+/// A map keyed by buid, hashed by [`BuidHash`].
+pub type BuidMap<V> = std::collections::HashMap<Buid, V, BuidHash>;
+
+/// The hasher of [`BuidHash`].
+pub struct BuidHasher(u64);
+
+impl std::hash::Hasher for BuidHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(word) = bytes.first_chunk::<8>() {
+            self.0 = u64::from_le_bytes(*word);
+        }
+    }
+
+    /// The length prefix a `[u8; 32]` writes first is the same for every buid.
+    fn write_usize(&mut self, _: usize) {}
+}
+
 /// A buid as Synapse's iden: 64 lowercase hex digits (a table lookup per byte; the `hex`
 /// crate's `encode` pushes one char at a time, which shows in message building).
 pub fn iden(buid: &Buid) -> String {

@@ -13,6 +13,10 @@
 //!   parents, model hooks), applied to the write layer.
 //! - [`service`]: the `syn cortex` service, its CoreApi and LayerApi.
 
+/// A map keyed by names (forms, props, variables, tags) on the storm and edit paths: aHash,
+/// keyed per process like the standard map's SipHash, costs a fraction of it per lookup.
+pub type NameMap<V> = std::collections::HashMap<String, V, ahash::RandomState>;
+
 pub mod catalog;
 pub mod editor;
 pub mod edits;

@@ -19,9 +19,9 @@
 //! Everything here reads LMDB synchronously: async callers use `spawn_blocking` (see the
 //! layer's documentation). Each call opens its own read snapshot.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 
+use crate::cortex::NameMap;
 use crate::cortex::edits::{Buid, Ival, ival_to_value};
 use crate::cortex::layer::{Cmp, Layer, LayerReader, Lift, LiftEntry, Sode};
 use crate::cortex::model::{Form, Model, Prop, StorCmpr, Type};
@@ -316,9 +316,9 @@ pub fn stor_cmp(sc: &StorCmpr) -> SynResult<Cmp> {
 #[derive(Debug, Default)]
 struct TypeIndex {
     /// Props of forms whose type is the named type.
-    props: HashMap<String, Vec<Arc<Prop>>>,
+    props: NameMap<Vec<Arc<Prop>>>,
     /// Array props of forms whose items are of the named type.
-    arrays: HashMap<String, Vec<Arc<Prop>>>,
+    arrays: NameMap<Vec<Arc<Prop>>>,
 }
 
 impl TypeIndex {

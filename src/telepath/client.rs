@@ -6,7 +6,7 @@
 //! closed if a generator is abandoned, which is how the server learns to stop it.
 
 use super::api::BoxFut;
-use super::link::{self, BoxStream, LinkReader, LinkWriter, mesg, parse_mesg, unretn};
+use super::link::{self, BoxStream, LinkReader, LinkWriter, mesg, parse_mesg, take_info, unretn};
 use super::server::TELEVERS;
 use super::url::{Endpoint, TeleUrl};
 use crate::error::{SynErr, SynResult};
@@ -143,7 +143,7 @@ impl Proxy {
                 "the server speaks another telepath version",
             ));
         }
-        unretn(info.get("retn").unwrap_or(&Value::Nil))?;
+        unretn(info.get("retn").cloned().unwrap_or_default())?;
         let sess = info
             .get("sess")
             .and_then(Value::as_str)
@@ -257,9 +257,10 @@ impl Proxy {
                 format!("the server closed the link during {meth}"),
             )
         })?;
+        let mut reply = reply;
         match parse_mesg(&reply) {
-            Some(("t2:fini", info)) => {
-                let result = unretn(info.get("retn").unwrap_or(&Value::Nil));
+            Some(("t2:fini", _)) => {
+                let result = unretn(take_info(&mut reply, "retn").unwrap_or_default());
                 self.put_link((rd, wr));
                 result.map(Answer::Value)
             }
@@ -325,7 +326,7 @@ impl GenrStream {
     /// The next item, or `None` after the last.
     pub async fn next(&mut self) -> Option<SynResult<Value>> {
         let (rd, _) = self.link.as_mut()?;
-        let mesg_val = match rd.rx().await {
+        let mut mesg_val = match rd.rx().await {
             Ok(Some(m)) => m,
             Ok(None) => {
                 self.link = None;
@@ -340,7 +341,7 @@ impl GenrStream {
             }
         };
         match parse_mesg(&mesg_val) {
-            Some(("t2:yield", info)) => match info.get("retn") {
+            Some(("t2:yield", _)) => match take_info(&mut mesg_val, "retn") {
                 None | Some(Value::Nil) => {
                     if let Some(link) = self.link.take() {
                         self.proxy.put_link(link);

@@ -194,6 +194,14 @@ pub fn parse_mesg(mesg: &Value) -> Option<(&str, &Value)> {
     }
 }
 
+/// Take the value of `key` out of the info of a message `(kind, info)`.
+pub fn take_info(mesg: &mut Value, key: &str) -> Option<Value> {
+    match mesg {
+        Value::Array(parts) => parts.get_mut(1)?.take(key),
+        _ => None,
+    }
+}
+
 /// A `retn` pair: `(True, value)` or `(False, (name, info))`.
 pub fn retn(result: Result<Value, &SynErr>) -> Value {
     match result {
@@ -203,15 +211,20 @@ pub fn retn(result: Result<Value, &SynErr>) -> Value {
 }
 
 /// Unpack a `retn` pair into a result.
-pub fn unretn(retn: &Value) -> Result<Value, SynErr> {
-    match retn.as_array() {
-        Some([Value::Bool(true), v]) => Ok(v.clone()),
-        Some([Value::Bool(false), e]) => Err(SynErr::from_value(e)),
-        _ => Err(SynErr::new(
-            "BadMesgFormat",
-            format!("malformed retn: {retn}"),
-        )),
+pub fn unretn(retn: Value) -> Result<Value, SynErr> {
+    match retn {
+        Value::Array(pair) => match <[Value; 2]>::try_from(pair) {
+            Ok([Value::Bool(true), v]) => Ok(v),
+            Ok([Value::Bool(false), e]) => Err(SynErr::from_value(&e)),
+            Ok(pair) => Err(malformed_retn(&Value::Array(pair.into()))),
+            Err(items) => Err(malformed_retn(&Value::Array(items))),
+        },
+        other => Err(malformed_retn(&other)),
     }
+}
+
+fn malformed_retn(retn: &Value) -> SynErr {
+    SynErr::new("BadMesgFormat", format!("malformed retn: {retn}"))
 }
 
 /// Set Synapse's socket options on a TCP stream: no Nagle delay, keepalive 3 s / 3 s / 5 probes.
@@ -271,9 +284,18 @@ mod tests {
 
     #[test]
     fn retn_round_trip() {
-        assert_eq!(unretn(&retn(Ok(Value::Int(3)))), Ok(Value::Int(3)));
+        assert_eq!(unretn(retn(Ok(Value::Int(3)))), Ok(Value::Int(3)));
         let e = SynErr::auth_deny("no");
-        assert_eq!(unretn(&retn(Err(&e))), Err(e));
-        assert_eq!(unretn(&Value::Nil).unwrap_err().name, "BadMesgFormat");
+        assert_eq!(unretn(retn(Err(&e))), Err(e));
+        assert_eq!(unretn(Value::Nil).unwrap_err().name, "BadMesgFormat");
+        let three = Value::Array(vec![Value::Bool(true), Value::Nil, Value::Nil]);
+        assert_eq!(unretn(three).unwrap_err().name, "BadMesgFormat");
+        let mut yielded = mesg("t2:yield", [("retn", retn(Ok(Value::Int(4))))]);
+        assert_eq!(
+            take_info(&mut yielded, "retn").map(unretn),
+            Some(Ok(Value::Int(4)))
+        );
+        assert_eq!(take_info(&mut yielded, "retn"), Some(Value::Nil));
+        assert_eq!(take_info(&mut yielded, "nope"), None);
     }
 }

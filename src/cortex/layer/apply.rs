@@ -6,7 +6,7 @@
 use super::keys::{index_keys, is_array, write_index_key};
 use super::sode::Sode;
 use super::{Abrv, AbrvName, Dbs};
-use crate::cortex::edits::{Buid, Edit, Ival, NodeEdit, stortype as st};
+use crate::cortex::edits::{Buid, BuidMap, Edit, Ival, NodeEdit, stortype as st};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::{self, Value};
 use crate::storage::{ReadTxn, Txn, WriteTxn, int64en, int64un};
@@ -82,51 +82,20 @@ pub(super) fn edge_key(from: &Buid, verb: &str, to: &Buid) -> Vec<u8> {
     key
 }
 
-/// Hashes a buid by its first 8 bytes: buids are SHA-256 digests, already uniform. Only for
-/// maps keyed by [`Buid`].
-#[derive(Clone, Copy, Default)]
-struct BuidHash;
-
-impl std::hash::BuildHasher for BuidHash {
-    type Hasher = BuidHasher;
-
-    fn build_hasher(&self) -> BuidHasher {
-        BuidHasher(0)
-    }
-}
-
-/// The hasher of [`BuidHash`].
-struct BuidHasher(u64);
-
-impl std::hash::Hasher for BuidHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        if let Some(word) = bytes.first_chunk::<8>() {
-            self.0 = u64::from_le_bytes(*word);
-        }
-    }
-
-    /// The length prefix a `[u8; 32]` writes first is the same for every buid.
-    fn write_usize(&mut self, _: usize) {}
-}
-
 /// A sode being edited, and whether it must be written back.
 struct Slot {
     sode: Option<Sode>,
     dirty: bool,
 }
 
-/// The storage node of a buid as records logged but not yet applied to LMDB leave it:
-/// `None` when no such record touched it, `Some(None)` when they removed it.
-pub(super) type Unapplied<'a> = &'a dyn Fn(&Buid) -> Option<Option<Sode>>;
+/// The storage node of a buid as the logged records leave it, applied to LMDB or not.
+pub(super) type SodeSource<'a> = &'a dyn Fn(&Buid) -> SynResult<Option<Sode>>;
 
-/// What a planning [`Apply`] reads: the unapplied records first, then a read snapshot.
+/// What a planning [`Apply`] reads: storage nodes from `sode`, node data and edges (which
+/// only writes that wait for LMDB change) from a read snapshot.
 struct PlanSource<'a> {
     rtxn: &'a ReadTxn,
-    unapplied: Unapplied<'a>,
+    sode: SodeSource<'a>,
 }
 
 /// One write transaction's worth of edits.
@@ -142,7 +111,7 @@ pub(super) struct Apply<'a, 'w> {
     /// Scratch space for the stored form of a name being looked up.
     name_buf: Vec<u8>,
     next_abrv: Option<u64>,
-    slots: HashMap<Buid, Slot, BuidHash>,
+    slots: BuidMap<Slot>,
     index_ops: Vec<IndexOp>,
     op_bytes: Vec<u8>,
     counts: HashMap<String, i64>,
@@ -185,17 +154,17 @@ impl<'a, 'w> Apply<'a, 'w> {
     }
 
     /// An `Apply` that only plans: [`Apply::nodeedits`] works out the edits that change
-    /// something against the storage nodes `unapplied` gives, else those of `rtxn`, and
+    /// something against the storage nodes `sode` gives, and
     /// [`Apply::planned`] tells the storage nodes they leave. It writes nothing, so it takes
     /// no node data or edge edits and no node deletions (those read and write other
     /// databases: see [`plannable`]).
     pub(super) fn plan(
         dbs: &'a Dbs,
         rtxn: &'a ReadTxn,
-        unapplied: Unapplied<'a>,
+        sode: SodeSource<'a>,
         shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
     ) -> Self {
-        let plan = PlanSource { rtxn, unapplied };
+        let plan = PlanSource { rtxn, sode };
         // No index changes are queued: planning sets `defer_indexes`.
         Apply::with(dbs, None, Some(plan), shared_abrvs, true)
     }
@@ -264,7 +233,7 @@ impl<'a, 'w> Apply<'a, 'w> {
         replay: bool,
     ) -> SynResult<Vec<NodeEdit>> {
         let mut out: Vec<NodeEdit> = Vec::new();
-        let mut by_buid: HashMap<Buid, usize, BuidHash> = HashMap::default();
+        let mut by_buid: BuidMap<usize> = HashMap::default();
         for ne in nodeedits {
             let mut slot = self.take_slot(&ne.buid)?;
             let mut changes = Vec::new();
@@ -370,16 +339,26 @@ impl<'a, 'w> Apply<'a, 'w> {
         Ok(written)
     }
 
+    /// Change the node count of a form (its name is copied once a transaction).
+    fn count(&mut self, form: &str, delta: i64) {
+        match self.counts.get_mut(form) {
+            Some(count) => *count += delta,
+            None => {
+                self.counts.insert(form.to_owned(), delta);
+            }
+        }
+    }
+
     fn take_slot(&mut self, buid: &Buid) -> SynResult<Slot> {
         if let Some(slot) = self.slots.remove(buid) {
             return Ok(slot);
         }
         let bytes = match (&self.wtxn, &self.plan) {
             (Some(wtxn), _) => self.dbs.bybuid.get(&**wtxn, buid)?,
-            (None, Some(plan)) => match (plan.unapplied)(buid) {
-                Some(sode) => return Ok(Slot { sode, dirty: false }),
-                None => self.dbs.bybuid.get(plan.rtxn, buid)?,
-            },
+            (None, Some(plan)) => {
+                let sode = (plan.sode)(buid)?;
+                return Ok(Slot { sode, dirty: false });
+            }
             (None, None) => None,
         };
         let sode = match bytes {
@@ -468,7 +447,7 @@ impl<'a, 'w> Apply<'a, 'w> {
                 let abrv = self.abrv(AbrvName::Form(form))?;
                 match sode.valu.take() {
                     Some((old, oldt)) => self.valu_ops(&[abrv], &old, oldt, buid, false)?,
-                    None => *self.counts.entry(form.to_owned()).or_default() += 1,
+                    None => self.count(form, 1),
                 }
                 self.valu_ops(&[abrv], valu, *stortype, buid, true)?;
                 sode.valu = Some((valu.clone(), *stortype));
@@ -492,7 +471,7 @@ impl<'a, 'w> Apply<'a, 'w> {
                 };
                 let abrv = self.abrv(AbrvName::Form(form))?;
                 self.valu_ops(&[abrv], &valu, stortype, buid, false)?;
-                *self.counts.entry(form.to_owned()).or_default() -= 1;
+                self.count(form, -1);
                 self.wipe_data_and_edges(buid)?;
                 out.push(Edit::NodeDel { valu, stortype });
                 Ok(true)

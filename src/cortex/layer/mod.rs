@@ -44,7 +44,8 @@
 //! (else as LMDB holds them), appends the record to the log (step 3) and queues it; the
 //! layer's applier thread (`syn-layer-apply`, see `pipeline.rs`) applies every queued record
 //! in one write transaction, as a replay would, with the applied offset. Until then storage
-//! nodes by buid are read from the queue ([`Layer::node_reader`], [`Layer::sode`]), and
+//! nodes by buid are read from memory, each as the newest queued write left it
+//! ([`Layer::node_reader`], [`Layer::sode`]), and
 //! [`Layer::reader`] (lifts, edges, node data, counts) first waits for the writes queued
 //! before it. Every other write (node deletions, node data, edges, a leader's records, bulk
 //! loads) waits for the queue, then runs as above. Durability is the same: the record is in
@@ -893,11 +894,10 @@ impl Layer {
     fn plan_batch(&self, writer: &mut Writer, batch: &[StoreCall<'_>]) -> SynResult<Vec<Stored>> {
         let inner = &self.inner;
         let first = writer.next_offset;
-        let unapplied = inner.pipeline.unapplied();
-        // Opened after taking the queue: what left it since is in this snapshot.
+        let since = inner.pipeline.generation();
         let rtxn = inner.slab.read_txn()?;
-        let lookup = |buid: &Buid| pipeline::lookup(&unapplied, 0, buid);
-        let mut apply = Apply::plan(&inner.dbs, &rtxn, &lookup, &inner.abrvs);
+        let read = |buid: &Buid| self.read_sode(&rtxn, since, buid);
+        let mut apply = Apply::plan(&inner.dbs, &rtxn, &read, &inner.abrvs);
         let mut stored = Vec::with_capacity(batch.len());
         let mut framed = Framed::new(writer.log.end());
         let mut records = Vec::new();
@@ -946,13 +946,13 @@ impl Layer {
             writer,
         );
         hand_out(&mut stored, written.clone(), offs);
-        inner.pipeline.push(Planned {
+        let job = Planned {
             records,
             indexed,
             next: offs,
-            sodes: written,
             share: crate::storage::write_gate().hand_over(),
-        });
+        };
+        inner.pipeline.push(job, written);
         inner.offsets.send_replace(offs);
         Ok(stored)
     }
@@ -1291,14 +1291,14 @@ impl Layer {
     /// Open a read snapshot for lifts and lookups, once every write so far is in LMDB.
     pub fn reader(&self) -> SynResult<LayerReader> {
         self.inner.pipeline.wait_applied()?;
-        LayerReader::new(self.clone(), Vec::new())
+        LayerReader::new(self.clone())
     }
 
     /// Open a read snapshot for storage nodes by buid ([`LayerReader::sode`]) without waiting
     /// for LMDB: nodes of writes not yet applied come from memory. Its lifts, edges and node
     /// data may miss the latest writes: use [`Layer::reader`] for those.
     pub fn node_reader(&self) -> SynResult<LayerReader> {
-        LayerReader::new(self.clone(), self.inner.pipeline.unapplied())
+        LayerReader::new(self.clone())
     }
 
     /// Run one lift in a fresh snapshot and collect its buids, in index order:

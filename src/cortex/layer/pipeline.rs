@@ -4,11 +4,12 @@
 //! write transaction for all that waited).
 //!
 //! Until a record is applied, the storage nodes it left are read from here
-//! ([`lookup`]); index lifts wait for the applier ([`Pipeline::wait_applied`]).
+//! ([`Pipeline::queued`]: the newest queued version of each); index lifts wait for the
+//! applier ([`Pipeline::wait_applied`]).
 
 use super::LogPos;
 use super::sode::Sode;
-use crate::cortex::edits::{Buid, NodeEdit};
+use crate::cortex::edits::{Buid, BuidMap, NodeEdit};
 use crate::error::{SynErr, SynResult};
 use crate::storage::HandedShare;
 use std::collections::VecDeque;
@@ -44,8 +45,6 @@ pub(super) struct Planned {
     pub indexed: Vec<(u64, LogPos)>,
     /// The offset after the last record.
     pub next: u64,
-    /// The storage nodes the records leave (`None`: removed).
-    pub sodes: Sodes,
     /// The planner's share of the write gate, left once the records are in LMDB: a backup's
     /// snapshot point never falls between a record logged and applied.
     pub share: Option<HandedShare>,
@@ -66,10 +65,36 @@ struct State {
     waiting: usize,
 }
 
+/// The storage nodes queued writes left: the newest version of each buid, with the offset
+/// after the write that left it, until the applier has committed that write.
+///
+/// Every entry the applier drops moves `generation` on: a read snapshot opened before that
+/// may lack the write, so a buid missing here is read from a fresh snapshot then.
+#[derive(Default)]
+struct Overlay {
+    latest: BuidMap<(u64, Option<Sode>)>,
+    generation: u64,
+}
+
+/// Where the storage node of a buid is, for a read snapshot opened after a given
+/// [`Pipeline::generation`].
+pub(super) enum Queued {
+    /// A queued write left it so (`None`: removed); no snapshot has a newer one.
+    Sode(Option<Sode>),
+    /// The snapshot holds it as it is.
+    Stored,
+    /// The applier committed writes since the snapshot was opened and stopped keeping their
+    /// storage nodes here: read a newer snapshot.
+    Behind,
+}
+
 /// The queue of planned writes and the applier's progress.
 #[derive(Default)]
 pub(super) struct Pipeline {
     state: Mutex<State>,
+    /// The storage nodes the queued writes leave (its lock is taken inside `state`'s, never
+    /// the other way round).
+    overlay: Mutex<Overlay>,
     /// Wakes the applier.
     work: Condvar,
     /// Wakes callers waiting for the applier.
@@ -96,8 +121,18 @@ impl Pipeline {
         }
     }
 
-    /// Queue a planned write for the applier.
-    pub(super) fn push(&self, job: Planned) {
+    fn overlay(&self) -> MutexGuard<'_, Overlay> {
+        self.overlay.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queue a planned write for the applier, with the storage nodes it leaves.
+    pub(super) fn push(&self, job: Planned, sodes: Sodes) {
+        // Readable before the applier can commit the write and drop them again.
+        let mut overlay = self.overlay();
+        for (buid, sode) in sodes {
+            overlay.latest.insert(buid, (job.next, sode));
+        }
+        drop(overlay);
         let mut state = self.state();
         state.jobs.push_back(Arc::new(job));
         // The applier waits for a first write, or lets writes gather up to `GATHER`.
@@ -106,9 +141,19 @@ impl Pipeline {
         }
     }
 
-    /// The planned writes not yet in LMDB, oldest first.
-    pub(super) fn unapplied(&self) -> Vec<Arc<Planned>> {
-        self.state().jobs.iter().cloned().collect()
+    /// Take before opening a read snapshot: [`Pipeline::queued`] tells whether it went stale.
+    pub(super) fn generation(&self) -> u64 {
+        self.overlay().generation
+    }
+
+    /// Where the storage node of `buid` is for a snapshot opened after generation `since`.
+    pub(super) fn queued(&self, buid: &Buid, since: u64) -> Queued {
+        let overlay = self.overlay();
+        match overlay.latest.get(buid) {
+            Some((_, sode)) => Queued::Sode(sode.clone()),
+            None if overlay.generation == since => Queued::Stored,
+            None => Queued::Behind,
+        }
     }
 
     /// Wait until every write queued before this call is in LMDB (later ones do not hold it
@@ -201,6 +246,17 @@ impl Pipeline {
         let mut state = self.state();
         match outcome {
             Ok(recent) => {
+                // LMDB has the storage nodes of these writes now: once none is queued, a
+                // write that reads LMDB itself finds no older version here.
+                if let Some(through) = count.checked_sub(1).and_then(|last| state.jobs.get(last)) {
+                    let through = through.next;
+                    let mut overlay = self.overlay();
+                    let before = overlay.latest.len();
+                    overlay.latest.retain(|_, (next, _)| *next > through);
+                    if overlay.latest.len() < before {
+                        overlay.generation += 1;
+                    }
+                }
                 state.jobs.drain(..count);
                 state.recent = recent;
                 state.commits += 1;
@@ -209,23 +265,6 @@ impl Pipeline {
         }
         self.done.notify_all();
     }
-}
-
-/// The storage node of `buid` as the planned writes `unapplied` leave it, if one touched it;
-/// writes whose records all lie before offset `applied` (in the reader's snapshot) are
-/// skipped: the snapshot holds them, or newer.
-pub(super) fn lookup(
-    unapplied: &[Arc<Planned>],
-    applied: u64,
-    buid: &Buid,
-) -> Option<Option<Sode>> {
-    let newer = unapplied.iter().rev().take_while(|job| job.next > applied);
-    newer.into_iter().find_map(|job| {
-        job.sodes
-            .iter()
-            .find(|(b, _)| b == buid)
-            .map(|(_, sode)| sode.clone())
-    })
 }
 
 /// Start the applier thread: it hands each batch of queued writes, with the storage nodes the

@@ -1,7 +1,7 @@
 //! Read snapshots of a layer: storage nodes, lifts in index order, edges and node data.
 
 use super::keys::{self, KeyFilter, KeyRange, Scan, is_array, prefix_end};
-use super::pipeline::{self, Planned};
+use super::pipeline::Queued;
 use super::sode::Sode;
 use super::{Abrv, AbrvName, Cmp, Dbs, Layer};
 use crate::cortex::edits::{Buid, Ival, ival_from_value, stortype as st};
@@ -10,21 +10,19 @@ use crate::msgpack::{self, Value};
 use crate::storage::{Db, ReadTxn, int64un};
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 
-/// A consistent read snapshot of a layer; `Send`, so it can live in `spawn_blocking`.
-/// One from [`Layer::reader`] holds every write made before it; one from
-/// [`Layer::node_reader`] answers [`LayerReader::sode`] with those writes too (from memory
-/// where LMDB does not have them yet), the rest from LMDB as it was.
+/// A read snapshot of a layer; `Send`, so it can live in `spawn_blocking`. One from
+/// [`Layer::reader`] holds every write made before it. [`LayerReader::sode`] answers with
+/// every write made before the reader too, and any made since: storage nodes of writes LMDB
+/// does not have yet come from memory, each as its newest write left it.
 ///
 /// Drop it when done: the LMDB map cannot grow while it is open.
 pub struct LayerReader {
     layer: Layer,
     txn: ReadTxn,
-    /// Planned writes that were not in LMDB when the snapshot was taken (see
-    /// [`Layer::node_reader`]), and the log offset the snapshot has applied up to.
-    unapplied: Vec<Arc<Planned>>,
-    applied: u64,
+    /// The pipeline's generation before the snapshot was opened.
+    since: u64,
 }
 
 /// An index entry of a lift: the key below the name's abbreviation (empty for tag lifts,
@@ -72,20 +70,11 @@ fn stored_buid(val: &[u8]) -> SynResult<Buid> {
 }
 
 impl LayerReader {
-    /// A snapshot; `unapplied` (taken before it) are the planned writes its storage nodes
-    /// are read through.
-    pub(super) fn new(layer: Layer, unapplied: Vec<Arc<Planned>>) -> SynResult<LayerReader> {
+    /// A snapshot of what LMDB holds now.
+    pub(super) fn new(layer: Layer) -> SynResult<LayerReader> {
+        let since = layer.inner.pipeline.generation();
         let txn = layer.inner.slab.read_txn()?;
-        let applied = match unapplied.is_empty() {
-            true => 0,
-            false => layer.inner.dbs.applied(&txn)?,
-        };
-        Ok(LayerReader {
-            layer,
-            txn,
-            unapplied,
-            applied,
-        })
+        Ok(LayerReader { layer, txn, since })
     }
 
     fn dbs(&self) -> &Dbs {
@@ -118,13 +107,7 @@ impl LayerReader {
 
     /// The storage node of a buid.
     pub fn sode(&self, buid: &Buid) -> SynResult<Option<Sode>> {
-        if let Some(sode) = pipeline::lookup(&self.unapplied, self.applied, buid) {
-            return Ok(sode);
-        }
-        match self.dbs().bybuid.get(&self.txn, buid)? {
-            Some(bytes) => Sode::decode(bytes).map(Some),
-            None => Ok(None),
-        }
+        self.layer.read_sode(&self.txn, self.since, buid)
     }
 
     /// Every storage node of the layer, by buid.
@@ -524,5 +507,35 @@ impl Matcher<'_> {
             .filter(|item| keys::index_key(item, self.stortype).is_ok_and(|k| k.as_slice() == key))
             .cloned()
             .collect())
+    }
+}
+
+impl Layer {
+    /// The storage node of `buid`: as the newest queued write left it, else as `txn` (opened
+    /// after the pipeline's generation `since`) holds it, else, when the applier has
+    /// committed writes since and let go of their storage nodes, as a fresh snapshot does.
+    pub(super) fn read_sode(
+        &self,
+        txn: &ReadTxn,
+        since: u64,
+        buid: &Buid,
+    ) -> SynResult<Option<Sode>> {
+        let inner = &self.inner;
+        let mut fresh: Option<(ReadTxn, u64)> = None;
+        loop {
+            let (txn, since) = fresh.as_ref().map_or((txn, since), |(t, g)| (t, *g));
+            match inner.pipeline.queued(buid, since) {
+                Queued::Sode(sode) => return Ok(sode),
+                Queued::Stored => {
+                    return match inner.dbs.bybuid.get(txn, buid)? {
+                        Some(bytes) => Sode::decode(bytes).map(Some),
+                        None => Ok(None),
+                    };
+                }
+                Queued::Behind => {}
+            }
+            let since = inner.pipeline.generation();
+            fresh = Some((inner.slab.read_txn()?, since));
+        }
     }
 }

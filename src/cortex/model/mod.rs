@@ -45,6 +45,7 @@ pub mod types;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
+use crate::cortex::NameMap;
 use crate::cortex::edits::Buid;
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
@@ -156,7 +157,7 @@ pub struct Form {
     pub runt: bool,
     /// Props in definition order: `.seen`, `.created`, then the secondary props.
     props: Vec<Arc<Prop>>,
-    index: HashMap<String, usize>,
+    index: NameMap<usize>,
 }
 
 impl Form {
@@ -273,9 +274,9 @@ pub struct Model {
     ctordefs: Vec<Value>,
     /// Names of the non-ctor types in definition order.
     type_names: Vec<String>,
-    forms: HashMap<String, Arc<Form>>,
+    forms: NameMap<Arc<Form>>,
     form_names: Vec<String>,
-    props: HashMap<String, Arc<Prop>>,
+    props: NameMap<Arc<Prop>>,
     univs: Vec<Arc<Prop>>,
     tagprops: Vec<Arc<TagProp>>,
     interfaces: Vec<(String, Value)>,
@@ -441,7 +442,7 @@ impl Model {
             typ,
             info,
             props: Vec::new(),
-            index: HashMap::new(),
+            index: NameMap::default(),
         })
     }
 
@@ -682,7 +683,7 @@ impl Model {
             typ: typ.clone(),
             info: empty_map(),
             props: Vec::new(),
-            index: HashMap::new(),
+            index: NameMap::default(),
         };
         for univ in &self.univs {
             let td = univ.typedef.clone();

@@ -81,12 +81,42 @@ fn planned_writes_are_read_before_lmdb_has_them_and_lifts_wait_for_them() {
     lifter.join().expect("lifter");
     assert_eq!(lmdb_applied(&layer), 2);
 
-    // A reader opened between the writes keeps showing the first; a new one shows both.
+    // A reader opened between the writes shows the node as the newest write left it, now
+    // from LMDB (its own snapshot predates the commit); so does a new one.
     let tags = |s: Sode| s.tags.into_iter().map(|(t, _)| t).collect::<Vec<_>>();
     let seen = early.sode(&b).expect("sode").expect("node");
-    assert_eq!(tags(seen), ["t"]);
+    assert_eq!(tags(seen), ["t", "u"]);
     let now = layer.node_reader().expect("reader").sode(&b).expect("sode");
     assert_eq!(tags(now.expect("node")), ["t", "u"]);
+}
+
+#[test]
+fn a_reader_whose_snapshot_predates_a_commit_still_sees_the_committed_write() {
+    let (_dir, layer) = fresh();
+    let one = Value::from(1u64);
+    let b = buid("inet:ipv4", &one);
+    let inside = crate::storage::write_gate().enter();
+    let (release, blocker) = block_lmdb_writes(&layer);
+    // Opened before the write: its LMDB snapshot will never hold the node.
+    let early = layer.node_reader().expect("node reader");
+    add_tagged_ipv4(&layer, &one, "t");
+    assert!(
+        early.sode(&b).expect("sode").is_some(),
+        "read from the queue"
+    );
+    release.send(()).expect("release");
+    blocker.join().expect("blocker");
+    drop(inside);
+    // The applier commits the write and lets go of its storage node.
+    layer.reader().expect("wait for the applier");
+    assert_eq!(lmdb_applied(&layer), 1);
+    let seen = early.sode(&b).expect("sode");
+    assert_eq!(
+        seen.expect("the committed node").tag("t"),
+        Some((None, None))
+    );
+    let other = buid("inet:ipv4", &Value::from(2u64));
+    assert_eq!(early.sode(&other).expect("sode"), None);
 }
 
 #[test]

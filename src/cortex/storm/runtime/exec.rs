@@ -424,6 +424,7 @@ fn run_oper<'g>(
             let span = oper.span;
             let brk = matches!(oper.kind, OperKind::Break);
             let flow = move |item: Option<Item>| {
+                let item = item.map(Box::new);
                 if brk {
                     Flow::Break(item, span)
                 } else {
@@ -703,8 +704,8 @@ fn subquery_oper<'g>(
 fn loop_body_next(current: &mut Option<Genr<'_>>) -> Option<(Option<Res<Item>>, bool)> {
     let (out, stop) = match current.as_mut()?.next() {
         Some(Ok(x)) => return Some((Some(Ok(x)), false)),
-        Some(Err(Flow::Break(item, _))) => (item.map(Ok), true),
-        Some(Err(Flow::Continue(item, _))) => (item.map(Ok), false),
+        Some(Err(Flow::Break(item, _))) => (item.map(|i| Ok(*i)), true),
+        Some(Err(Flow::Continue(item, _))) => (item.map(|i| Ok(*i)), false),
         Some(Err(e)) => (Some(Err(e)), true),
         None => (None, false),
     };

@@ -1892,7 +1892,7 @@ fn call_func(
             )),
         )));
     }
-    let mut frame = std::collections::HashMap::new();
+    let mut frame = crate::cortex::NameMap::default();
     let mut kwargs = kwargs;
     for (i, param) in func.params.iter().enumerate() {
         let valu = if let Some(v) = args.get(i) {

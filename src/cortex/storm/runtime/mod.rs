@@ -48,7 +48,6 @@ mod value;
 mod views;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -57,8 +56,9 @@ use tokio::sync::mpsc::Sender;
 
 use crate::cell::auth::Auth;
 use crate::clock::now_ms;
+use crate::cortex::NameMap;
 use crate::cortex::editor::{Durability, EditSink, Editor};
-use crate::cortex::edits::{Buid, NodeEdit};
+use crate::cortex::edits::{Buid, BuidMap, NodeEdit};
 use crate::cortex::model::Model;
 use crate::cortex::storm::{ast, parse_query, query_hash};
 use crate::cortex::view::{Node, View};
@@ -178,10 +178,10 @@ impl EditSink for Sink<'_> {
 pub(crate) enum Flow {
     /// A Synapse error.
     Err(SynErr),
-    /// `break`, with the node it was reached with.
-    Break(Option<Item>, ast::Span),
+    /// `break`, with the node it was reached with (boxed: errors stay small).
+    Break(Option<Box<Item>>, ast::Span),
     /// `continue`, with the node it was reached with.
-    Continue(Option<Item>, ast::Span),
+    Continue(Option<Box<Item>>, ast::Span),
     /// `return(...)`.
     Return(Val),
     /// `stop`.
@@ -201,7 +201,7 @@ pub(crate) type Res<T> = Result<T, Flow>;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Path {
     /// Variables set while this node was in the pipeline.
-    pub vars: HashMap<String, Val>,
+    pub vars: NameMap<Val>,
     /// `$path.meta` values.
     pub meta: Vec<(String, Val)>,
     /// How the node was reached: `(source iden, link info)` per pivot.
@@ -221,13 +221,13 @@ pub(crate) struct Runt<'a> {
     pub sink: &'a Sink<'a>,
     pub editor: Editor<'a>,
     /// Variable frames: the query's, then one per function call.
-    pub frames: RefCell<Vec<HashMap<String, Val>>>,
+    pub frames: RefCell<Vec<NameMap<Val>>>,
     /// Whether each known variable is runtime safe (the same for every node).
-    pub runtvars: RefCell<HashMap<String, bool>>,
+    pub runtvars: RefCell<NameMap<bool>>,
     /// The query's function definitions, by index ([`Val::Func`] names them).
     pub funcs: Vec<&'a ast::Function>,
     /// Node data loaded with `$node.data.load()`, to go into the packed nodes.
-    pub loaded: RefCell<HashMap<Buid, Vec<(String, Value)>>>,
+    pub loaded: RefCell<BuidMap<Vec<(String, Value)>>>,
     /// `opts.readonly`.
     pub readonly: bool,
     /// Where the stack was when the query started (an address), to bound recursion.
@@ -242,7 +242,7 @@ pub(crate) struct Runt<'a> {
     pub reloaded: RefCell<Option<(Rc<Node>, u64)>>,
     /// Tag texts this query normalized, with their norms (at most [`TAG_NORMS_KEPT`]): a
     /// loop tagging every row with `#$tag` normalizes it once.
-    pub tag_norms: RefCell<HashMap<String, String>>,
+    pub tag_norms: RefCell<NameMap<String>>,
 }
 
 /// How many tag norms a query keeps before it starts over.
@@ -494,9 +494,10 @@ impl<'a> Runt<'a> {
         sink: &'a Sink<'a>,
         query: &'a ast::Query,
     ) -> Runt<'a> {
-        let mut globals = HashMap::new();
-        let mut runtvars =
-            HashMap::from([("node".to_string(), false), ("path".to_string(), false)]);
+        let mut globals = NameMap::default();
+        let mut runtvars = NameMap::default();
+        runtvars.insert("node".to_string(), false);
+        runtvars.insert("path".to_string(), false);
         for (name, valu) in opts.get("vars").and_then(Value::as_map).unwrap_or(&[]) {
             if let Some(name) = name.as_str() {
                 globals.insert(name.to_string(), Val::from(valu));
