@@ -7,7 +7,8 @@
 //! * ingest: `inet:ipv4` nodes each with `:asn` and a tag, added by the storm query
 //!   `for ($ip, $asn) in $rows { [ inet:ipv4=$ip :asn=$asn +#$tag ] }` with 1,000 rows per
 //!   query passed as the var `$rows`; syn client → syn, Python client → syn, Python client →
-//!   Python;
+//!   Python, taking turns of a fifth of the nodes each (the ratio of each turn is printed
+//!   too: this machine's speed drifts over minutes, and turns keep the sides in step);
 //! * lift: the same nodes back by tag (`#tag`), every node message read by the client;
 //! * for the syn client: the server's and the client's CPU time per node of both;
 //! * the curve: one syn cortex grown to 10^4, 10^5 and 10^6 nodes; at each size the lift cost
@@ -36,6 +37,9 @@ const BATCH: u32 = 1_000;
 const INGEST: &str = "for ($ip, $asn) in $rows { [ inet:ipv4=$ip :asn=$asn +#$tag ] }";
 /// The first address used; the bench counts up from here.
 const FIRST_IP: u32 = 0x0a00_0000;
+/// Turns the side-by-side ingest takes: this machine's speed drifts up to 2-4x over minutes,
+/// and short turns keep syn and Python in the same phase.
+const TURNS: u32 = 5;
 
 /// CPU time (user + system) of process `pid` so far, threads that have ended included (they
 /// run storm queries and come and go), from `/proc/<pid>/stat` in clock ticks of 10 ms.
@@ -127,8 +131,8 @@ fn py_run(python: &std::path::Path, args: &[&str]) -> (usize, f64) {
     )
 }
 
-fn py_ingest(python: &std::path::Path, url: &str, count: u32, tag: &str) -> f64 {
-    let (first, count, batch) = (FIRST_IP.to_string(), count.to_string(), BATCH.to_string());
+fn py_ingest(python: &std::path::Path, url: &str, first: u32, count: u32, tag: &str) -> f64 {
+    let (first, count, batch) = (first.to_string(), count.to_string(), BATCH.to_string());
     let (nodes, secs) = py_run(python, &[url, "ingest", &first, &count, &batch, tag]);
     assert_eq!(nodes, count.parse::<usize>().unwrap());
     secs
@@ -154,31 +158,59 @@ fn main() {
     );
     let _ = writeln!(out, "|---|---|---|");
 
-    // syn client → syn cortex.
+    // Side by side: syn client → syn, Python client → syn and Python client → Python take
+    // turns, a fifth of the nodes each, so that all three see the machine in the same phase.
+    let python = if syn_only { None } else { syn2_python() };
     let svc = SynService::start("cortex", &[]);
     let server = svc.daemon.pid().expect("server pid");
     let client = std::process::id();
-    let (ingest, lift, ingest_cpu, lift_cpu) = rt.block_on(async {
-        let core = Proxy::open(&svc.url("cortex")).await.expect("connect");
-        let n = nodes as usize;
+    let pysvc = python.as_ref().map(|_| SynService::start("cortex", &[]));
+    let pycore = python
+        .as_ref()
+        .map(|_| PyService::cortex().expect("the Python cortex starts"));
+    let core = rt
+        .block_on(Proxy::open(&svc.url("cortex")))
+        .expect("connect");
+    let mut syn_ingest_secs = 0.0;
+    let mut ingest_cpu = (0.0, 0.0);
+    let (mut pysyn_secs, mut py_secs) = (0.0, 0.0);
+    let mut turns = Vec::new();
+    let chunk = nodes.div_ceil(TURNS);
+    for turn in 0..TURNS {
+        let first = FIRST_IP + turn * chunk;
+        let count = chunk.min(nodes - turn * chunk);
         let before = (cpu_time(server), cpu_time(client));
-        let ingest = syn_ingest(&core, FIRST_IP, nodes, "bench").await;
-        let ingest_cpu = (cpu_us(server, before.0, n), cpu_us(client, before.1, n));
+        let secs = rt
+            .block_on(syn_ingest(&core, first, count, "bench"))
+            .as_secs_f64();
+        syn_ingest_secs += secs;
+        ingest_cpu.0 += cpu_us(server, before.0, nodes as usize);
+        ingest_cpu.1 += cpu_us(client, before.1, nodes as usize);
+        if let (Some(python), Some(pysvc), Some(pycore)) = (&python, &pysvc, &pycore) {
+            pysyn_secs += py_ingest(python, &pysvc.url("cortex"), first, count, "bench");
+            let py = py_ingest(python, &pycore.url(), first, count, "bench");
+            py_secs += py;
+            turns.push(format!("{:.1}×", py / secs));
+        }
+    }
+    let (lift, lift_cpu) = rt.block_on(async {
         let before = (cpu_time(server), cpu_time(client));
         let (lifted, lift) = syn_lift(&core, "#bench").await;
-        assert_eq!(lifted, n);
+        assert_eq!(lifted, nodes as usize);
+        let n = nodes as usize;
         let lift_cpu = (cpu_us(server, before.0, n), cpu_us(client, before.1, n));
-        (ingest, lift, ingest_cpu, lift_cpu)
+        (lift, lift_cpu)
     });
+    drop(core);
     drop(svc);
     let syn_rates = (
-        nodes as f64 / ingest.as_secs_f64(),
+        nodes as f64 / syn_ingest_secs,
         nodes as f64 / lift.as_secs_f64(),
     );
     let _ = writeln!(
         out,
         "| syn client → syn | {} | {} |",
-        per_sec(nodes as usize, ingest.as_secs_f64()),
+        per_sec(nodes as usize, syn_ingest_secs),
         per_sec(nodes as usize, lift.as_secs_f64())
     );
     let _ = writeln!(
@@ -193,31 +225,25 @@ fn main() {
     );
     eprint!("{out}");
 
-    if !syn_only && let Some(python) = syn2_python() {
-        let svc = SynService::start("cortex", &[]);
-        let url = svc.url("cortex");
-        let ingest = py_ingest(&python, &url, nodes, "bench");
-        let (lifted, lift) = py_run(&python, &[&url, "lift", "#bench"]);
+    if let (Some(python), Some(pysvc), Some(pycore)) = (&python, pysvc, pycore) {
+        let (lifted, lift) = py_run(python, &[&pysvc.url("cortex"), "lift", "#bench"]);
         assert_eq!(lifted, nodes as usize);
-        drop(svc);
+        drop(pysvc);
         let row = format!(
             "| Python client → syn | {} | {} |",
-            per_sec(nodes as usize, ingest),
+            per_sec(nodes as usize, pysyn_secs),
             per_sec(nodes as usize, lift)
         );
         eprintln!("{row}");
         let _ = writeln!(out, "{row}");
 
-        let pycore = PyService::cortex().expect("the Python cortex starts");
-        let url = pycore.url();
-        let ingest = py_ingest(&python, &url, nodes, "bench");
-        let (lifted, lift) = py_run(&python, &[&url, "lift", "#bench"]);
+        let (lifted, lift) = py_run(python, &[&pycore.url(), "lift", "#bench"]);
         assert_eq!(lifted, nodes as usize);
         drop(pycore);
-        let py_rates = (nodes as f64 / ingest, nodes as f64 / lift);
+        let py_rates = (nodes as f64 / py_secs, nodes as f64 / lift);
         let row = format!(
             "| Python client → Python Synapse 2.256 | {} | {} |",
-            per_sec(nodes as usize, ingest),
+            per_sec(nodes as usize, py_secs),
             per_sec(nodes as usize, lift)
         );
         eprintln!("{row}");
@@ -227,6 +253,11 @@ fn main() {
             "| syn (syn client) ÷ Python (Python client) | {:.1}× | {:.1}× |",
             syn_rates.0 / py_rates.0,
             syn_rates.1 / py_rates.1
+        );
+        let _ = writeln!(
+            out,
+            "\nIngest ratio of each turn (syn client → syn ÷ Python → Python): {}",
+            turns.join(", ")
         );
     }
 
