@@ -203,9 +203,9 @@ impl<'a> Editor<'a> {
 
     /// Store nodeedits in the write layer, run the hooks of what changed, then pass the
     /// changes to the sink. Returns the applied edits.
-    pub fn apply(&self, nodeedits: &[NodeEdit]) -> SynResult<Vec<NodeEdit>> {
+    pub fn apply(&self, nodeedits: &[NodeEdit]) -> SynResult<Arc<Vec<NodeEdit>>> {
         if nodeedits.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Arc::default());
         }
         let meta = Value::map([
             ("time", Value::from(now_ms())),
@@ -224,14 +224,16 @@ impl<'a> Editor<'a> {
         } = stored;
         self.remember(sodes, version);
         let mut hooks = Vec::new();
-        for ne in &applied {
+        for ne in applied.iter() {
             for edit in &ne.edits {
                 match edit {
                     Edit::NodeAdd { .. } => hooks.push(Hook::Added(&ne.buid, &ne.form)),
                     Edit::NodeDel { .. } if ne.form == "syn:tag" => {
                         self.tag_nodes.borrow_mut().clear();
                     }
-                    Edit::PropSet { prop, .. } => hooks.push(Hook::Set(&ne.buid, &ne.form, prop)),
+                    Edit::PropSet { prop, .. } => {
+                        hooks.push(Hook::Set(&ne.buid, &ne.form, prop.as_str()))
+                    }
                     _ => {}
                 }
             }
@@ -1517,7 +1519,7 @@ impl EditBatch<'_, '_> {
     }
 
     /// Apply the staged edits (see [`Editor::apply`]); returns the applied edits.
-    pub fn flush(self) -> SynResult<Vec<NodeEdit>> {
+    pub fn flush(self) -> SynResult<Arc<Vec<NodeEdit>>> {
         let nodeedits = self.nodeedits();
         self.editor.apply(&nodeedits)
     }

@@ -911,7 +911,7 @@ static LAYER_METHODS: LazyLock<Methods<LayerApi>> = LazyLock::new(|| {
             let sodes = tokio::task::spawn_blocking(move || -> SynResult<Vec<Value>> {
                 let reader = layer.reader()?;
                 let mut out = Vec::new();
-                for ne in &stored.applied {
+                for ne in stored.applied.iter() {
                     if let Some(sode) = reader.sode(&ne.buid)? {
                         out.push(Value::Array(vec![
                             Value::Bin(ne.buid.to_vec()),

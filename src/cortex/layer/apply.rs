@@ -5,7 +5,8 @@
 
 use super::keys::{index_keys, is_array, write_index_key};
 use super::sode::Sode;
-use super::{Abrv, AbrvName, Dbs};
+use super::{Abrv, AbrvName, Abrvs, Dbs};
+use crate::cortex::NameMap;
 use crate::cortex::edits::{Buid, BuidMap, Edit, Ival, NodeEdit, stortype as st};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::{self, Value};
@@ -105,16 +106,16 @@ pub(super) struct Apply<'a, 'w> {
     wtxn: Option<&'a mut WriteTxn<'w>>,
     plan: Option<PlanSource<'a>>,
     /// The layer's cache of abbreviations committed to LMDB.
-    shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
+    shared_abrvs: &'a RwLock<Abrvs>,
     /// Abbreviations this transaction read from LMDB or created (not in the shared cache).
-    unshared_abrvs: HashMap<Vec<u8>, Abrv>,
+    unshared_abrvs: Abrvs,
     /// Scratch space for the stored form of a name being looked up.
     name_buf: Vec<u8>,
     next_abrv: Option<u64>,
     slots: BuidMap<Slot>,
     index_ops: Vec<IndexOp>,
     op_bytes: Vec<u8>,
-    counts: HashMap<String, i64>,
+    counts: NameMap<i64>,
     /// Leave the index databases alone (while a bulk load defers them to
     /// [`super::bulk::build`]); abbreviations are still made in the same order.
     defer_indexes: bool,
@@ -124,7 +125,7 @@ impl<'a, 'w> Apply<'a, 'w> {
     pub(super) fn new(
         dbs: &'a Dbs,
         wtxn: &'a mut WriteTxn<'w>,
-        shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
+        shared_abrvs: &'a RwLock<Abrvs>,
         defer_indexes: bool,
     ) -> Self {
         Apply::with(dbs, Some(wtxn), None, shared_abrvs, defer_indexes)
@@ -134,7 +135,7 @@ impl<'a, 'w> Apply<'a, 'w> {
         dbs: &'a Dbs,
         wtxn: Option<&'a mut WriteTxn<'w>>,
         plan: Option<PlanSource<'a>>,
-        shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
+        shared_abrvs: &'a RwLock<Abrvs>,
         defer_indexes: bool,
     ) -> Self {
         Apply {
@@ -142,13 +143,13 @@ impl<'a, 'w> Apply<'a, 'w> {
             wtxn,
             plan,
             shared_abrvs,
-            unshared_abrvs: HashMap::new(),
+            unshared_abrvs: Abrvs::default(),
             name_buf: Vec::new(),
             next_abrv: None,
             slots: HashMap::default(),
             index_ops: Vec::new(),
             op_bytes: Vec::new(),
-            counts: HashMap::new(),
+            counts: NameMap::default(),
             defer_indexes,
         }
     }
@@ -162,7 +163,7 @@ impl<'a, 'w> Apply<'a, 'w> {
         dbs: &'a Dbs,
         rtxn: &'a ReadTxn,
         sode: SodeSource<'a>,
-        shared_abrvs: &'a RwLock<HashMap<Vec<u8>, Abrv>>,
+        shared_abrvs: &'a RwLock<Abrvs>,
     ) -> Self {
         let plan = PlanSource { rtxn, sode };
         // No index changes are queued: planning sets `defer_indexes`.
@@ -209,7 +210,7 @@ impl<'a, 'w> Apply<'a, 'w> {
 
     /// The abbreviations this transaction read from LMDB or created, for the shared cache
     /// once it commits, and whether it created any (wrote them to LMDB).
-    pub(super) fn take_abrvs(&mut self) -> (HashMap<Vec<u8>, Abrv>, bool) {
+    pub(super) fn take_abrvs(&mut self) -> (Abrvs, bool) {
         (
             std::mem::take(&mut self.unshared_abrvs),
             self.next_abrv.is_some(),

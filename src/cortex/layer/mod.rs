@@ -144,6 +144,9 @@ use tokio::sync::{mpsc, watch};
 /// An 8-byte abbreviation of a name.
 type Abrv = [u8; 8];
 
+/// Abbreviations by the stored form of their name.
+type Abrvs = HashMap<Vec<u8>, Abrv, ahash::RandomState>;
+
 /// The LMDB environment's directory name inside the layer directory.
 const LMDB_DIR: &str = "layer.lmdb";
 /// The edit log's directory name.
@@ -209,8 +212,9 @@ impl Cmp {
 pub struct Stored {
     /// The log offset of its record, or `None` when nothing changed.
     pub offset: Option<u64>,
-    /// The edits that changed something, one nodeedit per buid, with old values.
-    pub applied: Vec<NodeEdit>,
+    /// The edits that changed something, one nodeedit per buid, with old values (shared with
+    /// the applier while it has not applied them).
+    pub applied: Arc<Vec<NodeEdit>>,
     /// The storage nodes of `applied`'s buids as the write left them (`None`: removed).
     pub sodes: Vec<(Buid, Option<Sode>)>,
     /// [`Layer::next_offset`] right after the write: while the layer still says so, nothing
@@ -223,7 +227,7 @@ impl Stored {
     fn nothing(version: u64) -> Stored {
         Stored {
             offset: None,
-            applied: Vec::new(),
+            applied: Arc::default(),
             sodes: Vec::new(),
             version,
         }
@@ -433,7 +437,7 @@ struct Learned {
     /// New entries of the sparse log position index.
     indexed: Vec<(u64, LogPos)>,
     /// Abbreviations created or first read from LMDB.
-    abrvs: HashMap<Vec<u8>, Abrv>,
+    abrvs: Abrvs,
 }
 
 /// What a batch's transaction produced.
@@ -486,7 +490,7 @@ struct Inner {
     slab: Slab,
     /// Shared with the applier thread, which must never hold the layer itself.
     dbs: Arc<Dbs>,
-    abrvs: Arc<RwLock<HashMap<Vec<u8>, Abrv>>>,
+    abrvs: Arc<RwLock<Abrvs>>,
     /// Shared with the flush thread, which must never hold the layer itself.
     writer: Arc<Mutex<Writer>>,
     /// Planned writes on their way to LMDB (see [`pipeline`]).
@@ -915,7 +919,8 @@ impl Layer {
                 stored.push(Stored::nothing(first));
                 continue;
             }
-            records.push(applied.clone());
+            let applied = Arc::new(applied);
+            records.push(Arc::clone(&applied));
             stored.push(framed.record(offs, applied, meta)?);
             offs += 1;
         }
@@ -941,7 +946,7 @@ impl Layer {
         self.learn(
             Learned {
                 indexed: indexed.clone(),
-                abrvs: HashMap::new(),
+                abrvs: Abrvs::default(),
             },
             writer,
         );
@@ -989,7 +994,7 @@ impl Layer {
                 stored.push(Stored::nothing(first));
                 continue;
             }
-            stored.push(framed.record(offs, applied, meta)?);
+            stored.push(framed.record(offs, Arc::new(applied), meta)?);
             offs += 1;
         }
         let written = apply.finish()?;
@@ -1364,7 +1369,12 @@ impl Framed {
     }
 
     /// Frame the record of one call's applied edits at log offset `offs`; the call's result.
-    fn record(&mut self, offs: u64, applied: Vec<NodeEdit>, meta: &Value) -> SynResult<Stored> {
+    fn record(
+        &mut self,
+        offs: u64,
+        applied: Arc<Vec<NodeEdit>>,
+        meta: &Value,
+    ) -> SynResult<Stored> {
         let pos = self.end + self.frames.len() as u64;
         self.positions.push((offs, pos));
         log::frame_record(offs, &applied, meta, &mut self.frames)?;
@@ -1394,14 +1404,14 @@ fn kept_recent(written: &[(Buid, Option<Sode>)]) -> Vec<(Buid, Option<Sode>)> {
 #[allow(clippy::too_many_arguments)]
 fn apply_logged<'e>(
     dbs: &Dbs,
-    abrvs: &RwLock<HashMap<Vec<u8>, Abrv>>,
+    abrvs: &RwLock<Abrvs>,
     defer: bool,
     wtxn: &mut WriteTxn<'_>,
     recent: Vec<(Buid, Option<Sode>)>,
     records: impl Iterator<Item = &'e [NodeEdit]>,
     indexed: &[(u64, LogPos)],
     next: u64,
-) -> SynResult<(pipeline::Sodes, HashMap<Vec<u8>, Abrv>)> {
+) -> SynResult<(pipeline::Sodes, Abrvs)> {
     let mut apply = Apply::new(dbs, wtxn, abrvs, defer);
     apply.start_from(recent);
     for edits in records {

@@ -39,8 +39,8 @@ const RETRY_PAUSES: [Duration; 3] = [
 
 /// One planned write: logged records waiting to be applied to LMDB.
 pub(super) struct Planned {
-    /// Each record's applied nodeedits, in log order.
-    pub records: Vec<Vec<NodeEdit>>,
+    /// Each record's applied nodeedits, in log order (shared with the writer's result).
+    pub records: Vec<Arc<Vec<NodeEdit>>>,
     /// New entries of the sparse log position index.
     pub indexed: Vec<(u64, LogPos)>,
     /// The offset after the last record.

@@ -169,7 +169,7 @@ fn the_log_follows_the_changes() {
     for (n, (entry, st)) in entries.iter().zip(&stored).enumerate() {
         assert_eq!(entry.offset, n as u64);
         assert_eq!(Some(entry.offset), st.offset);
-        assert_eq!(entry.edits, st.applied);
+        assert_eq!(entry.edits, *st.applied);
         assert_eq!(entry.meta, meta(n as i64));
     }
     let tail = all_entries(&layer, 3);

@@ -317,7 +317,7 @@ fn only_changed_edits_are_logged() {
     assert_eq!(first.offset, Some(0));
     let again = layer.store(&edits, &meta(20)).expect("store again");
     assert_eq!(again.offset, None);
-    assert_eq!(again.applied, vec![]);
+    assert_eq!(*again.applied, vec![]);
     assert_eq!(again.sodes, vec![]);
     assert_eq!(again.version, 1);
     assert_eq!(layer.next_offset(), 1);
@@ -341,7 +341,7 @@ fn only_changed_edits_are_logged() {
         .collect::<SynResult<_>>()
         .expect("entries");
     assert_eq!(logged.len(), 2);
-    assert_eq!(logged[1].edits, stored.applied);
+    assert_eq!(logged[1].edits, *stored.applied);
     assert_eq!(logged[1].meta, meta(30));
 }
 
@@ -1041,14 +1041,16 @@ fn each_call_of_a_batch_gets_the_storage_nodes_of_the_buids_it_changed() {
     };
     let call = |buids: &[Buid]| Stored {
         offset: Some(0),
-        applied: buids
-            .iter()
-            .map(|b| NodeEdit {
-                buid: *b,
-                form: "f".into(),
-                edits: vec![tag("t", (None, None))],
-            })
-            .collect(),
+        applied: Arc::new(
+            buids
+                .iter()
+                .map(|b| NodeEdit {
+                    buid: *b,
+                    form: "f".into(),
+                    edits: vec![tag("t", (None, None))],
+                })
+                .collect(),
+        ),
         sodes: Vec::new(),
         version: 0,
     };
