@@ -82,7 +82,7 @@ const WRITTEN_KEPT: usize = 64;
 /// The nodes one write left, and the write layer's version right after it.
 struct Written {
     version: u64,
-    nodes: Vec<(Buid, Option<Node>)>,
+    sodes: Vec<(Buid, Option<Sode>)>,
 }
 
 impl<'a> Editor<'a> {
@@ -247,22 +247,11 @@ impl<'a> Editor<'a> {
         Ok(applied)
     }
 
-    /// Keep the nodes a write left, when they are the whole node (a one-layer view) and few
-    /// (they are looked up one by one).
+    /// Keep the storage nodes a write left, when they are the whole node (a one-layer view)
+    /// and few (they are looked up one by one); each becomes a node only if it is read.
     fn remember(&self, sodes: Vec<(Buid, Option<Sode>)>, version: u64) {
-        if sodes.len() > WRITTEN_KEPT {
-            *self.written.borrow_mut() = None;
-            return;
-        }
-        let nodes: Option<Vec<_>> = sodes
-            .into_iter()
-            .map(|(buid, sode)| {
-                self.view
-                    .node_from_written(&buid, sode)
-                    .map(|node| (buid, node))
-            })
-            .collect();
-        *self.written.borrow_mut() = nodes.map(|nodes| Written { version, nodes });
+        let keep = self.view.layers().len() == 1 && sodes.len() <= WRITTEN_KEPT;
+        *self.written.borrow_mut() = keep.then_some(Written { version, sodes });
     }
 
     /// The node of a buid as the view holds it: from this editor's last write while the write
@@ -270,9 +259,10 @@ impl<'a> Editor<'a> {
     pub fn node(&self, buid: &Buid) -> SynResult<Option<Node>> {
         if let Some(written) = &*self.written.borrow()
             && written.version == self.view.write_layer().next_offset()
-            && let Some((_, node)) = written.nodes.iter().find(|(b, _)| b == buid)
+            && let Some((_, sode)) = written.sodes.iter().find(|(b, _)| b == buid)
+            && let Some(node) = self.view.node_from_written(buid, sode.clone())
         {
-            return Ok(node.clone());
+            return Ok(node);
         }
         self.view.node(buid)
     }
@@ -1808,7 +1798,7 @@ mod tests {
                 .written
                 .borrow()
                 .as_ref()
-                .is_some_and(|w| w.nodes.iter().any(|(b, _)| b == buid))
+                .is_some_and(|w| w.sodes.iter().any(|(b, _)| b == buid))
         };
         let same = |buid: &Buid| {
             assert!(held(buid), "the editor keeps what it wrote");
