@@ -178,7 +178,11 @@ fn main() {
     let chunk = nodes.div_ceil(TURNS);
     for turn in 0..TURNS {
         let first = FIRST_IP + turn * chunk;
-        let count = chunk.min(nodes - turn * chunk);
+        // Fewer nodes than turns leave the last turns empty.
+        let count = chunk.min(nodes.saturating_sub(turn * chunk));
+        if count == 0 {
+            break;
+        }
         let before = (cpu_time(server), cpu_time(client));
         let secs = rt
             .block_on(syn_ingest(&core, first, count, "bench"))
