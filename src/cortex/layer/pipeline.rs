@@ -5,7 +5,9 @@
 //!
 //! Until a record is applied, the storage nodes it left are read from here
 //! ([`Pipeline::queued`]: the newest queued version of each); index lifts wait for the
-//! applier ([`Pipeline::wait_applied`]).
+//! applier ([`Pipeline::wait_applied`]). The applier takes no lock a writer waits for while
+//! it works: it takes the queue's lock only to pick a batch and to note it done, and leaves
+//! the queued storage nodes to the writers to drop.
 
 use super::LogPos;
 use super::sode::Sode;
@@ -13,6 +15,7 @@ use crate::cortex::edits::{Buid, BuidMap, NodeEdit};
 use crate::error::{SynErr, SynResult};
 use crate::storage::HandedShare;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -66,14 +69,14 @@ struct State {
 }
 
 /// The storage nodes queued writes left: the newest version of each buid, with the offset
-/// after the write that left it, until the applier has committed that write.
-///
-/// Every entry the applier drops moves `generation` on: a read snapshot opened before that
-/// may lack the write, so a buid missing here is read from a fresh snapshot then.
+/// after the write that left it. Entries of committed writes are dropped by the writers (in
+/// [`Pipeline::push`] and [`Pipeline::wait_applied`]), never by the applier: a writer then
+/// never waits for a lock the applier holds.
 #[derive(Default)]
 struct Overlay {
     latest: BuidMap<(u64, Option<Sode>)>,
-    generation: u64,
+    /// The buids each queued write left here, oldest write first, by the offset after it.
+    writes: VecDeque<(u64, Vec<Buid>)>,
 }
 
 /// Where the storage node of a buid is, for a read snapshot opened after a given
@@ -92,9 +95,16 @@ pub(super) enum Queued {
 #[derive(Default)]
 pub(super) struct Pipeline {
     state: Mutex<State>,
-    /// The storage nodes the queued writes leave (its lock is taken inside `state`'s, never
-    /// the other way round).
+    /// How many planned writes `state` holds (read without its lock).
+    queued: AtomicUsize,
+    /// The offset after the last write the applier committed to LMDB.
+    committed: AtomicU64,
+    /// The storage nodes the queued writes leave (never locked together with `state`).
     overlay: Mutex<Overlay>,
+    /// Moves on (under the overlay's lock) whenever entries of committed writes leave the
+    /// overlay: a read snapshot opened before may lack those writes, so a buid missing from
+    /// the overlay is read from a fresh snapshot then.
+    generation: AtomicU64,
     /// Wakes the applier.
     work: Condvar,
     /// Wakes callers waiting for the applier.
@@ -115,6 +125,9 @@ impl Pipeline {
     /// Wait while the queue is full (call before planning, holding no write gate share: the
     /// applier may need the gate to make room).
     pub(super) fn wait_room(&self) {
+        if self.queued.load(Ordering::Acquire) < MAX_UNAPPLIED {
+            return;
+        }
         let mut state = self.state();
         while state.jobs.len() >= MAX_UNAPPLIED && state.failed.is_none() && !state.stop {
             state = self.wait(state);
@@ -127,14 +140,19 @@ impl Pipeline {
 
     /// Queue a planned write for the applier, with the storage nodes it leaves.
     pub(super) fn push(&self, job: Planned, sodes: Sodes) {
-        // Readable before the applier can commit the write and drop them again.
+        // Readable before the applier can commit the write.
         let mut overlay = self.overlay();
+        let dropped = self.prune(&mut overlay);
+        let buids = sodes.iter().map(|(buid, _)| *buid).collect();
+        overlay.writes.push_back((job.next, buids));
         for (buid, sode) in sodes {
             overlay.latest.insert(buid, (job.next, sode));
         }
         drop(overlay);
+        drop(dropped);
         let mut state = self.state();
         state.jobs.push_back(Arc::new(job));
+        self.queued.store(state.jobs.len(), Ordering::Release);
         // The applier waits for a first write, or lets writes gather up to `GATHER`.
         if state.jobs.len() == 1 || state.jobs.len() >= GATHER {
             self.work.notify_one();
@@ -143,7 +161,7 @@ impl Pipeline {
 
     /// Take before opening a read snapshot: [`Pipeline::queued`] tells whether it went stale.
     pub(super) fn generation(&self) -> u64 {
-        self.overlay().generation
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Where the storage node of `buid` is for a snapshot opened after generation `since`.
@@ -151,27 +169,60 @@ impl Pipeline {
         let overlay = self.overlay();
         match overlay.latest.get(buid) {
             Some((_, sode)) => Queued::Sode(sode.clone()),
-            None if overlay.generation == since => Queued::Stored,
+            None if self.generation() == since => Queued::Stored,
             None => Queued::Behind,
         }
     }
 
+    /// Drop the overlay's entries of committed writes (moving the generation on if any
+    /// went); they are returned, to be freed once the lock is let go.
+    fn prune(&self, overlay: &mut Overlay) -> Vec<(u64, Option<Sode>)> {
+        let through = self.committed.load(Ordering::Acquire);
+        let mut dropped = Vec::new();
+        while let Some((next, _)) = overlay.writes.front()
+            && *next <= through
+        {
+            let Some((_, buids)) = overlay.writes.pop_front() else {
+                break;
+            };
+            for buid in buids {
+                if overlay
+                    .latest
+                    .get(&buid)
+                    .is_some_and(|(n, _)| *n <= through)
+                {
+                    dropped.extend(overlay.latest.remove(&buid));
+                }
+            }
+        }
+        if !dropped.is_empty() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        dropped
+    }
+
     /// Wait until every write queued before this call is in LMDB (later ones do not hold it
-    /// up); the applier's error if it failed.
+    /// up); the applier's error if it failed. The overlay then holds no storage node of
+    /// those writes: a write made after reading LMDB itself is not hidden by an older one.
     pub(super) fn wait_applied(&self) -> SynResult<()> {
         let mut state = self.state();
-        let Some(target) = state.jobs.back().map(|job| job.next) else {
-            return Ok(());
-        };
-        loop {
-            if let Some(why) = &state.failed {
-                return Err(SynErr::new("StorageError", why.clone()));
+        if let Some(target) = state.jobs.back().map(|job| job.next) {
+            loop {
+                if let Some(why) = &state.failed {
+                    return Err(SynErr::new("StorageError", why.clone()));
+                }
+                if state.jobs.front().is_none_or(|job| job.next > target) {
+                    break;
+                }
+                state = self.wait(state);
             }
-            if state.jobs.front().is_none_or(|job| job.next > target) {
-                return Ok(());
-            }
-            state = self.wait(state);
         }
+        drop(state);
+        let mut overlay = self.overlay();
+        let dropped = self.prune(&mut overlay);
+        drop(overlay);
+        drop(dropped);
+        Ok(())
     }
 
     /// Why the applier failed, if it did.
@@ -241,25 +292,21 @@ impl Pipeline {
         }
     }
 
-    /// Record the outcome of applying the first `count` queued writes.
-    fn finished(&self, count: usize, outcome: SynResult<Sodes>) {
+    /// Record the outcome of applying `batch`, the oldest queued writes.
+    fn finished(&self, batch: &[Arc<Planned>], outcome: SynResult<Sodes>) {
         let mut state = self.state();
         match outcome {
             Ok(recent) => {
-                // LMDB has the storage nodes of these writes now: once none is queued, a
-                // write that reads LMDB itself finds no older version here.
-                if let Some(through) = count.checked_sub(1).and_then(|last| state.jobs.get(last)) {
-                    let through = through.next;
-                    let mut overlay = self.overlay();
-                    let before = overlay.latest.len();
-                    overlay.latest.retain(|_, (next, _)| *next > through);
-                    if overlay.latest.len() < before {
-                        overlay.generation += 1;
-                    }
+                if let Some(last) = batch.last() {
+                    self.committed.store(last.next, Ordering::Release);
                 }
-                state.jobs.drain(..count);
-                state.recent = recent;
+                state.jobs.drain(..batch.len());
+                self.queued.store(state.jobs.len(), Ordering::Release);
+                let old = std::mem::replace(&mut state.recent, recent);
                 state.commits += 1;
+                drop(state);
+                // Freed once the lock is let go: writers wait for it.
+                drop(old);
             }
             Err(err) => state.failed = Some(err.mesg().to_owned()),
         }
@@ -295,7 +342,7 @@ pub(super) fn spawn_applier(
                 if let Err(err) = &outcome {
                     tracing::error!(%err, "applying logged edits to LMDB failed; the layer refuses writes until reopened");
                 }
-                pipeline.finished(batch.len(), outcome);
+                pipeline.finished(&batch, outcome);
             }
         })
 }
