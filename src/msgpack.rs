@@ -311,6 +311,11 @@ pub fn write_array_len(len: usize, out: &mut Vec<u8>) {
     encode_len(len, 0x90, 0xdc, out);
 }
 
+/// Write the header of a map of `len` pairs; each key and its value follow.
+pub fn write_map_len(len: usize, out: &mut Vec<u8>) {
+    encode_len(len, 0x80, 0xde, out);
+}
+
 /// Write a str.
 pub fn write_str(s: &str, out: &mut Vec<u8>) {
     encode_str(s.as_bytes(), out);

@@ -8,7 +8,9 @@ use syn::error::{SynErr, SynResult};
 use syn::msgpack::{self, Value};
 use syn::telepath::api::BoxFut;
 use syn::telepath::link::{mesg, parse_mesg};
-use syn::telepath::{Api, Daemon, HasMethods, Hello, Methods, Proxy, Shared, TeleUrl};
+use syn::telepath::{
+    Api, Daemon, HasMethods, Hello, Methods, Packed, Proxy, Shared, TeleUrl, Yield,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -17,6 +19,17 @@ static PRODUCED: AtomicUsize = AtomicUsize::new(0);
 
 struct Echo {
     user: Option<String>,
+}
+
+/// `{"n": i}`, written as msgpack by the item itself.
+struct SelfEncoded(i64);
+
+impl Packed for SelfEncoded {
+    fn encode(&self, out: &mut Vec<u8>) {
+        msgpack::write_map_len(1, out);
+        msgpack::write_str("n", out);
+        msgpack::write_int(self.0.into(), out);
+    }
 }
 
 struct Counter {
@@ -59,6 +72,25 @@ static ECHO: LazyLock<Methods<Echo>> = LazyLock::new(|| {
                         return;
                     }
                 }
+            });
+            Ok(rx)
+        })
+        .stream("mixed", |_api, mut args| async move {
+            // Values and items that encode themselves, alternately, then an error.
+            let n: i64 = args.req(0, "n")?;
+            let (tx, rx) = mpsc::channel(8);
+            tokio::spawn(async move {
+                for i in 0..n {
+                    let item = if i % 2 == 0 {
+                        Yield::Value(Value::map([("n", Value::from(i))]))
+                    } else {
+                        Yield::Packed(Box::new(SelfEncoded(i)))
+                    };
+                    if tx.send(Ok(item)).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send(Err(SynErr::new("BadArg", "done"))).await;
             });
             Ok(rx)
         })
@@ -226,6 +258,16 @@ async fn calls_generators_and_errors_over_tcp_and_unix() {
         genr.next().await.unwrap().unwrap_err().name,
         "StormRuntimeError"
     );
+
+    // A stream's self-encoding items arrive as the values they encode, in order.
+    assert!(tcp.is_genr("mixed"));
+    let mut genr = tcp.genr("mixed", vec![4i64.into()], vec![]).await.unwrap();
+    for i in 0..4i64 {
+        let item = genr.next().await.unwrap().unwrap();
+        assert_eq!(item, Value::map([("n", Value::from(i))]));
+    }
+    assert_eq!(genr.next().await.unwrap().unwrap_err().name, "BadArg");
+    assert!(genr.next().await.is_none());
 
     // Long generators (sent in batches once the producer proves busy) arrive whole and in
     // order, and one failing late still ends with its error after every item before it.

@@ -35,14 +35,14 @@ use crate::msgpack::Value;
 /// Where applied edits and warnings go (a storm runtime turns them into messages).
 pub trait EditSink {
     /// A batch of nodeedits was applied (only the edits that changed something).
-    fn node_edits(&self, edits: &[NodeEdit]);
+    fn node_edits(&self, edits: &Arc<Vec<NodeEdit>>);
     /// A warning for the user (non-strict edits that were skipped).
     fn warn(&self, mesg: &str);
 }
 
 /// A sink that drops everything.
 impl EditSink for () {
-    fn node_edits(&self, _edits: &[NodeEdit]) {}
+    fn node_edits(&self, _edits: &Arc<Vec<NodeEdit>>) {}
     fn warn(&self, _mesg: &str) {}
 }
 
@@ -1553,7 +1553,7 @@ mod tests {
     }
 
     impl EditSink for Record {
-        fn node_edits(&self, edits: &[NodeEdit]) {
+        fn node_edits(&self, edits: &Arc<Vec<NodeEdit>>) {
             self.batches.borrow_mut().push(edits.to_vec());
         }
         fn warn(&self, mesg: &str) {

@@ -5,7 +5,7 @@
 //! and the LayerApi takes them from other cortexes; all of these use these types.
 
 use crate::error::{SynErr, SynResult};
-use crate::msgpack::Value;
+use crate::msgpack::{self, Value};
 
 /// A 32-byte node identifier: `sha256(msgpack((form, norm)))`.
 pub type Buid = [u8; 32];
@@ -173,6 +173,15 @@ pub struct NodeEdit {
     pub form: String,
     /// The edits, in order.
     pub edits: Vec<Edit>,
+}
+
+/// How an encoded nodeedit holds its buid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuidForm {
+    /// As 32 bytes (the edit log, `storNodeEdits`).
+    Bytes,
+    /// As a 64-digit hex iden (storm's `node:edits` messages).
+    Iden,
 }
 
 fn sv(s: &str) -> Value {
@@ -354,6 +363,116 @@ impl NodeEdit {
             Value::from(self.form.as_str()),
             Value::Array(self.edits.iter().map(Edit::to_value).collect()),
         ])
+    }
+
+    /// Write the bytes of [`NodeEdit::to_value`] (buid as bytes) or [`NodeEdit::to_value_hex`]
+    /// (buid as an iden) without building the value: the log's and the storm stream's hot
+    /// path.
+    pub fn encode(&self, buid: BuidForm, out: &mut Vec<u8>) {
+        use msgpack::{encode, write_array_len as array, write_int as int, write_str as text};
+        let ival = |ival: &Ival, out: &mut Vec<u8>| {
+            array(2, out);
+            for bound in [ival.0, ival.1] {
+                encode(&Value::from(bound), out);
+            }
+        };
+        array(3, out);
+        match buid {
+            BuidForm::Bytes => msgpack::write_bin(&self.buid, out),
+            BuidForm::Iden => text(&iden(&self.buid), out),
+        }
+        text(&self.form, out);
+        array(self.edits.len(), out);
+        for edit in &self.edits {
+            array(3, out);
+            int(edit.kind().into(), out);
+            match edit {
+                Edit::NodeAdd { valu, stortype } | Edit::NodeDel { valu, stortype } => {
+                    array(2, out);
+                    encode(valu, out);
+                    int((*stortype).into(), out);
+                }
+                Edit::PropSet {
+                    prop,
+                    valu,
+                    oldv,
+                    stortype,
+                } => {
+                    array(4, out);
+                    text(prop, out);
+                    encode(valu, out);
+                    encode(oldv, out);
+                    int((*stortype).into(), out);
+                }
+                Edit::PropDel {
+                    prop,
+                    oldv,
+                    stortype,
+                } => {
+                    array(3, out);
+                    text(prop, out);
+                    encode(oldv, out);
+                    int((*stortype).into(), out);
+                }
+                Edit::TagSet { tag, valu, oldv } => {
+                    array(3, out);
+                    text(tag, out);
+                    ival(valu, out);
+                    match oldv {
+                        Some(old) => ival(old, out),
+                        None => encode(&Value::Nil, out),
+                    }
+                }
+                Edit::TagDel { tag, oldv } => {
+                    array(2, out);
+                    text(tag, out);
+                    ival(oldv, out);
+                }
+                Edit::TagPropSet {
+                    tag,
+                    prop,
+                    valu,
+                    oldv,
+                    stortype,
+                } => {
+                    array(5, out);
+                    text(tag, out);
+                    text(prop, out);
+                    encode(valu, out);
+                    encode(oldv, out);
+                    int((*stortype).into(), out);
+                }
+                Edit::TagPropDel {
+                    tag,
+                    prop,
+                    oldv,
+                    stortype,
+                } => {
+                    array(4, out);
+                    text(tag, out);
+                    text(prop, out);
+                    encode(oldv, out);
+                    int((*stortype).into(), out);
+                }
+                Edit::NodeDataSet { name, valu, oldv } => {
+                    array(3, out);
+                    text(name, out);
+                    encode(valu, out);
+                    encode(oldv, out);
+                }
+                Edit::NodeDataDel { name, oldv } => {
+                    array(2, out);
+                    text(name, out);
+                    encode(oldv, out);
+                }
+                Edit::EdgeAdd { verb, n2 } | Edit::EdgeDel { verb, n2 } => {
+                    array(2, out);
+                    text(verb, out);
+                    text(&iden(n2), out);
+                }
+            }
+            array(0, out);
+        }
     }
 
     /// The form storm's `node:edits` messages use: the buid as a hex iden.

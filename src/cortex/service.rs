@@ -28,7 +28,7 @@ use crate::cell::{Cell, Service, ServiceKind};
 use crate::clock::now_ms;
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::Value;
-use crate::telepath::{Api, Args, Genr, HasMethods, Methods};
+use crate::telepath::{Api, Args, Genr, HasMethods, Methods, Stream, Yield};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, RwLock};
 use tokio::sync::mpsc;
@@ -534,7 +534,7 @@ const FEED_SYN_NODES: &str = "syn.nodes";
 struct FeedWarnings;
 
 impl EditSink for FeedWarnings {
-    fn node_edits(&self, _edits: &[super::edits::NodeEdit]) {}
+    fn node_edits(&self, _edits: &std::sync::Arc<Vec<super::edits::NodeEdit>>) {}
     fn warn(&self, mesg: &str) {
         tracing::debug!("addFeedData: {mesg}");
     }
@@ -568,11 +568,11 @@ fn propdef_args(mut args: Args) -> SynResult<ExtPropDef> {
 
 static CORE_METHODS: LazyLock<Methods<CoreApi>> = LazyLock::new(|| {
     Methods::<CoreApi>::new("synapse.cortex.CoreApi")
-        .genr("storm", |api, args| async move {
+        .stream("storm", |api, args| async move {
             let (text, opts, user) = storm_args(&api, args)?;
             let view = api.core.opts_view(&opts, &user)?;
             // Room for what a fast query makes while the link collects a batch.
-            let (tx, rx): (mpsc::Sender<SynResult<Value>>, Genr) = mpsc::channel(1024);
+            let (tx, rx): (mpsc::Sender<SynResult<Yield>>, Stream) = mpsc::channel(1024);
             let auth = api.cell.cell.auth.clone();
             tokio::task::spawn_blocking(move || {
                 // Options refused before any message end the generator with that error.

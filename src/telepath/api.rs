@@ -22,12 +22,33 @@ pub type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// The items of a generator method, produced by another task; dropping it cancels the producer.
 pub type Genr = mpsc::Receiver<SynResult<Value>>;
 
+/// An item that writes its own msgpack bytes: the producer hands it over cheaply and the
+/// link's task encodes it, without a [`Value`] built in between.
+pub trait Packed: Send {
+    /// Append the item's msgpack encoding to `out`.
+    fn encode(&self, out: &mut Vec<u8>);
+}
+
+/// An item of a [`Stream`]: a value, or one that encodes itself.
+pub enum Yield {
+    /// A value, encoded as any other.
+    Value(Value),
+    /// Encoded by the item itself, on the link's task.
+    Packed(Box<dyn Packed>),
+}
+
+/// The items of a generator method that may hand over [`Packed`] items; dropping it cancels
+/// the producer.
+pub type Stream = mpsc::Receiver<SynResult<Yield>>;
+
 /// What a method call gives back.
 pub enum Reply {
     /// A plain value (`t2:fini`).
     Value(Value),
     /// A stream of values (`t2:genr`, `t2:yield`...).
     Genr(Genr),
+    /// A generator whose items may encode themselves (on the wire as [`Reply::Genr`]).
+    Stream(Stream),
     /// A new shared object living in the caller's session (`t2:share`).
     Share(Arc<dyn Api>),
 }
@@ -96,6 +117,15 @@ impl<T: Send + Sync + 'static> Methods<T> {
         Fut: Future<Output = SynResult<Genr>> + Send + 'static,
     {
         self.add(name, true, f, Reply::Genr)
+    }
+
+    /// Add a generator method whose items may encode themselves.
+    pub fn stream<F, Fut>(self, name: &str, f: F) -> Self
+    where
+        F: Fn(Arc<T>, Args) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = SynResult<Stream>> + Send + 'static,
+    {
+        self.add(name, true, f, Reply::Stream)
     }
 
     /// Add a method that returns a new shared object.

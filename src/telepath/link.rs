@@ -160,6 +160,18 @@ impl LinkWriter {
         msgpack::encode(mesg, &mut self.buf);
     }
 
+    /// Queue `("t2:yield", {"retn": (True, item)})`, the item written by `item`.
+    pub fn queue_yield_with(&mut self, item: impl FnOnce(&mut Vec<u8>)) {
+        let out = &mut self.buf;
+        msgpack::write_array_len(2, out);
+        msgpack::write_str("t2:yield", out);
+        msgpack::write_map_len(1, out);
+        msgpack::write_str("retn", out);
+        msgpack::write_array_len(2, out);
+        msgpack::encode(&Value::Bool(true), out);
+        item(out);
+    }
+
     /// Bytes queued and not yet flushed.
     pub fn queued(&self) -> usize {
         self.buf.len()

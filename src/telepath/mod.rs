@@ -11,7 +11,7 @@ pub mod server;
 pub mod tls;
 pub mod url;
 
-pub use api::{Api, Args, Genr, HasMethods, Methods, Reply};
+pub use api::{Api, Args, Genr, HasMethods, Methods, Packed, Reply, Stream, Yield};
 pub use client::{ClientOptions, GenrStream, Proxy, TlsConnect};
 pub use server::{Credentials, Daemon, Hello, Peer, Shared, TlsAccept};
 pub use tls::{TlsClient, TlsError, TlsServer, client_options};

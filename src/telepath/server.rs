@@ -5,7 +5,7 @@
 //! only the session iden. Each link is its own task: a bad message closes that link and no
 //! other; a panicking handler becomes an error reply.
 
-use super::api::{Api, BoxFut, Reply};
+use super::api::{Api, BoxFut, Reply, Yield};
 use super::link::{self, BoxStream, LinkError, LinkReader, LinkWriter, mesg, parse_mesg, retn};
 use super::url::{Endpoint, TeleUrl};
 use crate::error::{SynErr, SynResult};
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -452,63 +453,8 @@ impl Daemon {
                 ))
                 .await
             }
-            Ok(Reply::Genr(mut items)) => {
-                wr.queue(&mesg("t2:genr", []));
-                // The item that woke this task, if it waited for one.
-                let mut woken = None;
-                // How many turns in a row found items ready.
-                let mut streak = 0;
-                loop {
-                    // Everything the producer has ready goes out in one write.
-                    let mut taken = 0;
-                    let finished = loop {
-                        let item = match woken.take().unwrap_or_else(|| items.try_recv()) {
-                            Ok(item) => item,
-                            Err(TryRecvError::Empty) => break false,
-                            Err(TryRecvError::Disconnected) => {
-                                wr.queue(&mesg("t2:yield", [("retn", Value::Nil)]));
-                                break true;
-                            }
-                        };
-                        taken += 1;
-                        match item {
-                            Ok(v) => wr.queue(&mesg("t2:yield", [("retn", retn(Ok(v)))])),
-                            Err(e) => {
-                                wr.queue(&mesg("t2:yield", [("retn", retn(Err(&e)))]));
-                                break true;
-                            }
-                        }
-                        if wr.queued() >= 1 << 16 {
-                            wr.flush().await?;
-                        }
-                    };
-                    wr.flush().await?;
-                    if finished {
-                        return Ok(());
-                    }
-                    streak = if taken == 0 { 0 } else { streak + 1 };
-                    // A full channel means a producer waiting for room: no pause then.
-                    if streak > GENR_EAGER_WAKES && taken < items.max_capacity() {
-                        // A busy producer: give it time to fill the next batch. Its sends in
-                        // the meantime wake nobody, since nothing waits on the channel.
-                        tokio::select! {
-                            biased;
-                            () = tokio::time::sleep(GENR_LINGER) => {}
-                            gone = wait_closed(rd) => return gone,
-                        }
-                    } else {
-                        // An idle producer, whose next item goes out as soon as it comes, or
-                        // one that waits for room in the channel.
-                        tokio::select! {
-                            biased;
-                            item = items.recv() => {
-                                woken = Some(item.ok_or(TryRecvError::Disconnected));
-                            }
-                            gone = wait_closed(rd) => return gone,
-                        }
-                    }
-                }
-            }
+            Ok(Reply::Genr(items)) => serve_genr(items, rd, wr).await,
+            Ok(Reply::Stream(items)) => serve_genr(items, rd, wr).await,
         }
     }
 
@@ -545,6 +491,89 @@ impl Daemon {
             .call(meth, args)
             .ok_or_else(|| SynErr::no_such_meth(meth))?;
         Ok((session, fut))
+    }
+}
+
+/// Send a generator's items as `t2:yield` messages until it ends, fails or the link closes.
+async fn serve_genr<T: Yielded>(
+    mut items: mpsc::Receiver<SynResult<T>>,
+    rd: &mut LinkReader,
+    wr: &mut LinkWriter,
+) -> Result<(), LinkError> {
+    wr.queue(&mesg("t2:genr", []));
+    // The item that woke this task, if it waited for one.
+    let mut woken = None;
+    // How many turns in a row found items ready.
+    let mut streak = 0;
+    loop {
+        // Everything the producer has ready goes out in one write.
+        let mut taken = 0;
+        let finished = loop {
+            let item = match woken.take().unwrap_or_else(|| items.try_recv()) {
+                Ok(item) => item,
+                Err(TryRecvError::Empty) => break false,
+                Err(TryRecvError::Disconnected) => {
+                    wr.queue(&mesg("t2:yield", [("retn", Value::Nil)]));
+                    break true;
+                }
+            };
+            taken += 1;
+            match item {
+                Ok(v) => v.queue_yield(wr),
+                Err(e) => {
+                    wr.queue(&mesg("t2:yield", [("retn", retn(Err(&e)))]));
+                    break true;
+                }
+            }
+            if wr.queued() >= 1 << 16 {
+                wr.flush().await?;
+            }
+        };
+        wr.flush().await?;
+        if finished {
+            return Ok(());
+        }
+        streak = if taken == 0 { 0 } else { streak + 1 };
+        // A full channel means a producer waiting for room: no pause then.
+        if streak > GENR_EAGER_WAKES && taken < items.max_capacity() {
+            // A busy producer: give it time to fill the next batch. Its sends in
+            // the meantime wake nobody, since nothing waits on the channel.
+            tokio::select! {
+                biased;
+                () = tokio::time::sleep(GENR_LINGER) => {}
+                gone = wait_closed(rd) => return gone,
+            }
+        } else {
+            // An idle producer, whose next item goes out as soon as it comes, or
+            // one that waits for room in the channel.
+            tokio::select! {
+                biased;
+                item = items.recv() => {
+                    woken = Some(item.ok_or(TryRecvError::Disconnected));
+                }
+                gone = wait_closed(rd) => return gone,
+            }
+        }
+    }
+}
+
+/// What a generator's channel carries: written as the `retn` of a `t2:yield`.
+trait Yielded: Send {
+    fn queue_yield(self, wr: &mut LinkWriter);
+}
+
+impl Yielded for Value {
+    fn queue_yield(self, wr: &mut LinkWriter) {
+        wr.queue(&mesg("t2:yield", [("retn", retn(Ok(self)))]));
+    }
+}
+
+impl Yielded for Yield {
+    fn queue_yield(self, wr: &mut LinkWriter) {
+        match self {
+            Yield::Value(v) => v.queue_yield(wr),
+            Yield::Packed(item) => wr.queue_yield_with(|out| item.encode(out)),
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 //! ends at offset `n` is followed by the file named `n`.
 
 use super::LogPos;
-use crate::cortex::edits::{Edit, Ival, NodeEdit, iden};
+use crate::cortex::edits::{BuidForm, NodeEdit};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::{self, Value};
 use crate::storage::{AppendLogRegistration, register_append_log};
@@ -87,7 +87,7 @@ pub(super) fn frame_record(
     msgpack::write_int(offset.into(), out);
     msgpack::write_array_len(edits.len(), out);
     for ne in edits {
-        write_nodeedit(ne, out);
+        ne.encode(BuidForm::Bytes, out);
     }
     msgpack::encode(meta, out);
     let payload = &out[head + FRAME_HEAD as usize..];
@@ -101,111 +101,6 @@ pub(super) fn frame_record(
     out[head..head + 4].copy_from_slice(&len.to_le_bytes());
     out[head + 4..head + 8].copy_from_slice(&crc.to_le_bytes());
     Ok(())
-}
-
-/// Write the bytes of `NodeEdit::to_value` without building the value (the log's hot path).
-fn write_nodeedit(ne: &NodeEdit, out: &mut Vec<u8>) {
-    use msgpack::{encode, write_array_len as array, write_int as int, write_str as text};
-    let ival = |ival: &Ival, out: &mut Vec<u8>| {
-        array(2, out);
-        for bound in [ival.0, ival.1] {
-            encode(&Value::from(bound), out);
-        }
-    };
-    array(3, out);
-    msgpack::write_bin(&ne.buid, out);
-    text(&ne.form, out);
-    array(ne.edits.len(), out);
-    for edit in &ne.edits {
-        array(3, out);
-        int(edit.kind().into(), out);
-        match edit {
-            Edit::NodeAdd { valu, stortype } | Edit::NodeDel { valu, stortype } => {
-                array(2, out);
-                encode(valu, out);
-                int((*stortype).into(), out);
-            }
-            Edit::PropSet {
-                prop,
-                valu,
-                oldv,
-                stortype,
-            } => {
-                array(4, out);
-                text(prop, out);
-                encode(valu, out);
-                encode(oldv, out);
-                int((*stortype).into(), out);
-            }
-            Edit::PropDel {
-                prop,
-                oldv,
-                stortype,
-            } => {
-                array(3, out);
-                text(prop, out);
-                encode(oldv, out);
-                int((*stortype).into(), out);
-            }
-            Edit::TagSet { tag, valu, oldv } => {
-                array(3, out);
-                text(tag, out);
-                ival(valu, out);
-                match oldv {
-                    Some(old) => ival(old, out),
-                    None => encode(&Value::Nil, out),
-                }
-            }
-            Edit::TagDel { tag, oldv } => {
-                array(2, out);
-                text(tag, out);
-                ival(oldv, out);
-            }
-            Edit::TagPropSet {
-                tag,
-                prop,
-                valu,
-                oldv,
-                stortype,
-            } => {
-                array(5, out);
-                text(tag, out);
-                text(prop, out);
-                encode(valu, out);
-                encode(oldv, out);
-                int((*stortype).into(), out);
-            }
-            Edit::TagPropDel {
-                tag,
-                prop,
-                oldv,
-                stortype,
-            } => {
-                array(4, out);
-                text(tag, out);
-                text(prop, out);
-                encode(oldv, out);
-                int((*stortype).into(), out);
-            }
-            Edit::NodeDataSet { name, valu, oldv } => {
-                array(3, out);
-                text(name, out);
-                encode(valu, out);
-                encode(oldv, out);
-            }
-            Edit::NodeDataDel { name, oldv } => {
-                array(2, out);
-                text(name, out);
-                encode(oldv, out);
-            }
-            Edit::EdgeAdd { verb, n2 } | Edit::EdgeDel { verb, n2 } => {
-                array(2, out);
-                text(verb, out);
-                text(&iden(n2), out);
-            }
-        }
-        array(0, out);
-    }
 }
 
 /// The offset stored at the front of a payload, without decoding the rest.
@@ -709,6 +604,7 @@ fn register_segment(path: &Path, end: u64) -> SynResult<(Arc<AtomicU64>, AppendL
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cortex::edits::Edit;
     use crate::cortex::edits::stortype as st;
 
     #[test]
@@ -815,5 +711,11 @@ mod tests {
             LogEntry::from_payload(&framed[FRAME_HEAD as usize..]).expect("decode"),
             entry
         );
+        // Storm's node:edits messages write the same edits with the buid as an iden.
+        for ne in &entry.edits {
+            let mut hexed = Vec::new();
+            ne.encode(BuidForm::Iden, &mut hexed);
+            assert_eq!(hexed, ne.to_value_hex().to_bytes());
+        }
     }
 }

@@ -49,7 +49,7 @@ mod views;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::mpsc::Sender;
@@ -58,12 +58,13 @@ use crate::cell::auth::Auth;
 use crate::clock::now_ms;
 use crate::cortex::NameMap;
 use crate::cortex::editor::{Durability, EditSink, Editor};
-use crate::cortex::edits::{Buid, BuidMap, NodeEdit};
+use crate::cortex::edits::{Buid, BuidForm, BuidMap, NodeEdit};
 use crate::cortex::model::Model;
 use crate::cortex::storm::{ast, parse_query, query_hash};
 use crate::cortex::view::{Node, View};
 use crate::error::{SynErr, SynResult};
-use crate::msgpack::Value;
+use crate::msgpack::{self, Value};
+use crate::telepath::{Packed, Yield};
 
 use value::Val;
 
@@ -88,13 +89,30 @@ pub trait MessageSender {
     /// Send one message, waiting while the receiver is full; `false` once it is gone.
     fn send_blocking(&self, mesg: Value) -> bool;
 
+    /// Send `("node:edits", {"edits": ...})` for these applied edits (buids as idens).
+    fn send_node_edits(&self, edits: &Arc<Vec<NodeEdit>>) -> bool {
+        let edits = edits.iter().map(NodeEdit::to_value_hex).collect();
+        self.send_blocking(Value::Array(vec![
+            Value::from("node:edits"),
+            Value::map([("edits", Value::Array(edits))]),
+        ]))
+    }
+
     /// Whether the receiver is gone.
     fn is_closed(&self) -> bool;
 }
 
-impl MessageSender for Sender<Value> {
+/// A telepath stream's channel: each message is one `Ok` item; `node:edits` messages are
+/// encoded by the link's task, straight from the applied edits.
+impl MessageSender for Sender<SynResult<Yield>> {
     fn send_blocking(&self, mesg: Value) -> bool {
-        self.blocking_send(mesg).is_ok()
+        self.blocking_send(Ok(Yield::Value(mesg))).is_ok()
+    }
+
+    fn send_node_edits(&self, edits: &Arc<Vec<NodeEdit>>) -> bool {
+        let mesg = NodeEditsMesg(Arc::clone(edits));
+        self.blocking_send(Ok(Yield::Packed(Box::new(mesg))))
+            .is_ok()
     }
 
     fn is_closed(&self) -> bool {
@@ -102,10 +120,26 @@ impl MessageSender for Sender<Value> {
     }
 }
 
-/// A telepath generator's channel: each message is one `Ok` item.
-impl MessageSender for Sender<SynResult<Value>> {
+/// A `node:edits` message that encodes itself (what [`MessageSender::send_node_edits`] sends
+/// as a value).
+struct NodeEditsMesg(Arc<Vec<NodeEdit>>);
+
+impl Packed for NodeEditsMesg {
+    fn encode(&self, out: &mut Vec<u8>) {
+        msgpack::write_array_len(2, out);
+        msgpack::write_str("node:edits", out);
+        msgpack::write_map_len(1, out);
+        msgpack::write_str("edits", out);
+        msgpack::write_array_len(self.0.len(), out);
+        for ne in self.0.iter() {
+            ne.encode(BuidForm::Iden, out);
+        }
+    }
+}
+
+impl MessageSender for Sender<Value> {
     fn send_blocking(&self, mesg: Value) -> bool {
-        self.blocking_send(Ok(mesg)).is_ok()
+        self.blocking_send(mesg).is_ok()
     }
 
     fn is_closed(&self) -> bool {
@@ -135,26 +169,31 @@ impl Sink<'_> {
 
     /// Send `(kind, info)` if it is shown.
     fn send(&self, kind: &str, info: Value) {
+        self.deliver(kind, |out| {
+            out.send_blocking(Value::Array(vec![Value::from(kind), info]))
+        });
+    }
+
+    /// Hand a message of `kind` to `send` if it is shown and the receiver is there.
+    fn deliver(&self, kind: &str, send: impl FnOnce(&dyn MessageSender) -> bool) {
         let Some(out) = self.out else {
             return;
         };
         if self.closed.get() || !self.shows(kind) {
             return;
         }
-        let mesg = Value::Array(vec![Value::from(kind), info]);
-        if !out.send_blocking(mesg) {
+        if !send(out) {
             self.closed.set(true);
         }
     }
 }
 
 impl EditSink for Sink<'_> {
-    fn node_edits(&self, edits: &[NodeEdit]) {
+    fn node_edits(&self, edits: &Arc<Vec<NodeEdit>>) {
         self.edits.set(self.edits.get() + 1);
         match self.editformat {
             EditFormat::NodeEdits => {
-                let edits = edits.iter().map(NodeEdit::to_value_hex).collect();
-                self.send("node:edits", Value::map([("edits", Value::Array(edits))]));
+                self.deliver("node:edits", |out| out.send_node_edits(edits));
             }
             EditFormat::Count => {
                 let count: usize = edits.iter().map(|ne| ne.edits.len()).sum();
