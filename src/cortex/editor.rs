@@ -26,7 +26,7 @@ use crate::cell::auth::Auth;
 use crate::clock::now_ms;
 use crate::cortex::NameMap;
 use crate::cortex::edits::{Buid, BuidMap, Edit, Ival, NodeEdit, iden, ival_from_value};
-use crate::cortex::layer::{Sode, Stored};
+use crate::cortex::layer::{Absent, Sode, Stored};
 use crate::cortex::model::{Form, Model, Norm, Prop, buid, norm::py_value_repr};
 use crate::cortex::view::{Node, PropRef, View};
 use crate::error::{SynErr, SynResult};
@@ -198,12 +198,22 @@ impl<'a> Editor<'a> {
             editor: self,
             protos: Vec::new(),
             index: HashMap::default(),
+            absent: Absent::default(),
         }
     }
 
     /// Store nodeedits in the write layer, run the hooks of what changed, then pass the
     /// changes to the sink. Returns the applied edits.
     pub fn apply(&self, nodeedits: &[NodeEdit]) -> SynResult<Arc<Vec<NodeEdit>>> {
+        self.apply_knowing(nodeedits, &Absent::default())
+    }
+
+    /// [`Editor::apply`] of edits to nodes some of which were looked up and found missing.
+    fn apply_knowing(
+        &self,
+        nodeedits: &[NodeEdit],
+        absent: &Absent,
+    ) -> SynResult<Arc<Vec<NodeEdit>>> {
         if nodeedits.is_empty() {
             return Ok(Arc::default());
         }
@@ -212,10 +222,8 @@ impl<'a> Editor<'a> {
             ("user", Value::from(self.user.as_str())),
         ]);
         let layer = self.view.write_layer();
-        let stored = match self.durability {
-            Durability::Sync => layer.store(nodeedits, &meta)?,
-            Durability::Deferred => layer.store_deferred(nodeedits, &meta)?,
-        };
+        let sync = self.durability == Durability::Sync;
+        let stored = layer.store_knowing(nodeedits, &meta, sync, absent)?;
         let Stored {
             applied,
             sodes,
@@ -257,14 +265,19 @@ impl<'a> Editor<'a> {
     /// The node of a buid as the view holds it: from this editor's last write while the write
     /// layer has not changed since, read from the view otherwise.
     pub fn node(&self, buid: &Buid) -> SynResult<Option<Node>> {
+        self.node_and_stored(buid).map(|(node, _)| node)
+    }
+
+    /// [`Editor::node`], and whether the write layer holds a storage node of the buid.
+    fn node_and_stored(&self, buid: &Buid) -> SynResult<(Option<Node>, bool)> {
         if let Some(written) = &*self.written.borrow()
             && written.version == self.view.write_layer().next_offset()
             && let Some((_, sode)) = written.sodes.iter().find(|(b, _)| b == buid)
             && let Some(node) = self.view.node_from_written(buid, sode.clone())
         {
-            return Ok(node);
+            return Ok((node, sode.is_some()));
         }
-        self.view.node(buid)
+        self.view.node_and_stored(buid)
     }
 
     /// Flush everything applied so far to disk (for [`Durability::Deferred`]).
@@ -1120,6 +1133,8 @@ pub struct EditBatch<'e, 'a> {
     editor: &'e Editor<'a>,
     protos: Vec<Proto>,
     index: BuidMap<usize>,
+    /// The staged nodes that were found missing, for the write.
+    absent: Absent,
 }
 
 impl EditBatch<'_, '_> {
@@ -1175,7 +1190,11 @@ impl EditBatch<'_, '_> {
         if let Some(&at) = self.index.get(&buid) {
             return Ok(at);
         }
-        let node = self.editor.node(&buid)?;
+        let version = self.editor.view.write_layer().next_offset();
+        let (node, stored) = self.editor.node_and_stored(&buid)?;
+        if !stored {
+            self.absent.note(version, buid);
+        }
         let at = self.push(Proto::new(buid, form, norm.valu.clone(), node));
         let mut ops: VecDeque<Op> = Op::set_subs(at, norm.subs).collect();
         self.drain(&mut ops)?;
@@ -1511,7 +1530,7 @@ impl EditBatch<'_, '_> {
     /// Apply the staged edits (see [`Editor::apply`]); returns the applied edits.
     pub fn flush(self) -> SynResult<Arc<Vec<NodeEdit>>> {
         let nodeedits = self.nodeedits();
-        self.editor.apply(&nodeedits)
+        self.editor.apply_knowing(&nodeedits, &self.absent)
     }
 }
 

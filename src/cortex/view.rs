@@ -217,13 +217,20 @@ impl Node {
 
 /// The node `buid` as the layers of `readers` (top first) show it.
 fn node_in(readers: &[LayerReader], buid: &Buid) -> SynResult<Option<Node>> {
+    node_and_top(readers, buid).map(|(node, _)| node)
+}
+
+/// [`node_in`], and whether the top layer holds a storage node of the buid.
+fn node_and_top(readers: &[LayerReader], buid: &Buid) -> SynResult<(Option<Node>, bool)> {
     let mut sodes = Vec::with_capacity(readers.len());
-    for reader in readers {
+    let mut in_top = false;
+    for (at, reader) in readers.iter().enumerate() {
         if let Some(sode) = reader.sode(buid)? {
+            in_top |= at == 0;
             sodes.push(sode);
         }
     }
-    Ok(join_sodes(buid, sodes))
+    Ok((join_sodes(buid, sodes), in_top))
 }
 
 /// Join storage nodes, top layer first: the node exists if some layer holds its value.
@@ -473,6 +480,12 @@ impl View {
     /// The node of a buid, if some layer holds its value.
     pub fn node(&self, buid: &Buid) -> SynResult<Option<Node>> {
         node_in(&self.readers()?, buid)
+    }
+
+    /// [`View::node`], and whether the write layer holds a storage node of the buid (it may
+    /// without the node existing: edits of a node never added).
+    pub fn node_and_stored(&self, buid: &Buid) -> SynResult<(Option<Node>, bool)> {
+        node_and_top(&self.readers()?, buid)
     }
 
     /// The node a write left in a one-layer view, from the write layer's storage node as

@@ -92,10 +92,13 @@ struct Slot {
 /// The storage node of a buid as the logged records leave it, applied to LMDB or not.
 pub(super) type SodeSource<'a> = &'a dyn Fn(&Buid) -> SynResult<Option<Sode>>;
 
+/// A read snapshot, opened when first asked for.
+pub(super) type TxnSource<'a> = &'a dyn Fn() -> SynResult<&'a ReadTxn>;
+
 /// What a planning [`Apply`] reads: storage nodes from `sode`, node data and edges (which
 /// only writes that wait for LMDB change) from a read snapshot.
 struct PlanSource<'a> {
-    rtxn: &'a ReadTxn,
+    rtxn: TxnSource<'a>,
     sode: SodeSource<'a>,
 }
 
@@ -161,7 +164,7 @@ impl<'a, 'w> Apply<'a, 'w> {
     /// databases: see [`plannable`]).
     pub(super) fn plan(
         dbs: &'a Dbs,
-        rtxn: &'a ReadTxn,
+        rtxn: TxnSource<'a>,
         sode: SodeSource<'a>,
         shared_abrvs: &'a RwLock<Abrvs>,
     ) -> Self {
@@ -372,7 +375,7 @@ impl<'a, 'w> Apply<'a, 'w> {
     fn has_data_or_edges(&self, buid: &Buid) -> SynResult<bool> {
         match (&self.wtxn, &self.plan) {
             (Some(wtxn), _) => data_or_edges(self.dbs, &**wtxn, buid),
-            (None, Some(plan)) => data_or_edges(self.dbs, plan.rtxn, buid),
+            (None, Some(plan)) => data_or_edges(self.dbs, (plan.rtxn)()?, buid),
             (None, None) => Ok(false),
         }
     }

@@ -119,6 +119,7 @@ mod tests;
 
 pub use keys::{index_key, index_keys, stortype_name};
 pub use log::{EditIter, LogEntry};
+use reader::Snapshot;
 pub use reader::{LayerReader, Lift, LiftEntry};
 pub use sode::Sode;
 pub use splice::{Splice, SpliceOffs};
@@ -456,6 +457,32 @@ struct Batch {
 /// One call as the writer sees it: edits, meta, where they come from, and whether to sync.
 type StoreCall<'a> = (&'a [NodeEdit], &'a Value, Origin, bool);
 
+/// Buids a writer looked up and found without a storage node while the layer's next offset
+/// was `at` ([`Layer::store_knowing`]).
+#[derive(Clone, Debug, Default)]
+pub struct Absent {
+    at: u64,
+    buids: Vec<Buid>,
+}
+
+impl Absent {
+    /// Note that `buid` had no storage node while the layer's next offset was `at` (what
+    /// [`Layer::next_offset`] said before the lookup); notes made at another offset are
+    /// dropped.
+    pub fn note(&mut self, at: u64, buid: Buid) {
+        if at != self.at {
+            self.buids.clear();
+            self.at = at;
+        }
+        self.buids.push(buid);
+    }
+
+    /// The buids still missing if the layer's next offset is `next` (none otherwise).
+    fn still(&self, next: u64) -> &[Buid] {
+        if self.at == next { &self.buids } else { &[] }
+    }
+}
+
 /// Where a call's edits come from.
 #[derive(Clone, Copy, Debug)]
 enum Origin {
@@ -727,7 +754,7 @@ impl Layer {
     /// are applied all or not at all. A `NODE_ADD` also sets `.created` to `meta.time` (or
     /// now), keeping an older `.created`.
     pub fn store(&self, edits: &[NodeEdit], meta: &Value) -> SynResult<Stored> {
-        self.store_with(edits, meta, true)
+        self.store_with(edits, meta, true, &Absent::default())
     }
 
     /// [`Layer::store`] without waiting for the disk: the record is logged and applied (so
@@ -735,7 +762,20 @@ impl Layer {
     /// next [`Layer::make_durable`], synced `store`, or background flush. For many small
     /// writes acknowledged together, such as one storm query's edits.
     pub fn store_deferred(&self, edits: &[NodeEdit], meta: &Value) -> SynResult<Stored> {
-        self.store_with(edits, meta, false)
+        self.store_with(edits, meta, false, &Absent::default())
+    }
+
+    /// [`Layer::store`] (`sync`) or [`Layer::store_deferred`] by a writer that looked up some
+    /// of the nodes it edits and found them missing: planning does not look them up again
+    /// while nothing was written since.
+    pub fn store_knowing(
+        &self,
+        edits: &[NodeEdit],
+        meta: &Value,
+        sync: bool,
+        absent: &Absent,
+    ) -> SynResult<Stored> {
+        self.store_with(edits, meta, sync, absent)
     }
 
     /// Flush every record logged so far to disk (one `fdatasync`, none if nothing is pending).
@@ -774,10 +814,17 @@ impl Layer {
             .map(|r| (&r.edits[..], &r.meta, Origin::Leader(r.offset), sync))
             .collect();
         let mut writer = lock(&self.inner.writer);
-        self.try_write_batch(&mut writer, &batch).map(|_| ())
+        self.try_write_batch(&mut writer, &batch, &Absent::default())
+            .map(|_| ())
     }
 
-    fn store_with(&self, edits: &[NodeEdit], meta: &Value, sync: bool) -> SynResult<Stored> {
+    fn store_with(
+        &self,
+        edits: &[NodeEdit],
+        meta: &Value,
+        sync: bool,
+        absent: &Absent,
+    ) -> SynResult<Stored> {
         self.inner.read_only.check()?;
         apply::validate(edits)?;
         if edits.iter().all(|ne| ne.edits.is_empty()) {
@@ -798,7 +845,7 @@ impl Layer {
                     .iter()
                     .map(|r| (&r.edits[..], &r.meta, Origin::Local(r.tick), r.sync)),
             );
-            let mut results = self.write_batch(&mut writer, &batch).into_iter();
+            let mut results = self.write_batch(&mut writer, &batch, absent).into_iter();
             let mine = results.next();
             for (req, res) in queued.iter().zip(results) {
                 *lock(&req.result) = Some(res);
@@ -822,7 +869,7 @@ impl Layer {
             .iter()
             .map(|r| (&r.edits[..], &r.meta, Origin::Local(r.tick), r.sync))
             .collect();
-        let results = self.write_batch(&mut writer, &batch);
+        let results = self.write_batch(&mut writer, &batch, &Absent::default());
         for (req, res) in queued.iter().zip(results) {
             *lock(&req.result) = Some(res);
         }
@@ -832,9 +879,15 @@ impl Layer {
             .unwrap_or_else(|| Err(lost_result()))
     }
 
-    /// Apply a batch of calls in one transaction and one log write.
-    fn write_batch(&self, writer: &mut Writer, batch: &[StoreCall<'_>]) -> Vec<SynResult<Stored>> {
-        match self.try_write_batch(writer, batch) {
+    /// Apply a batch of calls in one transaction and one log write; `absent` holds buids that
+    /// had no storage node when the layer's next offset was `absent.at`.
+    fn write_batch(
+        &self,
+        writer: &mut Writer,
+        batch: &[StoreCall<'_>],
+        absent: &Absent,
+    ) -> Vec<SynResult<Stored>> {
+        match self.try_write_batch(writer, batch, absent) {
             Ok(stored) => stored.into_iter().map(Ok).collect(),
             Err(err) => vec![Err(err); batch.len()],
         }
@@ -844,6 +897,7 @@ impl Layer {
         &self,
         writer: &mut Writer,
         batch: &[StoreCall<'_>],
+        absent: &Absent,
     ) -> SynResult<Vec<Stored>> {
         let inner = &self.inner;
         if let Some(why) = writer.broken.clone().or_else(|| inner.pipeline.failed()) {
@@ -866,7 +920,7 @@ impl Layer {
                 matches!(origin, Origin::Local(_)) && apply::plannable(edits)
             });
         if plannable {
-            return self.plan_batch(writer, batch);
+            return self.plan_batch(writer, batch, absent);
         }
         // Everything planned before must be in LMDB before this transaction reads it.
         inner.pipeline.wait_applied()?;
@@ -895,13 +949,24 @@ impl Layer {
     /// them for the applier thread: the caller does not wait for LMDB. What they changed is
     /// worked out against the storage nodes as the queued writes leave them, else as LMDB
     /// holds them.
-    fn plan_batch(&self, writer: &mut Writer, batch: &[StoreCall<'_>]) -> SynResult<Vec<Stored>> {
+    fn plan_batch(
+        &self,
+        writer: &mut Writer,
+        batch: &[StoreCall<'_>],
+        absent: &Absent,
+    ) -> SynResult<Vec<Stored>> {
         let inner = &self.inner;
         let first = writer.next_offset;
-        let since = inner.pipeline.generation();
-        let rtxn = inner.slab.read_txn()?;
-        let read = |buid: &Buid| self.read_sode(&rtxn, since, buid);
-        let mut apply = Apply::plan(&inner.dbs, &rtxn, &read, &inner.abrvs);
+        let snap = Snapshot::new(self);
+        let txn = || snap.txn(self);
+        // Nothing was written since they were found missing: they still are (an earlier
+        // call of the batch that adds one is seen by `apply` without reading).
+        let absent = absent.still(first);
+        let read = |buid: &Buid| match absent.contains(buid) {
+            true => Ok(None),
+            false => self.read_sode(&snap, buid),
+        };
+        let mut apply = Apply::plan(&inner.dbs, &txn, &read, &inner.abrvs);
         let mut stored = Vec::with_capacity(batch.len());
         let mut framed = Framed::new(writer.log.end());
         let mut records = Vec::new();
@@ -926,7 +991,7 @@ impl Layer {
         }
         let written = apply.planned()?;
         drop(apply);
-        drop(rtxn);
+        drop(snap);
         if offs == first {
             hand_out(&mut stored, written, offs);
             return Ok(stored);

@@ -8,6 +8,7 @@ use crate::cortex::edits::{Buid, Ival, ival_from_value, stortype as st};
 use crate::error::{SynErr, SynResult};
 use crate::msgpack::{self, Value};
 use crate::storage::{Db, ReadTxn, int64un};
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::PoisonError;
@@ -20,9 +21,35 @@ use std::sync::PoisonError;
 /// Drop it when done: the LMDB map cannot grow while it is open.
 pub struct LayerReader {
     layer: Layer,
-    txn: ReadTxn,
-    /// The pipeline's generation before the snapshot was opened.
+    snap: Snapshot,
+}
+
+/// A read snapshot of a layer's LMDB, opened when first needed: storage nodes the queued
+/// writes left come from memory, so a write or a lookup that finds all it reads there opens
+/// none. The others are read from it while the pipeline's generation is still `since`
+/// (taken before it is opened).
+pub(super) struct Snapshot {
     since: u64,
+    txn: OnceCell<ReadTxn>,
+}
+
+impl Snapshot {
+    /// A snapshot of what LMDB holds from now on.
+    pub(super) fn new(layer: &Layer) -> Snapshot {
+        Snapshot {
+            since: layer.inner.pipeline.generation(),
+            txn: OnceCell::new(),
+        }
+    }
+
+    /// The read transaction, opened on the first call.
+    pub(super) fn txn(&self, layer: &Layer) -> SynResult<&ReadTxn> {
+        if let Some(txn) = self.txn.get() {
+            return Ok(txn);
+        }
+        let txn = layer.inner.slab.read_txn()?;
+        Ok(self.txn.get_or_init(|| txn))
+    }
 }
 
 /// An index entry of a lift: the key below the name's abbreviation (empty for tag lifts,
@@ -72,9 +99,12 @@ fn stored_buid(val: &[u8]) -> SynResult<Buid> {
 impl LayerReader {
     /// A snapshot of what LMDB holds now.
     pub(super) fn new(layer: Layer) -> SynResult<LayerReader> {
-        let since = layer.inner.pipeline.generation();
-        let txn = layer.inner.slab.read_txn()?;
-        Ok(LayerReader { layer, txn, since })
+        let snap = Snapshot::new(&layer);
+        Ok(LayerReader { layer, snap })
+    }
+
+    fn txn(&self) -> SynResult<&ReadTxn> {
+        self.snap.txn(&self.layer)
     }
 
     fn dbs(&self) -> &Dbs {
@@ -92,7 +122,7 @@ impl LayerReader {
         {
             return Ok(Some(*abrv));
         }
-        let Some(bytes) = self.dbs().abrv.get(&self.txn, &key)? else {
+        let Some(bytes) = self.dbs().abrv.get(self.txn()?, &key)? else {
             return Ok(None);
         };
         let abrv: Abrv = bytes
@@ -107,12 +137,12 @@ impl LayerReader {
 
     /// The storage node of a buid.
     pub fn sode(&self, buid: &Buid) -> SynResult<Option<Sode>> {
-        self.layer.read_sode(&self.txn, self.since, buid)
+        self.layer.read_sode(&self.snap, buid)
     }
 
     /// Every storage node of the layer, by buid.
     pub fn sodes(&self) -> SynResult<impl Iterator<Item = SynResult<(Buid, Sode)>> + '_> {
-        let entries = self.dbs().bybuid.iter(&self.txn)?;
+        let entries = self.dbs().bybuid.iter(self.txn()?)?;
         Ok(entries.map(|e| {
             let (key, val) = e?;
             Ok((stored_buid(key)?, Sode::decode(val)?))
@@ -122,7 +152,7 @@ impl LayerReader {
     /// The number of nodes of each form.
     pub fn form_counts(&self) -> SynResult<BTreeMap<String, u64>> {
         let mut out = BTreeMap::new();
-        for entry in self.dbs().counts.iter(&self.txn)? {
+        for entry in self.dbs().counts.iter(self.txn()?)? {
             let (key, val) = entry?;
             let count = int64un(val);
             if count > 0 {
@@ -208,7 +238,7 @@ impl LayerReader {
         let Some(prefix) = self.tag_prefix(tag, form)? else {
             return Ok(Lift::empty());
         };
-        let entries = self.dbs().bytag.prefix(&self.txn, &prefix)?;
+        let entries = self.dbs().bytag.prefix(self.txn()?, &prefix)?;
         Ok(Lift {
             inner: Box::new(entries.map(|e| Ok((Vec::new(), stored_buid(e?.1)?)))),
         })
@@ -272,7 +302,7 @@ impl LayerReader {
     /// `stortype`.
     pub fn has_tagprop(&self, prop: &str, stortype: u16) -> SynResult<bool> {
         let mut tags = Vec::new();
-        for entry in self.dbs().abrv.prefix(&self.txn, b"h")? {
+        for entry in self.dbs().abrv.prefix(self.txn()?, b"h")? {
             let (key, _) = entry?;
             let mut parts = key[1..].split(|b| *b == 0);
             if let (Some(tag), Some(name)) = (parts.next(), parts.next())
@@ -343,7 +373,7 @@ impl LayerReader {
                 None => Bound::Unbounded,
             },
         };
-        let entries = db.range(&self.txn, bound_ref(&lo), bound_ref(&hi))?;
+        let entries = db.range(self.txn()?, bound_ref(&lo), bound_ref(&hi))?;
         let items = entries.map(move |e| -> SynResult<(Vec<u8>, Buid)> {
             let (key, val) = e?;
             Ok((key[abrv.len()..].to_vec(), stored_buid(val)?))
@@ -395,7 +425,7 @@ impl LayerReader {
     /// Whether the edge `n1 -(verb)> n2` exists.
     pub fn has_edge(&self, n1: &Buid, verb: &str, n2: &Buid) -> SynResult<bool> {
         let key = super::apply::edge_key(n1, verb, n2);
-        Ok(self.dbs().edgesn1.get(&self.txn, &key)?.is_some())
+        Ok(self.dbs().edgesn1.get(self.txn()?, &key)?.is_some())
     }
 
     fn edges(&self, db: &Db, buid: &Buid, verb: Option<&str>) -> SynResult<Vec<(String, Buid)>> {
@@ -405,7 +435,7 @@ impl LayerReader {
             prefix.push(0);
         }
         let mut out = Vec::new();
-        for entry in db.prefix(&self.txn, &prefix)? {
+        for entry in db.prefix(self.txn()?, &prefix)? {
             let (key, _) = entry?;
             // key = buid (32) + verb + 0 + other (32)
             if key.len() < 65 {
@@ -424,7 +454,7 @@ impl LayerReader {
         };
         let mut key = buid.to_vec();
         key.extend(abrv);
-        match self.dbs().nodedata.get(&self.txn, &key)? {
+        match self.dbs().nodedata.get(self.txn()?, &key)? {
             Some(bytes) => decode_data(bytes).map(Some),
             None => Ok(None),
         }
@@ -433,9 +463,9 @@ impl LayerReader {
     /// Every node data value of a node, `(name, value)` in the order names were first used.
     pub fn nodedata_all(&self, buid: &Buid) -> SynResult<Vec<(String, Value)>> {
         let mut out = Vec::new();
-        for entry in self.dbs().nodedata.prefix(&self.txn, buid)? {
+        for entry in self.dbs().nodedata.prefix(self.txn()?, buid)? {
             let (key, val) = entry?;
-            let name = self.dbs().abrvrev.get(&self.txn, &key[32..])?;
+            let name = self.dbs().abrvrev.get(self.txn()?, &key[32..])?;
             let Some(name) = name.and_then(|n| n.strip_prefix(b"d")) else {
                 return Err(SynErr::new("StorageError", "node data name is unknown"));
             };
@@ -511,31 +541,25 @@ impl Matcher<'_> {
 }
 
 impl Layer {
-    /// The storage node of `buid`: as the newest queued write left it, else as `txn` (opened
-    /// after the pipeline's generation `since`) holds it, else, when the applier has
-    /// committed writes since and let go of their storage nodes, as a fresh snapshot does.
-    pub(super) fn read_sode(
-        &self,
-        txn: &ReadTxn,
-        since: u64,
-        buid: &Buid,
-    ) -> SynResult<Option<Sode>> {
+    /// The storage node of `buid`: as the newest queued write left it, else as `snap` holds
+    /// it, else, when committed writes have left memory since `snap` was taken, as a fresh
+    /// snapshot does.
+    pub(super) fn read_sode(&self, snap: &Snapshot, buid: &Buid) -> SynResult<Option<Sode>> {
         let inner = &self.inner;
-        let mut fresh: Option<(ReadTxn, u64)> = None;
+        let mut fresh: Option<Snapshot> = None;
         loop {
-            let (txn, since) = fresh.as_ref().map_or((txn, since), |(t, g)| (t, *g));
-            match inner.pipeline.queued(buid, since) {
+            let snap = fresh.as_ref().unwrap_or(snap);
+            match inner.pipeline.queued(buid, snap.since) {
                 Queued::Sode(sode) => return Ok(sode),
                 Queued::Stored => {
-                    return match inner.dbs.bybuid.get(txn, buid)? {
+                    return match inner.dbs.bybuid.get(snap.txn(self)?, buid)? {
                         Some(bytes) => Sode::decode(bytes).map(Some),
                         None => Ok(None),
                     };
                 }
                 Queued::Behind => {}
             }
-            let since = inner.pipeline.generation();
-            fresh = Some((inner.slab.read_txn()?, since));
+            fresh = Some(Snapshot::new(self));
         }
     }
 }

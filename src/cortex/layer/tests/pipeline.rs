@@ -184,3 +184,53 @@ fn writes_that_need_lmdb_wait_for_the_planned_ones() {
     let reader = layer.reader().expect("reader");
     assert_eq!(reader.nodedata(&b, "d").expect("data"), None);
 }
+
+#[test]
+fn a_node_found_missing_is_looked_up_again_once_the_layer_was_written() {
+    let (_dir, layer) = fresh();
+    let one = Value::from(1u64);
+    let b = ipv4_buid(1);
+    let mut absent = Absent::default();
+    absent.note(layer.next_offset(), b);
+    // Found missing, then added by another write before this one is planned.
+    add_tagged_ipv4(&layer, &one, "t");
+    let edits = [node(
+        "inet:ipv4",
+        one.clone(),
+        st::U32,
+        vec![tag("u", (None, None))],
+    )];
+    let stored = layer
+        .store_knowing(&edits, &meta(30), false, &absent)
+        .expect("store");
+    assert_eq!(
+        stored.applied[0].edits,
+        vec![tag("u", (None, None))],
+        "the node exists: only the new tag changed something"
+    );
+    let sode = layer.sode(&b).expect("sode").expect("node");
+    assert!(sode.tag("t").is_some() && sode.tag("u").is_some());
+
+    // At the layer's current offset the note is the caller's word, not checked: planning
+    // does not look the node up (so a false note adds an existing node again).
+    let two = Value::from(2u64);
+    let mut absent = Absent::default();
+    absent.note(layer.next_offset(), ipv4_buid(2));
+    let stored = layer
+        .store_knowing(&[ipv4(2)], &meta(40), false, &absent)
+        .expect("store");
+    assert!(matches!(stored.applied[0].edits[0], Edit::NodeAdd { .. }));
+    let mut absent = Absent::default();
+    absent.note(layer.next_offset(), ipv4_buid(2));
+    let again = [node("inet:ipv4", two, st::U32, vec![])];
+    let stored = layer
+        .store_knowing(&again, &meta(50), false, &absent)
+        .expect("store");
+    assert!(
+        matches!(
+            stored.applied.first().map(|ne| &ne.edits[0]),
+            Some(Edit::NodeAdd { .. })
+        ),
+        "a note at the current offset is believed"
+    );
+}
