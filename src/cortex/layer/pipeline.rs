@@ -21,8 +21,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The most planned writes waiting for the applier before a caller waits for it: bounds the
-/// memory of a writer faster than LMDB.
-const MAX_UNAPPLIED: usize = 256;
+/// memory of a writer faster than LMDB (a few MB), while leaving room for what a storm
+/// ingest queues while the applier waits for a CPU.
+const MAX_UNAPPLIED: usize = 1024;
 
 /// Storage nodes by buid as a write left them (`None`: removed).
 pub(super) type Sodes = Vec<(Buid, Option<Sode>)>;
