@@ -754,7 +754,7 @@ impl Layer {
     /// are applied all or not at all. A `NODE_ADD` also sets `.created` to `meta.time` (or
     /// now), keeping an older `.created`.
     pub fn store(&self, edits: &[NodeEdit], meta: &Value) -> SynResult<Stored> {
-        self.store_with(edits, meta, true, &Absent::default())
+        self.store_knowing(edits, meta, true, &Absent::default())
     }
 
     /// [`Layer::store`] without waiting for the disk: the record is logged and applied (so
@@ -762,20 +762,7 @@ impl Layer {
     /// next [`Layer::make_durable`], synced `store`, or background flush. For many small
     /// writes acknowledged together, such as one storm query's edits.
     pub fn store_deferred(&self, edits: &[NodeEdit], meta: &Value) -> SynResult<Stored> {
-        self.store_with(edits, meta, false, &Absent::default())
-    }
-
-    /// [`Layer::store`] (`sync`) or [`Layer::store_deferred`] by a writer that looked up some
-    /// of the nodes it edits and found them missing: planning does not look them up again
-    /// while nothing was written since.
-    pub fn store_knowing(
-        &self,
-        edits: &[NodeEdit],
-        meta: &Value,
-        sync: bool,
-        absent: &Absent,
-    ) -> SynResult<Stored> {
-        self.store_with(edits, meta, sync, absent)
+        self.store_knowing(edits, meta, false, &Absent::default())
     }
 
     /// Flush every record logged so far to disk (one `fdatasync`, none if nothing is pending).
@@ -818,7 +805,10 @@ impl Layer {
             .map(|_| ())
     }
 
-    fn store_with(
+    /// [`Layer::store`] (`sync`) or [`Layer::store_deferred`] by a writer that looked up some
+    /// of the nodes it edits and found them missing: planning does not look them up again
+    /// while nothing was written since.
+    pub fn store_knowing(
         &self,
         edits: &[NodeEdit],
         meta: &Value,
