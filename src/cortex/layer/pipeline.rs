@@ -87,8 +87,8 @@ pub(super) enum Queued {
     Sode(Option<Sode>),
     /// The snapshot holds it as it is.
     Stored,
-    /// The applier committed writes since the snapshot was opened and stopped keeping their
-    /// storage nodes here: read a newer snapshot.
+    /// Writes committed since the snapshot was opened have left the overlay: read a newer
+    /// snapshot.
     Behind,
 }
 
@@ -97,7 +97,7 @@ pub(super) enum Queued {
 pub(super) struct Pipeline {
     state: Mutex<State>,
     /// How many planned writes `state` holds (read without its lock).
-    queued: AtomicUsize,
+    queue_len: AtomicUsize,
     /// The offset after the last write the applier committed to LMDB.
     committed: AtomicU64,
     /// The storage nodes the queued writes leave (never locked together with `state`).
@@ -126,7 +126,7 @@ impl Pipeline {
     /// Wait while the queue is full (call before planning, holding no write gate share: the
     /// applier may need the gate to make room).
     pub(super) fn wait_room(&self) {
-        if self.queued.load(Ordering::Acquire) < MAX_UNAPPLIED {
+        if self.queue_len.load(Ordering::Acquire) < MAX_UNAPPLIED {
             return;
         }
         let mut state = self.state();
@@ -153,7 +153,7 @@ impl Pipeline {
         drop(dropped);
         let mut state = self.state();
         state.jobs.push_back(Arc::new(job));
-        self.queued.store(state.jobs.len(), Ordering::Release);
+        self.queue_len.store(state.jobs.len(), Ordering::Release);
         // The applier waits for a first write, or lets writes gather up to `GATHER`.
         if state.jobs.len() == 1 || state.jobs.len() >= GATHER {
             self.work.notify_one();
@@ -302,7 +302,7 @@ impl Pipeline {
                     self.committed.store(last.next, Ordering::Release);
                 }
                 state.jobs.drain(..batch.len());
-                self.queued.store(state.jobs.len(), Ordering::Release);
+                self.queue_len.store(state.jobs.len(), Ordering::Release);
                 let old = std::mem::replace(&mut state.recent, recent);
                 state.commits += 1;
                 drop(state);
