@@ -702,6 +702,92 @@ fn a_tag_node_deleted_during_a_query_is_made_again_when_the_tag_is_added() {
 }
 
 #[test]
+fn a_run_of_edits_is_one_write_a_node_and_a_failed_edit_keeps_the_edits_before_it() {
+    let (_dir, view) = fresh();
+    let layer = view.write_layer();
+    let node_edits = |msgs: &[Value]| msgs.iter().filter(|m| kind(m) == "node:edits").count();
+    // The add, the prop (with the inet:asn it adds) and the tag (with its syn:tag) of each node
+    // are one log record and one node:edits message.
+    let before = layer.next_offset();
+    let msgs = storm(
+        &view,
+        "for $ip in (1.1.1.1, 1.1.1.2) { [ inet:ipv4=$ip :asn=5 +#t ] }",
+    );
+    assert_eq!(err(&msgs), None);
+    assert_eq!(layer.next_offset() - before, 2);
+    assert_eq!(node_edits(&msgs), 2);
+    assert_eq!(ok(&view, "inet:ipv4:asn=5 +#t").len(), 2);
+    assert_eq!(ok(&view, "inet:asn=5 syn:tag=t").len(), 2);
+    // Inbound nodes too: both edits of each node in one write.
+    let before = layer.next_offset();
+    ok(&view, "inet:ipv4:asn=5 [ :loc=us +#u ]");
+    assert_eq!(layer.next_offset() - before, 2);
+    // A bad value stops the run: the edits before it stay written, those after it never are.
+    for (query, ip, kept, never) in [
+        (
+            "[ inet:ipv4=2.2.2.2 :asn=6 +#a :latlong=nope +#b ]",
+            "2.2.2.2",
+            "a",
+            "b",
+        ),
+        (
+            "inet:ipv4=1.1.1.1 [ :asn=6 +#c :latlong=nope +#d ]",
+            "1.1.1.1",
+            "c",
+            "d",
+        ),
+    ] {
+        let msgs = storm(&view, query);
+        assert_eq!(
+            err(&msgs).map(|e| e.0),
+            Some("BadTypeValu".into()),
+            "{query}"
+        );
+        assert_eq!(nodes(&msgs).len(), 0, "{query}");
+        let msgs = storm(&view, &format!("inet:ipv4={ip}"));
+        let pode = &nodes(&msgs)[0];
+        assert_eq!(prop(pode, "asn"), Some(&Value::from(6i64)), "{query}");
+        assert_eq!(prop(pode, "latlong"), None, "{query}");
+        let tags = tags(pode);
+        assert!(tags.get(kept).is_some(), "{query}: {tags}");
+        assert!(tags.get(never).is_none(), "{query}: {tags}");
+    }
+    // `?=` skips the bad value and the run goes on.
+    let msgs = storm(&view, "[ inet:ipv4=3.3.3.3 :asn=7 :latlong?=nope +#e ]");
+    assert_eq!(err(&msgs), None);
+    let pode = &nodes(&msgs)[0];
+    assert_eq!(prop(pode, "asn"), Some(&Value::from(7i64)));
+    assert_eq!(prop(pode, "latlong"), None);
+    assert_eq!(tags(pode), json!({"e": [null, null]}));
+    // A prop set twice is two edits, as in Synapse; the later value wins.
+    let msgs = storm(&view, "[ inet:ipv4=3.3.3.3 :asn=8 :asn=9 ]");
+    let sets: Vec<J> = msgs
+        .iter()
+        .filter(|m| kind(m) == "node:edits")
+        .flat_map(|m| {
+            info(m)
+                .get("edits")
+                .expect("edits")
+                .to_json()
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|ne| ne[1] == "inet:ipv4")
+        .flat_map(|ne| ne[2].as_array().cloned().unwrap_or_default())
+        .map(|e| e[1][1].clone())
+        .collect();
+    assert_eq!(sets, vec![json!(8), json!(9)]);
+    // A form whose model hooks edit its nodes gets its edits one at a time.
+    let msgs = storm(&view, "[ inet:fqdn=www.vertex.link :issuffix=1 +#f ]");
+    assert_eq!(err(&msgs), None);
+    let pode = &nodes(&msgs)[0];
+    assert_eq!(prop(pode, "issuffix"), Some(&Value::from(1i64)));
+    assert_eq!(prop(pode, "zone"), Some(&Value::from("vertex.link")));
+    assert_eq!(tags(pode), json!({"f": [null, null]}));
+}
+
+#[test]
 fn a_bulk_load_flushes_the_log_once() {
     let (_dir, view) = fresh();
     let rows = Value::Array(
@@ -1783,6 +1869,50 @@ fn normalize(msg: &J) -> J {
     json!([kind, info])
 }
 
+/// The messages with each run of `node:edits` messages as one, its edits grouped by node (in
+/// iden order) and kept in order within a node, and each run of `node:edits:count` as one
+/// with their sum: how a client that concatenates the batches sees them. The batching itself follows editor internals (syn writes a run of prop and tag
+/// edits of a node at once, where Synapse writes each on its own).
+fn concat_node_edits(msgs: Vec<J>) -> Vec<J> {
+    let mut out: Vec<J> = Vec::new();
+    let mut nodes: std::collections::BTreeMap<String, (J, Vec<J>)> = Default::default();
+    let flush = |out: &mut Vec<J>, nodes: &mut std::collections::BTreeMap<String, (J, Vec<J>)>| {
+        if !nodes.is_empty() {
+            let edits: Vec<J> = std::mem::take(nodes)
+                .into_iter()
+                .map(|(iden, (form, edits))| json!([iden, form, edits]))
+                .collect();
+            out.push(json!(["node:edits", {"edits": edits}]));
+        }
+    };
+    for msg in msgs {
+        if msg[0] == "node:edits:count"
+            && let Some(last) = out.last_mut()
+            && last[0] == "node:edits:count"
+        {
+            let sum =
+                last[1]["count"].as_u64().unwrap_or(0) + msg[1]["count"].as_u64().unwrap_or(0);
+            last[1]["count"] = json!(sum);
+            continue;
+        }
+        if msg[0] != "node:edits" {
+            flush(&mut out, &mut nodes);
+            out.push(msg);
+            continue;
+        }
+        for ne in msg[1]["edits"].as_array().into_iter().flatten() {
+            let iden = ne[0].as_str().unwrap_or_default().to_string();
+            let slot = nodes
+                .entry(iden)
+                .or_insert_with(|| (ne[1].clone(), Vec::new()));
+            slot.1
+                .extend(ne[2].as_array().into_iter().flatten().cloned());
+        }
+    }
+    flush(&mut out, &mut nodes);
+    out
+}
+
 fn mask_created(pode: &mut J) {
     for key in ["props", "reprs"] {
         if let Some(created) = pode
@@ -1902,13 +2032,14 @@ fn matches_a_python_cortex_side_by_side() {
                 });
             }
         }
-        let ours: Vec<J> = ours.iter().map(normalize).collect();
-        let theirs: Vec<J> = py
-            .as_array()
-            .expect("messages")
-            .iter()
-            .map(normalize)
-            .collect();
+        let ours = concat_node_edits(ours.iter().map(normalize).collect());
+        let theirs = concat_node_edits(
+            py.as_array()
+                .expect("messages")
+                .iter()
+                .map(normalize)
+                .collect(),
+        );
         if ours == theirs {
             agree += 1;
             continue;

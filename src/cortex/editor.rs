@@ -133,7 +133,7 @@ impl<'a> Editor<'a> {
     /// Synapse's `confirmPropSet`/`confirmPropDel`: `node.prop.<verb>.<form>.<prop>` or
     /// `node.prop.<verb>.<full prop>`; when the two disagree the longer rule wins (the
     /// form-and-prop rule on a tie when it allows). A denial names the form-and-prop one.
-    fn confirm_prop(&self, verb: &str, form: &str, name: &str) -> SynResult<()> {
+    pub fn confirm_prop(&self, verb: &str, form: &str, name: &str) -> SynResult<()> {
         let Some(auth) = self.auth else {
             return Ok(());
         };
@@ -335,16 +335,6 @@ impl<'a> Editor<'a> {
         };
         self.apply(&[on_node(node, vec![edit])])?;
         Ok(true)
-    }
-
-    /// Add a tag (and its parents) to a node, with an optional interval value.
-    pub fn add_tag(&self, node: &Node, tag: &str, valu: Option<&Value>) -> SynResult<()> {
-        self.confirm_tag("add", tag)?;
-        let mut batch = self.batch();
-        let at = batch.load(node)?;
-        batch.add_tag(at, tag, valu)?;
-        batch.flush()?;
-        Ok(())
     }
 
     /// Delete a tag, the tags below it and their tag props from a node.
@@ -656,7 +646,8 @@ impl<'a> Editor<'a> {
         Ok(added)
     }
 
-    fn require(&self, buid: &Buid) -> SynResult<Node> {
+    /// The node of a buid just written (see [`Editor::node`]); an error if it is gone.
+    pub fn require(&self, buid: &Buid) -> SynResult<Node> {
         self.node(buid)?.ok_or_else(|| {
             SynErr::new(
                 "NoSuchIden",
@@ -667,6 +658,12 @@ impl<'a> Editor<'a> {
 
     // -----------------------------------------------------------------------------------------
     // Hooks: Synapse's form onAdd and prop onSet callbacks of the data model.
+
+    /// Whether the model has hooks on nodes of `form`, which may edit a node of it after any
+    /// write of its edits.
+    pub fn hooked(&self, form: &str) -> bool {
+        HOOKS.iter().any(|(f, _)| *f == form)
+    }
 
     fn run_hook(&self, hook: Hook<'_>) -> SynResult<()> {
         let (buid, form, prop) = match hook {
@@ -683,16 +680,7 @@ impl<'a> Editor<'a> {
                 _ => {}
             }
         }
-        let known = matches!(
-            (form, prop),
-            ("inet:fqdn", None | Some("zone" | "iszone" | "issuffix"))
-                | ("inet:passwd", None)
-                | ("it:dev:str", None)
-                | ("it:dev:pipe" | "it:dev:mutex" | "it:dev:regkey", None)
-                | ("it:prod:softver", Some("arch" | "vers"))
-                | ("file:bytes", Some("mime"))
-        );
-        if !known {
+        if !HOOKS.contains(&(form, prop)) {
             return Ok(());
         }
         let Some(node) = self.view.node(buid)? else {
@@ -878,7 +866,7 @@ enum Hook<'e> {
 }
 
 /// Whether the model marks a prop, or its type, deprecated (it warns when set).
-fn deprecated(prop: &Prop) -> bool {
+pub fn deprecated(prop: &Prop) -> bool {
     deprecated_itself(prop) || prop.typ.deprecated()
 }
 
@@ -967,6 +955,22 @@ fn no_such_tagprop(name: &str) -> SynErr {
         format!("Tagprop {name} does not exist in this Cortex."),
     )
 }
+
+/// The hooks of the data model: a form's node add (None) or a prop's set.
+const HOOKS: &[(&str, Option<&str>)] = &[
+    ("inet:fqdn", None),
+    ("inet:fqdn", Some("zone")),
+    ("inet:fqdn", Some("iszone")),
+    ("inet:fqdn", Some("issuffix")),
+    ("inet:passwd", None),
+    ("it:dev:str", None),
+    ("it:dev:pipe", None),
+    ("it:dev:mutex", None),
+    ("it:dev:regkey", None),
+    ("it:prod:softver", Some("arch")),
+    ("it:prod:softver", Some("vers")),
+    ("file:bytes", Some("mime")),
+];
 
 /// A node being edited in a batch.
 struct Proto {
@@ -1145,6 +1149,11 @@ impl EditBatch<'_, '_> {
     /// The buid of a staged node.
     pub fn buid(&self, at: usize) -> Buid {
         self.protos[at].buid
+    }
+
+    /// The form of a staged node.
+    pub fn form(&self, at: usize) -> &Arc<Form> {
+        &self.protos[at].form
     }
 
     /// The current value of a staged node's prop (staged or stored).
@@ -1663,6 +1672,14 @@ mod tests {
         assert!(shape[4].iter().all(|(_, k)| k[0] == 0));
     }
 
+    /// Add a tag to a stored node in a batch of its own.
+    fn add_tag(editor: &Editor, node: &Node, tag: &str, valu: Option<&Value>) {
+        let mut batch = editor.batch();
+        let at = batch.load(node).expect("load");
+        batch.add_tag(at, tag, valu).expect("tag");
+        batch.flush().expect("flush");
+    }
+
     #[test]
     fn tags_add_parents_and_syn_tag_nodes_and_merge_intervals() {
         let (_dir, view) = view();
@@ -1671,13 +1688,9 @@ mod tests {
             .add_node("inet:ipv4", &Value::from("1.2.3.4"))
             .expect("add");
         let ival = |a: &str, b: &str| Value::from(vec![Value::from(a), Value::from(b)]);
-        editor
-            .add_tag(&node, "Foo.Bar", Some(&ival("2020", "2021")))
-            .expect("tag");
+        add_tag(&editor, &node, "Foo.Bar", Some(&ival("2020", "2021")));
         let node = view.node(&node.buid).expect("read").expect("node");
-        editor
-            .add_tag(&node, "foo.bar", Some(&ival("2019-06", "2020-06")))
-            .expect("tag");
+        add_tag(&editor, &node, "foo.bar", Some(&ival("2019-06", "2020-06")));
         let node = view.node(&node.buid).expect("read").expect("node");
         assert_eq!(node.tag("foo"), Some((None, None)));
         assert_eq!(
@@ -1692,7 +1705,7 @@ mod tests {
             );
         }
         // An untimed add leaves the interval alone.
-        editor.add_tag(&node, "foo.bar", None).expect("tag");
+        add_tag(&editor, &node, "foo.bar", None);
         let node = view.node(&node.buid).expect("read").expect("node");
         assert_eq!(
             node.tag("foo.bar"),
@@ -1753,7 +1766,7 @@ mod tests {
         assert_eq!(err.name, "CantDelNode");
         assert_eq!(err.mesg(), "Other nodes still refer to this node.");
         let node = view.node(&node.buid).expect("read").expect("node");
-        editor.add_tag(&node, "a.b", None).expect("tag");
+        add_tag(&editor, &node, "a.b", None);
         let node = view.node(&node.buid).expect("read").expect("node");
         editor.delete_node(&node, false).expect("delete");
         assert_eq!(view.node(&node.buid).expect("read"), None);
@@ -1834,13 +1847,12 @@ mod tests {
         let node = same(&ipv4).expect("node");
         let asn = buid("inet:asn", &Value::Int(10));
         assert_eq!(same(&asn).expect("asn node").valu, Value::Int(10));
-        editor
-            .add_tag(
-                &node,
-                "foo.bar",
-                Some(&Value::from(vec![Value::from("2019"), Value::from("2020")])),
-            )
-            .expect("tag");
+        add_tag(
+            &editor,
+            &node,
+            "foo.bar",
+            Some(&Value::from(vec![Value::from("2019"), Value::from("2020")])),
+        );
         let node = same(&ipv4).expect("node");
         editor
             .set_prop(&node, ".seen", &Value::from("2021"))
@@ -1893,7 +1905,7 @@ mod tests {
         let fork = View::stack(vec![top, bottom], model).expect("fork");
         let editor = Editor::new(&fork, "root", Durability::Sync, &());
         let node = editor.node(&node.buid).expect("read").expect("node");
-        editor.add_tag(&node, "t", None).expect("tag above");
+        add_tag(&editor, &node, "t", None);
         assert!(editor.written.borrow().is_none());
         let node = editor.node(&node.buid).expect("read").expect("node");
         assert_eq!(

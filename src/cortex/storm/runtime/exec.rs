@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use super::cmds;
 use super::cmpr;
+use super::edit;
 use super::expr;
 use super::value::Val;
 use super::{Flow, Item, Path, Res, Runt, TAG_NORMS_KEPT};
@@ -16,8 +17,8 @@ use crate::cortex::editor::with_valu;
 use crate::cortex::edits::Buid;
 use crate::cortex::model::{Form, StorCmpr};
 use crate::cortex::storm::ast::{
-    self, CondKind, EditKind, LiftKind, Name, NodeProp, OperKind, PivotKind, SetOper, TagName,
-    TagNameKind, TagPart, WalkTarget,
+    self, CondKind, LiftKind, Name, NodeProp, OperKind, PivotKind, TagName, TagNameKind, TagPart,
+    WalkTarget,
 };
 use crate::cortex::view::{Node, PropRef};
 use crate::error::SynErr;
@@ -270,13 +271,7 @@ fn run_oper<'g>(
         OperKind::Lift(lift) => lift_oper(rt, oper, lift, right, input),
         OperKind::Filter { keep, cond } => filter_oper(rt, *keep, cond, input),
         OperKind::Pivot(pivot) => pivot_oper(rt, oper, pivot, input),
-        OperKind::Edits(edits) => {
-            let mut genr = input;
-            for edit in edits {
-                genr = edit_oper(rt, edit, genr);
-            }
-            genr
-        }
+        OperKind::Edits(edits) => edit::edit_opers(rt, edits, input),
         OperKind::Command(cmd) => cmds::run(rt, cmd, input),
         OperKind::SubQuery { query, yields } => subquery_oper(rt, query, *yields, input),
         OperKind::SetVar { name, value } => set_var_oper(rt, &name.name, value, input),
@@ -1171,7 +1166,7 @@ pub(super) fn name_text(rt: &Runt<'_>, name: &Name, item: Option<&Item>) -> Res<
     }
 }
 
-fn name_span(name: &Name) -> ast::Span {
+pub(super) fn name_span(name: &Name) -> ast::Span {
     match name {
         Name::Lit(id) => id.span,
         Name::Expr(v) => v.span,
@@ -1256,7 +1251,7 @@ pub(super) fn tag_match_text(rt: &Runt<'_>, tag: &TagName, item: Option<&Item>) 
 }
 
 /// The tag names an edit applies to: one, or each of a list in `#$tags`.
-fn tag_texts(rt: &Runt<'_>, tag: &TagName, item: Option<&Item>) -> Res<Vec<String>> {
+pub(super) fn tag_texts(rt: &Runt<'_>, tag: &TagName, item: Option<&Item>) -> Res<Vec<String>> {
     if let TagNameKind::Expr(v) = &tag.kind {
         let valu = expr::compute(rt, v, item)?;
         let vals = match valu {
@@ -1979,7 +1974,7 @@ fn eval_cond(rt: &Runt<'_>, cond: &ast::Cond, item: &mut Item) -> Res<bool> {
     })
 }
 
-fn node_prop_name(rt: &Runt<'_>, p: &NodeProp, item: Option<&Item>) -> Res<String> {
+pub(super) fn node_prop_name(rt: &Runt<'_>, p: &NodeProp, item: Option<&Item>) -> Res<String> {
     match p {
         NodeProp::Rel(r) => name_text(rt, &r.name, item),
         NodeProp::Univ(u) => {
@@ -2170,7 +2165,7 @@ fn lift_array_eq(rt: &Runt<'_>, prop: &crate::cortex::model::Prop, valu: &Value)
     Ok(rt.view.lift_prop_array(prop, &cmprs)?)
 }
 
-fn is_ndef(typ: &crate::cortex::model::Type) -> bool {
+pub(super) fn is_ndef(typ: &crate::cortex::model::Type) -> bool {
     typ.name == "ndef"
         || typ
             .info
@@ -2714,535 +2709,4 @@ fn prop_pivot(
     }
     let norm = dest.typ().name != srcprop.typ.name;
     lift_eq(rt, dest, valu, norm)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Edits
-
-fn edit_oper<'g>(rt: &'g Runt<'g>, edit: &'g ast::Edit, input: Genr<'g>) -> Genr<'g> {
-    if let Err(e) = rt.req_writable(edit.span) {
-        return fail(e);
-    }
-    match &edit.kind {
-        EditKind::NodeAdd { form, oper, value } => node_add_oper(rt, form, *oper, value, input),
-        EditKind::Parens { add, edits } => {
-            let EditKind::NodeAdd { form, oper, value } = &add.kind else {
-                return input;
-            };
-            let safe = matches!(form, Name::Lit(_)) && expr::is_safe(rt, value);
-            if safe {
-                let rest = std::iter::once_with(move || {
-                    let mut genr = node_add_oper(rt, form, *oper, value, none());
-                    for e in edits {
-                        genr = edit_oper(rt, e, genr);
-                    }
-                    genr
-                })
-                .flatten();
-                return Box::new(input.chain(rest));
-            }
-            per_node(
-                input,
-                move |item| {
-                    let mut genr = match add_from(rt, form, *oper, value, Some(&item)) {
-                        Ok(added) => added,
-                        Err(e) => return fail(e),
-                    };
-                    for e in edits {
-                        genr = edit_oper(rt, e, genr);
-                    }
-                    Box::new(std::iter::once(Ok(item)).chain(genr))
-                },
-                None,
-            )
-        }
-        EditKind::PropSet { prop, oper, value } => per_node(
-            input,
-            move |item| match prop_set(rt, prop, *oper, value, item) {
-                Ok(item) => one(item),
-                Err(e) => fail(e),
-            },
-            None,
-        ),
-        EditKind::PropSetIf {
-            prop,
-            cond,
-            try_set,
-            value,
-        } => per_node(
-            input,
-            move |item| match prop_set_if(rt, prop, cond, *try_set, value, item) {
-                Ok(item) => one(item),
-                Err(e) => fail(e),
-            },
-            None,
-        ),
-        EditKind::PropDel(prop) => per_node(
-            input,
-            move |item| match prop_del(rt, prop, item) {
-                Ok(item) => one(item),
-                Err(e) => fail(e),
-            },
-            None,
-        ),
-        EditKind::TagAdd {
-            tag,
-            try_name,
-            value,
-        } => per_node(
-            input,
-            move |item| match tag_add(rt, tag, *try_name, value.as_ref(), item) {
-                Ok(item) => one(item),
-                Err(e) => fail(e),
-            },
-            None,
-        ),
-        EditKind::TagDel(tag) => per_node(
-            input,
-            move |(node, path)| {
-                let item = (node.clone(), path);
-                let names = match tag_texts(rt, tag, Some(&item)) {
-                    Ok(names) => names,
-                    Err(Flow::Err(e)) if e.name == "BadTypeValu" => Vec::new(),
-                    Err(e) => return fail(e),
-                };
-                let mut node = node;
-                for name in names {
-                    let name = name.to_lowercase();
-                    if let Err(e) = rt.editor.del_tag(&node, &name) {
-                        return fail(e);
-                    }
-                    node = match rt.reload(&node) {
-                        Ok(n) => n,
-                        Err(e) => return fail(e),
-                    };
-                }
-                one((node, item.1))
-            },
-            None,
-        ),
-        EditKind::TagPropSet {
-            tag,
-            prop,
-            oper,
-            value,
-        } => per_node(
-            input,
-            move |(node, path)| {
-                let item = (node.clone(), path);
-                let run = || -> Res<Rc<Node>> {
-                    let tagname = tag_text(rt, tag, Some(&item))?;
-                    let propname = name_text(rt, prop, Some(&item))?;
-                    let valu = expr::compute(rt, value, Some(&item))?.to_stor(false);
-                    match rt.editor.set_tagprop(&node, &tagname, &propname, &valu) {
-                        Ok(()) => {}
-                        Err(e) if e.name == "BadTypeValu" && *oper == SetOper::TrySet => {}
-                        Err(e) => return Err(Flow::Err(e)),
-                    }
-                    rt.reload(&node)
-                };
-                match run() {
-                    Ok(node) => one((node, item.1)),
-                    Err(e) => fail(e),
-                }
-            },
-            None,
-        ),
-        EditKind::TagPropDel { tag, prop } => per_node(
-            input,
-            move |(node, path)| {
-                let item = (node.clone(), path);
-                let run = || -> Res<Rc<Node>> {
-                    let tagname = tag_text(rt, tag, Some(&item))?;
-                    let propname = name_text(rt, prop, Some(&item))?;
-                    rt.editor.del_tagprop(&node, &tagname, &propname)?;
-                    rt.reload(&node)
-                };
-                match run() {
-                    Ok(node) => one((node, item.1)),
-                    Err(e) => fail(e),
-                }
-            },
-            None,
-        ),
-        EditKind::Edge {
-            del,
-            dir,
-            verb,
-            target,
-        } => per_node(
-            input,
-            move |(node, path)| {
-                let item = (node.clone(), path);
-                let run = || -> Res<Rc<Node>> {
-                    let verb = expr::compute(rt, verb, Some(&item))?.to_str();
-                    let action = if *del { "del" } else { "add" };
-                    rt.editor.confirm(&["node", "edge", action, &verb])?;
-                    let others = edge_targets(rt, target, &item)?;
-                    match dir {
-                        ast::EdgeDir::Out => {
-                            let mut batch = rt.editor.batch();
-                            let at = batch.load(&node)?;
-                            for other in &others {
-                                if *del {
-                                    batch.del_edge(at, &verb, &other.buid)?;
-                                } else {
-                                    batch.add_edge(at, &verb, &other.buid)?;
-                                }
-                            }
-                            batch.flush()?;
-                        }
-                        ast::EdgeDir::In => {
-                            for other in &others {
-                                rt.editor.edge(other, &verb, &node.buid, *del)?;
-                            }
-                        }
-                    }
-                    rt.reload(&node)
-                };
-                match run() {
-                    Ok(node) => one((node, item.1)),
-                    Err(e) => fail(e),
-                }
-            },
-            None,
-        ),
-    }
-}
-
-fn edge_targets(rt: &Runt<'_>, target: &ast::Value, item: &Item) -> Res<Vec<Rc<Node>>> {
-    if let ast::ValueKind::SubQuery(sub) = &target.kind {
-        // Synapse runs the subquery in a sub-runtime without input nodes.
-        let mut out = Vec::new();
-        for x in run_sub(rt, &sub.query, None) {
-            out.push(x?.0);
-        }
-        return Ok(out);
-    }
-    let valu = expr::compute(rt, target, Some(item))?;
-    expr::nodes_from(rt, &valu, target.span)
-}
-
-/// Add nodes from a form and value, as `[ form=valu ]` does, one value at a time as the
-/// stream is pulled; `?=` skips bad values.
-fn add_from<'g>(
-    rt: &'g Runt<'g>,
-    form: &Name,
-    oper: SetOper,
-    value: &ast::Value,
-    item: Option<&Item>,
-) -> Res<Genr<'g>> {
-    let formname = name_text(rt, form, item)?;
-    let Some(formobj) = rt.model.form(&formname) else {
-        return Err(Flow::Err(
-            rt.at(
-                name_span(form),
-                SynErr::new("NoSuchForm", format!("No form named {formname}."))
-                    .with("name", formname.as_str()),
-            ),
-        ));
-    };
-    let valu = expr::compute(rt, value, item)?.to_stor(false);
-    let vals = type_vals(rt, formobj, &valu);
-    let formname = formobj.name.as_str();
-    Ok(Box::new(vals.into_iter().filter_map(
-        move |v| match rt.editor.add_node(formname, &v) {
-            Ok(node) => Some(Ok((Rc::new(node), rt.init_path()))),
-            Err(e) if e.name == "BadTypeValu" && oper == SetOper::TrySet => None,
-            Err(e) => Some(Err(Flow::Err(e))),
-        },
-    )))
-}
-
-/// Synapse's `Type.getTypeVals`: the values one written value stands for (one, except a
-/// CIDR or range of inet:ipv4).
-fn type_vals(rt: &Runt<'_>, form: &Form, valu: &Value) -> Vec<Value> {
-    if form.name == "inet:ipv4"
-        && let Value::Str(text) = valu
-        && (text.contains('/') || text.contains('-'))
-        && let Ok(cmprs) = form.typ.stor_cmprs(rt.model, "=", valu)
-        && let [sc] = cmprs.as_slice()
-        && let Some([Value::Int(lo), Value::Int(hi)]) = sc.valu.as_array()
-        && hi - lo < 1 << 16
-    {
-        return (*lo..=*hi).map(Value::Int).collect();
-    }
-    vec![valu.clone()]
-}
-
-fn node_add_oper<'g>(
-    rt: &'g Runt<'g>,
-    form: &'g Name,
-    oper: SetOper,
-    value: &'g ast::Value,
-    input: Genr<'g>,
-) -> Genr<'g> {
-    let safe = match form {
-        Name::Lit(_) => true,
-        Name::Expr(v) => expr::is_safe(rt, v),
-    } && expr::is_safe(rt, value);
-    if safe {
-        let added = std::iter::once_with(move || match add_from(rt, form, oper, value, None) {
-            Ok(added) => added,
-            Err(e) => fail(e),
-        })
-        .flatten();
-        return Box::new(input.chain(added));
-    }
-    per_node(
-        input,
-        move |item| match add_from(rt, form, oper, value, Some(&item)) {
-            Ok(added) => Box::new(added.chain(std::iter::once(Ok(item)))),
-            Err(e) => fail(e),
-        },
-        None,
-    )
-}
-
-fn prop_set(
-    rt: &Runt<'_>,
-    prop: &NodeProp,
-    oper: SetOper,
-    value: &ast::Value,
-    item: Item,
-) -> Res<Item> {
-    let (node, path) = item;
-    let ctx = (node.clone(), path);
-    let (name, span) = match prop {
-        NodeProp::Rel(r) => (name_text(rt, &r.name, Some(&ctx))?, r.span),
-        NodeProp::Univ(u) => (node_prop_name(rt, prop, Some(&ctx))?, u.span),
-    };
-    let form = rt.model.req_form(&node.form)?;
-    let Some(propobj) = form.prop(&name).cloned() else {
-        return Err(Flow::Err(
-            rt.at(span, no_such_prop(&name).with("form", node.form.as_str())),
-        ));
-    };
-    let try_set = matches!(
-        oper,
-        SetOper::TrySet | SetOper::TryAppend | SetOper::TryRemove
-    );
-    let result = (|| -> Res<()> {
-        let isndef = is_ndef(&propobj.typ);
-        let mut valu = match &value.kind {
-            ast::ValueKind::SubQuery(sub) if propobj.typ.is_array() => {
-                let mut vals = Vec::new();
-                for x in run_sub(rt, &sub.query, None) {
-                    let (n, _) = x?;
-                    vals.push(if isndef { n.ndef() } else { n.valu.clone() });
-                }
-                Value::Array(vals)
-            }
-            _ => expr::compute(rt, value, Some(&ctx))?.to_stor(isndef),
-        };
-        let append = matches!(oper, SetOper::Append | SetOper::TryAppend);
-        let remove = matches!(oper, SetOper::Remove | SetOper::TryRemove);
-        if append || remove {
-            let Some(elem) = propobj.typ.array_elem(rt.model) else {
-                return Err(Flow::Err(rt.at(
-                    span,
-                    SynErr::new(
-                        "StormRuntimeError",
-                        format!(
-                            "Property set using ({}) is only valid on arrays.",
-                            if append { "+=" } else { "-=" }
-                        ),
-                    ),
-                )));
-            };
-            let mut arry: Vec<Value> = node
-                .get(&name)
-                .and_then(Value::as_array)
-                .map(<[Value]>::to_vec)
-                .unwrap_or_default();
-            if append {
-                arry.push(valu);
-            } else {
-                let norm = elem.norm(rt.model, &valu)?.valu;
-                if let Some(at) = arry.iter().position(|v| *v == norm) {
-                    arry.remove(at);
-                }
-            }
-            valu = Value::Array(arry);
-        } else if matches!(
-            oper,
-            SetOper::AppendAll | SetOper::RemoveAll | SetOper::TryAppendAll | SetOper::TryRemoveAll
-        ) {
-            let Some(elem) = propobj.typ.array_elem(rt.model) else {
-                return Err(Flow::Err(rt.at(
-                    span,
-                    SynErr::new(
-                        "StormRuntimeError",
-                        "Property set using (++=) is only valid on arrays.",
-                    ),
-                )));
-            };
-            let add = matches!(oper, SetOper::AppendAll | SetOper::TryAppendAll);
-            let skip_bad = matches!(oper, SetOper::TryAppendAll | SetOper::TryRemoveAll);
-            let mut arry: Vec<Value> = node
-                .get(&name)
-                .and_then(Value::as_array)
-                .map(<[Value]>::to_vec)
-                .unwrap_or_default();
-            for v in valu.as_array().unwrap_or(&[]) {
-                let norm = match elem.norm(rt.model, v) {
-                    Ok(n) => n.valu,
-                    Err(_) if skip_bad => continue,
-                    Err(e) => return Err(Flow::Err(e)),
-                };
-                if add {
-                    arry.push(norm);
-                } else if let Some(at) = arry.iter().position(|x| *x == norm) {
-                    arry.remove(at);
-                }
-            }
-            valu = Value::Array(arry);
-        }
-        if propobj.typ.name == "ival"
-            && let Some(old) = node.get(&name)
-        {
-            let new = propobj.typ.norm(rt.model, &valu)?.valu;
-            valu = merge_ival_values(old, &new);
-        }
-        rt.editor.set_prop(&node, &name, &valu)?;
-        Ok(())
-    })();
-    match result {
-        Ok(()) => {}
-        Err(Flow::Err(e)) if try_set && e.name == "BadTypeValu" => {}
-        Err(e) => return Err(e),
-    }
-    Ok((rt.reload(&node)?, ctx.1))
-}
-
-fn merge_ival_values(old: &Value, new: &Value) -> Value {
-    let ints = |v: &Value| -> Vec<i128> {
-        v.as_array()
-            .unwrap_or(&[])
-            .iter()
-            .filter_map(|x| match x {
-                Value::Int(i) => Some(*i),
-                _ => None,
-            })
-            .collect()
-    };
-    let mut all = ints(old);
-    all.extend(ints(new));
-    match (all.iter().min(), all.iter().max()) {
-        (Some(lo), Some(hi)) => Value::Array(vec![Value::Int(*lo), Value::Int(*hi)]),
-        _ => new.clone(),
-    }
-}
-
-fn prop_set_if(
-    rt: &Runt<'_>,
-    prop: &ast::RelProp,
-    cond: &ast::SetCond,
-    try_set: bool,
-    value: &ast::Value,
-    item: Item,
-) -> Res<Item> {
-    let (node, path) = item;
-    let ctx = (node.clone(), path);
-    let name = name_text(rt, &prop.name, Some(&ctx))?;
-    let form = rt.model.req_form(&node.form)?;
-    if form.prop(&name).is_none() {
-        return Err(Flow::Err(
-            rt.at(prop.span, no_such_prop(&format!("{}:{name}", node.form))),
-        ));
-    }
-    let mode = match cond {
-        ast::SetCond::Unset => "unset".to_string(),
-        ast::SetCond::Expr(v) => expr::compute(rt, v, Some(&ctx))?.to_str(),
-    };
-    let set = match mode.as_str() {
-        "always" => true,
-        "never" => false,
-        "unset" => node.get(&name).is_none(),
-        other => {
-            return Err(Flow::Err(SynErr::new(
-                "StormRuntimeError",
-                format!("Invalid conditional set operator ({other})."),
-            )));
-        }
-    };
-    if set {
-        let valu = expr::compute(rt, value, Some(&ctx))?.to_stor(false);
-        match rt.editor.set_prop(&node, &name, &valu) {
-            Ok(_) => {}
-            Err(e) if try_set && e.name == "BadTypeValu" => {}
-            Err(e) => return Err(Flow::Err(e)),
-        }
-        return Ok((rt.reload(&node)?, ctx.1));
-    }
-    Ok((node, ctx.1))
-}
-
-fn prop_del(rt: &Runt<'_>, prop: &NodeProp, item: Item) -> Res<Item> {
-    let (node, path) = item;
-    let ctx = (node.clone(), path);
-    match prop {
-        NodeProp::Rel(r) => {
-            let name = name_text(rt, &r.name, Some(&ctx))?;
-            let form = rt.model.req_form(&node.form)?;
-            if form.prop(&name).is_none() {
-                return Err(Flow::Err(
-                    rt.at(r.span, no_such_prop(&name).with("form", node.form.as_str())),
-                ));
-            }
-            rt.editor.pop_prop(&node, &name, false)?;
-        }
-        NodeProp::Univ(u) => {
-            let name = node_prop_name(rt, prop, Some(&ctx))?;
-            if rt.model.prop(&name).is_none() {
-                return Err(Flow::Err(rt.at(u.span, no_such_prop(&name))));
-            }
-            rt.editor.pop_prop(&node, &name, false)?;
-        }
-    }
-    Ok((rt.reload(&node)?, ctx.1))
-}
-
-fn tag_add(
-    rt: &Runt<'_>,
-    tag: &TagName,
-    try_name: bool,
-    value: Option<&(bool, ast::Value)>,
-    item: Item,
-) -> Res<Item> {
-    let (node, path) = item;
-    let ctx = (node.clone(), path);
-    let names = match tag_texts(rt, tag, Some(&ctx)) {
-        Ok(names) => names,
-        Err(Flow::Err(e)) if try_name && e.name == "BadTypeValu" => return Ok(ctx),
-        Err(e) => return Err(e),
-    };
-    let mut valu = None;
-    if let Some((try_valu, v)) = value {
-        let raw = expr::compute(rt, v, Some(&ctx))?.to_prim();
-        if *try_valu {
-            let ival = rt
-                .model
-                .typ("ival")
-                .ok_or_else(|| SynErr::new("NoSuchType", "No type named ival."))?;
-            valu = ival.norm(rt.model, &raw).ok().map(|n| n.valu);
-        } else {
-            valu = Some(raw);
-        }
-    }
-    let valu = valu.filter(|v| !matches!(v.as_array(), Some([Value::Nil, Value::Nil])));
-    for name in &names {
-        rt.editor.confirm_tag("add", name)?;
-    }
-    let mut batch = rt.editor.batch();
-    let at = batch.load(&node)?;
-    for name in &names {
-        match batch.add_tag(at, name, valu.as_ref()) {
-            Ok(_) => {}
-            Err(e) if try_name && e.name == "BadTypeValu" => {}
-            Err(e) => return Err(Flow::Err(e)),
-        }
-    }
-    batch.flush()?;
-    Ok((rt.reload(&node)?, ctx.1))
 }

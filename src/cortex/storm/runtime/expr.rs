@@ -26,25 +26,37 @@ fn no_such_name(name: &str) -> SynErr {
 
 /// Whether a value is the same for every node (Synapse's `isRuntSafe`).
 pub(super) fn is_safe(rt: &Runt<'_>, v: &ast::Value) -> bool {
+    node_free(rt, v, true)
+}
+
+/// Whether a value comes only from literals and runtime variables: runtime safe, and without
+/// queries or calls, so computing it reads nothing of the graph and has no side effects.
+pub(super) fn is_pure(rt: &Runt<'_>, v: &ast::Value) -> bool {
+    node_free(rt, v, false)
+}
+
+/// Whether a value reads nothing of the node it is computed for; queries and calls count as
+/// such only with `with_queries`.
+fn node_free(rt: &Runt<'_>, v: &ast::Value, with_queries: bool) -> bool {
+    let free = |x: &ast::Value| node_free(rt, x, with_queries);
     match &v.kind {
         ValueKind::Var(name) => rt.is_runtvar(name),
         ValueKind::RelProp(_)
         | ValueKind::UnivProp(_)
         | ValueKind::Tag(_)
         | ValueKind::TagProp { .. } => false,
-        ValueKind::SubQuery(_) | ValueKind::EmbedQuery { .. } => true,
-        ValueKind::List(items) | ValueKind::Format(items) => items.iter().all(|i| is_safe(rt, i)),
-        ValueKind::Dict(pairs) => pairs.iter().all(|(k, v)| is_safe(rt, k) && is_safe(rt, v)),
-        ValueKind::Deref { base, key } => is_safe(rt, base) && is_safe(rt, key),
+        ValueKind::SubQuery(_) | ValueKind::EmbedQuery { .. } => with_queries,
+        ValueKind::List(items) | ValueKind::Format(items) => items.iter().all(free),
+        ValueKind::Dict(pairs) => pairs.iter().all(|(k, v)| free(k) && free(v)),
+        ValueKind::Deref { base, key } => free(base) && free(key),
         ValueKind::Call { func, args, kwargs } => {
-            is_safe(rt, func)
-                && args.iter().all(|a| is_safe(rt, a))
-                && kwargs.iter().all(|(_, a)| is_safe(rt, a))
+            with_queries
+                && free(func)
+                && args.iter().all(free)
+                && kwargs.iter().all(|(_, a)| free(a))
         }
-        ValueKind::Expr(inner) | ValueKind::Not(inner) | ValueKind::Neg(inner) => {
-            is_safe(rt, inner)
-        }
-        ValueKind::Binary { left, right, .. } => is_safe(rt, left) && is_safe(rt, right),
+        ValueKind::Expr(inner) | ValueKind::Not(inner) | ValueKind::Neg(inner) => free(inner),
+        ValueKind::Binary { left, right, .. } => free(left) && free(right),
         ValueKind::Str(_)
         | ValueKind::Int(_)
         | ValueKind::Decimal(_)

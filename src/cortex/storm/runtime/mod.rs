@@ -41,6 +41,7 @@
 
 mod cmds;
 mod cmpr;
+mod edit;
 mod exec;
 mod expr;
 mod number;
@@ -871,12 +872,17 @@ impl<'a> Runt<'a> {
 
     /// A node as it is after an edit: from the editor's last write, or read again.
     pub(crate) fn reload(&self, node: &Node) -> Res<Rc<Node>> {
-        let fresh = match self.editor.node(&node.buid)? {
-            Some(n) => Rc::new(n),
-            None => return Ok(Rc::new(node.clone())),
-        };
+        Ok(match self.editor.node(&node.buid)? {
+            Some(n) => self.edited(n),
+            None => Rc::new(node.clone()),
+        })
+    }
+
+    /// A node read right after an edit, remembered so packing it does not read it again.
+    pub(crate) fn edited(&self, node: Node) -> Rc<Node> {
+        let fresh = Rc::new(node);
         *self.reloaded.borrow_mut() = Some((fresh.clone(), self.sink.edits.get()));
-        Ok(fresh)
+        fresh
     }
 
     /// Remember (or, with None, forget) node data the query loaded or set, for packing.
