@@ -11,10 +11,10 @@
 //!   too: this machine's speed drifts over minutes, and turns keep the sides in step);
 //! * lift: the same nodes back by tag (`#tag`), every node message read by the client;
 //! * for the syn client: the server's and the client's CPU time per node of both;
-//! * the curve: one syn cortex grown to 10^4, 10^5 and 10^6 nodes; at each size the lift cost
-//!   per node of a fixed 10^4-node tag (median wall time of 5 lifts, and the CPU time of the
-//!   server and of the client, which the machine's load moves much less) and of everything
-//!   else by its tag.
+//! * the curve: syn cortexes of 10^4, 10^5 and 10^6 nodes side by side; in each the lift cost
+//!   per node of the same fixed 10^4-node tag (the median wall time of [`PROBE_LIFTS`] lifts
+//!   that take turns among the cortexes, and the CPU time of its server and of the client,
+//!   which the machine's load moves much less) and of everything else by its tag.
 //!
 //! `SYN_BENCH_NODES` (default 50,000) sets the side-by-side size, `SYN_BENCH_CURVE_MAX`
 //! (default 1,000,000) the largest cortex of the curve, and `SYN_BENCH_SYN_ONLY=1` skips the
@@ -37,6 +37,9 @@ const BATCH: u32 = 1_000;
 const INGEST: &str = "for ($ip, $asn) in $rows { [ inet:ipv4=$ip :asn=$asn +#$tag ] }";
 /// The first address used; the bench counts up from here.
 const FIRST_IP: u32 = 0x0a00_0000;
+/// Lifts of the fixed tag in each cortex of the curve: the wall time is their median, the CPU
+/// time their sum (the CPU clock of `/proc` ticks in 10 ms, so it takes many to read well).
+const PROBE_LIFTS: usize = 21;
 /// Turns the side-by-side ingest takes: this machine's speed drifts up to 2-4x over minutes,
 /// and short turns keep syn and Python in the same phase.
 const TURNS: u32 = 5;
@@ -265,73 +268,96 @@ fn main() {
         );
     }
 
-    // The curve: a fixed 10^4-node tag and the rest, lifted as the cortex grows.
+    // The curve: one cortex for each size, each with the same fixed 10^4-node tag and the rest
+    // under another; the lifts take turns among the cortexes, so that the machine's drifting
+    // speed falls on every size alike, and each cortex's CPU time is its own process's.
     let _ = writeln!(out, "\nLoad average before the curve: {}\n", loadavg());
     let _ = writeln!(
         out,
-        "| nodes in the cortex | ingest of this step | lift `#probe` (10,000 nodes): wall, median of 5 | … CPU server / client | lift `#grow` (the rest): wall | … CPU server / client |"
+        "| nodes in the cortex | its ingest | lift `#probe` (10,000 nodes): wall, median of {PROBE_LIFTS} | … CPU server / client | lift `#grow` (the rest): wall | … CPU server / client |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
-    let svc = SynService::start("cortex", &[]);
-    let server = svc.daemon.pid().expect("server pid");
+    let probe = 10_000u32;
+    let sizes: Vec<u32> = std::iter::successors(Some(probe), |s| s.checked_mul(10))
+        .take_while(|s| *s <= curve_max)
+        .collect();
     let client = std::process::id();
-    let cpu_now = || (cpu_time(server), cpu_time(client));
-    let cpu_per_node = |before: &(Duration, Duration), n: usize| {
-        format!(
-            "{:.2} / {:.2} µs/node",
-            cpu_us(server, before.0, n),
-            cpu_us(client, before.1, n)
-        )
+    let per_node = |d: Duration, n: usize| {
+        if n == 0 {
+            "–".to_string()
+        } else {
+            format!("{:.2} µs/node", d.as_secs_f64() * 1e6 / n as f64)
+        }
     };
     rt.block_on(async {
-        let core = Proxy::open(&svc.url("cortex")).await.expect("connect");
-        let probe = 10_000u32;
-        syn_ingest(&core, FIRST_IP, probe, "probe").await;
-        let mut have = probe;
-        let mut size = probe;
-        while size <= curve_max {
-            let took = syn_ingest(&core, FIRST_IP + have, size - have, "grow").await;
-            let ingest = if size > have {
-                per_sec((size - have) as usize, took.as_secs_f64())
+        // Each cortex: its service, client, ingest rate of the nodes past the probe, and the
+        // probe lifts' wall times and CPU time (server, client).
+        let mut cortexes = Vec::new();
+        for &size in &sizes {
+            let svc = SynService::start("cortex", &[]);
+            let core = Proxy::open(&svc.url("cortex")).await.expect("connect");
+            syn_ingest(&core, FIRST_IP, probe, "probe").await;
+            let took = syn_ingest(&core, FIRST_IP + probe, size - probe, "grow").await;
+            let ingest = if size > probe {
+                per_sec((size - probe) as usize, took.as_secs_f64())
             } else {
                 "–".into()
             };
-            have = size;
-            let before = cpu_now();
-            let mut walls = Vec::new();
-            for _ in 0..5 {
-                let (n, t) = syn_lift(&core, "#probe").await;
+            cortexes.push((
+                svc,
+                core,
+                ingest,
+                Vec::new(),
+                (Duration::ZERO, Duration::ZERO),
+            ));
+        }
+        // The ingests' last writes are applied and flushed before the lifts are timed: a lift
+        // waits for the applier, the background flush runs every second.
+        for (_, core, ..) in &cortexes {
+            syn_lift(core, "#probe").await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for _ in 0..PROBE_LIFTS {
+            for (svc, core, _, walls, cpu) in &mut cortexes {
+                let server = svc.daemon.pid().expect("server pid");
+                let before = (cpu_time(server), cpu_time(client));
+                let (n, t) = syn_lift(core, "#probe").await;
                 assert_eq!(n, probe as usize);
                 walls.push(t);
+                cpu.0 += cpu_time(server) - before.0;
+                cpu.1 += cpu_time(client) - before.1;
             }
-            let probe_cpu = cpu_per_node(&before, 5 * probe as usize);
+        }
+        for (&size, (svc, core, ingest, walls, cpu)) in sizes.iter().zip(&mut cortexes) {
+            let server = svc.daemon.pid().expect("server pid");
             walls.sort();
-            let before = cpu_now();
-            let (rest, rest_t) = syn_lift(&core, "#grow").await;
+            let lifted = (PROBE_LIFTS * probe as usize) as f64;
+            let probe_cpu = format!(
+                "{:.2} / {:.2} µs/node",
+                cpu.0.as_secs_f64() * 1e6 / lifted,
+                cpu.1.as_secs_f64() * 1e6 / lifted
+            );
+            let before = (cpu_time(server), cpu_time(client));
+            let (rest, rest_t) = syn_lift(core, "#grow").await;
             assert_eq!(rest, (size - probe) as usize);
             let rest_cpu = if rest > 0 {
-                cpu_per_node(&before, rest)
+                format!(
+                    "{:.2} / {:.2} µs/node",
+                    cpu_us(server, before.0, rest),
+                    cpu_us(client, before.1, rest)
+                )
             } else {
                 "–".into()
-            };
-            let per_node = |d: Duration, n: usize| {
-                if n == 0 {
-                    "–".to_string()
-                } else {
-                    format!("{:.2} µs/node", d.as_secs_f64() * 1e6 / n as f64)
-                }
             };
             let row = format!(
                 "| {size} | {ingest} | {} | {probe_cpu} | {} | {rest_cpu} |",
-                per_node(walls[2], probe as usize),
+                per_node(walls[PROBE_LIFTS / 2], probe as usize),
                 per_node(rest_t, rest)
             );
             eprintln!("{row}");
             let _ = writeln!(out, "{row}");
-            size *= 10;
         }
     });
-    drop(svc);
     let _ = writeln!(out, "\nLoad average at the end: {}", loadavg());
     println!("{out}");
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
