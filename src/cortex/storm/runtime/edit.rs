@@ -448,88 +448,67 @@ fn edit_oper<'g>(rt: &'g Runt<'g>, edit: &'g ast::Edit, input: Genr<'g>) -> Genr
             prop,
             oper,
             value,
-        } => per_node(
-            input,
-            move |(node, path)| {
-                let item = (node.clone(), path);
-                let run = || -> Res<Rc<Node>> {
-                    let tagname = tag_text(rt, tag, Some(&item))?;
-                    let propname = name_text(rt, prop, Some(&item))?;
-                    let valu = expr::compute(rt, value, Some(&item))?.to_stor(false);
-                    match rt.editor.set_tagprop(&node, &tagname, &propname, &valu) {
-                        Ok(()) => {}
-                        Err(e) if e.name == "BadTypeValu" && *oper == SetOper::TrySet => {}
-                        Err(e) => return Err(Flow::Err(e)),
-                    }
-                    rt.reload(&node)
-                };
-                match run() {
-                    Ok(node) => one((node, item.1)),
-                    Err(e) => fail(e),
-                }
-            },
-            None,
-        ),
-        EditKind::TagPropDel { tag, prop } => per_node(
-            input,
-            move |(node, path)| {
-                let item = (node.clone(), path);
-                let run = || -> Res<Rc<Node>> {
-                    let tagname = tag_text(rt, tag, Some(&item))?;
-                    let propname = name_text(rt, prop, Some(&item))?;
-                    rt.editor.del_tagprop(&node, &tagname, &propname)?;
-                    rt.reload(&node)
-                };
-                match run() {
-                    Ok(node) => one((node, item.1)),
-                    Err(e) => fail(e),
-                }
-            },
-            None,
-        ),
+        } => each_node(input, move |item| {
+            let tagname = tag_text(rt, tag, Some(item))?;
+            let propname = name_text(rt, prop, Some(item))?;
+            let valu = expr::compute(rt, value, Some(item))?.to_stor(false);
+            match rt.editor.set_tagprop(&item.0, &tagname, &propname, &valu) {
+                Ok(()) => {}
+                Err(e) if e.name == "BadTypeValu" && *oper == SetOper::TrySet => {}
+                Err(e) => return Err(Flow::Err(e)),
+            }
+            rt.reload(&item.0)
+        }),
+        EditKind::TagPropDel { tag, prop } => each_node(input, move |item| {
+            let tagname = tag_text(rt, tag, Some(item))?;
+            let propname = name_text(rt, prop, Some(item))?;
+            rt.editor.del_tagprop(&item.0, &tagname, &propname)?;
+            rt.reload(&item.0)
+        }),
         EditKind::Edge {
             del,
             dir,
             verb,
             target,
-        } => per_node(
-            input,
-            move |(node, path)| {
-                let item = (node.clone(), path);
-                let run = || -> Res<Rc<Node>> {
-                    let verb = expr::compute(rt, verb, Some(&item))?.to_str();
-                    let action = if *del { "del" } else { "add" };
-                    rt.editor.confirm(&["node", "edge", action, &verb])?;
-                    let others = edge_targets(rt, target, &item)?;
-                    match dir {
-                        ast::EdgeDir::Out => {
-                            let mut batch = rt.editor.batch();
-                            let at = batch.load(&node)?;
-                            for other in &others {
-                                if *del {
-                                    batch.del_edge(at, &verb, &other.buid)?;
-                                } else {
-                                    batch.add_edge(at, &verb, &other.buid)?;
-                                }
-                            }
-                            batch.flush()?;
-                        }
-                        ast::EdgeDir::In => {
-                            for other in &others {
-                                rt.editor.edge(other, &verb, &node.buid, *del)?;
-                            }
+        } => each_node(input, move |item| {
+            let verb = expr::compute(rt, verb, Some(item))?.to_str();
+            let action = if *del { "del" } else { "add" };
+            rt.editor.confirm(&["node", "edge", action, &verb])?;
+            let others = edge_targets(rt, target, item)?;
+            match dir {
+                ast::EdgeDir::Out => {
+                    let mut batch = rt.editor.batch();
+                    let at = batch.load(&item.0)?;
+                    for other in &others {
+                        if *del {
+                            batch.del_edge(at, &verb, &other.buid)?;
+                        } else {
+                            batch.add_edge(at, &verb, &other.buid)?;
                         }
                     }
-                    rt.reload(&node)
-                };
-                match run() {
-                    Ok(node) => one((node, item.1)),
-                    Err(e) => fail(e),
+                    batch.flush()?;
                 }
-            },
-            None,
-        ),
+                ast::EdgeDir::In => {
+                    for other in &others {
+                        rt.editor.edge(other, &verb, &item.0.buid, *del)?;
+                    }
+                }
+            }
+            rt.reload(&item.0)
+        }),
     }
+}
+
+/// An edit on each node of `input`: `edit` returns the node as it is after it.
+fn each_node<'g>(input: Genr<'g>, edit: impl Fn(&Item) -> Res<Rc<Node>> + 'g) -> Genr<'g> {
+    per_node(
+        input,
+        move |item| match edit(&item) {
+            Ok(node) => one((node, item.1)),
+            Err(e) => fail(e),
+        },
+        None,
+    )
 }
 
 fn edge_targets(rt: &Runt<'_>, target: &ast::Value, item: &Item) -> Res<Vec<Rc<Node>>> {
