@@ -49,23 +49,20 @@ pub(super) fn edit_opers<'g>(
             _ => false,
         };
         let from = usize::from(adds);
-        let mut targets = Vec::new();
-        let run: Rc<[Staged<'g>]> = rest[from..]
-            .iter()
-            .map_while(|e| Staged::of(&e.kind).filter(|s| s.is_pure(rt)))
-            .take_while(|s| {
-                let target = s.target();
-                let again = target.is_some() && targets.contains(&target);
-                targets.push(target);
-                !again
-            })
-            .collect();
+        let mut run: Vec<Staged<'g>> = Vec::new();
+        for edit in &rest[from..] {
+            match Staged::of(&edit.kind) {
+                Some(s) if s.is_pure(rt) && !run.iter().any(|e| e.same_target(&s)) => run.push(s),
+                _ => break,
+            }
+        }
         if run.is_empty() {
             genr = edit_oper(rt, first, genr);
             rest = &rest[1..];
             continue;
         }
         rest = &rest[from + run.len()..];
+        let run: Rc<[Staged<'g>]> = run.into();
         let edited = {
             let run = run.clone();
             per_node(
@@ -173,25 +170,24 @@ impl<'g> Staged<'g> {
         }
     }
 
-    /// What the edit changes, as written: `asn`, `.seen`, `#foo.$x` (None for a tag from an
-    /// expression). A run holds no two edits of one thing: Synapse logs both, staged together
-    /// they would be one edit.
-    fn target(&self) -> Option<String> {
-        match self {
-            Staged::Tag { tag, .. } => match &tag.kind {
-                TagNameKind::Parts(parts) => {
-                    let parts: Vec<String> = parts
-                        .iter()
-                        .map(|p| match p {
-                            TagPart::Lit(id) => id.name.clone(),
-                            TagPart::Var(id) => format!("${}", id.name),
+    /// Whether both edits change the same thing as written (`asn`, `.seen`, `#foo.$x`; a tag
+    /// from an expression matches none). A run holds no two edits of one thing: Synapse logs
+    /// both, staged together they would be one edit.
+    fn same_target(&self, other: &Staged<'_>) -> bool {
+        match (self, other) {
+            (Staged::Tag { tag: a, .. }, Staged::Tag { tag: b, .. }) => match (&a.kind, &b.kind) {
+                (TagNameKind::Parts(a), TagNameKind::Parts(b)) => {
+                    a.len() == b.len()
+                        && a.iter().zip(b).all(|pair| match pair {
+                            (TagPart::Lit(x), TagPart::Lit(y))
+                            | (TagPart::Var(x), TagPart::Var(y)) => x.name == y.name,
+                            _ => false,
                         })
-                        .collect();
-                    Some(format!("#{}", parts.join(".")))
                 }
-                TagNameKind::Expr(_) => None,
+                _ => false,
             },
-            _ => self.prop_name().map(str::to_string),
+            (Staged::Tag { .. }, _) | (_, Staged::Tag { .. }) => false,
+            _ => self.prop_name().is_some() && self.prop_name() == other.prop_name(),
         }
     }
 
